@@ -1,0 +1,425 @@
+import { EventEmitter, once } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ErpEdgeError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { migrate } from './migrations.js';
+
+export type CapPolicy = 'block' | 'drop_oldest';
+
+export interface OutboxOptions {
+  path: string;
+  /** FULL fsyncs every commit (the default: a power cut loses nothing acknowledged to a collector). */
+  synchronous?: 'FULL' | 'NORMAL';
+  maxBytes?: number;
+  maxEvents?: number;
+  capPolicy?: CapPolicy;
+  /** How long acked rows are kept before pruning. */
+  replayWindowMs?: number;
+  logger?: Logger;
+}
+
+/** A record as a collector hands it over; the outbox assigns its seq. */
+export interface NewRecord {
+  id: string;
+  source: string;
+  data: unknown;
+  ts?: number;
+  correlation_id?: string | null;
+}
+
+/** A collector's progress marker, stored in the same transaction as its records. `value: null` deletes it. */
+export interface Checkpoint {
+  collector: string;
+  key: string;
+  value: unknown;
+}
+
+export interface PendingRow {
+  seq: number;
+  ts: number;
+  bytes: number;
+  /** The record's v1 wire JSON, ready to be spliced into a batch. */
+  payload: string;
+}
+
+export interface StreamStatus {
+  stream: string;
+  lastSeq: number;
+  ackedSeq: number;
+  pending: number;
+  pendingBytes: number;
+  oldestPendingTs: number | null;
+  lastAckAt: number | null;
+  droppedUpto: number;
+  dropped: number;
+}
+
+interface StreamRow {
+  stream: string;
+  next_seq: number;
+  acked_seq: number;
+  acked_at: number | null;
+  dropped_upto: number;
+  dropped_count: number;
+}
+
+/**
+ * Durable SQLite outbox. Every record a collector captures is appended here, in the same
+ * transaction as the collector's checkpoint, with a contiguous per-stream seq. The forwarder
+ * reads pending rows and acks them once the relay has stored them; acked rows are kept for
+ * the replay window and pruned after.
+ *
+ * Events: 'appended' (stream), 'space' (usage fell under the caps), 'full' (caps reached).
+ */
+export class Outbox extends EventEmitter {
+  readonly epoch: string;
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly log: Logger | undefined;
+  private readonly maxBytes: number;
+  private readonly maxEvents: number;
+  private readonly policy: CapPolicy;
+  private readonly replayWindowMs: number;
+  private bytes = 0;
+  private events = 0;
+  private droppedTotal = 0;
+  private full = false;
+  private closed = false;
+  private readonly stmts;
+
+  constructor(opts: OutboxOptions) {
+    super();
+    this.path = opts.path;
+    this.log = opts.logger;
+    this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+    this.maxEvents = opts.maxEvents ?? Number.POSITIVE_INFINITY;
+    this.policy = opts.capPolicy ?? 'block';
+    this.replayWindowMs = opts.replayWindowMs ?? 3_600_000;
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new Database(opts.path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.epoch = this.loadEpoch();
+    this.stmts = this.prepare();
+    // Usage is read from the database, never carried over in counters: the file is the truth.
+    this.refreshUsage();
+    this.full = this.policy === 'block' && this.atCap();
+  }
+
+  private loadEpoch(): string {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string } | undefined;
+    if (row) return row.value;
+    const epoch = randomUUID();
+    this.db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('created_at', ?)").run(epoch, String(Date.now()));
+    return epoch;
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      getStream: db.prepare<[string], StreamRow>('SELECT * FROM streams WHERE stream = ?'),
+      insertStream: db.prepare('INSERT INTO streams (stream, next_seq) VALUES (?, 1)'),
+      setNextSeq: db.prepare('UPDATE streams SET next_seq = ? WHERE stream = ?'),
+      insertEvent: db.prepare('INSERT INTO events (stream, seq, ts, bytes, payload) VALUES (?, ?, ?, ?, ?)'),
+      upsertCheckpoint: db.prepare(
+        `INSERT INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (collector, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+      ),
+      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE collector = ? AND key = ?'),
+      getCheckpoint: db.prepare<[string, string], { value: string }>('SELECT value FROM checkpoints WHERE collector = ? AND key = ?'),
+      listCheckpoints: db.prepare<[string], { key: string; value: string }>(
+        'SELECT key, value FROM checkpoints WHERE collector = ? ORDER BY key',
+      ),
+      readPending: db.prepare<[string, number, number], PendingRow>(
+        'SELECT seq, ts, bytes, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
+      advanceAck: db.prepare('UPDATE streams SET acked_seq = ?, acked_at = ? WHERE stream = ?'),
+      logAck: db.prepare('INSERT INTO ack_log (stream, upto, acked_at) VALUES (?, ?, ?)'),
+      sizeRange: db.prepare<[string, number], { n: number; b: number }>(
+        'SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM events WHERE stream = ? AND seq <= ?',
+      ),
+      deleteRange: db.prepare('DELETE FROM events WHERE stream = ? AND seq <= ?'),
+      expiredAcks: db.prepare<[number], { stream: string; upto: number }>(
+        'SELECT stream, max(upto) AS upto FROM ack_log WHERE acked_at <= ? GROUP BY stream',
+      ),
+      deleteAckLog: db.prepare('DELETE FROM ack_log WHERE acked_at <= ?'),
+      allStreams: db.prepare<[], StreamRow>('SELECT * FROM streams ORDER BY stream'),
+      oldestPending: db.prepare<[string, number], { ts: number }>(
+        'SELECT ts FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT 1',
+      ),
+      oldestRows: db.prepare<[number], { gid: number; stream: string; seq: number; bytes: number }>(
+        'SELECT gid, stream, seq, bytes FROM events ORDER BY gid LIMIT ?',
+      ),
+      deleteGid: db.prepare('DELETE FROM events WHERE gid = ?'),
+      markDropped: db.prepare(
+        'UPDATE streams SET dropped_upto = max(dropped_upto, ?), dropped_count = dropped_count + ? WHERE stream = ?',
+      ),
+    };
+  }
+
+  /**
+   * Appends records to a stream with contiguous seqs and stores the checkpoints, all in one
+   * transaction: after a crash either both are there or neither is.
+   */
+  append(stream: string, records: readonly NewRecord[], checkpoints: Checkpoint | readonly Checkpoint[] = []): { firstSeq: number; lastSeq: number } {
+    this.assertOpen();
+    const cps = Array.isArray(checkpoints) ? checkpoints : [checkpoints as Checkpoint];
+    const now = Date.now();
+    const result = this.db.transaction(() => {
+      const first = this.nextSeq(stream);
+      let seq = first;
+      let added = 0;
+      for (const r of records) {
+        const ts = r.ts ?? now;
+        const payload = JSON.stringify({ seq, id: r.id, ts, source: r.source, correlation_id: r.correlation_id ?? null, data: r.data });
+        const bytes = Buffer.byteLength(payload);
+        this.stmts.insertEvent.run(stream, seq, ts, bytes, payload);
+        added += bytes;
+        seq++;
+      }
+      if (records.length > 0) this.stmts.setNextSeq.run(seq, stream);
+      this.writeCheckpoints(cps, now);
+      this.bytes += added;
+      this.events += records.length;
+      if (this.policy === 'drop_oldest' && this.overCap()) this.dropOldest();
+      return { firstSeq: first, lastSeq: seq - 1 };
+    });
+    let r: { firstSeq: number; lastSeq: number };
+    try {
+      r = result();
+    } catch (err) {
+      // The transaction rolled back: re-read usage so the counters match the file again.
+      this.refreshUsage();
+      throw err;
+    }
+    if (records.length > 0) this.emit('appended', stream);
+    this.updateFullState();
+    return r;
+  }
+
+  /** Stores checkpoints alone (state changes that carry no records). */
+  setCheckpoint(checkpoints: Checkpoint | readonly Checkpoint[]): void {
+    this.assertOpen();
+    const cps = Array.isArray(checkpoints) ? checkpoints : [checkpoints as Checkpoint];
+    this.db.transaction(() => this.writeCheckpoints(cps, Date.now()))();
+  }
+
+  getCheckpoint<T = unknown>(collector: string, key: string): T | undefined {
+    const row = this.stmts.getCheckpoint.get(collector, key);
+    return row ? (JSON.parse(row.value) as T) : undefined;
+  }
+
+  listCheckpoints<T = unknown>(collector: string): { key: string; value: T }[] {
+    return this.stmts.listCheckpoints.all(collector).map((r) => ({ key: r.key, value: JSON.parse(r.value) as T }));
+  }
+
+  /** Pending rows after `afterSeq`, at most `maxRecords` and (beyond the first row) `maxBytes`. */
+  readPending(stream: string, afterSeq: number, maxRecords: number, maxBytes = Number.POSITIVE_INFINITY): PendingRow[] {
+    this.assertOpen();
+    const rows = this.stmts.readPending.all(stream, afterSeq, maxRecords);
+    let total = 0;
+    for (let i = 0; i < rows.length; i++) {
+      total += rows[i]!.bytes;
+      if (total > maxBytes && i > 0) return rows.slice(0, i);
+    }
+    return rows;
+  }
+
+  /** The relay has stored everything up to `upto`: advance the cursor (rows are pruned later). */
+  ack(stream: string, upto: number): number {
+    this.assertOpen();
+    const now = Date.now();
+    const newly = this.db.transaction(() => {
+      const s = this.stmts.getStream.get(stream);
+      if (!s || upto <= s.acked_seq) return 0;
+      const last = s.next_seq - 1;
+      if (upto > last) {
+        throw new ErpEdgeError('ERP_OUTBOX_SEQ', `ack for ${stream} up to ${upto} is beyond the last appended seq ${last}`, {
+          stream,
+          upto,
+          last,
+        });
+      }
+      this.stmts.advanceAck.run(upto, now, stream);
+      this.stmts.logAck.run(stream, upto, now);
+      return upto - s.acked_seq;
+    })();
+    // Under cap pressure acked rows go at once, whatever the replay window.
+    if (newly > 0 && this.full) this.pruneAcked(true);
+    return newly;
+  }
+
+  /** Deletes acked rows older than the replay window (or all acked rows when `all`). Returns rows deleted. */
+  pruneAcked(all = false, now = Date.now()): number {
+    this.assertOpen();
+    const cutoff = all ? Number.POSITIVE_INFINITY : now - this.replayWindowMs;
+    const deleted = this.db.transaction(() => {
+      let n = 0;
+      const targets = all
+        ? this.stmts.allStreams.all().map((s) => ({ stream: s.stream, upto: s.acked_seq }))
+        : this.stmts.expiredAcks.all(cutoff);
+      for (const t of targets) n += this.deleteUpTo(t.stream, t.upto);
+      this.stmts.deleteAckLog.run(all ? Number.MAX_SAFE_INTEGER : cutoff);
+      return n;
+    })();
+    this.updateFullState();
+    return deleted;
+  }
+
+  streamStatus(): StreamStatus[] {
+    return readStreamStatus(this.db);
+  }
+
+  usage(): { bytes: number; events: number; dropped: number; full: boolean } {
+    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full };
+  }
+
+  isFull(): boolean {
+    return this.full;
+  }
+
+  /** Resolves when the outbox is under its caps (immediately if it is): collectors await this before appending. */
+  async waitForSpace(signal?: AbortSignal): Promise<void> {
+    while (this.full && !this.closed) {
+      await once(this, 'space', { signal });
+    }
+  }
+
+  droppedUpto(stream: string): number {
+    return this.stmts.getStream.get(stream)?.dropped_upto ?? 0;
+  }
+
+  ackedSeq(stream: string): number {
+    return this.stmts.getStream.get(stream)?.acked_seq ?? 0;
+  }
+
+  streamNames(): string[] {
+    return this.stmts.allStreams.all().map((s) => s.stream);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+    this.emit('space'); // release waiters
+  }
+
+  private nextSeq(stream: string): number {
+    const s = this.stmts.getStream.get(stream);
+    if (s) return s.next_seq;
+    this.stmts.insertStream.run(stream);
+    return 1;
+  }
+
+  private writeCheckpoints(cps: readonly Checkpoint[], now: number): void {
+    for (const cp of cps) {
+      if (cp.value === null || cp.value === undefined) this.stmts.deleteCheckpoint.run(cp.collector, cp.key);
+      else this.stmts.upsertCheckpoint.run(cp.collector, cp.key, JSON.stringify(cp.value), now);
+    }
+  }
+
+  private deleteUpTo(stream: string, upto: number): number {
+    const size = this.stmts.sizeRange.get(stream, upto)!;
+    if (size.n === 0) return 0;
+    this.stmts.deleteRange.run(stream, upto);
+    this.bytes -= size.b;
+    this.events -= size.n;
+    return size.n;
+  }
+
+  /** drop_oldest: acked rows go first, then the oldest pending rows; every drop is counted. */
+  private dropOldest(): void {
+    for (const s of this.stmts.allStreams.all()) this.deleteUpTo(s.stream, s.acked_seq);
+    const dropped = new Map<string, { upto: number; n: number }>();
+    while (this.overCap()) {
+      const batch = this.stmts.oldestRows.all(256);
+      if (batch.length === 0) break;
+      for (const row of batch) {
+        if (!this.overCap()) break;
+        this.stmts.deleteGid.run(row.gid);
+        this.bytes -= row.bytes;
+        this.events -= 1;
+        const d = dropped.get(row.stream) ?? { upto: 0, n: 0 };
+        d.upto = Math.max(d.upto, row.seq);
+        d.n += 1;
+        dropped.set(row.stream, d);
+      }
+    }
+    for (const [stream, d] of dropped) {
+      this.stmts.markDropped.run(d.upto, d.n, stream);
+      this.droppedTotal += d.n;
+      this.log?.warn({ stream, dropped: d.n, dropped_upto: d.upto, policy: 'drop_oldest' }, 'outbox full: oldest pending events dropped');
+    }
+  }
+
+  private atCap(): boolean {
+    return this.bytes >= this.maxBytes || this.events >= this.maxEvents;
+  }
+
+  private overCap(): boolean {
+    return this.bytes > this.maxBytes || this.events > this.maxEvents;
+  }
+
+  private updateFullState(): void {
+    const full = this.policy === 'block' && this.atCap();
+    if (full === this.full) return;
+    this.full = full;
+    if (full) {
+      this.log?.warn({ bytes: this.bytes, events: this.events }, 'outbox full: collectors paused until the relay acks');
+      this.emit('full');
+    } else {
+      this.log?.info({ bytes: this.bytes, events: this.events }, 'outbox has space again: collectors resume');
+      this.emit('space');
+    }
+  }
+
+  private refreshUsage(): void {
+    const usage = this.db
+      .prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, (SELECT coalesce(sum(dropped_count), 0) FROM streams) AS d FROM events')
+      .get() as { n: number; b: number; d: number };
+    this.events = usage.n;
+    this.bytes = usage.b;
+    this.droppedTotal = usage.d;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ErpEdgeError('ERP_OUTBOX_CLOSED', `outbox ${this.path} is closed`, { path: this.path });
+  }
+}
+
+function readStreamStatus(db: Database.Database): StreamStatus[] {
+  const streams = db.prepare('SELECT * FROM streams ORDER BY stream').all() as StreamRow[];
+  const pendingStmt = db.prepare<[string, number], { n: number; b: number; oldest: number | null }>(
+    'SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, min(ts) AS oldest FROM events WHERE stream = ? AND seq > ?',
+  );
+  return streams.map((s) => {
+    const p = pendingStmt.get(s.stream, s.acked_seq)!;
+    return {
+      stream: s.stream,
+      lastSeq: s.next_seq - 1,
+      ackedSeq: s.acked_seq,
+      pending: p.n,
+      pendingBytes: p.b,
+      oldestPendingTs: p.oldest,
+      lastAckAt: s.acked_at,
+      droppedUpto: s.dropped_upto,
+      dropped: s.dropped_count,
+    };
+  });
+}
+
+/** Reads stream status from an outbox file without opening it for writing (works while the agent runs). */
+export function readOutboxStatus(path: string): { epoch: string; streams: StreamStatus[] } {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const epoch = (db.prepare("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string } | undefined)?.value ?? '';
+    return { epoch, streams: readStreamStatus(db) };
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,251 @@
+import { EventEmitter } from 'node:events';
+import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
+import { ack as ackSchema, ackTopic, eventsTopic, statusTopic, WIRE_VERSION, type Ack } from '../../common/wire-v1.js';
+import { safeUrl, type Logger } from '../../common/logger.js';
+import type { Outbox } from '../outbox/outbox.js';
+
+export interface ForwarderOptions {
+  outbox: Outbox;
+  site: string;
+  agent: string;
+  url: string;
+  username?: string;
+  password?: string;
+  clientId?: string;
+  batchMaxRecords?: number;
+  batchMaxBytes?: number;
+  /** Batches per stream published but not yet acked by the relay. */
+  maxInflight?: number;
+  /** With no relay ack for this long, resend from the last acked seq (the relay de-duplicates). */
+  ackTimeoutMs?: number;
+  reconnectPeriodMs?: number;
+  version?: string;
+  logger: Logger;
+}
+
+interface InflightBatch {
+  first: number;
+  last: number;
+  sentAt: number;
+}
+
+interface StreamState {
+  /** Highest seq published in the current pass; rewound to the acked seq on reconnect, gap or timeout. */
+  sentUpto: number;
+  inflight: InflightBatch[];
+  rewoundTo: number;
+  rewoundAt: number;
+}
+
+export interface ForwarderStats {
+  connected: boolean;
+  batchesSent: number;
+  recordsSent: number;
+  acks: number;
+  gaps: number;
+  timeouts: number;
+}
+
+/**
+ * Forwards the outbox over MQTT, in order per stream, with a window of in-flight batches.
+ * Nothing is deleted on a broker PUBACK: only the relay's end-to-end ack advances the outbox.
+ * mqtt.js's own in-memory store is not relied on for durability; the outbox is the truth,
+ * and every (re)connect resends from the first unacked seq.
+ */
+export class Forwarder extends EventEmitter {
+  private client: MqttClient | undefined;
+  private readonly streams = new Map<string, StreamState>();
+  private readonly opts: Required<Omit<ForwarderOptions, 'username' | 'password' | 'clientId' | 'version'>> &
+    Pick<ForwarderOptions, 'username' | 'password' | 'clientId' | 'version'>;
+  private readonly log: Logger;
+  private ready = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly stats: ForwarderStats = { connected: false, batchesSent: 0, recordsSent: 0, acks: 0, gaps: 0, timeouts: 0 };
+  private readonly onAppended = (stream: string) => this.pump(stream);
+
+  constructor(opts: ForwarderOptions) {
+    super();
+    this.opts = {
+      batchMaxRecords: 500,
+      batchMaxBytes: 256 * 1024,
+      maxInflight: 8,
+      ackTimeoutMs: 15_000,
+      reconnectPeriodMs: 1_000,
+      ...opts,
+    };
+    this.log = opts.logger.child({ component: 'forwarder' });
+  }
+
+  start(): void {
+    const { site, agent, outbox } = this.opts;
+    const status = statusTopic(site, agent);
+    const options: IClientOptions = {
+      clientId: this.opts.clientId ?? `erp-edge-${site}-${agent}`,
+      username: this.opts.username,
+      password: this.opts.password,
+      clean: true,
+      resubscribe: false,
+      reconnectPeriod: this.opts.reconnectPeriodMs,
+      connectTimeout: 10_000,
+      queueQoSZero: false,
+      will: { topic: status, payload: Buffer.from(JSON.stringify({ v: WIRE_VERSION, online: false })), qos: 1, retain: true },
+    };
+    this.log.info({ url: safeUrl(this.opts.url), clientId: options.clientId }, 'connecting to broker');
+    const client = mqtt.connect(this.opts.url, options);
+    this.client = client;
+    client.on('connect', () => void this.onConnect(client, status));
+    client.on('close', () => {
+      if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
+      this.ready = false;
+      this.stats.connected = false;
+    });
+    client.on('error', (err) => this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker error'));
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    outbox.on('appended', this.onAppended);
+    this.timer = setInterval(() => this.checkTimeouts(), Math.min(1000, this.opts.ackTimeoutMs));
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.opts.outbox.off('appended', this.onAppended);
+    if (this.timer) clearInterval(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    this.ready = false;
+    if (!client) return;
+    if (client.connected) {
+      const { site, agent } = this.opts;
+      await client
+        .publishAsync(statusTopic(site, agent), JSON.stringify({ v: WIRE_VERSION, online: false }), { qos: 1, retain: true })
+        .catch(() => undefined);
+    }
+    await client.endAsync(true);
+  }
+
+  getStats(): ForwarderStats {
+    return { ...this.stats };
+  }
+
+  private async onConnect(client: MqttClient, status: string): Promise<void> {
+    const { site, agent, outbox } = this.opts;
+    try {
+      await client.subscribeAsync(ackTopic(site, agent), { qos: 1 });
+      await client.publishAsync(
+        status,
+        JSON.stringify({ v: WIRE_VERSION, online: true, version: this.opts.version ?? null, epoch: outbox.epoch, at: Date.now() }),
+        { qos: 1, retain: true },
+      );
+    } catch (err) {
+      this.log.error({ err: { message: (err as Error).message } }, 'could not subscribe to acks; will retry on reconnect');
+      return;
+    }
+    if (client !== this.client) return;
+    this.ready = true;
+    this.stats.connected = true;
+    this.log.info('connected to broker; resuming from the first unacked seq of every stream');
+    for (const stream of outbox.streamNames()) {
+      this.rewind(stream);
+      this.pump(stream);
+    }
+  }
+
+  private state(stream: string): StreamState {
+    let s = this.streams.get(stream);
+    if (!s) {
+      const acked = this.opts.outbox.ackedSeq(stream);
+      s = { sentUpto: acked, inflight: [], rewoundTo: -1, rewoundAt: 0 };
+      this.streams.set(stream, s);
+    }
+    return s;
+  }
+
+  /** Forget what is in flight and resend from the first unacked seq (or from `from`). */
+  private rewind(stream: string, from?: number): void {
+    const s = this.state(stream);
+    s.sentUpto = from ?? this.opts.outbox.ackedSeq(stream);
+    s.inflight = [];
+    s.rewoundTo = s.sentUpto;
+    s.rewoundAt = Date.now();
+  }
+
+  private pump(stream: string): void {
+    const client = this.client;
+    if (!this.ready || !client) return;
+    const { outbox, site, agent, batchMaxRecords, batchMaxBytes, maxInflight } = this.opts;
+    const s = this.state(stream);
+    const topic = eventsTopic(site, agent, stream);
+    while (s.inflight.length < maxInflight) {
+      const rows = outbox.readPending(stream, s.sentUpto, batchMaxRecords, batchMaxBytes);
+      if (rows.length === 0) return;
+      const first = rows[0]!.seq;
+      const last = rows[rows.length - 1]!.seq;
+      const dropped = first > s.sentUpto + 1 ? outbox.droppedUpto(stream) : 0;
+      // Records are stored as v1 wire JSON: the batch is spliced, not re-encoded.
+      const payload =
+        `{"v":${WIRE_VERSION},"site":${JSON.stringify(site)},"agent":${JSON.stringify(agent)},` +
+        `"stream":${JSON.stringify(stream)},"epoch":${JSON.stringify(outbox.epoch)},` +
+        (dropped > 0 ? `"dropped_upto":${dropped},` : '') +
+        `"sent_at":${Date.now()},"records":[${rows.map((r) => r.payload).join(',')}]}`;
+      client.publish(topic, payload, { qos: 1 }, (err) => {
+        if (err) this.log.debug({ stream, first, last, err: { message: err.message } }, 'publish not confirmed by broker; the ack timeout resends');
+      });
+      s.inflight.push({ first, last, sentAt: Date.now() });
+      s.sentUpto = last;
+      this.stats.batchesSent++;
+      this.stats.recordsSent += rows.length;
+    }
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    let parsed: Ack;
+    try {
+      parsed = ackSchema.parse(JSON.parse(payload.toString('utf8')));
+    } catch (err) {
+      this.log.warn({ topic, err: { message: (err as Error).message } }, 'ignoring malformed ack');
+      return;
+    }
+    if (parsed.epoch !== this.opts.outbox.epoch) {
+      this.log.debug({ stream: parsed.stream, epoch: parsed.epoch }, 'ignoring ack for another outbox epoch');
+      return;
+    }
+    this.handleAck(parsed);
+  }
+
+  private handleAck(a: Ack): void {
+    const { outbox } = this.opts;
+    const s = this.state(a.stream);
+    this.stats.acks++;
+    try {
+      outbox.ack(a.stream, a.upto);
+    } catch (err) {
+      this.log.error({ stream: a.stream, upto: a.upto, err: { message: (err as Error).message } }, 'relay acked beyond the outbox; ignored');
+      return;
+    }
+    while (s.inflight.length > 0 && s.inflight[0]!.last <= a.upto) s.inflight.shift();
+    if (a.status === 'gap') {
+      // Batches already in flight behind the gap answer with the same gap: rewind once for it.
+      const repeat = a.upto === s.rewoundTo && Date.now() - s.rewoundAt < this.opts.ackTimeoutMs;
+      if (!repeat) {
+        this.stats.gaps++;
+        this.log.warn({ stream: a.stream, expected: a.upto + 1 }, 'relay reported a gap; resending from the seq it expects');
+        this.rewind(a.stream, a.upto);
+      }
+    }
+    this.pump(a.stream);
+    this.emit('ack', a);
+  }
+
+  private checkTimeouts(): void {
+    if (!this.ready) return;
+    const now = Date.now();
+    for (const [stream, s] of this.streams) {
+      const oldest = s.inflight[0];
+      if (oldest && now - oldest.sentAt > this.opts.ackTimeoutMs) {
+        this.stats.timeouts++;
+        this.log.warn({ stream, first: oldest.first, waitedMs: now - oldest.sentAt }, 'no relay ack in time; resending from the last acked seq');
+        this.rewind(stream);
+        this.pump(stream);
+      }
+    }
+  }
+}

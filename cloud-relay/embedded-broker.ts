@@ -1,0 +1,36 @@
+import { createServer, type Server } from 'node:net';
+import { Aedes } from 'aedes';
+import { portInUseError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+
+export interface EmbeddedBroker {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Aedes in-process, for a single machine that runs nothing else. Its default port is not 1883:
+ * sites often have a Mosquitto there already.
+ */
+export async function startEmbeddedBroker(host: string, port: number, logger: Logger): Promise<EmbeddedBroker> {
+  const aedes = await Aedes.createBroker();
+  const server: Server = createServer(aedes.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      aedes.close();
+      reject(err.code === 'EADDRINUSE' ? portInUseError(host, port, 'embedded_broker.port', err) : err);
+    });
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  aedes.on('clientError', (client, err) => logger.debug({ client: client.id, err: { message: err.message } }, 'embedded broker client error'));
+  logger.info({ host, port: actualPort }, 'embedded MQTT broker listening');
+  return {
+    url: `mqtt://${host}:${actualPort}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        aedes.close(() => server.close(() => resolve()));
+      }),
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * Typed errors with a stable code (as undici's UND_ERR_*), so callers and logs
+ * can match on `code` rather than on message text.
+ */
+export type ErrorCode =
+  | 'ERP_CONFIG_INVALID'
+  | 'ERP_CONFIG_UNREADABLE'
+  | 'ERP_CONFIG_ENV_MISSING'
+  | 'ERP_OUTBOX_CLOSED'
+  | 'ERP_OUTBOX_SEQ'
+  | 'ERP_OUTBOX_SCHEMA'
+  | 'ERP_PORT_IN_USE'
+  | 'ERP_WIRE_INVALID'
+  | 'ERP_FILE_MALFORMED'
+  | 'ERP_COLLECTOR_UNKNOWN'
+  | 'ERP_BENCH_UNAVAILABLE';
+
+export class ErpEdgeError extends Error {
+  readonly code: ErrorCode;
+  readonly context: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ErpEdgeError';
+    this.code = code;
+    this.context = context;
+  }
+}
+
+export function isErpEdgeError(err: unknown, code?: ErrorCode): err is ErpEdgeError {
+  return err instanceof ErpEdgeError && (code === undefined || err.code === code);
+}
+
+/** Port clashes are the most common start-up failure at a site: name the setting to change. */
+export function portInUseError(host: string, port: number, setting: string, cause: unknown): ErpEdgeError {
+  return new ErpEdgeError(
+    'ERP_PORT_IN_USE',
+    `port ${port} on ${host} is already in use; change \`${setting}\` in the config to a free port`,
+    { host, port, setting },
+    { cause },
+  );
+}

@@ -1,0 +1,254 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { loadConfigFile, parseConfigText } from '../../common/config-file.js';
+import { durationMs } from '../../common/duration.js';
+import { ErpEdgeError } from '../../common/errors.js';
+
+const Schema = z.strictObject({
+  site: z.string(),
+  mqtt: z.strictObject({ host: z.string(), port: z.number().int(), password: z.string().optional(), tls: z.boolean().default(false) }),
+  outbox: z.strictObject({ dir: z.string(), max_bytes: z.number().default(1000), retention: durationMs.default(3_600_000) }),
+  collectors: z
+    .array(
+      z.discriminatedUnion('type', [
+        z.strictObject({ type: z.literal('file'), path: z.string(), poll: durationMs.default(5000) }),
+        z.strictObject({ type: z.literal('erp'), url: z.string() }),
+      ]),
+    )
+    .default([]),
+});
+
+const FILE = 'config/agent.yaml';
+const yaml = (lines: string[]) => lines.join('\n') + '\n';
+
+function fail(fn: () => unknown): ErpEdgeError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ErpEdgeError);
+    return err as ErpEdgeError;
+  }
+  throw new Error('expected an error');
+}
+
+const BASE = [
+  'site: plant-7', //        1
+  'mqtt:', //                2
+  '  host: broker', //       3
+  '  port: 1883', //         4
+  'outbox:', //              5
+  '  dir: /var/outbox', //   6
+];
+
+describe('parseConfigText: valid input', () => {
+  it('applies defaults and transforms (durationMs)', () => {
+    const cfg = parseConfigText(
+      yaml([...BASE, '  retention: 24h', 'collectors:', '  - type: file', '    path: /drop', '  - type: file', '    path: /d2', '    poll: 750ms']),
+      FILE,
+      Schema,
+      {},
+    );
+    expect(cfg.outbox).toEqual({ dir: '/var/outbox', max_bytes: 1000, retention: 86_400_000 });
+    expect(cfg.collectors).toEqual([
+      { type: 'file', path: '/drop', poll: 5000 },
+      { type: 'file', path: '/d2', poll: 750 },
+    ]);
+    expect(cfg.mqtt).toEqual({ host: 'broker', port: 1883, tls: false });
+  });
+});
+
+describe('parseConfigText: validation issues', () => {
+  it('reports a missing key inside an array item at the item map', () => {
+    const err = fail(() =>
+      parseConfigText(
+        yaml([...BASE, 'collectors:', '  - type: erp', '    url: http://erp', '  - type: file', '    poll: 10s']),
+        FILE,
+        Schema,
+        {},
+      ),
+    );
+    expect(err.code).toBe('ERP_CONFIG_INVALID');
+    expect(err.message).toBe('config/agent.yaml:10:5 collectors[1].path: required');
+    expect(err.context).toEqual({ file: FILE, issues: [{ line: 10, col: 5, path: 'collectors[1].path', message: 'required' }] });
+  });
+
+  it('reports a wrong type at the value node', () => {
+    const text = yaml(['site: plant-7', 'mqtt:', '  host: broker', '  port: "1883"', 'outbox:', '  dir: /var/outbox']);
+    const err = fail(() => parseConfigText(text, FILE, Schema, {}));
+    expect(err.message).toBe('config/agent.yaml:4:9 mqtt.port: expected number, got string');
+  });
+
+  it('explains a union type mismatch and a bad duration (transform schema)', () => {
+    const err = fail(() => parseConfigText(yaml([...BASE, '  retention: true', 'collectors:', '  - type: file', '    path: /d', '    poll: soon']), FILE, Schema, {}));
+    expect(err.message).toBe(
+      [
+        'config/agent.yaml:7:14 outbox.retention: expected string | number, got boolean',
+        'config/agent.yaml:11:11 collectors[0].poll: expected a duration such as "30s", "15m", "24h" or milliseconds, got "soon"',
+      ].join('\n'),
+    );
+  });
+
+  it('reports an unknown top-level key at the key node, listing allowed keys, with the key it replaced', () => {
+    const text = yaml(['sitee: plant-7', 'mqtt:', '  host: broker', '  port: 1883', 'outbox:', '  dir: /var/outbox']);
+    const err = fail(() => parseConfigText(text, FILE, Schema, {}));
+    expect(err.message).toBe(
+      [
+        'config/agent.yaml:1:1 site: required',
+        'config/agent.yaml:1:1 sitee: unknown key (check spelling; allowed: site, mqtt, outbox, collectors)',
+      ].join('\n'),
+    );
+  });
+
+  it('reports nested unknown keys (plain object and discriminated-union item) at the key node', () => {
+    const err = fail(() =>
+      parseConfigText(yaml([...BASE, '  max_bytse: 5', 'collectors:', '  - type: file', '    path: /d', '    pol: 5s']), FILE, Schema, {}),
+    );
+    expect(err.message).toBe(
+      [
+        'config/agent.yaml:7:3 outbox.max_bytse: unknown key (check spelling; allowed: dir, max_bytes, retention)',
+        'config/agent.yaml:11:5 collectors[0].pol: unknown key (check spelling; allowed: type, path, poll)',
+      ].join('\n'),
+    );
+    expect((err.context.issues as unknown[]).length).toBe(2);
+  });
+
+  it('reports several issues together, in file order', () => {
+    const text = yaml(['mqtt:', '  host: 42', 'outbox:', '  dir: /o', 'collectors:', '  - type: ftp']);
+    const err = fail(() => parseConfigText(text, FILE, Schema, {}));
+    expect(err.context.issues).toEqual([
+      { line: 1, col: 1, path: 'site', message: 'required' },
+      { line: 2, col: 3, path: 'mqtt.port', message: 'required' },
+      { line: 2, col: 9, path: 'mqtt.host', message: 'expected string, got number' },
+      { line: 6, col: 11, path: 'collectors[0].type', message: "Invalid discriminator value. Expected 'file' | 'erp'" },
+    ]);
+    expect(err.message.split('\n')).toHaveLength(4);
+    expect(err.message.split('\n')[2]).toBe('config/agent.yaml:2:9 mqtt.host: expected string, got number');
+  });
+
+  it('validates an empty file as {} so required keys are listed', () => {
+    for (const text of ['', '# nothing yet\n']) {
+      const err = fail(() => parseConfigText(text, FILE, Schema, {}));
+      expect(err.message).toBe(
+        ['config/agent.yaml:1:1 site: required', 'config/agent.yaml:1:1 mqtt: required', 'config/agent.yaml:1:1 outbox: required'].join('\n'),
+      );
+    }
+    expect(parseConfigText('', FILE, z.object({ a: z.number().default(3) }), {})).toEqual({ a: 3 });
+  });
+
+  it('uses (root) for a root-level type error', () => {
+    const err = fail(() => parseConfigText('- a\n- b\n', FILE, Schema, {}));
+    expect(err.message).toBe('config/agent.yaml:1:1 (root): expected object, got array');
+  });
+});
+
+describe('parseConfigText: YAML syntax errors', () => {
+  it('reports file:line:col and the first line of the yaml message', () => {
+    const err = fail(() => parseConfigText(yaml(['site: a', 'mqtt:', '  host: a: b']), FILE, Schema, {}));
+    expect(err.code).toBe('ERP_CONFIG_INVALID');
+    expect(err.message).toBe('config/agent.yaml:3:9 Nested mappings are not allowed in compact mappings');
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('rejects duplicate keys', () => {
+    const err = fail(() => parseConfigText(yaml(['site: a', 'site: b']), FILE, Schema, {}));
+    expect(err.message).toBe('config/agent.yaml:2:1 Map keys must be unique');
+  });
+});
+
+describe('parseConfigText: environment substitution', () => {
+  const withEnv = (lines: string[]) => yaml(['site: ${SITE:-plant-9}', 'mqtt:', ...lines, 'outbox:', '  dir: /var/outbox']);
+
+  it('substitutes ${VAR} and ${VAR:-default} in values; special characters cannot break YAML', () => {
+    const env = { MQTT_HOST: 'broker.local', MQTT_PASS: 'p:w # not a comment' };
+    const cfg = parseConfigText(withEnv(['  host: mqtt://${MQTT_HOST}:8883', '  port: 1883', '  password: ${MQTT_PASS}']), FILE, Schema, env);
+    expect(cfg.site).toBe('plant-9');
+    expect(cfg.mqtt.host).toBe('mqtt://broker.local:8883');
+    expect(cfg.mqtt.password).toBe('p:w # not a comment');
+    // As in the shell, `:-` also covers an empty variable.
+    expect(parseConfigText(withEnv(['  host: h', '  port: 1']), FILE, Schema, { SITE: '' }).site).toBe('plant-9');
+    expect(parseConfigText(withEnv(['  host: h', '  port: 1']), FILE, Schema, { SITE: 'p3' }).site).toBe('p3');
+  });
+
+  it('treats $${ as a literal ${', () => {
+    const cfg = parseConfigText(withEnv(['  host: "cost $${HOME} and $${X:-y}"', '  port: 1']), FILE, Schema, { HOME: '/root' });
+    expect(cfg.mqtt.host).toBe('cost ${HOME} and ${X:-y}');
+  });
+
+  it('does not substitute in keys', () => {
+    const cfg = parseConfigText('"${NOPE}": x\n', FILE, z.record(z.string(), z.string()), {});
+    expect(cfg).toEqual({ '${NOPE}': 'x' });
+  });
+
+  it('types a lone unquoted reference as number/boolean; quoted stays a string', () => {
+    const S = z.object({ port: z.number(), tls: z.boolean(), pin: z.string(), name: z.string() });
+    const text = yaml(['port: ${PORT}', 'tls: ${TLS:-true}', 'pin: "${PIN}"', 'name: v${PORT}']);
+    expect(parseConfigText(text, FILE, S, { PORT: '1884', PIN: '0042' })).toEqual({ port: 1884, tls: true, pin: '0042', name: 'v1884' });
+    const err = fail(() => parseConfigText(text, FILE, S, { PORT: 'eighteen', PIN: '1' }));
+    expect(err.message).toBe('config/agent.yaml:1:7 port: expected number, got string');
+  });
+
+  it('reports a missing variable by name, never leaking other values', () => {
+    const secret = 'S3cr3t-Hunter2';
+    const err = fail(() => parseConfigText(withEnv(['  host: ${MQTT_HOST}', '  port: 1883', '  password: ${MQTT_PASS}']), FILE, Schema, { MQTT_HOST: secret }));
+    expect(err.code).toBe('ERP_CONFIG_ENV_MISSING');
+    expect(err.message).toBe(
+      'config/agent.yaml:5:13 mqtt.password: environment variable MQTT_PASS is not set (use ${MQTT_PASS:-default} for a default)',
+    );
+    expect(err.context).toMatchObject({ file: FILE, line: 5, col: 13, path: 'mqtt.password', variable: 'MQTT_PASS' });
+    expect(JSON.stringify(err.context)).not.toContain(secret);
+  });
+
+  it('never puts an env value into a validation message, even when zod quotes the input', () => {
+    const secret = 'S3cr3t-Hunter2';
+    const text = withEnv(['  host: ${MQTT_HOST}', '  port: ${MQTT_PASS}']).replace('/var/outbox', '/var/outbox\n  retention: ${MQTT_PASS}');
+    const err = fail(() => parseConfigText(text, FILE, Schema, { MQTT_HOST: secret, MQTT_PASS: secret }));
+    expect(err.message).toBe(
+      [
+        'config/agent.yaml:4:9 mqtt.port: expected number, got string',
+        'config/agent.yaml:7:14 outbox.retention: expected a duration such as "30s", "15m", "24h" or milliseconds, got "${MQTT_PASS}"',
+      ].join('\n'),
+    );
+    expect(err.message).not.toContain(secret);
+    expect(JSON.stringify(err.context)).not.toContain(secret);
+  });
+
+  it('rejects a malformed reference with its position', () => {
+    const err = fail(() => parseConfigText(withEnv(['  host: ${MQTT HOST}', '  port: 1']), FILE, Schema, {}));
+    expect(err.code).toBe('ERP_CONFIG_INVALID');
+    expect(err.message).toBe('config/agent.yaml:3:9 mqtt.host: malformed environment reference ${MQTT HOST} (expected ${NAME} or ${NAME:-default})');
+  });
+});
+
+describe('loadConfigFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'erp-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('loads a file and labels issues with the path as given', () => {
+    const path = join(dir, 'agent.yaml');
+    writeFileSync(path, yaml([...BASE, '  max_bytes: ${MAX:-2048}']));
+    expect(loadConfigFile(path, Schema, {}).outbox.max_bytes).toBe(2048);
+    writeFileSync(path, yaml(['site: 1']));
+    const err = fail(() => loadConfigFile(path, Schema, {}));
+    expect(err.message.split('\n')[0]).toBe(`${path}:1:1 mqtt: required`);
+    expect(err.context.file).toBe(path);
+  });
+
+  it('reports an unreadable path with the OS error code', () => {
+    const missing = join(dir, 'nope.yaml');
+    const err = fail(() => loadConfigFile(missing, Schema, {}));
+    expect(err.code).toBe('ERP_CONFIG_UNREADABLE');
+    expect(err.message).toBe(`cannot read config file ${missing}: ENOENT`);
+    expect(err.context).toEqual({ file: missing, code: 'ENOENT' });
+    expect(fail(() => loadConfigFile(dir, Schema, {})).context.code).toBe('EISDIR');
+  });
+
+  it.skipIf(process.getuid?.() === 0)('reports EACCES for a file without read permission', () => {
+    const path = join(dir, 'locked.yaml');
+    writeFileSync(path, 'site: a\n');
+    chmodSync(path, 0o000);
+    expect(fail(() => loadConfigFile(path, Schema, {})).context.code).toBe('EACCES');
+  });
+});
