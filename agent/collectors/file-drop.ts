@@ -1,0 +1,287 @@
+import { mkdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
+import { basename, join, relative } from 'node:path';
+import { z } from 'zod';
+import chokidar, { type FSWatcher } from 'chokidar';
+import picomatch from 'picomatch';
+import { durationMs } from '../../common/duration.js';
+import { isErpEdgeError } from '../../common/errors.js';
+import { topicLevel } from '../../common/wire-v1.js';
+import type { Logger } from '../../common/logger.js';
+import type { NewRecord, Outbox } from '../outbox/outbox.js';
+import { defineCollector, type Collector, type CollectorContext } from './collector.js';
+import { fingerprintFile, readRows, validateFile, type FileFingerprint, type ReadOptions } from './file-formats.js';
+
+/**
+ * Names that writers use while a file is still being written (write-to-temp-then-rename):
+ * they are never read; the final name appears by rename once the file is complete.
+ */
+const TEMP_NAMES = ['*.tmp', '*.temp', '*.part', '*.partial', '*.filepart', '*.crdownload', '~*', '.*'];
+
+const schema = z.strictObject({
+  type: z.literal('file-drop'),
+  name: topicLevel,
+  /** Stream the records go to; defaults to the collector name. */
+  stream: topicLevel.optional(),
+  /** Folder watched (top level only; archive/ and error/ live below it by default). */
+  path: z.string().min(1),
+  include: z.array(z.string().min(1)).min(1).default(['*']),
+  exclude: z.array(z.string().min(1)).default([]),
+  format: z.enum(['csv', 'tsv', 'jsonl']).default('csv'),
+  delimiter: z.string().length(1).optional(),
+  encoding: z.enum(['auto', 'utf-8', 'windows-1252']).default('auto'),
+  /** Network shares (SMB/NFS) send no change events: poll them instead. */
+  poll: z.boolean().default(false),
+  poll_interval: durationMs.default(2_000),
+  /** A file is read once its size has not changed for this long. */
+  stable_time: durationMs.default(2_000),
+  archive_dir: z.string().min(1).optional(),
+  error_dir: z.string().min(1).optional(),
+  /** Records per outbox transaction (and per checkpoint). */
+  batch_size: z.number().int().min(1).max(100_000).default(1_000),
+  /** How long a file's content hash is remembered to refuse a second ingestion. */
+  dedupe_window: durationMs.default(90 * 86_400_000),
+});
+
+export type FileDropConfig = z.output<typeof schema>;
+
+type FileState = 'claimed' | 'committed' | 'archived' | 'error';
+
+/** Ledger entry, stored as this collector's checkpoint keyed by the content's SHA-256. */
+interface LedgerEntry {
+  state: FileState;
+  path: string;
+  size: number;
+  mtimeMs: number;
+  /** Records committed to the outbox so far (resume point after a crash). */
+  rows: number;
+  at: number;
+  movedTo?: string;
+}
+
+export const fileDrop = defineCollector({
+  type: 'file-drop',
+  schema,
+  create: (cfg, ctx) => new FileDropCollector(cfg, ctx),
+});
+
+/**
+ * Watches folders for ERP file drops. A file moves through seen → claimed → committed →
+ * archived (or error), tracked in the outbox by content hash, so a restart at any point
+ * resumes where it stopped and the same content is never ingested twice.
+ */
+export class FileDropCollector implements Collector {
+  readonly name: string;
+  private readonly id: string;
+  private readonly stream: string;
+  private readonly dir: string;
+  private readonly archiveDir: string;
+  private readonly errorDir: string;
+  private readonly outbox: Outbox;
+  private readonly log: Logger;
+  private readonly isIncluded: (rel: string) => boolean;
+  private watcher: FSWatcher | undefined;
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private draining: Promise<void> | undefined;
+  private readonly abort = new AbortController();
+  private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, io_errors: 0 };
+  private lastError = '';
+
+  constructor(
+    private readonly cfg: FileDropConfig,
+    ctx: CollectorContext,
+  ) {
+    this.name = cfg.name;
+    this.id = `file-drop:${cfg.name}`;
+    this.stream = cfg.stream ?? cfg.name;
+    this.dir = ctx.resolvePath(cfg.path);
+    this.archiveDir = cfg.archive_dir ? ctx.resolvePath(cfg.archive_dir) : join(this.dir, 'archive');
+    this.errorDir = cfg.error_dir ? ctx.resolvePath(cfg.error_dir) : join(this.dir, 'error');
+    this.outbox = ctx.outbox;
+    this.log = ctx.logger.child({ collector: this.id });
+    const include = picomatch(cfg.include, { dot: false });
+    const excluded = picomatch([...TEMP_NAMES, ...cfg.exclude], { dot: true });
+    this.isIncluded = (rel) => include(rel) && !excluded(rel);
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    this.forgetOldHashes();
+    this.watcher = chokidar.watch(this.dir, {
+      depth: 0,
+      ignoreInitial: false, // files already present at start are picked up
+      usePolling: this.cfg.poll,
+      interval: this.cfg.poll_interval,
+      binaryInterval: this.cfg.poll_interval,
+      awaitWriteFinish: { stabilityThreshold: this.cfg.stable_time, pollInterval: Math.min(500, this.cfg.stable_time) },
+      ignored: (p, stats) => p !== this.dir && (stats?.isDirectory() === true || !this.isIncluded(relative(this.dir, p))),
+    });
+    this.watcher.on('add', (p) => this.enqueue(p));
+    this.watcher.on('change', (p) => this.enqueue(p));
+    this.watcher.on('error', (err) => {
+      this.lastError = (err as Error).message;
+      this.log.error({ err: { message: (err as Error).message } }, 'watcher error');
+    });
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    this.log.info({ dir: this.dir, poll: this.cfg.poll, format: this.cfg.format, stream: this.stream }, 'watching for file drops');
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.watcher?.close();
+    await this.draining;
+  }
+
+  stats(): Record<string, number | string | boolean> {
+    return { ...this.counters, queued: this.queue.length, last_error: this.lastError };
+  }
+
+  /** Resolves once every queued file has been handled (used by tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private enqueue(path: string): void {
+    if (this.abort.signal.aborted || this.queued.has(path)) return;
+    this.queued.add(path);
+    this.queue.push(path);
+    this.draining ??= this.drain().finally(() => {
+      this.draining = undefined;
+    });
+  }
+
+  /** One file at a time, in arrival order: records of a stream stay in file order. */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.abort.signal.aborted) {
+      const path = this.queue.shift()!;
+      try {
+        await this.handleFile(path);
+        this.queued.delete(path);
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        this.counters.io_errors++;
+        this.lastError = `${basename(path)}: ${(err as Error).message}`;
+        this.log.error({ file: path, err: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } }, 'file not processed; retrying in 5s');
+        // Locked or unreadable (e.g. a writer still holds it on Windows): try again later.
+        setTimeout(() => {
+          this.queued.delete(path);
+          this.enqueue(path);
+        }, 5_000).unref();
+      }
+    }
+  }
+
+  private async handleFile(path: string): Promise<void> {
+    const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!st || !st.isFile()) return;
+    const fp = await fingerprintFile(path, this.cfg.encoding);
+    const entry = this.outbox.getCheckpoint<LedgerEntry>(this.id, fp.sha256);
+    if (entry?.state === 'archived' || (entry?.state === 'committed' && entry.path !== path)) {
+      return this.rejectDuplicate(path, fp, entry);
+    }
+    if (entry?.state === 'committed') return this.archive(path, fp, entry); // crashed after commit, before the move
+    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter };
+    try {
+      // Validate first: a malformed file ingests nothing, rather than its first half.
+      await validateFile(path, opts);
+    } catch (err) {
+      if (isErpEdgeError(err, 'ERP_FILE_MALFORMED')) return this.moveToError(path, fp, err.message);
+      throw err;
+    }
+    const resumeFrom = entry?.state === 'claimed' ? entry.rows : 0;
+    const claimed: LedgerEntry = { state: 'claimed', path, size: st.size, mtimeMs: st.mtimeMs, rows: resumeFrom, at: Date.now() };
+    if (resumeFrom > 0) this.log.info({ file: path, resumeFrom }, 'resuming a partly ingested file');
+    else this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: claimed });
+    const committed = await this.ingest(path, fp, opts, claimed);
+    if (committed) await this.archive(path, fp, committed);
+  }
+
+  /** Streams records into the outbox, batch by batch, each with the file's progress as checkpoint. */
+  private async ingest(path: string, fp: FileFingerprint, opts: ReadOptions, claimed: LedgerEntry): Promise<LedgerEntry | undefined> {
+    const file = basename(path);
+    const source = this.id;
+    const correlation = `file:${fp.sha256.slice(0, 16)}`;
+    let rows = claimed.rows;
+    let batch: NewRecord[] = [];
+    const flush = async (last: boolean) => {
+      await this.outbox.waitForSpace(this.abort.signal); // back-pressure: pause while the outbox is full
+      rows += batch.length;
+      const value: LedgerEntry = { ...claimed, rows, state: last ? 'committed' : 'claimed', at: Date.now() };
+      this.outbox.append(this.stream, batch, { collector: this.id, key: fp.sha256, value });
+      this.counters.records += batch.length;
+      batch = [];
+      return value;
+    };
+    for await (const row of readRows(path, opts, claimed.rows)) {
+      const n = rows + batch.length + 1;
+      batch.push({ id: `${fp.sha256.slice(0, 16)}:${n}`, source, correlation_id: correlation, data: { file, line: row.line, fields: row.fields } });
+      if (batch.length >= this.cfg.batch_size) await flush(false);
+      if (this.abort.signal.aborted) return undefined; // the claim keeps our place
+    }
+    const done = await flush(true);
+    this.counters.files_ingested++;
+    this.log.info({ file: path, records: rows, sha256: fp.sha256 }, 'file ingested');
+    return done;
+  }
+
+  private async archive(path: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
+    const day = new Date().toISOString().slice(0, 10);
+    const dest = await moveFile(path, join(this.archiveDir, day));
+    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
+    this.log.debug({ file: path, to: dest }, 'file archived');
+  }
+
+  private async moveToError(path: string, fp: FileFingerprint, reason: string): Promise<void> {
+    const dest = await moveFile(path, this.errorDir);
+    const text = [`file: ${basename(path)}`, `sha256: ${fp.sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''].join('\n');
+    await writeFile(`${dest}.reason.txt`, text);
+    const st = { state: 'error' as const, path, size: fp.size, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
+    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: st });
+    this.counters.files_error++;
+    this.lastError = `${basename(path)}: ${reason}`;
+    this.log.error({ file: path, to: dest, reason }, 'malformed file moved to the error folder');
+  }
+
+  private async rejectDuplicate(path: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
+    const reason = `duplicate: the same content (sha256 ${fp.sha256}) was already ingested from ${entry.path} at ${new Date(entry.at).toISOString()}`;
+    const dest = await moveFile(path, this.errorDir);
+    await writeFile(`${dest}.reason.txt`, `file: ${basename(path)}\nsha256: ${fp.sha256}\nat: ${new Date().toISOString()}\ncollector: ${this.id}\nreason: ${reason}\n`);
+    this.counters.files_duplicate++;
+    this.log.warn({ file: path, to: dest, first: entry.path }, 'duplicate file not ingested again');
+  }
+
+  /** Hashes older than the dedupe window are forgotten, so the ledger does not grow forever. */
+  private forgetOldHashes(): void {
+    const cutoff = Date.now() - this.cfg.dedupe_window;
+    const old = this.outbox
+      .listCheckpoints<LedgerEntry>(this.id)
+      .filter((e) => (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
+    if (old.length > 0) this.outbox.setCheckpoint(old.map((e) => ({ collector: this.id, key: e.key, value: null })));
+  }
+}
+
+/** Moves a file into a folder, never overwriting: a taken name gets a numeric suffix. Works across volumes. */
+async function moveFile(src: string, destDir: string): Promise<string> {
+  await mkdir(destDir, { recursive: true });
+  const name = basename(src);
+  let dest = join(destDir, name);
+  for (let i = 1; await exists(dest); i++) dest = join(destDir, `${name}.${i}`);
+  try {
+    await rename(src, dest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    await copyFile(src, dest);
+    await unlink(src);
+  }
+  return dest;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(
+    () => true,
+    () => false,
+  );
+}

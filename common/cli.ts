@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+import { isErpEdgeError } from './errors.js';
+
+/** Parses `<command> --config FILE`; exits with usage on anything else. */
+export function parseCommand(argv: string[], commands: readonly string[], usage: string): { command: string; config: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${usage}`, 2);
+  }
+  const command = parsed.positionals[0];
+  if (parsed.values.help || !command) fail(usage, command ? 0 : 2);
+  if (!commands.includes(command)) fail(`unknown command "${command}"\n${usage}`, 2);
+  if (!parsed.values.config) fail(`--config FILE is required\n${usage}`, 2);
+  return { command, config: parsed.values.config };
+}
+
+export function fail(message: string, code = 1): never {
+  process.stderr.write(message.endsWith('\n') ? message : `${message}\n`);
+  process.exit(code);
+}
+
+/** One line for a start-up failure: typed errors already say file, key or setting. */
+export function describeError(err: unknown): string {
+  if (isErpEdgeError(err)) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Stops cleanly on SIGINT/SIGTERM (service stop); a second signal exits at once. */
+export function onShutdown(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`error while stopping on ${signal}: ${describeError(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+}
