@@ -4,7 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { pipeline, type Readable } from 'node:stream';
 import { parse, CsvError, type InfoRecord, type Options } from 'csv-parse';
@@ -94,18 +93,21 @@ function open(path: string, encoding: ReadOptions['encoding']): { file: ReadStre
 async function close(file: ReadStream, ...others: Readable[]): Promise<void> {
   for (const s of others) s.destroy();
   file.destroy();
-  if (!file.closed) await once(file, 'close');
+  // Not events.once: it would reject with the stream's error, masking the one we are throwing.
+  if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
 }
 
 async function* delimitedRows(path: string, opts: ReadOptions): AsyncGenerator<FileRow> {
   const { file, out } = open(path, opts.encoding);
-  // csv-parse reports the line where a record ENDS (info.lines); the start is one past the
-  // previous record's end plus any blank lines skipped since. Tracked inside the parser
-  // (on_record runs synchronously) so it is right even while the consumer lags behind.
+  // csv-parse's info.lines is unusable here (it counts a CRLF inside quotes as two lines), so track
+  // lines ourselves: a record starts one past the previous record's end plus the blank lines skipped
+  // since (info.empty_lines), and spans 1 + the '\n's in its values (record delimiters are '\n'/'\r\n'
+  // and quoted values keep their bytes verbatim). on_record runs synchronously inside the parser, so
+  // this stays right for an error even while the consumer lags behind.
   let prevEnd = 0;
   let prevEmpty = 0;
   let header: string[] | undefined;
-  const startOf = (info: { lines: number; empty_lines: number }) => prevEnd + 1 + (info.empty_lines - prevEmpty);
+  const startOf = (info: { empty_lines: number }) => prevEnd + 1 + (info.empty_lines - prevEmpty);
   const options: Options<FileRow | null, string[]> = {
     delimiter: opts.format === 'tsv' ? '\t' : (opts.delimiter ?? ','),
     bom: true,
@@ -114,7 +116,7 @@ async function* delimitedRows(path: string, opts: ReadOptions): AsyncGenerator<F
     // columns stays false: the header is checked here, and csv-parse then enforces its field count.
     on_record: (record: string[], info: InfoRecord): FileRow | null => {
       const line = startOf(info);
-      prevEnd = info.lines;
+      prevEnd = line + record.reduce((n, value) => n + countNewlines(value), 0);
       prevEmpty = info.empty_lines;
       if (header === undefined) {
         const seen = new Set<string>();
@@ -137,11 +139,17 @@ async function* delimitedRows(path: string, opts: ReadOptions): AsyncGenerator<F
     yield* rows;
   } catch (err) {
     if (!(err instanceof CsvError)) throw err; // ours (ErpEdgeError) or I/O errors pass through
-    const info = err as unknown as { lines: number; empty_lines: number };
+    const info = err as unknown as { empty_lines: number }; // CsvError carries the parser's info
     throw malformed(startOf(info), csvReason(err, header?.length), err);
   } finally {
     await close(file, out, parser);
   }
+}
+
+function countNewlines(value: string): number {
+  let n = 0;
+  for (let i = value.indexOf('\n'); i !== -1; i = value.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 function csvReason(err: CsvError, columns: number | undefined): string {
@@ -151,7 +159,7 @@ function csvReason(err: CsvError, columns: number | undefined): string {
     case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
       return `expected ${columns} fields as in the header, got ${(err['record'] as unknown[] | undefined)?.length}`;
     default:
-      return err.message; // its "line N" is the record's end line; ours (prefix) is its start
+      return err.message; // may quote csv-parse's own line count; the `line N:` prefix is the authoritative start
   }
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Run by `npm test` before vitest: makes sure the real parts the tests spawn are installed.
+// Today that is Mosquitto (the end-to-end and fault tests start their own on free ports).
+// As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const CI = process.env.CI === 'true';
+
+function found(bin) {
+  const r = spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+  return r.status === 0 || ['/usr/sbin', '/usr/local/sbin', '/sbin'].some((d) => existsSync(`${d}/${bin}`));
+}
+
+function run(cmd) {
+  console.log(`ensure-test-deps: ${cmd}`);
+  return spawnSync('sh', ['-c', cmd], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
+}
+
+function aptInstall(pkgs) {
+  if (!found('apt-get')) return false;
+  const sudo = process.getuid?.() === 0 ? '' : spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0 ? 'sudo -n ' : null;
+  if (sudo === null) return false;
+  return run(`${sudo}apt-get update -qq`) && run(`${sudo}apt-get install -y -qq --no-install-recommends ${pkgs.join(' ')}`);
+}
+
+const needed = [{ bin: 'mosquitto', pkg: 'mosquitto', why: 'end-to-end and fault-injection tests spawn their own Mosquitto' }];
+const missing = needed.filter((n) => !found(n.bin));
+if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {
+  for (const m of missing) console.error(`ensure-test-deps: ${m.bin} is missing (${m.why}); install it: sudo apt-get install -y ${m.pkg}`);
+  if (CI) process.exit(1);
+  console.error('ensure-test-deps: the tests that need it will be skipped, each saying so.');
+}
+const still = needed.filter((n) => !found(n.bin));
+if (CI && still.length > 0) {
+  console.error(`ensure-test-deps: still missing after install: ${still.map((s) => s.bin).join(', ')}`);
+  process.exit(1);
+}
