@@ -36,10 +36,10 @@ async function startRelay(dir: string, brokerUrl?: string): Promise<Relay> {
   return relay;
 }
 
-async function startAgent(dir: string, url: string): Promise<{ agent: Agent; inbox: string }> {
+async function startAgent(dir: string, url: string, extraOutbox?: string, batchSize?: number): Promise<{ agent: Agent; inbox: string }> {
   const inbox = join(dir, 'inbox');
   const path = join(dir, 'agent.yaml');
-  writeFileSync(path, agentYaml({ url, inbox, dataDir: join(dir, 'agent-data') }));
+  writeFileSync(path, agentYaml({ url, inbox, dataDir: join(dir, 'agent-data'), extraOutbox, batchSize }));
   const agent = await Agent.start(loadAgentConfig(path), logger);
   cleanups.push(() => agent.stop());
   return { agent, inbox };
@@ -99,5 +99,46 @@ describe('end to end: file drop → outbox → MQTT → relay', () => {
 
     await mosquitto.restart();
     await expectDelivered(s, ROWS + 10);
+  });
+
+  describe.skipIf(!hasMosquitto)('outbox caps while the broker is down', () => {
+    async function offlineSetup(extraOutbox: string) {
+      const { dir, cleanup } = makeTempDir();
+      cleanups.push(cleanup);
+      const mosquitto = await MosquittoProcess.start(dir);
+      cleanups.push(() => mosquitto.stop());
+      const relay = await startRelay(dir, mosquitto.url);
+      await mosquitto.stop('SIGKILL');
+      const { agent, inbox } = await startAgent(dir, mosquitto.url, extraOutbox, 50);
+      return { dir, inbox, relay, agent, mosquitto };
+    }
+
+    it('block: the collector pauses at the cap and resumes as acks free space; nothing is lost', async () => {
+      const s = await offlineSetup('  max_events: 200\n  cap_policy: block');
+      dropCsvFiles(s.inbox, 1, 1_000);
+      await waitFor('outbox full', () => s.agent.outbox.isFull(), 20_000);
+      // Paused: the file stays claimed at the cap instead of filling the disk.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(s.agent.outbox.usage().events).toBe(200);
+      expect(s.agent.collectors[0]!.stats().records).toBe(200);
+      await s.mosquitto.restart();
+      await expectDelivered({ ...s }, 1_000);
+      expect(s.agent.outbox.usage().dropped).toBe(0);
+    });
+
+    it('drop_oldest: the oldest pending events are dropped, counted at the agent and at the relay', async () => {
+      const s = await offlineSetup('  max_events: 200\n  cap_policy: drop_oldest');
+      dropCsvFiles(s.inbox, 1, 1_000);
+      await waitFor('all rows captured', () => s.agent.collectors[0]!.stats().records === 1_000, 20_000);
+      expect(s.agent.outbox.usage()).toMatchObject({ events: 200, dropped: 800 });
+      await s.mosquitto.restart();
+      await waitFor('relay reaches seq 1000', async () => (await relayLastSeq(s.relay.httpUrl)) === 1_000, 30_000);
+      const events = await fetchAllEvents(s.relay.httpUrl, 'site-a', 'agent-1', 'orders');
+      expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 200 }, (_, i) => 801 + i));
+      expect(events.map((e) => Number(e.data.fields.n))).toEqual(Array.from({ length: 200 }, (_, i) => 801 + i));
+      const streams = (await (await fetch(`${s.relay.httpUrl}/api/streams`)).json()) as { streams: { dropped: number }[] };
+      expect(streams.streams[0]!.dropped).toBe(800);
+      expect(s.relay.metrics.snapshot().dropped_at_agents).toBe(800);
+    });
   });
 });
