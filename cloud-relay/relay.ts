@@ -29,9 +29,11 @@ export class Relay {
     const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     const creds = cfg.broker === 'embedded' ? {} : { username: cfg.broker.username, password: cfg.broker.password };
-    const store = new RelayStore(cfg.store.path, log, cfg.store.synchronous);
+    let store: RelayStore | undefined;
     let http: FastifyInstance | undefined;
     try {
+      // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
+      store = new RelayStore(cfg.store.path, log, cfg.store.synchronous);
       const metrics = new RelayMetrics();
       const started = await startHttpApi(cfg.http.host, cfg.http.port, store, () => metrics.snapshot(), log);
       http = started.app;
@@ -43,7 +45,7 @@ export class Relay {
       return relay;
     } catch (err) {
       await http?.close();
-      store.close();
+      store?.close();
       await broker?.close();
       throw err;
     }
