@@ -14,7 +14,10 @@ export interface EmbeddedBroker {
  */
 export async function startEmbeddedBroker(host: string, port: number, logger: Logger): Promise<EmbeddedBroker> {
   const aedes = await Aedes.createBroker();
-  const server: Server = createServer(aedes.handle);
+  const server: Server = createServer((socket) => {
+    socket.setNoDelay(true); // small acks must not wait for Nagle (see common/mqtt-socket.ts)
+    aedes.handle(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       aedes.close();

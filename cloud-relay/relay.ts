@@ -1,6 +1,17 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { FastifyInstance } from 'fastify';
-import { ackTopic, eventBatch, EVENTS_SUBSCRIPTION, parseEventsTopic, WIRE_VERSION, type Ack, type EventBatch } from '../common/wire-v1.js';
+import {
+  ackTopic,
+  eventBatch,
+  EVENTS_SUBSCRIPTION,
+  parseEventsTopic,
+  RELAY_STATUS_TOPIC,
+  WIRE_VERSION,
+  type Ack,
+  type EventBatch,
+  type RelayStatus,
+} from '../common/wire-v1.js';
+import { disableNagle } from '../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../common/logger.js';
 import type { RelayConfig } from './config.js';
 import { RelayStore } from './store.js';
@@ -13,6 +24,11 @@ import { startHttpApi } from './api.js';
  * (site, agent, stream, epoch) and acks each batch end to end only after its commit.
  */
 export class Relay {
+  private markReady!: () => void;
+  /** Resolves once the relay has subscribed to events the first time. */
+  readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
+  private readonly startedAt = Date.now();
+
   private constructor(
     readonly metrics: RelayMetrics,
     readonly store: RelayStore,
@@ -38,9 +54,19 @@ export class Relay {
       const started = await startHttpApi(cfg.http.host, cfg.http.port, store, () => metrics.snapshot(), log);
       http = started.app;
       // The broker keeps this session's subscription and queued QoS 1 messages across relay restarts.
-      const client = mqtt.connect(url, { clientId: cfg.id, clean: false, reconnectPeriod: 1000, ...creds });
+      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: cfg.id, started_at: Date.now() };
+      const client = mqtt.connect(url, {
+        clientId: cfg.id,
+        clean: false,
+        reconnectPeriod: 1000,
+        will: { topic: RELAY_STATUS_TOPIC, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
+        ...creds,
+      });
+      disableNagle(client);
       const relay = new Relay(metrics, store, client, started.app, broker, url, started.url, log);
       relay.wire();
+      // With the embedded broker the first subscription is local and quick: be ready on return.
+      if (broker) await relay.ready;
       log.info({ broker: safeUrl(url), http: started.url }, 'relay started');
       return relay;
     } catch (err) {
@@ -55,7 +81,11 @@ export class Relay {
     this.client.on('connect', (connack) => {
       this.log.info({ sessionPresent: connack.sessionPresent }, 'relay connected to broker');
       this.client.subscribe(EVENTS_SUBSCRIPTION, { qos: 1 }, (err) => {
-        if (err) this.log.error({ err: { message: err.message } }, 'relay could not subscribe to events');
+        if (err) return this.log.error({ err: { message: err.message } }, 'relay could not subscribe to events');
+        // Only once subscribed: agents that see this resend their unacked events right away.
+        const online: RelayStatus = { v: WIRE_VERSION, online: true, id: this.clientId, started_at: this.startedAt };
+        this.client.publish(RELAY_STATUS_TOPIC, JSON.stringify(online), { qos: 1, retain: true });
+        this.markReady();
       });
     });
     this.client.on('close', () => this.log.debug('relay broker connection closed'));
@@ -113,7 +143,15 @@ export class Relay {
     this.client.publish(ackTopic(batch.site, batch.agent), JSON.stringify(a), { qos: 1 });
   }
 
+  private get clientId(): string {
+    return this.client.options.clientId ?? 'erp-edge-relay';
+  }
+
   async stop(): Promise<void> {
+    if (this.client.connected) {
+      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt };
+      await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
+    }
     await this.client.endAsync();
     await this.http.close();
     this.store.close();

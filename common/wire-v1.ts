@@ -95,3 +95,17 @@ export function parseEventsTopic(topic: string): EventsTopicParts | undefined {
 export function statusTopic(site: string, agent: string): string {
   return `${TOPIC_ROOT}/${site}/${agent}/status`;
 }
+
+/**
+ * Retained presence of the relay: `{v, online, id, started_at}`. Agents watch it so that when a
+ * relay (re)starts they resend what is unacked at once, instead of after their ack timeout.
+ */
+export const RELAY_STATUS_TOPIC = `${TOPIC_ROOT}/relay/status`;
+
+export const relayStatus = z.object({
+  v: z.literal(WIRE_VERSION),
+  online: z.boolean(),
+  id: z.string(),
+  started_at: z.number().int(),
+});
+export type RelayStatus = z.infer<typeof relayStatus>;

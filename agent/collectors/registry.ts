@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { fileDrop } from './file-drop.js';
+import { synthetic } from './synthetic.js';
 import type { CollectorDefinition } from './collector.js';
 
 /** The one place collector types are registered. Adding a collector: one module, one line here. */
-export const collectorDefinitions = [fileDrop] as const;
+export const collectorDefinitions = [fileDrop, synthetic] as const;
 
 export type CollectorConfig = z.output<(typeof collectorDefinitions)[number]['schema']>;
 

@@ -1,6 +1,16 @@
 import { EventEmitter } from 'node:events';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
-import { ack as ackSchema, ackTopic, eventsTopic, statusTopic, WIRE_VERSION, type Ack } from '../../common/wire-v1.js';
+import {
+  ack as ackSchema,
+  ackTopic,
+  eventsTopic,
+  RELAY_STATUS_TOPIC,
+  relayStatus,
+  statusTopic,
+  WIRE_VERSION,
+  type Ack,
+} from '../../common/wire-v1.js';
+import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
 import type { Outbox } from '../outbox/outbox.js';
 
@@ -93,6 +103,7 @@ export class Forwarder extends EventEmitter {
     this.log.info({ url: safeUrl(this.opts.url), clientId: options.clientId }, 'connecting to broker');
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
+    disableNagle(client);
     client.on('connect', () => void this.onConnect(client, status));
     client.on('close', () => {
       if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
@@ -100,7 +111,10 @@ export class Forwarder extends EventEmitter {
       this.stats.connected = false;
     });
     client.on('error', (err) => this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker error'));
-    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('message', (topic, payload, packet) => {
+      if (topic === RELAY_STATUS_TOPIC) this.onRelayStatus(payload, packet.retain);
+      else this.onMessage(topic, payload);
+    });
     outbox.on('appended', this.onAppended);
     this.timer = setInterval(() => this.checkTimeouts(), Math.min(1000, this.opts.ackTimeoutMs));
     this.timer.unref();
@@ -129,7 +143,7 @@ export class Forwarder extends EventEmitter {
   private async onConnect(client: MqttClient, status: string): Promise<void> {
     const { site, agent, outbox } = this.opts;
     try {
-      await client.subscribeAsync(ackTopic(site, agent), { qos: 1 });
+      await client.subscribeAsync([ackTopic(site, agent), RELAY_STATUS_TOPIC], { qos: 1 });
       await client.publishAsync(
         status,
         JSON.stringify({ v: WIRE_VERSION, online: true, version: this.opts.version ?? null, epoch: outbox.epoch, at: Date.now() }),
@@ -211,6 +225,20 @@ export class Forwarder extends EventEmitter {
     this.handleAck(parsed);
   }
 
+  /**
+   * A relay that has just subscribed (a live, not retained, online status) may have missed what
+   * was published before: resend everything unacked now rather than after the ack timeout.
+   */
+  private onRelayStatus(payload: Buffer, retained: boolean): void {
+    const parsed = relayStatus.safeParse(safeJson(payload));
+    if (!parsed.success || !parsed.data.online || retained || !this.ready) return;
+    this.log.info({ relay: parsed.data.id }, 'relay (re)subscribed; resending unacked events');
+    for (const stream of this.streams.keys()) {
+      this.rewind(stream);
+      this.pump(stream);
+    }
+  }
+
   private handleAck(a: Ack): void {
     const { outbox } = this.opts;
     const s = this.state(a.stream);
@@ -247,5 +275,13 @@ export class Forwarder extends EventEmitter {
         this.pump(stream);
       }
     }
+  }
+}
+
+function safeJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
   }
 }

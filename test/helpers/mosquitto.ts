@@ -21,7 +21,7 @@ export class MosquittoProcess {
     const p = port ?? (await freePort());
     const conf = join(dir, `mosquitto-${p}.conf`);
     // Queue generously for the relay's persistent session: tests restart the relay mid-stream.
-    writeFileSync(conf, [`listener ${p} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'log_type error', ''].join('\n'));
+    writeFileSync(conf, [`listener ${p} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'set_tcp_nodelay true', 'log_type error', ''].join('\n'));
     const m = new MosquittoProcess(p, conf);
     await m.restart();
     return m;
