@@ -14,7 +14,7 @@ import {
 import { disableNagle } from '../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../common/logger.js';
 import type { RelayConfig } from './config.js';
-import { RelayStore } from './store.js';
+import { RelayStore, type BatchResult } from './store.js';
 import { RelayMetrics, type RejectReason } from './metrics.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { startHttpApi } from './api.js';
@@ -28,6 +28,7 @@ export class Relay {
   /** Resolves once the relay has subscribed to events the first time. */
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
   private readonly startedAt = Date.now();
+  private pending: EventBatch[] = [];
 
   private constructor(
     readonly metrics: RelayMetrics,
@@ -119,16 +120,31 @@ export class Relay {
     this.handleBatch(batch);
   }
 
+  /**
+   * Group commit: batches that arrive together (one socket read often carries several) are
+   * stored in one transaction, so they share one fsync; each is acked after that commit.
+   */
   private handleBatch(batch: EventBatch): void {
-    let result;
+    this.pending.push(batch);
+    if (this.pending.length === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const batches = this.pending;
+    this.pending = [];
+    let results;
     try {
-      result = this.store.applyBatch(batch);
+      results = this.store.applyBatches(batches);
     } catch (err) {
-      // Not acked: the agent resends after its ack timeout.
-      this.metrics.storeErrors++;
-      this.log.error({ site: batch.site, agent: batch.agent, stream: batch.stream, err: { message: (err as Error).message } }, 'store failed; batch not acked');
+      // Not acked: the agents resend after their ack timeout.
+      this.metrics.storeErrors += batches.length;
+      this.log.error({ batches: batches.length, err: { message: (err as Error).message } }, 'store failed; batches not acked');
       return;
     }
+    batches.forEach((batch, i) => this.acknowledge(batch, results[i]!));
+  }
+
+  private acknowledge(batch: EventBatch, result: BatchResult): void {
     const m = this.metrics;
     m.batches++;
     m.recordsStored += result.stored;

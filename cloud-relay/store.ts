@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { EventBatch } from '../common/wire-v1.js';
+import type { EventBatch, WireRecord } from '../common/wire-v1.js';
 import type { Logger } from '../common/logger.js';
 
 export interface BatchResult {
@@ -47,24 +47,25 @@ export interface EventQuery {
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS streams (
+  id INTEGER PRIMARY KEY,
   site TEXT NOT NULL, agent TEXT NOT NULL, stream TEXT NOT NULL, epoch TEXT NOT NULL,
   last_seq INTEGER NOT NULL DEFAULT 0,
   dropped INTEGER NOT NULL DEFAULT 0,
   first_seen INTEGER NOT NULL,
   last_at INTEGER NOT NULL,
-  PRIMARY KEY (site, agent, stream, epoch)
+  UNIQUE (site, agent, stream, epoch)
 );
-CREATE TABLE IF NOT EXISTS events (
-  site TEXT NOT NULL, agent TEXT NOT NULL, stream TEXT NOT NULL, epoch TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  id TEXT NOT NULL,
-  ts INTEGER NOT NULL,
-  source TEXT NOT NULL,
-  correlation_id TEXT,
-  data TEXT NOT NULL,
+-- One row per stored run of consecutive records (a segment): inserting a batch costs one row, not
+-- one per record, which is most of the relay's per-event cost. Records are the v1 JSON array.
+CREATE TABLE IF NOT EXISTS segments (
+  id INTEGER PRIMARY KEY,
+  stream_id INTEGER NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
-  PRIMARY KEY (site, agent, stream, epoch, seq)
-) WITHOUT ROWID;
+  records TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS segments_by_seq ON segments (stream_id, last_seq);
 `;
 
 /**
@@ -85,8 +86,8 @@ export class RelayStore {
     this.db.exec(SCHEMA);
     const db = this.db;
     this.stmts = {
-      getStream: db.prepare<[string, string, string, string], { last_seq: number }>(
-        'SELECT last_seq FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
+      getStream: db.prepare<[string, string, string, string], { id: number; last_seq: number }>(
+        'SELECT id, last_seq FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
       ),
       otherEpochs: db.prepare<[string, string, string], { epoch: string; last_seq: number }>(
         'SELECT epoch, last_seq FROM streams WHERE site = ? AND agent = ? AND stream = ?',
@@ -94,72 +95,74 @@ export class RelayStore {
       insertStream: db.prepare(
         'INSERT INTO streams (site, agent, stream, epoch, first_seen, last_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      updateStream: db.prepare(
-        'UPDATE streams SET last_seq = ?, dropped = dropped + ?, last_at = ? WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
-      ),
-      insertEvent: db.prepare(
-        `INSERT INTO events (site, agent, stream, epoch, seq, id, ts, source, correlation_id, data, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
+      updateStream: db.prepare('UPDATE streams SET last_seq = ?, dropped = dropped + ?, last_at = ? WHERE id = ?'),
+      insertSegment: db.prepare('INSERT INTO segments (stream_id, first_seq, last_seq, received_at, records) VALUES (?, ?, ?, ?, ?)'),
       listStreams: db.prepare<[], Omit<StreamRow, 'current'>>(
-        'SELECT * FROM streams ORDER BY site, agent, stream, first_seen',
+        'SELECT site, agent, stream, epoch, last_seq, dropped, first_seen, last_at FROM streams ORDER BY site, agent, stream, first_seen',
       ),
       currentEpoch: db.prepare<[string, string, string], { epoch: string }>(
-        'SELECT epoch FROM streams WHERE site = ? AND agent = ? AND stream = ? ORDER BY first_seen DESC, rowid DESC LIMIT 1',
+        'SELECT epoch FROM streams WHERE site = ? AND agent = ? AND stream = ? ORDER BY first_seen DESC, id DESC LIMIT 1',
       ),
-      events: db.prepare<[string, string, string, string, number, number], Omit<StoredEvent, 'data'> & { data: string }>(
-        `SELECT seq, id, ts, source, correlation_id, data, received_at FROM events
-         WHERE site = ? AND agent = ? AND stream = ? AND epoch = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      streamId: db.prepare<[string, string, string, string], { id: number }>(
+        'SELECT id FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
+      ),
+      segmentsAfter: db.prepare<[number, number], { received_at: number; records: string }>(
+        'SELECT received_at, records FROM segments WHERE stream_id = ? AND last_seq > ? ORDER BY last_seq',
       ),
     };
   }
 
   /** Stores the part of a batch that follows what is stored; one transaction. */
   applyBatch(b: EventBatch): BatchResult {
-    return this.db.transaction((): BatchResult => {
-      const now = Date.now();
-      let newEpoch = false;
-      let last = this.stmts.getStream.get(b.site, b.agent, b.stream, b.epoch)?.last_seq;
-      if (last === undefined) {
-        const others = this.stmts.otherEpochs.all(b.site, b.agent, b.stream);
-        newEpoch = others.length > 0;
-        if (newEpoch) {
-          this.log.warn(
-            { site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, previous: others.map((o) => o.epoch) },
-            'new outbox epoch for a known stream: the agent outbox was wiped or re-created; its sequence starts apart',
-          );
-        }
-        this.stmts.insertStream.run(b.site, b.agent, b.stream, b.epoch, now, now);
-        last = 0;
-      }
-      let droppedAtAgent = 0;
-      if (b.dropped_upto !== undefined && b.dropped_upto > last) {
-        // The agent's cap policy dropped these seqs for good: move past them, and count them.
-        droppedAtAgent = b.dropped_upto - last;
-        this.log.warn({ site: b.site, agent: b.agent, stream: b.stream, from: last + 1, to: b.dropped_upto }, 'agent dropped events (drop_oldest)');
-        last = b.dropped_upto;
-      }
-      const first = b.records[0]!.seq;
-      if (first > last + 1) {
-        if (droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, b.site, b.agent, b.stream, b.epoch);
-        return { upto: last, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent, newEpoch };
-      }
-      let stored = 0;
-      let duplicates = 0;
-      for (const r of b.records) {
-        if (r.seq <= last) {
-          duplicates++;
-          continue;
-        }
-        this.stmts.insertEvent.run(
-          b.site, b.agent, b.stream, b.epoch, r.seq, r.id, r.ts, r.source, r.correlation_id, JSON.stringify(r.data ?? null), now,
+    return this.db.transaction(() => this.apply(b))();
+  }
+
+  /** Several batches in one transaction (one fsync); results in the same order. */
+  applyBatches(batches: readonly EventBatch[]): BatchResult[] {
+    return this.db.transaction(() => batches.map((b) => this.apply(b)))();
+  }
+
+  private apply(b: EventBatch): BatchResult {
+    const now = Date.now();
+    let newEpoch = false;
+    const found = this.stmts.getStream.get(b.site, b.agent, b.stream, b.epoch);
+    let streamId = found?.id;
+    let last = found?.last_seq;
+    if (streamId === undefined || last === undefined) {
+      const others = this.stmts.otherEpochs.all(b.site, b.agent, b.stream);
+      newEpoch = others.length > 0;
+      if (newEpoch) {
+        this.log.warn(
+          { site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, previous: others.map((o) => o.epoch) },
+          'new outbox epoch for a known stream: the agent outbox was wiped or re-created; its sequence starts apart',
         );
-        last = r.seq;
-        stored++;
       }
-      if (stored > 0 || droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, b.site, b.agent, b.stream, b.epoch);
-      return { upto: last, status: 'ok', stored, duplicates, droppedAtAgent, newEpoch };
-    })();
+      streamId = Number(this.stmts.insertStream.run(b.site, b.agent, b.stream, b.epoch, now, now).lastInsertRowid);
+      last = 0;
+    }
+    let droppedAtAgent = 0;
+    if (b.dropped_upto !== undefined && b.dropped_upto > last) {
+      // The agent's cap policy dropped these seqs for good: move past them, and count them.
+      droppedAtAgent = b.dropped_upto - last;
+      this.log.warn({ site: b.site, agent: b.agent, stream: b.stream, from: last + 1, to: b.dropped_upto }, 'agent dropped events (drop_oldest)');
+      last = b.dropped_upto;
+    }
+    const first = b.records[0]!.seq;
+    if (first > last + 1) {
+      if (droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, streamId);
+      return { upto: last, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent, newEpoch };
+    }
+    // Records up to `last` are already stored (a resend): keep only the new tail.
+    const duplicates = Math.max(0, Math.min(b.records.length, last - first + 1));
+    const tail = duplicates > 0 ? b.records.slice(duplicates) : b.records;
+    const stored = tail.length;
+    if (stored > 0) {
+      const lastSeq = tail[tail.length - 1]!.seq;
+      this.stmts.insertSegment.run(streamId, tail[0]!.seq, lastSeq, now, JSON.stringify(tail.map(normalizeRecord)));
+      last = lastSeq;
+    }
+    if (stored > 0 || droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, streamId);
+    return { upto: last, status: 'ok', stored, duplicates, droppedAtAgent, newEpoch };
   }
 
   listStreams(): StreamRow[] {
@@ -171,11 +174,26 @@ export class RelayStore {
   listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] } {
     const epoch = q.epoch ?? this.stmts.currentEpoch.get(q.site, q.agent, q.stream)?.epoch;
     if (!epoch) return { epoch: null, events: [] };
-    const rows = this.stmts.events.all(q.site, q.agent, q.stream, epoch, q.after, q.limit);
-    return { epoch, events: rows.map((r) => ({ ...r, data: JSON.parse(r.data) as unknown })) };
+    const id = this.stmts.streamId.get(q.site, q.agent, q.stream, epoch)?.id;
+    const events: StoredEvent[] = [];
+    if (id === undefined) return { epoch, events };
+    // Segments are read lazily (iterate) so a small page does not load the whole stream.
+    for (const seg of this.stmts.segmentsAfter.iterate(id, q.after)) {
+      for (const r of JSON.parse(seg.records) as WireRecord[]) {
+        if (r.seq <= q.after) continue;
+        events.push({ seq: r.seq, id: r.id, ts: r.ts, source: r.source, correlation_id: r.correlation_id, data: r.data, received_at: seg.received_at });
+        if (events.length >= q.limit) return { epoch, events };
+      }
+    }
+    return { epoch, events };
   }
 
   close(): void {
     this.db.close();
   }
+}
+
+/** Stored records always carry every field, `data` included (null when absent). */
+function normalizeRecord(r: WireRecord): WireRecord {
+  return { seq: r.seq, id: r.id, ts: r.ts, source: r.source, correlation_id: r.correlation_id, data: r.data ?? null };
 }

@@ -47,6 +47,7 @@ log_level: ${process.env.ERP_EDGE_TEST_LOG ?? 'warn'}
 ${broker}
 store:
   path: ${o.dbPath}
+  synchronous: ${process.env.ERP_EDGE_RELAY_SYNC ?? "FULL"}
 http:
   port: ${o.httpPort}
 `;
@@ -124,15 +125,17 @@ export function checkExact(events: RelayEvent[], total: number): string | undefi
 /** Runs `edge-agent` or `cloud-relay` as a child process (for kill -9 tests); output goes to a log file. */
 export class CliProcess {
   private proc: ChildProcess | undefined;
+  /** `entry`: a compiled JS entry point instead of bin/<bin>.js (the benchmark runs dist/, as a service would). */
   constructor(
     private readonly bin: 'edge-agent' | 'cloud-relay',
     private readonly configPath: string,
     private readonly logPath: string,
+    private readonly entry?: string,
   ) {}
 
   start(): void {
     const log = createWriteStream(this.logPath, { flags: 'a' });
-    const proc = spawn(process.execPath, [join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
+    const proc = spawn(process.execPath, [this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

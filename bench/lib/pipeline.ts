@@ -1,0 +1,143 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ScenarioUnavailable } from '../types.js';
+import Database from 'better-sqlite3';
+import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from '../../test/helpers/pipeline.js';
+import { freePort, waitFor } from '../../test/helpers/net.js';
+import { readOutboxStatus } from '../../agent/outbox/outbox.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Compiled entry points (`npm run build`): the agent is measured as it runs as a service, without tsx. */
+export const DIST = {
+  agent: join(ROOT, 'dist', 'agent', 'cli.js'),
+  relay: join(ROOT, 'dist', 'cloud-relay', 'cli.js'),
+};
+
+export function assertBuilt(): void {
+  for (const p of Object.values(DIST)) {
+    if (!existsSync(p)) throw new ScenarioUnavailable(`${p} is missing: run \`npm run build\` first (npm run bench does)`);
+  }
+}
+
+export const SITE = 'bench-site';
+export const AGENT = 'bench-agent';
+export const STREAM = 'load';
+
+export interface BenchRelay {
+  proc: CliProcess;
+  httpUrl: string;
+  dbPath: string;
+}
+
+/** The relay as its own process (its own core on a 2-core machine, as in a real deployment). */
+export async function startRelay(dir: string, brokerUrl: string, waitHttp = true): Promise<BenchRelay> {
+  mkdirSync(dir, { recursive: true });
+  const httpPort = await freePort();
+  const dbPath = join(dir, 'relay.db');
+  const conf = join(dir, 'relay.yaml');
+  writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl }));
+  assertBuilt();
+  const proc = new CliProcess('cloud-relay', conf, join(dir, 'relay.log'), DIST.relay);
+  proc.start();
+  const httpUrl = `http://127.0.0.1:${httpPort}`;
+  if (waitHttp) await waitForHttp(httpUrl);
+  return { proc, httpUrl, dbPath };
+}
+
+export interface AgentOptions {
+  brokerUrl: string;
+  /** Synthetic events in all; 0 = none (idle agent). */
+  total: number;
+  rate: number;
+  batch: number;
+  transport?: { batch_max_records?: number; max_inflight?: number };
+  synchronous?: 'FULL' | 'NORMAL';
+}
+
+export function agentConfig(dir: string, o: AgentOptions): string {
+  mkdirSync(dir, { recursive: true });
+  const collector =
+    o.total > 0
+      ? `  - type: synthetic\n    name: ${STREAM}\n    rate: ${o.rate}\n    total: ${o.total}\n    batch: ${o.batch}\n`
+      : `  - type: file-drop\n    name: idle\n    path: ${join(dir, 'inbox')}\n`;
+  const t = o.transport ?? {};
+  const yaml = `site: ${SITE}
+agent: ${AGENT}
+log_level: warn
+data_dir: ${join(dir, 'agent-data')}
+outbox:
+  synchronous: ${o.synchronous ?? 'FULL'}
+  max_bytes: 20GB
+  max_events: 50000000
+transport:
+  url: ${o.brokerUrl}
+  ack_timeout: 30s
+${t.batch_max_records ? `  batch_max_records: ${t.batch_max_records}\n` : ''}${t.max_inflight ? `  max_inflight: ${t.max_inflight}\n` : ''}collectors:
+${collector}`;
+  const path = join(dir, 'agent.yaml');
+  writeFileSync(path, yaml);
+  return path;
+}
+
+export function startAgent(dir: string, o: AgentOptions): CliProcess {
+  assertBuilt();
+  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), DIST.agent);
+  proc.start();
+  return proc;
+}
+
+export function outboxPath(dir: string): string {
+  return join(dir, 'agent-data', 'outbox.db');
+}
+
+/** Waits until the agent's outbox holds `n` events of the stream (captured, whether sent or not). */
+export async function waitCaptured(dir: string, n: number, timeoutMs: number): Promise<void> {
+  await waitFor(
+    `${n} events captured`,
+    () => {
+      try {
+        return (readOutboxStatus(outboxPath(dir)).streams.find((s) => s.stream === STREAM)?.lastSeq ?? 0) >= n;
+      } catch {
+        return false; // not created yet
+      }
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+export async function waitStored(relay: BenchRelay, n: number, timeoutMs: number): Promise<void> {
+  await waitFor(`relay to store ${n} events`, async () => (await relayLastSeq(relay.httpUrl, STREAM).catch(() => 0)) >= n, timeoutMs, 50);
+}
+
+/** From the relay's store: capture time of the first record, commit time of the last, per-record latency. */
+export function relayTimes(dbPath: string): { count: number; firstTs: number; lastReceived: number; firstReceived: number; latencies: number[] } {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    // The relay stores segments of records (a JSON array each, with the segment's commit time).
+    const agg = db
+      .prepare(
+        `SELECT coalesce(sum(g.last_seq - g.first_seq + 1), 0) AS n, max(g.received_at) AS lastReceived, min(g.received_at) AS firstReceived,
+                (SELECT min(json_extract(j.value, '$.ts')) FROM segments g2, json_each(g2.records) j WHERE g2.stream_id = st.id) AS firstTs
+         FROM segments g JOIN streams st ON st.id = g.stream_id WHERE st.stream = ?`,
+      )
+      .get(STREAM) as { n: number; firstTs: number; lastReceived: number; firstReceived: number };
+    const latencies = db
+      .prepare(
+        `SELECT g.received_at - json_extract(j.value, '$.ts') AS l
+         FROM segments g JOIN streams st ON st.id = g.stream_id, json_each(g.records) j WHERE st.stream = ?`,
+      )
+      .pluck()
+      .all(STREAM) as number[];
+    return { count: agg.n, firstTs: agg.firstTs, lastReceived: agg.lastReceived, firstReceived: agg.firstReceived, latencies };
+  } finally {
+    db.close();
+  }
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}

@@ -1,0 +1,62 @@
+import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
+import { freePort } from '../../test/helpers/net.js';
+import { startAgent, startRelay, waitCaptured, waitStored, type AgentOptions } from '../lib/pipeline.js';
+import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
+import type { Scenario, ScenarioContext } from '../types.js';
+
+const MB = 2 ** 20;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const footprint: Scenario = {
+  name: 'footprint',
+  description: 'agent RSS idle, with a large backlog on disk and while replaying it; idle CPU%',
+  async run(ctx: ScenarioContext) {
+    const idleSeconds = ctx.quick ? 5 : 30;
+    const backlog = Math.max(1_000, Math.round((ctx.quick ? 100_000 : 10_000_000) * ctx.scale));
+    ctx.param('idle_seconds', idleSeconds);
+    ctx.param('backlog_events', backlog);
+    for (let r = 0; r < ctx.repeats; r++) {
+      const dir = `${ctx.dir}/run-${r}`;
+      // Idle: connected, a file-drop collector on an empty folder.
+      const broker = await MosquittoProcess.start(ctx.dir);
+      const idle = startAgent(`${dir}/idle`, { brokerUrl: broker.url, total: 0, rate: 0, batch: 1 });
+      try {
+        await sleep(3_000); // start-up done
+        const cpu0 = cpuSeconds(idle.pid!);
+        const rss = sampleRss(idle.pid!, 500);
+        await sleep(idleSeconds * 1000);
+        const cpu = ((cpuSeconds(idle.pid!) - cpu0) / idleSeconds) * 100;
+        ctx.record('agent RSS idle', 'MB', rss.stop().max / MB);
+        ctx.record('agent CPU idle', '%', cpu, '< 1');
+      } finally {
+        await idle.kill('SIGTERM');
+        await broker.stop();
+      }
+      // Backlog: captured with the broker down, then a fresh agent process starts on it.
+      const port = await freePort();
+      const url = `mqtt://127.0.0.1:${port}`;
+      const opts: AgentOptions = { brokerUrl: url, total: backlog, rate: 0, batch: 1_000 };
+      const relay = await startRelay(`${dir}/backlog`, url);
+      let agent = startAgent(`${dir}/backlog`, opts);
+      let b2: MosquittoProcess | undefined;
+      try {
+        ctx.log(`building a ${backlog}-event backlog`);
+        await waitCaptured(`${dir}/backlog`, backlog, 1_800_000);
+        await agent.kill('SIGTERM');
+        agent = startAgent(`${dir}/backlog`, opts);
+        await sleep(3_000);
+        const withBacklog = sampleRss(agent.pid!, 500);
+        await sleep(2_000);
+        ctx.record('agent RSS with backlog on disk', 'MB', withBacklog.stop().max / MB, '< 80, flat');
+        const replay = sampleRss(agent.pid!, 200);
+        b2 = await MosquittoProcess.start(ctx.dir, port);
+        await waitStored(relay, backlog, 1_800_000);
+        ctx.record('agent RSS replaying the backlog (max)', 'MB', replay.stop().max / MB, '< 80');
+      } finally {
+        await agent.kill('SIGTERM');
+        await relay.proc.kill('SIGTERM');
+        await b2?.stop();
+      }
+    }
+  },
+};
