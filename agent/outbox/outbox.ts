@@ -100,15 +100,22 @@ export class Outbox extends EventEmitter {
     this.replayWindowMs = opts.replayWindowMs ?? 3_600_000;
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = new Database(opts.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
-    this.db.pragma('busy_timeout = 5000');
-    migrate(this.db);
-    this.epoch = this.loadEpoch();
-    this.stmts = this.prepare();
-    // Usage is read from the database, never carried over in counters: the file is the truth.
-    this.refreshUsage();
-    this.full = this.policy === 'block' && this.atCap();
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      this.db.pragma('busy_timeout = 5000');
+      migrate(this.db);
+      this.epoch = this.loadEpoch();
+      this.stmts = this.prepare();
+      // Usage is read from the database, never carried over in counters: the file is the truth.
+      this.refreshUsage();
+      // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
+      this.updateFullState();
+    } catch (err) {
+      // A refused open (e.g. ERP_OUTBOX_SCHEMA) must not leave the file handle open.
+      this.db.close();
+      throw err;
+    }
   }
 
   private loadEpoch(): string {
@@ -156,6 +163,9 @@ export class Outbox extends EventEmitter {
         'SELECT gid, stream, seq, bytes FROM events ORDER BY gid LIMIT ?',
       ),
       deleteGid: db.prepare('DELETE FROM events WHERE gid = ?'),
+      anyAckedRow: db.prepare<[], { one: number }>(
+        'SELECT 1 AS one FROM streams s JOIN events e ON e.stream = s.stream AND e.seq <= s.acked_seq LIMIT 1',
+      ),
       markDropped: db.prepare(
         'UPDATE streams SET dropped_upto = max(dropped_upto, ?), dropped_count = dropped_count + ? WHERE stream = ?',
       ),
@@ -236,9 +246,10 @@ export class Outbox extends EventEmitter {
     const now = Date.now();
     const newly = this.db.transaction(() => {
       const s = this.stmts.getStream.get(stream);
-      if (!s || upto <= s.acked_seq) return 0;
-      const last = s.next_seq - 1;
-      if (upto > last) {
+      // An unknown stream has no seqs: any upto > 0 is beyond its (empty) end.
+      if (upto <= (s?.acked_seq ?? 0)) return 0;
+      const last = s ? s.next_seq - 1 : 0;
+      if (!s || upto > last) {
         throw new ErpEdgeError('ERP_OUTBOX_SEQ', `ack for ${stream} up to ${upto} is beyond the last appended seq ${last}`, {
           stream,
           upto,
@@ -257,18 +268,28 @@ export class Outbox extends EventEmitter {
   /** Deletes acked rows older than the replay window (or all acked rows when `all`). Returns rows deleted. */
   pruneAcked(all = false, now = Date.now()): number {
     this.assertOpen();
-    const cutoff = all ? Number.POSITIVE_INFINITY : now - this.replayWindowMs;
-    const deleted = this.db.transaction(() => {
-      let n = 0;
-      const targets = all
-        ? this.stmts.allStreams.all().map((s) => ({ stream: s.stream, upto: s.acked_seq }))
-        : this.stmts.expiredAcks.all(cutoff);
-      for (const t of targets) n += this.deleteUpTo(t.stream, t.upto);
-      this.stmts.deleteAckLog.run(all ? Number.MAX_SAFE_INTEGER : cutoff);
-      return n;
-    })();
+    const deleted = this.deleteAcked(all, now);
     this.updateFullState();
     return deleted;
+  }
+
+  private deleteAcked(all: boolean, now: number): number {
+    const cutoff = now - this.replayWindowMs;
+    try {
+      return this.db.transaction(() => {
+        let n = 0;
+        const targets = all
+          ? this.stmts.allStreams.all().map((s) => ({ stream: s.stream, upto: s.acked_seq }))
+          : this.stmts.expiredAcks.all(cutoff);
+        for (const t of targets) n += this.deleteUpTo(t.stream, t.upto);
+        this.stmts.deleteAckLog.run(all ? Number.MAX_SAFE_INTEGER : cutoff);
+        return n;
+      })();
+    } catch (err) {
+      // Rolled back: the counters were moved inside the transaction, re-read them.
+      this.refreshUsage();
+      throw err;
+    }
   }
 
   streamStatus(): StreamStatus[] {
@@ -366,6 +387,10 @@ export class Outbox extends EventEmitter {
   }
 
   private updateFullState(): void {
+    // Under cap pressure acked rows go at once, whatever the replay window. Without this an
+    // outbox at its caps with only acked rows (reopened, or caps lowered) would be 'full' with
+    // nothing pending, so no ack could ever come to release the collectors.
+    if (this.policy === 'block' && this.atCap() && this.stmts.anyAckedRow.get()) this.deleteAcked(true, Date.now());
     const full = this.policy === 'block' && this.atCap();
     if (full === this.full) return;
     this.full = full;

@@ -72,6 +72,7 @@ export class Forwarder extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private readonly stats: ForwarderStats = { connected: false, batchesSent: 0, recordsSent: 0, acks: 0, gaps: 0, timeouts: 0 };
   private readonly onAppended = (stream: string) => this.pump(stream);
+  private lastBrokerError: { message: string; at: number; suppressed: number } | undefined;
 
   constructor(opts: ForwarderOptions) {
     super();
@@ -110,7 +111,7 @@ export class Forwarder extends EventEmitter {
       this.ready = false;
       this.stats.connected = false;
     });
-    client.on('error', (err) => this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker error'));
+    client.on('error', (err) => this.logBrokerError(err));
     client.on('message', (topic, payload, packet) => {
       if (topic === RELAY_STATUS_TOPIC) this.onRelayStatus(payload, packet.retain);
       else this.onMessage(topic, payload);
@@ -136,6 +137,22 @@ export class Forwarder extends EventEmitter {
     await client.endAsync(true);
   }
 
+  /**
+   * While the broker is unreachable mqtt.js retries every second: log the first error, then one
+   * line a minute with how many were suppressed, so a day offline is not 86 400 log lines.
+   */
+  private logBrokerError(err: Error): void {
+    const now = Date.now();
+    const code = (err as { code?: unknown }).code;
+    const e = this.lastBrokerError;
+    if (e && e.message === err.message && now - e.at < 60_000) {
+      e.suppressed++;
+      return;
+    }
+    this.log.error({ err: { message: err.message, code }, suppressed: e?.suppressed ?? 0 }, 'broker error; retrying');
+    this.lastBrokerError = { message: err.message, at: now, suppressed: 0 };
+  }
+
   getStats(): ForwarderStats {
     return { ...this.stats };
   }
@@ -156,6 +173,7 @@ export class Forwarder extends EventEmitter {
     if (client !== this.client) return;
     this.ready = true;
     this.stats.connected = true;
+    this.lastBrokerError = undefined;
     this.log.info('connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
