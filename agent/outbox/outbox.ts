@@ -83,6 +83,7 @@ export class Outbox extends EventEmitter {
   private readonly maxEvents: number;
   private readonly policy: CapPolicy;
   private readonly replayWindowMs: number;
+  private readonly synchronous: 'FULL' | 'NORMAL';
   private bytes = 0;
   private events = 0;
   private droppedTotal = 0;
@@ -102,7 +103,8 @@ export class Outbox extends EventEmitter {
     this.db = new Database(opts.path);
     try {
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      this.synchronous = opts.synchronous ?? 'FULL';
+    this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('busy_timeout = 5000');
       migrate(this.db);
       this.epoch = this.loadEpoch();
@@ -244,7 +246,7 @@ export class Outbox extends EventEmitter {
   ack(stream: string, upto: number): number {
     this.assertOpen();
     const now = Date.now();
-    const newly = this.db.transaction(() => {
+    const newly = this.withoutFsync(() => {
       const s = this.stmts.getStream.get(stream);
       // An unknown stream has no seqs: any upto > 0 is beyond its (empty) end.
       if (upto <= (s?.acked_seq ?? 0)) return 0;
@@ -259,10 +261,25 @@ export class Outbox extends EventEmitter {
       this.stmts.advanceAck.run(upto, now, stream);
       this.stmts.logAck.run(stream, upto, now);
       return upto - s.acked_seq;
-    })();
+    });
     // Under cap pressure acked rows go at once, whatever the replay window.
     if (newly > 0 && this.full) this.pruneAcked(true);
     return newly;
+  }
+
+  /**
+   * Runs a transaction without its own fsync. For acks only: losing the last acks in a power cut
+   * means those events are sent again and the relay skips them, never that one is lost. WAL keeps
+   * the commit ordered before the next FULL commit, which fsyncs it too.
+   */
+  private withoutFsync<T>(fn: () => T): T {
+    if (this.synchronous !== 'FULL') return this.db.transaction(fn)();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   /** Deletes acked rows older than the replay window (or all acked rows when `all`). Returns rows deleted. */
