@@ -6,12 +6,14 @@ import type { Scenario, ScenarioContext } from '../types.js';
 
 const MB = 2 ** 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Time for a fresh agent process to finish starting before it is measured. */
+const settleMs = (ctx: ScenarioContext) => (ctx.scale < 0.1 ? 1_500 : 3_000);
 
 export const footprint: Scenario = {
   name: 'footprint',
   description: 'agent RSS idle, with a large backlog on disk and while replaying it; idle CPU%',
   async run(ctx: ScenarioContext) {
-    const idleSeconds = ctx.quick ? 5 : 30;
+    const idleSeconds = Math.max(1, Math.round((ctx.quick ? 5 : 30) * Math.min(1, ctx.scale * 4)));
     const backlog = Math.max(1_000, Math.round((ctx.quick ? 100_000 : 10_000_000) * ctx.scale));
     ctx.param('idle_seconds', idleSeconds);
     ctx.param('backlog_events', backlog);
@@ -21,7 +23,7 @@ export const footprint: Scenario = {
       const broker = await MosquittoProcess.start(ctx.dir);
       const idle = startAgent(`${dir}/idle`, { brokerUrl: broker.url, total: 0, rate: 0, batch: 1 });
       try {
-        await sleep(3_000); // start-up done
+        await sleep(settleMs(ctx)); // start-up done
         const cpu0 = cpuSeconds(idle.pid!);
         const rss = sampleRss(idle.pid!, 500);
         await sleep(idleSeconds * 1000);
@@ -44,7 +46,7 @@ export const footprint: Scenario = {
         await waitCaptured(`${dir}/backlog`, backlog, 1_800_000);
         await agent.kill('SIGTERM');
         agent = startAgent(`${dir}/backlog`, opts);
-        await sleep(3_000);
+        await sleep(settleMs(ctx));
         const withBacklog = sampleRss(agent.pid!, 500);
         await sleep(2_000);
         ctx.record('agent RSS with backlog on disk', 'MB', withBacklog.stop().max / MB, '< 80, flat');

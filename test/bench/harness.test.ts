@@ -1,0 +1,84 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { runBench, SCENARIOS } from '../../bench/run.js';
+import { benchResults, ScenarioUnavailable, type Scenario } from '../../bench/types.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const hasMosquitto = requireBinary('mosquitto', MOSQUITTO_INSTALL);
+
+/** Every figure each scenario must report: a scenario that ran but measured nothing is a failure. */
+const EXPECTED: Record<string, string[]> = {
+  'broker-baseline': ['raw QoS 1, 1 record/message', 'raw QoS 1, 100 records/message'],
+  'durable-e2e': ['durable end-to-end throughput', 'ratio to raw QoS 1 (1 record/message)', 'agent RSS under load (max)'],
+  'backlog-replay': ['replay: broker start → relay store complete', 'replay: first → last relay commit', 'erp-edge events lost after agent kill -9'],
+  latency: ['latency p50', 'latency p95', 'latency p99'],
+  footprint: ['agent RSS idle', 'agent CPU idle', 'agent RSS with backlog on disk', 'agent RSS replaying the backlog (max)'],
+  'mosquitto-bridge': ['bridge replay: cloud start → all delivered', 'bridge events lost after kill -9', 'bridge events lost after SIGTERM restart (control)'],
+};
+
+describe.skipIf(!hasMosquitto)('npm run bench -- --quick (tiny sizes)', () => {
+  beforeAll(() => {
+    // The harness measures the compiled agent, as a service runs it.
+    const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
+    expect(build.status, build.stdout + build.stderr).toBe(0);
+  }, 120_000);
+
+  it('runs every scenario, prints a table and writes results that validate', async () => {
+    const { dir, cleanup } = makeTempDir();
+    try {
+      const out = join(dir, 'latest.json');
+      const lines: string[] = [];
+      const { results, ok } = await runBench({ quick: true, scenarios: [], repeats: 1, scale: 0.01, out, print: (l) => lines.push(l) });
+      const failed = results.scenarios.filter((s) => s.status !== 'ok');
+      expect(failed, JSON.stringify(failed)).toEqual([]);
+      expect(ok).toBe(true);
+      expect(results.scenarios.map((s) => s.name)).toEqual(SCENARIOS.map((s) => s.name));
+      // The file on disk is the same document and validates against the schema.
+      const onDisk = benchResults.parse(JSON.parse(readFileSync(out, 'utf8')));
+      expect(onDisk.figures.length).toBe(results.figures.length);
+      for (const [scenario, names] of Object.entries(EXPECTED)) {
+        for (const name of names) {
+          const f = results.figures.find((x) => x.scenario === scenario && x.name === name);
+          expect(f, `${scenario}: ${name}`).toBeDefined();
+          expect(f!.values.length).toBe(1);
+          expect(Number.isFinite(f!.median)).toBe(true);
+        }
+      }
+      // erp-edge loses nothing when its agent is killed with -9 (a count, not a timing).
+      expect(results.figures.find((f) => f.name === 'erp-edge events lost after agent kill -9')!.median).toBe(0);
+      const table = lines.join('\n');
+      expect(table).toContain('durable end-to-end throughput');
+      expect(table).toContain(`results written to ${out}`);
+    } finally {
+      cleanup();
+    }
+  }, 300_000);
+
+  it('a scenario that cannot run says why and fails the run, recording no figure for it', async () => {
+    const { dir, cleanup } = makeTempDir();
+    try {
+      const out = join(dir, 'x.json');
+      const unavailable: Scenario = {
+        name: 'needs-something',
+        description: 'cannot run here',
+        run: async (ctx) => {
+          ctx.record('half-measured', 'events/s', 123);
+          throw new ScenarioUnavailable('the thing it needs is not installed');
+        },
+      };
+      const lines: string[] = [];
+      const { results, ok } = await runBench({ quick: true, scenarios: [], repeats: 1, scale: 0.01, out, print: (l) => lines.push(l), available: [unavailable] });
+      expect(ok).toBe(false);
+      expect(results.scenarios[0]).toMatchObject({ status: 'failed', error: 'unavailable: the thing it needs is not installed' });
+      expect(results.figures).toEqual([]);
+      expect(lines.join('\n')).toContain('FAILED: unavailable: the thing it needs is not installed');
+      await expect(runBench({ quick: true, scenarios: ['no-such'], repeats: 1, scale: 0.01, out, print: () => {} })).rejects.toThrow(/unknown scenario\(s\): no-such/);
+    } finally {
+      cleanup();
+    }
+  });
+});
