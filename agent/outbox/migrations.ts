@@ -17,16 +17,18 @@ const MIGRATIONS: readonly string[] = [
     dropped_upto  INTEGER NOT NULL DEFAULT 0,
     dropped_count INTEGER NOT NULL DEFAULT 0
   );
-  -- gid orders rows globally (oldest first) for the drop_oldest policy.
-  CREATE TABLE events (
-    gid     INTEGER PRIMARY KEY,
-    stream  TEXT NOT NULL,
-    seq     INTEGER NOT NULL,
-    ts      INTEGER NOT NULL,
-    bytes   INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    UNIQUE (stream, seq)
+  -- One row per run of consecutive records (a chunk, see chunk.ts), not per record: the
+  -- append cost is per transaction. gid orders chunks globally (oldest first) for drop_oldest.
+  CREATE TABLE chunks (
+    gid       INTEGER PRIMARY KEY,
+    stream    TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    min_ts    INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    payload   TEXT NOT NULL
   );
+  CREATE UNIQUE INDEX chunks_by_seq ON chunks (stream, last_seq);
   -- Acks mark ranges (seq <= upto), not rows: one row per ack instead of one update per event.
   CREATE TABLE ack_log (
     id       INTEGER PRIMARY KEY,

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { migrate } from './migrations.js';
+import { recordTs, splitChunk, toChunks, type EncodedRecord } from './chunk.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
 
@@ -39,7 +40,7 @@ export interface Checkpoint {
 
 export interface PendingRow {
   seq: number;
-  ts: number;
+  /** UTF-8 size of `payload`. */
   bytes: number;
   /** The record's v1 wire JSON, ready to be spliced into a batch. */
   payload: string;
@@ -55,6 +56,16 @@ export interface StreamStatus {
   lastAckAt: number | null;
   droppedUpto: number;
   dropped: number;
+}
+
+interface ChunkRow {
+  gid: number;
+  stream: string;
+  first_seq: number;
+  last_seq: number;
+  min_ts: number;
+  bytes: number;
+  payload: string;
 }
 
 interface StreamRow {
@@ -90,6 +101,8 @@ export class Outbox extends EventEmitter {
   private full = false;
   private closed = false;
   private readonly stmts;
+  /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
+  private split: { gid: number; firstSeq: number; lines: string[] } | undefined;
 
   constructor(opts: OutboxOptions) {
     super();
@@ -134,7 +147,7 @@ export class Outbox extends EventEmitter {
       getStream: db.prepare<[string], StreamRow>('SELECT * FROM streams WHERE stream = ?'),
       insertStream: db.prepare('INSERT INTO streams (stream, next_seq) VALUES (?, 1)'),
       setNextSeq: db.prepare('UPDATE streams SET next_seq = ? WHERE stream = ?'),
-      insertEvent: db.prepare('INSERT INTO events (stream, seq, ts, bytes, payload) VALUES (?, ?, ?, ?, ?)'),
+      insertChunk: db.prepare('INSERT INTO chunks (stream, first_seq, last_seq, min_ts, bytes, payload) VALUES (?, ?, ?, ?, ?, ?)'),
       upsertCheckpoint: db.prepare(
         `INSERT INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (collector, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
@@ -144,29 +157,24 @@ export class Outbox extends EventEmitter {
       listCheckpoints: db.prepare<[string], { key: string; value: string }>(
         'SELECT key, value FROM checkpoints WHERE collector = ? ORDER BY key',
       ),
-      readPending: db.prepare<[string, number, number], PendingRow>(
-        'SELECT seq, ts, bytes, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?',
-      ),
+      chunksAfter: db.prepare<[string, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND last_seq > ? ORDER BY last_seq'),
       advanceAck: db.prepare('UPDATE streams SET acked_seq = ?, acked_at = ? WHERE stream = ?'),
       logAck: db.prepare('INSERT INTO ack_log (stream, upto, acked_at) VALUES (?, ?, ?)'),
       sizeRange: db.prepare<[string, number], { n: number; b: number }>(
-        'SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM events WHERE stream = ? AND seq <= ?',
+        'SELECT coalesce(sum(last_seq - first_seq + 1), 0) AS n, coalesce(sum(bytes), 0) AS b FROM chunks WHERE stream = ? AND last_seq <= ?',
       ),
-      deleteRange: db.prepare('DELETE FROM events WHERE stream = ? AND seq <= ?'),
+      deleteRange: db.prepare('DELETE FROM chunks WHERE stream = ? AND last_seq <= ?'),
       expiredAcks: db.prepare<[number], { stream: string; upto: number }>(
         'SELECT stream, max(upto) AS upto FROM ack_log WHERE acked_at <= ? GROUP BY stream',
       ),
       deleteAckLog: db.prepare('DELETE FROM ack_log WHERE acked_at <= ?'),
       allStreams: db.prepare<[], StreamRow>('SELECT * FROM streams ORDER BY stream'),
-      oldestPending: db.prepare<[string, number], { ts: number }>(
-        'SELECT ts FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT 1',
-      ),
-      oldestRows: db.prepare<[number], { gid: number; stream: string; seq: number; bytes: number }>(
-        'SELECT gid, stream, seq, bytes FROM events ORDER BY gid LIMIT ?',
-      ),
-      deleteGid: db.prepare('DELETE FROM events WHERE gid = ?'),
+      oldestChunk: db.prepare<[], ChunkRow>('SELECT * FROM chunks ORDER BY gid LIMIT 1'),
+      deleteGid: db.prepare('DELETE FROM chunks WHERE gid = ?'),
+      trimChunk: db.prepare('UPDATE chunks SET first_seq = ?, min_ts = ?, bytes = ?, payload = ? WHERE gid = ?'),
+      straddling: db.prepare<[string, number, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND first_seq <= ? AND last_seq > ?'),
       anyAckedRow: db.prepare<[], { one: number }>(
-        'SELECT 1 AS one FROM streams s JOIN events e ON e.stream = s.stream AND e.seq <= s.acked_seq LIMIT 1',
+        'SELECT 1 AS one FROM streams s JOIN chunks c ON c.stream = s.stream AND c.first_seq <= s.acked_seq LIMIT 1',
       ),
       markDropped: db.prepare(
         'UPDATE streams SET dropped_upto = max(dropped_upto, ?), dropped_count = dropped_count + ? WHERE stream = ?',
@@ -184,16 +192,17 @@ export class Outbox extends EventEmitter {
     const now = Date.now();
     const result = this.db.transaction(() => {
       const first = this.nextSeq(stream);
-      let seq = first;
-      let added = 0;
-      for (const r of records) {
+      const encoded: EncodedRecord[] = records.map((r, i) => {
         const ts = r.ts ?? now;
-        const payload = JSON.stringify({ seq, id: r.id, ts, source: r.source, correlation_id: r.correlation_id ?? null, data: r.data });
-        const bytes = Buffer.byteLength(payload);
-        this.stmts.insertEvent.run(stream, seq, ts, bytes, payload);
-        added += bytes;
-        seq++;
+        const json = JSON.stringify({ seq: first + i, id: r.id, ts, source: r.source, correlation_id: r.correlation_id ?? null, data: r.data });
+        return { ts, json, bytes: Buffer.byteLength(json) };
+      });
+      let added = 0;
+      for (const c of toChunks(encoded, first)) {
+        this.stmts.insertChunk.run(stream, c.firstSeq, c.lastSeq, c.minTs, c.bytes, c.payload);
+        added += c.bytes;
       }
+      const seq = first + records.length;
       if (records.length > 0) this.stmts.setNextSeq.run(seq, stream);
       this.writeCheckpoints(cps, now);
       this.bytes += added;
@@ -230,16 +239,32 @@ export class Outbox extends EventEmitter {
     return this.stmts.listCheckpoints.all(collector).map((r) => ({ key: r.key, value: JSON.parse(r.value) as T }));
   }
 
-  /** Pending rows after `afterSeq`, at most `maxRecords` and (beyond the first row) `maxBytes`. */
+  /** Pending records after `afterSeq`, at most `maxRecords` and (beyond the first) `maxBytes`. */
   readPending(stream: string, afterSeq: number, maxRecords: number, maxBytes = Number.POSITIVE_INFINITY): PendingRow[] {
     this.assertOpen();
-    const rows = this.stmts.readPending.all(stream, afterSeq, maxRecords);
+    const rows: PendingRow[] = [];
     let total = 0;
-    for (let i = 0; i < rows.length; i++) {
-      total += rows[i]!.bytes;
-      if (total > maxBytes && i > 0) return rows.slice(0, i);
+    // Lazily, chunk by chunk: a batch usually needs one or two of them, not the whole backlog.
+    for (const c of this.stmts.chunksAfter.iterate(stream, afterSeq)) {
+      const lines = this.linesOf(c);
+      for (let i = Math.max(0, afterSeq + 1 - c.first_seq); i < lines.length; i++) {
+        const payload = lines[i]!;
+        const bytes = Buffer.byteLength(payload);
+        if (rows.length > 0 && total + bytes > maxBytes) return rows;
+        rows.push({ seq: c.first_seq + i, bytes, payload });
+        total += bytes;
+        if (rows.length >= maxRecords) return rows;
+      }
     }
     return rows;
+  }
+
+  private linesOf(c: ChunkRow): string[] {
+    const cached = this.split;
+    if (cached && cached.gid === c.gid && cached.firstSeq === c.first_seq) return cached.lines;
+    const lines = splitChunk(c.payload);
+    this.split = { gid: c.gid, firstSeq: c.first_seq, lines };
+    return lines;
   }
 
   /** The relay has stored everything up to `upto`: advance the cursor (rows are pruned later). */
@@ -361,33 +386,76 @@ export class Outbox extends EventEmitter {
     }
   }
 
+  /** Deletes a stream's records up to `upto`: whole chunks, then the head of the one it falls inside. */
   private deleteUpTo(stream: string, upto: number): number {
     const size = this.stmts.sizeRange.get(stream, upto)!;
-    if (size.n === 0) return 0;
-    this.stmts.deleteRange.run(stream, upto);
+    if (size.n > 0) this.stmts.deleteRange.run(stream, upto);
     this.bytes -= size.b;
     this.events -= size.n;
-    return size.n;
+    let n = size.n;
+    const straddling = this.stmts.straddling.get(stream, upto, upto);
+    if (straddling) n += this.trimHead(straddling, upto - straddling.first_seq + 1);
+    return n;
   }
 
-  /** drop_oldest: acked rows go first, then the oldest pending rows; every drop is counted. */
-  private dropOldest(): void {
-    for (const s of this.stmts.allStreams.all()) this.deleteUpTo(s.stream, s.acked_seq);
-    const dropped = new Map<string, { upto: number; n: number }>();
-    while (this.overCap()) {
-      const batch = this.stmts.oldestRows.all(256);
-      if (batch.length === 0) break;
-      for (const row of batch) {
-        if (!this.overCap()) break;
-        this.stmts.deleteGid.run(row.gid);
-        this.bytes -= row.bytes;
-        this.events -= 1;
-        const d = dropped.get(row.stream) ?? { upto: 0, n: 0 };
-        d.upto = Math.max(d.upto, row.seq);
-        d.n += 1;
-        dropped.set(row.stream, d);
-      }
+  /** Removes the first `k` records of a chunk (all of them deletes it); returns how many went. */
+  private trimHead(c: ChunkRow, k: number): number {
+    const n = c.last_seq - c.first_seq + 1;
+    if (k >= n) {
+      this.stmts.deleteGid.run(c.gid);
+      this.events -= n;
+      this.bytes -= c.bytes;
+      return n;
     }
+    const lines = splitChunk(c.payload);
+    let freed = 0;
+    for (let i = 0; i < k; i++) freed += Buffer.byteLength(lines[i]!);
+    const rest = lines.slice(k);
+    this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map(recordTs)), c.bytes - freed, rest.join('\n'), c.gid);
+    this.split = undefined;
+    this.events -= k;
+    this.bytes -= freed;
+    return k;
+  }
+
+  /**
+   * drop_oldest: acked records go first, then the oldest pending ones, chunk by chunk (the last
+   * one trimmed record by record, so no more is dropped than needed); every drop is counted.
+   */
+  private dropOldest(): void {
+    const acked = new Map(this.stmts.allStreams.all().map((s) => [s.stream, s.acked_seq]));
+    for (const [stream, upto] of acked) this.deleteUpTo(stream, upto);
+    const dropped = new Map<string, { upto: number; n: number }>();
+    const count = (stream: string, from: number, to: number) => {
+      const pendingFrom = Math.max(from, (acked.get(stream) ?? 0) + 1); // acked ones were delivered, not dropped
+      if (to < pendingFrom) return;
+      const d = dropped.get(stream) ?? { upto: 0, n: 0 };
+      d.upto = Math.max(d.upto, to);
+      d.n += to - pendingFrom + 1;
+      dropped.set(stream, d);
+    };
+    while (this.overCap()) {
+      const c = this.stmts.oldestChunk.get();
+      if (!c) break;
+      const n = c.last_seq - c.first_seq + 1;
+      if (this.events - n >= this.maxEvents || this.bytes - c.bytes >= this.maxBytes) {
+        // Even without all of it the outbox is still at a cap: the whole chunk goes.
+        this.trimHead(c, n);
+        count(c.stream, c.first_seq, c.last_seq);
+        continue;
+      }
+      // Trim just enough records off the head of this chunk.
+      const lines = splitChunk(c.payload);
+      let k = 0;
+      let freed = 0;
+      while (k < lines.length && (this.events - k > this.maxEvents || this.bytes - freed > this.maxBytes)) {
+        freed += Buffer.byteLength(lines[k]!);
+        k++;
+      }
+      this.trimHead(c, k);
+      count(c.stream, c.first_seq, c.first_seq + k - 1);
+    }
+    this.split = undefined;
     for (const [stream, d] of dropped) {
       this.stmts.markDropped.run(d.upto, d.n, stream);
       this.droppedTotal += d.n;
@@ -422,7 +490,9 @@ export class Outbox extends EventEmitter {
 
   private refreshUsage(): void {
     const usage = this.db
-      .prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, (SELECT coalesce(sum(dropped_count), 0) FROM streams) AS d FROM events')
+      .prepare(
+        'SELECT coalesce(sum(last_seq - first_seq + 1), 0) AS n, coalesce(sum(bytes), 0) AS b, (SELECT coalesce(sum(dropped_count), 0) FROM streams) AS d FROM chunks',
+      )
       .get() as { n: number; b: number; d: number };
     this.events = usage.n;
     this.bytes = usage.b;
@@ -436,18 +506,29 @@ export class Outbox extends EventEmitter {
 
 function readStreamStatus(db: Database.Database): StreamStatus[] {
   const streams = db.prepare('SELECT * FROM streams ORDER BY stream').all() as StreamRow[];
-  const pendingStmt = db.prepare<[string, number], { n: number; b: number; oldest: number | null }>(
-    'SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, min(ts) AS oldest FROM events WHERE stream = ? AND seq > ?',
+  const whole = db.prepare<[string, number], { n: number; b: number; oldest: number | null }>(
+    'SELECT coalesce(sum(last_seq - first_seq + 1), 0) AS n, coalesce(sum(bytes), 0) AS b, min(min_ts) AS oldest FROM chunks WHERE stream = ? AND first_seq > ?',
   );
+  const straddling = db.prepare<[string, number, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND first_seq <= ? AND last_seq > ?');
   return streams.map((s) => {
-    const p = pendingStmt.get(s.stream, s.acked_seq)!;
+    const p = whole.get(s.stream, s.acked_seq)!;
+    let { n, b, oldest } = p;
+    // The chunk the ack cursor falls inside: count only its pending records (exactly).
+    const partial = straddling.get(s.stream, s.acked_seq, s.acked_seq);
+    if (partial) {
+      const pending = splitChunk(partial.payload).slice(s.acked_seq + 1 - partial.first_seq);
+      n += pending.length;
+      b += pending.reduce((sum, l) => sum + Buffer.byteLength(l), 0);
+      const ts = Math.min(...pending.map(recordTs));
+      oldest = oldest === null ? ts : Math.min(oldest, ts);
+    }
     return {
       stream: s.stream,
       lastSeq: s.next_seq - 1,
       ackedSeq: s.acked_seq,
-      pending: p.n,
-      pendingBytes: p.b,
-      oldestPendingTs: p.oldest,
+      pending: n,
+      pendingBytes: b,
+      oldestPendingTs: oldest,
       lastAckAt: s.acked_at,
       droppedUpto: s.dropped_upto,
       dropped: s.dropped_count,

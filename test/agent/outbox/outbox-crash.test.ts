@@ -103,9 +103,22 @@ describe('outbox under kill -9', () => {
     // Raw look at the file first: no duplicate (stream, seq), per-stream seqs span 1..N exactly.
     const raw = new Database(dbPath, { readonly: true });
     const spans = raw
-      .prepare('SELECT stream, count(*) AS n, count(DISTINCT seq) AS d, min(seq) AS lo, max(seq) AS hi FROM events GROUP BY stream ORDER BY stream')
+      .prepare(
+        `SELECT stream, sum(last_seq - first_seq + 1) AS n, sum(last_seq - first_seq + 1) AS d, min(first_seq) AS lo, max(last_seq) AS hi
+         FROM chunks GROUP BY stream ORDER BY stream`,
+      )
       .all() as { stream: string; n: number; d: number; lo: number; hi: number }[];
+    // Chunks of a stream tile its seqs exactly: each starts right after the previous one ends.
+    const misjoined = (
+      raw
+        .prepare(
+          `SELECT count(*) AS n FROM (SELECT first_seq, lag(last_seq) OVER (PARTITION BY stream ORDER BY first_seq) AS prev FROM chunks)
+           WHERE prev IS NOT NULL AND first_seq != prev + 1`,
+        )
+        .get() as { n: number }
+    ).n;
     raw.close();
+    expect(misjoined).toBe(0);
     expect(spans.map((s) => s.stream)).toEqual([...STREAMS]);
     for (const s of spans) expect(s).toEqual({ stream: s.stream, n: s.hi, d: s.hi, lo: 1, hi: s.hi });
 
