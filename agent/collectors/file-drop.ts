@@ -1,4 +1,5 @@
-import { mkdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, join, relative } from 'node:path';
 import { z } from 'zod';
 import chokidar, { type FSWatcher } from 'chokidar';
@@ -80,8 +81,11 @@ export class FileDropCollector implements Collector {
   private readonly log: Logger;
   private readonly isIncluded: (rel: string) => boolean;
   private watcher: FSWatcher | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
   private readonly queue: string[] = [];
   private readonly queued = new Set<string>();
+  /** Files being checked for a stable size by enqueueWhenStable. */
+  private readonly settling = new Set<string>();
   private draining: Promise<void> | undefined;
   private readonly abort = new AbortController();
   private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, io_errors: 0 };
@@ -113,21 +117,38 @@ export class FileDropCollector implements Collector {
       usePolling: this.cfg.poll,
       interval: this.cfg.poll_interval,
       binaryInterval: this.cfg.poll_interval,
-      awaitWriteFinish: { stabilityThreshold: this.cfg.stable_time, pollInterval: Math.min(500, this.cfg.stable_time) },
+      // chokidar compares sizes only from its second poll on, and emits as soon as stable_time has passed since the
+      // last change it saw: with pollInterval >= stable_time (and no change events, as when polling a share slower
+      // than stable_time) a file still being written was emitted unchecked. Several polls per stable_time fix that.
+      awaitWriteFinish: {
+        stabilityThreshold: this.cfg.stable_time,
+        pollInterval: Math.max(10, Math.min(500, Math.floor(this.cfg.stable_time / 4))),
+      },
       ignored: (p, stats) => p !== this.dir && (stats?.isDirectory() === true || !this.isIncluded(relative(this.dir, p))),
     });
-    this.watcher.on('add', (p) => this.enqueue(p));
-    this.watcher.on('change', (p) => this.enqueue(p));
+    // chokidar applies awaitWriteFinish only to events after 'ready': before that (the initial scan, which can
+    // take a while on a big share) the size-stable check is done here.
+    let ready = false;
+    const onFile = (p: string) => (ready ? this.enqueue(p) : void this.enqueueWhenStable(p));
+    this.watcher.on('add', onFile);
+    this.watcher.on('change', onFile);
     this.watcher.on('error', (err) => {
       this.lastError = (err as Error).message;
       this.log.error({ err: { message: (err as Error).message } }, 'watcher error');
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    ready = true;
+    // chokidar lists the folder first and only then starts watching it; a file created in between is not
+    // reported until the folder changes again (with poll: true, until after polling's first stat, which lands
+    // after 'ready'), which on a quiet share can be hours. One more listing, once watching is surely on, closes that gap.
+    this.rescanTimer = setTimeout(() => void this.rescan(), this.cfg.poll ? this.cfg.poll_interval : this.cfg.stable_time);
+    this.rescanTimer.unref();
     this.log.info({ dir: this.dir, poll: this.cfg.poll, format: this.cfg.format, stream: this.stream }, 'watching for file drops');
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
+    clearTimeout(this.rescanTimer);
     await this.watcher?.close();
     await this.draining;
   }
@@ -139,6 +160,49 @@ export class FileDropCollector implements Collector {
   /** Resolves once every queued file has been handled (used by tests and shutdown). */
   async idle(): Promise<void> {
     while (this.draining) await this.draining;
+  }
+
+  /**
+   * A file present at start may still be being written (a transfer in progress when the agent started):
+   * it is queued once its size and mtime have not changed for stable_time, as awaitWriteFinish does later on.
+   */
+  private async enqueueWhenStable(path: string): Promise<void> {
+    const signal = this.abort.signal;
+    if (this.settling.has(path)) return;
+    this.settling.add(path);
+    try {
+      let prev = await stat(path);
+      for (;;) {
+        await sleep(this.cfg.stable_time, undefined, { signal });
+        const cur = await stat(path);
+        if (cur.size === prev.size && cur.mtimeMs === prev.mtimeMs) break;
+        prev = cur;
+      }
+    } catch (err) {
+      if (signal.aborted || (err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // Any other stat error: queue it anyway, handleFile reports it and retries.
+    } finally {
+      this.settling.delete(path);
+    }
+    this.enqueue(path);
+  }
+
+  /** Queues (once stable) the included files that are in the folder but that chokidar has not reported. */
+  private async rescan(): Promise<void> {
+    if (this.abort.signal.aborted || !this.watcher) return;
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch((err: Error) => {
+      this.log.warn({ dir: this.dir, err: { message: err.message } }, 'cannot list the drop folder');
+      return [];
+    });
+    if (this.abort.signal.aborted || !this.watcher) return;
+    const known = new Set(this.watcher.getWatched()[this.dir] ?? []);
+    for (const e of entries) {
+      if (!e.isFile() || known.has(e.name) || !this.isIncluded(e.name)) continue;
+      const path = join(this.dir, e.name);
+      if (this.queued.has(path)) continue;
+      this.log.info({ file: path }, 'file not reported by the watcher: picked up by a rescan');
+      void this.enqueueWhenStable(path);
+    }
   }
 
   private enqueue(path: string): void {

@@ -135,7 +135,9 @@ export class CliProcess {
 
   start(): void {
     const log = createWriteStream(this.logPath, { flags: 'a' });
-    const proc = spawn(process.execPath, [this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
+    // ERP_EDGE_CHILD_NODE_ARGS: extra node flags for the child (e.g. --cpu-prof while profiling).
+    const nodeArgs = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const proc = spawn(process.execPath, [...nodeArgs, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,0 +1,526 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fileDrop, FileDropCollector } from '../../../agent/collectors/file-drop.js';
+import { Outbox, type OutboxOptions } from '../../../agent/outbox/outbox.js';
+import { createLogger } from '../../../common/logger.js';
+import { makeTempDir } from '../../helpers/tmp.js';
+import { waitFor } from '../../helpers/net.js';
+
+const logger = createLogger({ level: 'silent' });
+const COLLECTOR_ID = 'file-drop:orders';
+const STREAM = 'orders';
+
+/** What the collector stores per file (its ledger), as far as these tests look at it. */
+interface Ledger {
+  state: 'claimed' | 'committed' | 'archived' | 'error';
+  path: string;
+  rows: number;
+  movedTo?: string;
+}
+
+/** A record as read back from the outbox (its v1 wire JSON). */
+interface Rec {
+  seq: number;
+  id: string;
+  source: string;
+  correlation_id: string | null;
+  data: { file: string; line: number; fields: Record<string, unknown> };
+}
+
+let tmp: { dir: string; cleanup: () => void };
+let base: string;
+let drop: string;
+let collectors: FileDropCollector[] = [];
+let outboxes: Outbox[] = [];
+
+beforeEach(() => {
+  tmp = makeTempDir('file-drop-test-');
+  base = tmp.dir;
+  drop = path.join(base, 'drop');
+  fs.mkdirSync(drop);
+});
+
+afterEach(async () => {
+  for (const c of collectors) await c.stop();
+  for (const o of outboxes) o.close();
+  collectors = [];
+  outboxes = [];
+  tmp.cleanup();
+});
+
+function openOutbox(opts: Partial<OutboxOptions> = {}): Outbox {
+  const o = new Outbox({ path: path.join(base, 'outbox.db'), synchronous: 'NORMAL', ...opts });
+  outboxes.push(o);
+  return o;
+}
+
+async function closeOutbox(o: Outbox): Promise<void> {
+  o.close();
+  outboxes = outboxes.filter((x) => x !== o);
+}
+
+async function startCollector(outbox: Outbox, cfg: Record<string, unknown> = {}): Promise<FileDropCollector> {
+  const parsed = fileDrop.schema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', ...cfg });
+  const c = fileDrop.create(parsed, { outbox, logger, resolvePath: (p) => path.resolve(base, p) });
+  expect(c).toBeInstanceOf(FileDropCollector);
+  collectors.push(c as FileDropCollector);
+  await c.start();
+  return c as FileDropCollector;
+}
+
+async function stopCollector(c: FileDropCollector): Promise<void> {
+  await c.stop();
+  collectors = collectors.filter((x) => x !== c);
+}
+
+function records(outbox: Outbox): Rec[] {
+  return outbox.readPending(STREAM, 0, 100_000).map((r) => JSON.parse(r.payload) as Rec);
+}
+
+function sha256(content: string | Buffer): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+function ledger(outbox: Outbox, content: string | Buffer): Ledger | undefined {
+  return outbox.getCheckpoint<Ledger>(COLLECTOR_ID, sha256(content));
+}
+
+/** The UTC day folders the archive may use while this test runs (robust across midnight). */
+function archiveDays(): Set<string> {
+  const now = Date.now();
+  return new Set([new Date(now - 60_000).toISOString().slice(0, 10), new Date(now).toISOString().slice(0, 10)]);
+}
+
+/** Every file under archive/<day>/, as "day/name". */
+function archived(): string[] {
+  const root = path.join(drop, 'archive');
+  if (!fs.existsSync(root)) return [];
+  return fs.readdirSync(root).flatMap((day) => fs.readdirSync(path.join(root, day)).map((f) => `${day}/${f}`));
+}
+
+function archivedPath(name: string): string | undefined {
+  const hit = archived().find((p) => p.endsWith(`/${name}`));
+  return hit ? path.join(drop, 'archive', hit) : undefined;
+}
+
+function errorFiles(): string[] {
+  const dir = path.join(drop, 'error');
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+}
+
+function csv(rows: number, from = 1): string {
+  let s = 'id,sku,qty\n';
+  for (let i = from; i < from + rows; i++) s += `${i},SKU-${i},${i * 10}\n`;
+  return s;
+}
+
+/**
+ * For a file written in several steps: waits until the complete content is archived or the collector has
+ * visibly taken a partial one (a second ledger entry, or something in error/), so a failure shows what happened.
+ */
+async function waitWhole(outbox: Outbox, full: string): Promise<void> {
+  await waitFor('complete file archived (or a partial read)', () => {
+    return ledger(outbox, full)?.state === 'archived' || outbox.listCheckpoints(COLLECTOR_ID).length > 1 || errorFiles().length > 0;
+  }, 15_000);
+}
+
+/** Waits until the file's ledger entry says archived. */
+async function waitArchived(outbox: Outbox, content: string | Buffer, what = 'file archived'): Promise<Ledger> {
+  return waitFor(what, () => {
+    const l = ledger(outbox, content);
+    return l?.state === 'archived' ? l : undefined;
+  }, 15_000);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('file-drop collector', () => {
+  it('ingests a CSV in order with fields and line numbers, archives it under today, ledger archived', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const content = 'id,sku,qty\n1,A-1,5\n2,B-2,7\n3,C-3,9\n';
+    fs.writeFileSync(path.join(drop, 'orders-1.csv'), content);
+
+    const entry = await waitArchived(outbox, content);
+    await c.idle();
+
+    const recs = records(outbox);
+    const sha16 = sha256(content).slice(0, 16);
+    expect(recs.map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(recs.map((r) => r.id)).toEqual([`${sha16}:1`, `${sha16}:2`, `${sha16}:3`]);
+    expect(recs.map((r) => r.data)).toEqual([
+      { file: 'orders-1.csv', line: 2, fields: { id: '1', sku: 'A-1', qty: '5' } },
+      { file: 'orders-1.csv', line: 3, fields: { id: '2', sku: 'B-2', qty: '7' } },
+      { file: 'orders-1.csv', line: 4, fields: { id: '3', sku: 'C-3', qty: '9' } },
+    ]);
+    for (const r of recs) {
+      expect(r.source).toBe(COLLECTOR_ID);
+      expect(r.correlation_id).toBe(`file:${sha16}`);
+    }
+
+    expect(fs.existsSync(path.join(drop, 'orders-1.csv'))).toBe(false);
+    const files = archived();
+    expect(files).toHaveLength(1);
+    const [day, name] = files[0]!.split('/');
+    expect(archiveDays().has(day!)).toBe(true);
+    expect(name).toBe('orders-1.csv');
+    expect(fs.readFileSync(path.join(drop, 'archive', files[0]!), 'utf8')).toBe(content);
+    expect(entry.rows).toBe(3);
+    expect(entry.movedTo).toBe(path.join(drop, 'archive', files[0]!));
+    expect(c.stats()).toMatchObject({ files_ingested: 1, records: 3, files_error: 0, files_duplicate: 0 });
+  });
+
+  it('picks up files already present before start', async () => {
+    const a = csv(2);
+    const b = csv(3, 100);
+    fs.writeFileSync(path.join(drop, 'a.csv'), a);
+    fs.writeFileSync(path.join(drop, 'b.csv'), b);
+    const outbox = openOutbox();
+    await startCollector(outbox);
+
+    await waitArchived(outbox, a, 'a.csv archived');
+    await waitArchived(outbox, b, 'b.csv archived');
+    const recs = records(outbox);
+    expect(recs).toHaveLength(5);
+    expect(recs.filter((r) => r.data.file === 'a.csv').map((r) => r.data.fields.id)).toEqual(['1', '2']);
+    expect(recs.filter((r) => r.data.file === 'b.csv').map((r) => r.data.fields.id)).toEqual(['100', '101', '102']);
+    expect(fs.readdirSync(drop).sort()).toEqual(['archive']);
+  });
+
+  it('reads a file that is still being written when the collector starts only once it is complete', async () => {
+    const file = path.join(drop, 'growing.csv');
+    const full = csv(6);
+    const lines = full.split(/(?<=\n)/);
+    fs.writeFileSync(file, lines.slice(0, 2).join(''));
+    const outbox = openOutbox();
+    await startCollector(outbox, { stable_time: '600ms' });
+    for (const l of lines.slice(2)) {
+      await sleep(100); // well under stable_time
+      fs.appendFileSync(file, l);
+    }
+
+    await waitWhole(outbox, full);
+    expect(ledger(outbox, full)?.state).toBe('archived');
+    const recs = records(outbox);
+    expect(recs.map((r) => r.data.fields.id)).toEqual(['1', '2', '3', '4', '5', '6']);
+    // Only the complete content was ever seen: one ledger entry, nothing in error/.
+    expect(outbox.listCheckpoints(COLLECTOR_ID)).toHaveLength(1);
+    expect(errorFiles()).toEqual([]);
+  });
+
+  it('ignores a .tmp file until it is renamed to .csv, then ingests it once', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const content = csv(4);
+    const tmpFile = path.join(drop, 'orders.csv.tmp');
+    fs.writeFileSync(tmpFile, content);
+    // A marker dropped after the temp file: once it is handled, the temp file has had its chance.
+    const marker = 'marker\nx\n';
+    fs.writeFileSync(path.join(drop, 'marker.csv'), marker);
+    await waitArchived(outbox, marker, 'marker archived');
+    await c.idle();
+
+    expect(fs.existsSync(tmpFile)).toBe(true);
+    expect(ledger(outbox, content)).toBeUndefined();
+    expect(records(outbox)).toHaveLength(1);
+
+    fs.renameSync(tmpFile, path.join(drop, 'orders.csv'));
+    await waitArchived(outbox, content);
+    await c.idle();
+
+    const recs = records(outbox).filter((r) => r.data.file === 'orders.csv');
+    expect(recs.map((r) => r.data.fields.id)).toEqual(['1', '2', '3', '4']);
+    expect(new Set(records(outbox).map((r) => r.id)).size).toBe(5);
+    expect(archivedPath('orders.csv')).toBeDefined();
+    expect(archivedPath('orders.csv.tmp')).toBeUndefined();
+    expect(errorFiles()).toEqual([]);
+  });
+
+  it('reads a file written slowly in several appends only once it is complete', async () => {
+    const outbox = openOutbox();
+    await startCollector(outbox, { stable_time: '600ms' });
+    const file = path.join(drop, 'slow.csv');
+    const full = csv(8);
+    const parts = full.split(/(?<=\n)/);
+    fs.writeFileSync(file, parts[0]!);
+    for (const p of parts.slice(1)) {
+      await sleep(100); // pauses well under stable_time
+      fs.appendFileSync(file, p);
+    }
+
+    await waitWhole(outbox, full);
+    expect(ledger(outbox, full)?.state).toBe('archived');
+    const recs = records(outbox);
+    expect(recs.map((r) => r.data.fields.id)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8']);
+    expect(recs.map((r) => r.data.line)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(outbox.listCheckpoints(COLLECTOR_ID)).toHaveLength(1);
+    expect(errorFiles()).toEqual([]);
+  });
+
+  it('moves a malformed CSV to error/ with a reason naming the line, ingests nothing, counts it', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { batch_size: 1 });
+    const content = 'id,sku,qty\n1,A,5\n2,B,6\n3,C\n4,D,8\n';
+    fs.writeFileSync(path.join(drop, 'bad.csv'), content);
+
+    const entry = await waitFor('ledger error', () => (ledger(outbox, content)?.state === 'error' ? ledger(outbox, content) : undefined), 15_000);
+    await c.idle();
+
+    expect(errorFiles()).toEqual(['bad.csv', 'bad.csv.reason.txt']);
+    expect(fs.readFileSync(path.join(drop, 'error', 'bad.csv'), 'utf8')).toBe(content);
+    const reason = fs.readFileSync(path.join(drop, 'error', 'bad.csv.reason.txt'), 'utf8');
+    expect(reason).toMatch(/reason: line 4: /);
+    expect(reason).toContain('expected 3 fields');
+    expect(reason).toContain(sha256(content));
+    expect(entry.movedTo).toBe(path.join(drop, 'error', 'bad.csv'));
+    expect(records(outbox)).toEqual([]);
+    expect(outbox.streamStatus()).toEqual([]);
+    expect(fs.existsSync(path.join(drop, 'bad.csv'))).toBe(false);
+    expect(archived()).toEqual([]);
+    expect(c.stats()).toMatchObject({ files_error: 1, files_ingested: 0, records: 0 });
+    expect(String(c.stats().last_error)).toContain('line 4');
+  });
+
+  it('ingests the same content once: a copy under another name and under the same name go to error/ as duplicates', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const content = csv(3);
+    fs.writeFileSync(path.join(drop, 'first.csv'), content);
+    await waitArchived(outbox, content);
+    await c.idle();
+
+    fs.writeFileSync(path.join(drop, 'second.csv'), content);
+    await waitFor('second.csv rejected', () => errorFiles().includes('second.csv.reason.txt'), 15_000);
+    fs.writeFileSync(path.join(drop, 'first.csv'), content);
+    await waitFor('first.csv rejected', () => errorFiles().includes('first.csv.reason.txt'), 15_000);
+    await c.idle();
+
+    expect(records(outbox)).toHaveLength(3);
+    expect(errorFiles()).toEqual(['first.csv', 'first.csv.reason.txt', 'second.csv', 'second.csv.reason.txt']);
+    for (const f of ['first.csv', 'second.csv']) {
+      const reason = fs.readFileSync(path.join(drop, 'error', `${f}.reason.txt`), 'utf8');
+      expect(reason).toContain('duplicate');
+      expect(reason).toContain(path.join(drop, 'first.csv'));
+    }
+    expect(archived().map((p) => p.split('/')[1])).toEqual(['first.csv']);
+    expect(ledger(outbox, content)?.state).toBe('archived');
+    expect(c.stats()).toMatchObject({ files_ingested: 1, files_duplicate: 2, records: 3 });
+  });
+
+  it('remembers ingested content across a restart', async () => {
+    const content = csv(3);
+    let outbox = openOutbox();
+    let c = await startCollector(outbox);
+    fs.writeFileSync(path.join(drop, 'day1.csv'), content);
+    await waitArchived(outbox, content);
+    await stopCollector(c);
+    await closeOutbox(outbox);
+
+    outbox = openOutbox();
+    c = await startCollector(outbox);
+    fs.writeFileSync(path.join(drop, 'day1-again.csv'), content);
+    await waitFor('duplicate rejected', () => errorFiles().includes('day1-again.csv.reason.txt'), 15_000);
+    await c.idle();
+
+    expect(fs.readFileSync(path.join(drop, 'error', 'day1-again.csv.reason.txt'), 'utf8')).toContain('duplicate');
+    expect(records(outbox)).toHaveLength(3);
+    expect(c.stats()).toMatchObject({ files_ingested: 0, files_duplicate: 1, records: 0 });
+  });
+
+  it('resumes a file claimed before a crash from its committed row count', async () => {
+    const N = 10;
+    const K = 4;
+    const content = csv(N);
+    const file = path.join(drop, 'crash.csv');
+    fs.writeFileSync(file, content);
+    const st = fs.statSync(file);
+    const sha = sha256(content);
+    const sha16 = sha.slice(0, 16);
+    const outbox = openOutbox();
+    // What the collector had committed when it died: the first K records and a claim with rows: K.
+    outbox.append(
+      STREAM,
+      Array.from({ length: K }, (_, i) => ({
+        id: `${sha16}:${i + 1}`,
+        source: COLLECTOR_ID,
+        correlation_id: `file:${sha16}`,
+        data: { file: 'crash.csv', line: i + 2, fields: { id: String(i + 1), sku: `SKU-${i + 1}`, qty: String((i + 1) * 10) } },
+      })),
+      { collector: COLLECTOR_ID, key: sha, value: { state: 'claimed', path: file, size: st.size, mtimeMs: st.mtimeMs, rows: K, at: Date.now() } },
+    );
+
+    const c = await startCollector(outbox, { batch_size: 3 });
+    const entry = await waitArchived(outbox, content);
+    await c.idle();
+
+    const recs = records(outbox);
+    expect(recs).toHaveLength(N);
+    expect(recs.map((r) => r.id)).toEqual(Array.from({ length: N }, (_, i) => `${sha16}:${i + 1}`));
+    expect(recs.map((r) => r.seq)).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    expect(recs.map((r) => r.data.line)).toEqual(Array.from({ length: N }, (_, i) => i + 2));
+    expect(recs.map((r) => r.data.fields.id)).toEqual(Array.from({ length: N }, (_, i) => String(i + 1)));
+    expect(entry.rows).toBe(N);
+    expect(c.stats()).toMatchObject({ records: N - K, files_ingested: 1 });
+    expect(archivedPath('crash.csv')).toBeDefined();
+  });
+
+  it('archives a committed-but-not-archived file without ingesting it again', async () => {
+    const content = csv(3);
+    const file = path.join(drop, 'done.csv');
+    fs.writeFileSync(file, content);
+    const st = fs.statSync(file);
+    const sha = sha256(content);
+    const sha16 = sha.slice(0, 16);
+    const outbox = openOutbox();
+    outbox.append(
+      STREAM,
+      [1, 2, 3].map((n) => ({ id: `${sha16}:${n}`, source: COLLECTOR_ID, correlation_id: `file:${sha16}`, data: { file: 'done.csv', line: n + 1, fields: {} } })),
+      { collector: COLLECTOR_ID, key: sha, value: { state: 'committed', path: file, size: st.size, mtimeMs: st.mtimeMs, rows: 3, at: Date.now() } },
+    );
+
+    const c = await startCollector(outbox);
+    const entry = await waitArchived(outbox, content);
+    await c.idle();
+
+    expect(records(outbox)).toHaveLength(3);
+    expect(records(outbox).every((r) => JSON.stringify(r.data.fields) === '{}')).toBe(true);
+    expect(entry.rows).toBe(3);
+    const dest = archivedPath('done.csv');
+    expect(dest).toBeDefined();
+    expect(entry.movedTo).toBe(dest);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(errorFiles()).toEqual([]);
+    expect(c.stats()).toMatchObject({ records: 0, files_duplicate: 0 });
+  });
+
+  it('detects and decodes a Windows-1252 file (encoding auto)', async () => {
+    const outbox = openOutbox();
+    await startCollector(outbox);
+    // 0xFC is ü and 0xF6 is ö in Windows-1252; neither is valid UTF-8 on its own.
+    const content = Buffer.from('id,name,city\n1,M\xfcller,K\xf6ln\n', 'latin1');
+    expect(content.includes(0xfc)).toBe(true);
+    fs.writeFileSync(path.join(drop, 'customers.csv'), content);
+    await waitArchived(outbox, content);
+    expect(records(outbox).map((r) => r.data.fields)).toEqual([{ id: '1', name: 'Müller', city: 'Köln' }]);
+  });
+
+  it('decodes a Windows-1252 CSV with a configured delimiter', async () => {
+    const outbox = openOutbox();
+    await startCollector(outbox, { delimiter: ';', encoding: 'windows-1252' });
+    const content = Buffer.from('id;name\n1;M\xfcller\n2;Stra\xdfe\n', 'latin1');
+    fs.writeFileSync(path.join(drop, 'customers.csv'), content);
+    await waitArchived(outbox, content);
+    expect(records(outbox).map((r) => r.data.fields)).toEqual([
+      { id: '1', name: 'Müller' },
+      { id: '2', name: 'Straße' },
+    ]);
+  });
+
+  it('ingests JSON Lines', async () => {
+    const outbox = openOutbox();
+    await startCollector(outbox, { format: 'jsonl', include: ['*.jsonl'] });
+    const content = '{"sku":"A","qty":1}\n\n{"sku":"B","qty":2,"tags":["x"]}\n';
+    fs.writeFileSync(path.join(drop, 'moves.jsonl'), content);
+    fs.writeFileSync(path.join(drop, 'notes.txt'), 'not included\n');
+    await waitArchived(outbox, content);
+    expect(records(outbox).map((r) => r.data)).toEqual([
+      { file: 'moves.jsonl', line: 1, fields: { sku: 'A', qty: 1 } },
+      { file: 'moves.jsonl', line: 3, fields: { sku: 'B', qty: 2, tags: ['x'] } },
+    ]);
+    expect(fs.existsSync(path.join(drop, 'notes.txt'))).toBe(true);
+    expect(ledger(outbox, 'not included\n')).toBeUndefined();
+  });
+
+  it('works in poll mode (network shares)', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { poll: true, poll_interval: '100ms' });
+    const content = csv(3);
+    fs.writeFileSync(path.join(drop, 'polled.csv'), content);
+    await waitArchived(outbox, content);
+    await c.idle();
+    expect(records(outbox).map((r) => r.data.fields.id)).toEqual(['1', '2', '3']);
+    expect(archivedPath('polled.csv')).toBeDefined();
+  });
+
+  it('in poll mode, reads a slowly written file only once complete even when polling is slower than stable_time', async () => {
+    const outbox = openOutbox();
+    await startCollector(outbox, { poll: true, poll_interval: '1s', stable_time: '300ms' });
+    const file = path.join(drop, 'share.csv');
+    const full = csv(25); // written over ~2.5 s: the folder poll (1 s) sees it while it still grows
+    const parts = full.split(/(?<=\n)/);
+    fs.writeFileSync(file, parts[0]!);
+    for (const p of parts.slice(1)) {
+      await sleep(100);
+      fs.appendFileSync(file, p);
+    }
+    await waitWhole(outbox, full);
+    expect(ledger(outbox, full)?.state).toBe('archived');
+    expect(records(outbox).map((r) => r.data.fields.id)).toEqual(Array.from({ length: 25 }, (_, i) => String(i + 1)));
+    expect(errorFiles()).toEqual([]);
+    expect(outbox.listCheckpoints(COLLECTOR_ID)).toHaveLength(1);
+  });
+
+  it('pauses while a blocking outbox is full and resumes as rows are acked', async () => {
+    const outbox = openOutbox({ capPolicy: 'block', maxEvents: 10 });
+    const c = await startCollector(outbox, { batch_size: 5 });
+    const content = csv(30);
+    fs.writeFileSync(path.join(drop, 'big.csv'), content);
+
+    await waitFor('outbox full', () => outbox.isFull(), 15_000);
+    // The collector is parked in waitForSpace (listening for 'space'), having appended up to the cap only.
+    await waitFor('collector waiting for space', () => outbox.listenerCount('space') > 0, 15_000);
+    expect(outbox.isFull()).toBe(true);
+    expect(outbox.usage().events).toBe(10);
+    expect(records(outbox)).toHaveLength(10);
+    expect(ledger(outbox, content)).toMatchObject({ state: 'claimed', rows: 10 });
+
+    const seen: Rec[] = [];
+    let maxPending = 0;
+    await waitFor(
+      'all 30 records acked and file archived',
+      () => {
+        const pending = outbox.readPending(STREAM, outbox.ackedSeq(STREAM), 1000).map((r) => JSON.parse(r.payload) as Rec);
+        maxPending = Math.max(maxPending, pending.length);
+        if (pending.length > 0) {
+          seen.push(...pending);
+          outbox.ack(STREAM, pending[pending.length - 1]!.seq);
+        }
+        return seen.length === 30 && ledger(outbox, content)?.state === 'archived';
+      },
+      20_000,
+      20,
+    );
+    await c.idle();
+
+    expect(maxPending).toBeLessThanOrEqual(10);
+    expect(seen.map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(seen.map((r) => r.data.fields.id)).toEqual(Array.from({ length: 30 }, (_, i) => String(i + 1)));
+    expect(new Set(seen.map((r) => r.id)).size).toBe(30);
+    expect(outbox.isFull()).toBe(false);
+  });
+
+  it('archives a second file of the same name (different content) as name.1', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const one = csv(2);
+    const two = csv(2, 50);
+    fs.writeFileSync(path.join(drop, 'daily.csv'), one);
+    await waitArchived(outbox, one);
+    await c.idle();
+    fs.writeFileSync(path.join(drop, 'daily.csv'), two);
+    const entry = await waitArchived(outbox, two);
+    await c.idle();
+
+    const first = archivedPath('daily.csv');
+    const second = archivedPath('daily.csv.1');
+    expect(first).toBeDefined();
+    expect(second).toBeDefined();
+    expect(fs.readFileSync(first!, 'utf8')).toBe(one);
+    expect(fs.readFileSync(second!, 'utf8')).toBe(two);
+    expect(entry.movedTo).toBe(second);
+    expect(records(outbox).map((r) => r.data.fields.id)).toEqual(['1', '2', '50', '51']);
+    expect(errorFiles()).toEqual([]);
+  });
+});
