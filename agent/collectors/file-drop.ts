@@ -209,8 +209,14 @@ export class FileDropCollector implements Collector {
     if (this.abort.signal.aborted || this.queued.has(path)) return;
     this.queued.add(path);
     this.queue.push(path);
+    this.startDrain();
+  }
+
+  private startDrain(): void {
     this.draining ??= this.drain().finally(() => {
       this.draining = undefined;
+      // A file queued while the loop was ending must not wait for the next drop.
+      if (this.queue.length > 0 && !this.abort.signal.aborted) this.startDrain();
     });
   }
 
@@ -243,10 +249,12 @@ export class FileDropCollector implements Collector {
     if (!st || !st.isFile()) return;
     const fp = await fingerprintFile(path, this.cfg.encoding);
     const entry = this.outbox.getCheckpoint<LedgerEntry>(this.id, fp.sha256);
-    if (entry?.state === 'archived' || (entry?.state === 'committed' && entry.path !== path)) {
+    // A file with no records cannot be ingested twice: a repeated empty export is just archived.
+    const ingestedBefore = entry !== undefined && entry.rows > 0;
+    if (ingestedBefore && (entry.state === 'archived' || (entry.state === 'committed' && entry.path !== path))) {
       return this.rejectDuplicate(path, fp, entry);
     }
-    if (entry?.state === 'committed') return this.archive(path, fp, entry); // crashed after commit, before the move
+    if (entry?.state === 'committed' && entry.path === path) return this.archive(path, fp, entry); // crashed after commit, before the move
     const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter };
     try {
       // Validate first: a malformed file ingests nothing, rather than its first half.
@@ -271,7 +279,7 @@ export class FileDropCollector implements Collector {
     let rows = claimed.rows;
     let batch: NewRecord[] = [];
     const flush = async (last: boolean) => {
-      await this.outbox.waitForSpace(this.abort.signal); // back-pressure: pause while the outbox is full
+      if (batch.length > 0) await this.outbox.waitForSpace(this.abort.signal); // back-pressure: pause while the outbox is full
       rows += batch.length;
       const value: LedgerEntry = { ...claimed, rows, state: last ? 'committed' : 'claimed', at: Date.now() };
       this.outbox.append(this.stream, batch, { collector: this.id, key: fp.sha256, value });
@@ -292,7 +300,7 @@ export class FileDropCollector implements Collector {
   }
 
   private async archive(path: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
-    const day = new Date().toISOString().slice(0, 10);
+    const day = localDate(new Date());
     const dest = await moveFile(path, join(this.archiveDir, day));
     this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
     this.log.debug({ file: path, to: dest }, 'file archived');
@@ -348,4 +356,10 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** YYYY-MM-DD in the machine's time zone: the warehouse's day, as IT reads the archive. */
+function localDate(d: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }

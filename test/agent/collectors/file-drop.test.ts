@@ -87,10 +87,14 @@ function ledger(outbox: Outbox, content: string | Buffer): Ledger | undefined {
   return outbox.getCheckpoint<Ledger>(COLLECTOR_ID, sha256(content));
 }
 
-/** The UTC day folders the archive may use while this test runs (robust across midnight). */
+/** The local day folders the archive may use while this test runs (robust across midnight). */
 function archiveDays(): Set<string> {
   const now = Date.now();
-  return new Set([new Date(now - 60_000).toISOString().slice(0, 10), new Date(now).toISOString().slice(0, 10)]);
+  const day = (t: number) => {
+    const d = new Date(t);
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  };
+  return new Set([day(now - 60_000), day(now)]);
 }
 
 /** Every file under archive/<day>/, as "day/name". */
@@ -307,6 +311,20 @@ describe('file-drop collector', () => {
     expect(archived().map((p) => p.split('/')[1])).toEqual(['first.csv']);
     expect(ledger(outbox, content)?.state).toBe('archived');
     expect(c.stats()).toMatchObject({ files_ingested: 1, files_duplicate: 2, records: 3 });
+  });
+
+  it('archives a repeated empty export (header only) each time instead of calling it a duplicate', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const empty = 'id,sku,qty\n';
+    fs.writeFileSync(path.join(drop, 'no-orders-1.csv'), empty);
+    await waitFor('first empty file archived', () => archived().some((p) => p.endsWith('/no-orders-1.csv')), 15_000);
+    fs.writeFileSync(path.join(drop, 'no-orders-2.csv'), empty);
+    await waitFor('second empty file archived', () => archived().some((p) => p.endsWith('/no-orders-2.csv')), 15_000);
+    await c.idle();
+    expect(errorFiles()).toEqual([]);
+    expect(records(outbox)).toEqual([]);
+    expect(c.stats()).toMatchObject({ files_duplicate: 0, files_error: 0 });
   });
 
   it('remembers ingested content across a restart', async () => {
