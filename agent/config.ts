@@ -27,7 +27,7 @@ export const agentConfigSchema = z
       username: z.string().optional(),
       password: z.string().optional(),
       client_id: z.string().min(1).optional(),
-      batch_max_records: z.number().int().min(1).max(10_000).default(500),
+      batch_max_records: z.number().int().min(1).max(10_000).default(1_000),
       batch_max_bytes: byteSize.default(256 * 1024),
       max_inflight: z.number().int().min(1).max(256).default(8),
       ack_timeout: durationMs.default(15_000),

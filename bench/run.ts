@@ -19,6 +19,7 @@ import { latency } from './scenarios/latency.js';
 import { footprint } from './scenarios/footprint.js';
 import { mosquittoBridge } from './scenarios/mosquitto-bridge.js';
 import { findBinary } from '../test/helpers/requirements.js';
+import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge];
@@ -109,7 +110,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     }
     outcomes.push({ name: s.name, status: error ? 'failed' : 'ok', error, seconds: (performance.now() - t0) / 1000, params, notes });
   }
-  const results = benchResults.parse({ version: 1, started_at: started, quick: o.quick, machine: machineInfo(), versions: versions(), scenarios: outcomes, figures });
+  const results = benchResults.parse({ version: 1, started_at: started, quick: o.quick, machine: machineInfo(), versions: versions(), agent_node_flags: [...AGENT_NODE_FLAGS], scenarios: outcomes, figures });
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, `${JSON.stringify(results, null, 2)}\n`);
   for (const line of formatTable(results)) print(line);

@@ -38,6 +38,8 @@ export const benchResults = z.object({
     sqlite: z.string(),
   }),
   versions: z.record(z.string(), z.string()),
+  /** Node.js flags the measured agent processes ran with. */
+  agent_node_flags: z.array(z.string()),
   scenarios: z.array(scenarioOutcome),
   figures: z.array(figure),
 });

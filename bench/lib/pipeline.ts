@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from '../../test/helpers/pipeline.js';
 import { freePort, waitFor } from '../../test/helpers/net.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
+import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -82,7 +83,7 @@ ${collector}`;
 
 export function startAgent(dir: string, o: AgentOptions): CliProcess {
   assertBuilt();
-  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), DIST.agent);
+  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), DIST.agent, AGENT_NODE_FLAGS);
   proc.start();
   return proc;
 }

@@ -131,13 +131,14 @@ export class CliProcess {
     private readonly configPath: string,
     private readonly logPath: string,
     private readonly entry?: string,
+    private readonly nodeArgs: readonly string[] = [],
   ) {}
 
   start(): void {
     const log = createWriteStream(this.logPath, { flags: 'a' });
     // ERP_EDGE_CHILD_NODE_ARGS: extra node flags for the child (e.g. --cpu-prof while profiling).
-    const nodeArgs = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const proc = spawn(process.execPath, [...nodeArgs, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
+    const extra = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const proc = spawn(process.execPath, [...this.nodeArgs, ...extra, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
