@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { waitFor } from '../../test/helpers/net.js';
+import { canConnect, waitFor } from '../../test/helpers/net.js';
 
 /** Live brokers of this process: killed with -9 if Node exits without stopping them. */
 const live = new Set<ChildProcess>();
@@ -95,15 +94,4 @@ export class BridgeMosquitto {
       clearTimeout(timer);
     }
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }

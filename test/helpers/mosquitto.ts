@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:net';
-import { freePort, waitFor } from './net.js';
+import { canConnect, freePort, waitFor } from './net.js';
 import { mosquittoBinary } from './requirements.js';
 
 /** A Mosquitto of the test's own, on a free loopback port, with a temp config; stop() kills it. */
@@ -44,15 +43,4 @@ export class MosquittoProcess {
     proc.kill(signal);
     await exited;
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
