@@ -6,6 +6,7 @@ import { sampleRecord } from '../lib/payload.js';
 import { freePort } from '../../test/helpers/net.js';
 import { findBinary, MOSQUITTO_INSTALL } from '../../test/helpers/requirements.js';
 import { ScenarioUnavailable, type Scenario, type ScenarioContext } from '../types.js';
+import { publishQos1, withTimeout } from '../lib/publish.js';
 
 /**
  * The peer baseline users would otherwise deploy: a local Mosquitto with persistence on,
@@ -101,63 +102,6 @@ async function primeCloud(cloud: BridgeMosquitto): Promise<void> {
     }
   } finally {
     await cloud.stop('SIGTERM'); // graceful: the session is written to the cloud's persistence file
-  }
-}
-
-function withTimeout<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Publishes records 1..n at QoS 1 with at most PUBLISH_WINDOW unacknowledged; resolves with
- * the seconds from the first publish to the n-th PUBACK.
- */
-async function publishAll(url: string, n: number, timeoutMs: number, log: (m: string) => void): Promise<number> {
-  const client = await mqtt.connectAsync(url, { clientId: `bench-pub-${process.pid}`, clean: true, protocolVersion: 4, reconnectPeriod: 0 });
-  let done = false;
-  try {
-    const started = performance.now();
-    const work = new Promise<void>((resolve, reject) => {
-      let next = 1;
-      let acked = 0;
-      let lastLog = Date.now();
-      client.once('close', () => {
-        if (!done) reject(new Error(`publisher connection closed after ${acked} of ${n} PUBACKs`));
-      });
-      const pump = (): void => {
-        while (next <= n && next - 1 - acked < PUBLISH_WINDOW) {
-          client.publish(TOPIC, sampleRecord(next++), { qos: 1 }, (err) => {
-            if (done) return;
-            if (err) {
-              done = true;
-              reject(err);
-              return;
-            }
-            acked++;
-            if (acked === n) {
-              done = true;
-              resolve();
-              return;
-            }
-            if (Date.now() - lastLog > 10_000) {
-              lastLog = Date.now();
-              log(`  published ${acked}/${n} (PUBACKed)`);
-            }
-            pump();
-          });
-        }
-      };
-      pump();
-    });
-    await withTimeout(`publishing ${n} QoS 1 messages to ${url}`, work, timeoutMs);
-    return (performance.now() - started) / 1000;
-  } finally {
-    done = true;
-    await client.endAsync(true).catch(() => undefined);
   }
 }
 
@@ -286,7 +230,7 @@ async function storeAndForward(ctx: ScenarioContext, bin: string, dir: string, n
     await primeCloud(cloud);
     await local.start();
     ctx.log(`store-and-forward: publishing ${n} QoS 1 messages to the local broker, cloud down`);
-    const pubSeconds = await publishAll(local.url, n, timeoutMs, ctx.log);
+    const pubSeconds = await publishQos1(local.url, TOPIC, n, sampleRecord, { window: PUBLISH_WINDOW, timeoutMs, log: ctx.log });
     ctx.record('local mosquitto accept rate (QoS 1, cloud down)', 'events/s', n / pubSeconds);
     ctx.log(`  all ${n} PUBACKed in ${pubSeconds.toFixed(1)} s; starting the cloud broker`);
 
@@ -325,7 +269,7 @@ async function lossAfterRestart(ctx: ScenarioContext, bin: string, dir: string, 
     await primeCloud(cloud);
     await local.start();
     ctx.log(`${label}: publishing ${n} QoS 1 messages to the local broker, cloud down`);
-    const pubSeconds = await publishAll(local.url, n, timeoutMs, ctx.log);
+    const pubSeconds = await publishQos1(local.url, TOPIC, n, sampleRecord, { window: PUBLISH_WINDOW, timeoutMs, log: ctx.log });
     ctx.log(`  all ${n} PUBACKed in ${pubSeconds.toFixed(1)} s; ${signal} to the local broker, restart, cloud up`);
     await local.stop(signal, timeoutMs);
     await cloud.start();
