@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
 import { migrate } from './migrations.js';
 import { recordTs, splitChunk, toChunks, type EncodedRecord } from './chunk.js';
@@ -101,8 +102,9 @@ export class Outbox extends EventEmitter {
   private full = false;
   private closed = false;
   private readonly stmts;
+  private readonly dropLog = new LogThrottle(60_000);
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
-  private split: { gid: number; firstSeq: number; lines: string[] } | undefined;
+  private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
 
   constructor(opts: OutboxOptions) {
     super();
@@ -218,9 +220,20 @@ export class Outbox extends EventEmitter {
       this.refreshUsage();
       throw err;
     }
-    if (records.length > 0) this.emit('appended', stream);
-    this.updateFullState();
+    // The records are committed: what follows must not make the caller believe they were not.
+    this.afterCommit(() => {
+      if (records.length > 0) this.emit('appended', stream);
+    });
+    this.afterCommit(() => this.updateFullState());
     return r;
+  }
+
+  private afterCommit(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log?.error({ err: { message: (err as Error).message } }, 'outbox: work after a commit failed (the commit stands)');
+    }
   }
 
   /** Stores checkpoints alone (state changes that carry no records). */
@@ -261,9 +274,10 @@ export class Outbox extends EventEmitter {
 
   private linesOf(c: ChunkRow): string[] {
     const cached = this.split;
-    if (cached && cached.gid === c.gid && cached.firstSeq === c.first_seq) return cached.lines;
+    // gids are reused after deletes: the stream is part of the key, and deletes clear the cache.
+    if (cached && cached.gid === c.gid && cached.stream === c.stream && cached.firstSeq === c.first_seq) return cached.lines;
     const lines = splitChunk(c.payload);
-    this.split = { gid: c.gid, firstSeq: c.first_seq, lines };
+    this.split = { stream: c.stream, gid: c.gid, firstSeq: c.first_seq, lines };
     return lines;
   }
 
@@ -389,7 +403,10 @@ export class Outbox extends EventEmitter {
   /** Deletes a stream's records up to `upto`: whole chunks, then the head of the one it falls inside. */
   private deleteUpTo(stream: string, upto: number): number {
     const size = this.stmts.sizeRange.get(stream, upto)!;
-    if (size.n > 0) this.stmts.deleteRange.run(stream, upto);
+    if (size.n > 0) {
+      this.stmts.deleteRange.run(stream, upto);
+      this.split = undefined;
+    }
     this.bytes -= size.b;
     this.events -= size.n;
     let n = size.n;
@@ -401,6 +418,7 @@ export class Outbox extends EventEmitter {
   /** Removes the first `k` records of a chunk (all of them deletes it); returns how many went. */
   private trimHead(c: ChunkRow, k: number): number {
     const n = c.last_seq - c.first_seq + 1;
+    this.split = undefined;
     if (k >= n) {
       this.stmts.deleteGid.run(c.gid);
       this.events -= n;
@@ -412,7 +430,6 @@ export class Outbox extends EventEmitter {
     for (let i = 0; i < k; i++) freed += Buffer.byteLength(lines[i]!);
     const rest = lines.slice(k);
     this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map(recordTs)), c.bytes - freed, rest.join('\n'), c.gid);
-    this.split = undefined;
     this.events -= k;
     this.bytes -= freed;
     return k;
@@ -455,11 +472,12 @@ export class Outbox extends EventEmitter {
       this.trimHead(c, k);
       count(c.stream, c.first_seq, c.first_seq + k - 1);
     }
-    this.split = undefined;
     for (const [stream, d] of dropped) {
       this.stmts.markDropped.run(d.upto, d.n, stream);
       this.droppedTotal += d.n;
-      this.log?.warn({ stream, dropped: d.n, dropped_upto: d.upto, policy: 'drop_oldest' }, 'outbox full: oldest pending events dropped');
+      // At the cap every append drops: one line a minute per stream, with what was held back.
+      const t = this.dropLog.take(stream, d.n);
+      if (t) this.log?.warn({ stream, dropped: t.count, dropped_upto: d.upto, policy: 'drop_oldest' }, 'outbox full: oldest pending events dropped');
     }
   }
 

@@ -123,4 +123,16 @@ describe('outbox stored in chunks', () => {
       [1_001, 1_500],
     ]);
   });
+
+  it('never serves a deleted chunk from the read cache when its row id is reused by another stream', () => {
+    const o = open({ replayWindowMs: 0 });
+    o.append('orders', recs(1, 5));
+    expect(o.readPending('orders', 0, 10)).toHaveLength(5); // now cached
+    o.ack('orders', 5);
+    o.pruneAcked(true); // the table is empty: the next chunk gets the same row id
+    o.append('returns', [{ id: 'ret-1', source: 't', data: { i: 901 } }, { id: 'ret-2', source: 't', data: { i: 902 } }]);
+    const rows = o.readPending('returns', 0, 10);
+    expect(rows.map((r) => (JSON.parse(r.payload) as { id: string }).id)).toEqual(['ret-1', 'ret-2']);
+  });
 });
+
