@@ -56,7 +56,14 @@ export class Agent {
     const agent = new Agent(outbox, collectors, forwarder, log);
     forwarder.start();
     for (const c of collectors) await c.start();
-    agent.pruneTimer = setInterval(() => outbox.pruneAcked(), 60_000);
+    agent.pruneTimer = setInterval(() => {
+      try {
+        outbox.pruneAcked();
+      } catch (err) {
+        // A full or failing disk: pruning is retried next minute; capture keeps its own errors.
+        log.error({ err: { message: (err as Error).message } }, 'outbox prune failed');
+      }
+    }, 60_000);
     agent.pruneTimer.unref();
     log.info({ version: AGENT_VERSION, epoch: outbox.epoch, outbox: cfg.outboxPath, collectors: collectors.map((c) => c.name) }, 'agent started');
     return agent;

@@ -12,6 +12,9 @@ import {
 } from '../../common/wire-v1.js';
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
+import { isErpEdgeError } from '../../common/errors.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Outbox } from '../outbox/outbox.js';
 
 export interface ForwarderOptions {
@@ -45,6 +48,8 @@ interface StreamState {
   inflight: InflightBatch[];
   rewoundTo: number;
   rewoundAt: number;
+  /** Ack timeouts in a row without progress: each one doubles the wait (up to 32x). */
+  timeoutsInARow: number;
 }
 
 export interface ForwarderStats {
@@ -72,7 +77,9 @@ export class Forwarder extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private readonly stats: ForwarderStats = { connected: false, batchesSent: 0, recordsSent: 0, acks: 0, gaps: 0, timeouts: 0 };
   private readonly onAppended = (stream: string) => this.pump(stream);
-  private lastBrokerError: { message: string; at: number; suppressed: number } | undefined;
+  private readonly errorLog = new LogThrottle(60_000);
+  /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
+  private relayOnline: boolean | undefined;
 
   constructor(opts: ForwarderOptions) {
     super();
@@ -130,27 +137,17 @@ export class Forwarder extends EventEmitter {
     if (!client) return;
     if (client.connected) {
       const { site, agent } = this.opts;
-      await client
-        .publishAsync(statusTopic(site, agent), JSON.stringify({ v: WIRE_VERSION, online: false }), { qos: 1, retain: true })
-        .catch(() => undefined);
+      // Bounded: if the link drops now, mqtt.js would hold this QoS 1 publish until a reconnect.
+      const offline = client.publishAsync(statusTopic(site, agent), JSON.stringify({ v: WIRE_VERSION, online: false }), { qos: 1, retain: true });
+      await Promise.race([offline.catch(() => undefined), delay(2_000, undefined, { ref: false })]);
     }
     await client.endAsync(true);
   }
 
-  /**
-   * While the broker is unreachable mqtt.js retries every second: log the first error, then one
-   * line a minute with how many were suppressed, so a day offline is not 86 400 log lines.
-   */
+  /** While the broker is unreachable mqtt.js retries every second: one line a minute per error. */
   private logBrokerError(err: Error): void {
-    const now = Date.now();
-    const code = (err as { code?: unknown }).code;
-    const e = this.lastBrokerError;
-    if (e && e.message === err.message && now - e.at < 60_000) {
-      e.suppressed++;
-      return;
-    }
-    this.log.error({ err: { message: err.message, code }, suppressed: e?.suppressed ?? 0 }, 'broker error; retrying');
-    this.lastBrokerError = { message: err.message, at: now, suppressed: 0 };
+    const t = this.errorLog.take(`broker:${err.message}`);
+    if (t) this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, 'broker error; retrying');
   }
 
   getStats(): ForwarderStats {
@@ -173,7 +170,7 @@ export class Forwarder extends EventEmitter {
     if (client !== this.client) return;
     this.ready = true;
     this.stats.connected = true;
-    this.lastBrokerError = undefined;
+    this.errorLog.reset();
     this.log.info('connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
@@ -185,7 +182,7 @@ export class Forwarder extends EventEmitter {
     let s = this.streams.get(stream);
     if (!s) {
       const acked = this.opts.outbox.ackedSeq(stream);
-      s = { sentUpto: acked, inflight: [], rewoundTo: -1, rewoundAt: 0 };
+      s = { sentUpto: acked, inflight: [], rewoundTo: -1, rewoundAt: 0, timeoutsInARow: 0 };
       this.streams.set(stream, s);
     }
     return s;
@@ -201,6 +198,15 @@ export class Forwarder extends EventEmitter {
   }
 
   private pump(stream: string): void {
+    try {
+      this.publishPending(stream);
+    } catch (err) {
+      // E.g. the outbox was closed during shutdown, or a disk error: the next ack, reconnect or timeout retries.
+      this.log.error({ stream, err: { message: (err as Error).message } }, 'could not read the outbox to forward');
+    }
+  }
+
+  private publishPending(stream: string): void {
     const client = this.client;
     if (!this.ready || !client) return;
     const { outbox, site, agent, batchMaxRecords, batchMaxBytes, maxInflight } = this.opts;
@@ -211,21 +217,41 @@ export class Forwarder extends EventEmitter {
       if (rows.length === 0) return;
       const first = rows[0]!.seq;
       const last = rows[rows.length - 1]!.seq;
-      const dropped = first > s.sentUpto + 1 ? outbox.droppedUpto(stream) : 0;
+      const dropped = first > s.sentUpto + 1 ? this.missingBefore(stream, s.sentUpto, first) : 0;
       // Records are stored as v1 wire JSON: the batch is spliced, not re-encoded.
       const payload =
         `{"v":${WIRE_VERSION},"site":${JSON.stringify(site)},"agent":${JSON.stringify(agent)},` +
         `"stream":${JSON.stringify(stream)},"epoch":${JSON.stringify(outbox.epoch)},` +
         (dropped > 0 ? `"dropped_upto":${dropped},` : '') +
         `"sent_at":${Date.now()},"records":[${rows.map((r) => r.payload).join(',')}]}`;
+      const batch: InflightBatch = { first, last, sentAt: Date.now() };
       client.publish(topic, payload, { qos: 1 }, (err) => {
         if (err) this.log.debug({ stream, first, last, err: { message: err.message } }, 'publish not confirmed by broker; the ack timeout resends');
+        // The relay's clock starts when the broker has the batch: a slow uplink is not a lost ack.
+        else batch.sentAt = Date.now();
       });
-      s.inflight.push({ first, last, sentAt: Date.now() });
+      s.inflight.push(batch);
       s.sentUpto = last;
       this.stats.batchesSent++;
       this.stats.recordsSent += rows.length;
     }
+  }
+
+  /**
+   * Seqs below `first` that this outbox no longer holds. Normally dropped by the cap policy; if
+   * the relay is further behind than that (its store was restored or lost), the records were
+   * already pruned here after their ack: they cannot be sent again, and the relay must skip them
+   * rather than ask for them forever.
+   */
+  private missingBefore(stream: string, sentUpto: number, first: number): number {
+    const dropped = this.opts.outbox.droppedUpto(stream);
+    if (first - 1 > dropped) {
+      this.log.error(
+        { stream, relay_expects: sentUpto + 1, oldest_held: first },
+        'the relay expects events this outbox pruned after they were acked (relay store lost or restored?): they are skipped',
+      );
+    }
+    return Math.max(dropped, first - 1);
   }
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -249,7 +275,9 @@ export class Forwarder extends EventEmitter {
    */
   private onRelayStatus(payload: Buffer, retained: boolean): void {
     const parsed = relayStatus.safeParse(safeJson(payload));
-    if (!parsed.success || !parsed.data.online || retained || !this.ready) return;
+    if (!parsed.success) return;
+    this.relayOnline = parsed.data.online;
+    if (!parsed.data.online || retained || !this.ready) return;
     this.log.info({ relay: parsed.data.id }, 'relay (re)subscribed; resending unacked events');
     for (const stream of this.streams.keys()) {
       this.rewind(stream);
@@ -264,9 +292,14 @@ export class Forwarder extends EventEmitter {
     try {
       outbox.ack(a.stream, a.upto);
     } catch (err) {
-      this.log.error({ stream: a.stream, upto: a.upto, err: { message: (err as Error).message } }, 'relay acked beyond the outbox; ignored');
+      const beyond = isErpEdgeError(err, 'ERP_OUTBOX_SEQ');
+      this.log.error(
+        { stream: a.stream, upto: a.upto, err: { message: (err as Error).message } },
+        beyond ? 'relay acked seqs this outbox never wrote (outbox restored from an older copy?); ack ignored' : 'could not record the ack',
+      );
       return;
     }
+    if (s.inflight.length > 0 && s.inflight[0]!.last <= a.upto) s.timeoutsInARow = 0;
     while (s.inflight.length > 0 && s.inflight[0]!.last <= a.upto) s.inflight.shift();
     if (a.status === 'gap') {
       // Batches already in flight behind the gap answer with the same gap: rewind once for it.
@@ -281,13 +314,20 @@ export class Forwarder extends EventEmitter {
     this.emit('ack', a);
   }
 
+  /**
+   * Resends from the last acked seq when the relay has not acked in time. Not while the relay is
+   * known to be offline (its online status triggers the resend), and backing off while timeouts
+   * repeat, so an absent relay does not get the same batches queued at the broker over and over.
+   */
   private checkTimeouts(): void {
-    if (!this.ready) return;
+    if (!this.ready || this.relayOnline === false) return;
     const now = Date.now();
     for (const [stream, s] of this.streams) {
       const oldest = s.inflight[0];
-      if (oldest && now - oldest.sentAt > this.opts.ackTimeoutMs) {
+      const wait = this.opts.ackTimeoutMs * 2 ** Math.min(s.timeoutsInARow, 5);
+      if (oldest && now - oldest.sentAt > wait) {
         this.stats.timeouts++;
+        s.timeoutsInARow++;
         this.log.warn({ stream, first: oldest.first, waitedMs: now - oldest.sentAt }, 'no relay ack in time; resending from the last acked seq');
         this.rewind(stream);
         this.pump(stream);
