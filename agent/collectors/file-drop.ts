@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { z } from 'zod';
 import chokidar, { type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
@@ -50,7 +50,10 @@ type FileState = 'claimed' | 'committed' | 'archived' | 'error';
 /** Ledger entry, stored as this collector's checkpoint keyed by the content's SHA-256. */
 interface LedgerEntry {
   state: FileState;
+  /** Where the file was dropped (its name is the one records, archive and error folders use). */
   path: string;
+  /** Where it was claimed into (`.processing/`) and is read from. */
+  processing?: string;
   size: number;
   mtimeMs: number;
   /** Records committed to the outbox so far (resume point after a crash). */
@@ -77,6 +80,11 @@ export class FileDropCollector implements Collector {
   private readonly dir: string;
   private readonly archiveDir: string;
   private readonly errorDir: string;
+  /**
+   * A file is claimed by moving it here before it is read: whatever lands under the same name in
+   * the drop folder afterwards (the next export) is a new file, untouched by this one's handling.
+   */
+  private readonly processingDir: string;
   private readonly outbox: Outbox;
   private readonly log: Logger;
   private readonly isIncluded: (rel: string) => boolean;
@@ -101,6 +109,7 @@ export class FileDropCollector implements Collector {
     this.dir = ctx.resolvePath(cfg.path);
     this.archiveDir = cfg.archive_dir ? ctx.resolvePath(cfg.archive_dir) : join(this.dir, 'archive');
     this.errorDir = cfg.error_dir ? ctx.resolvePath(cfg.error_dir) : join(this.dir, 'error');
+    this.processingDir = join(this.dir, '.processing');
     this.outbox = ctx.outbox;
     this.log = ctx.logger.child({ collector: this.id });
     const include = picomatch(cfg.include, { dot: false });
@@ -111,6 +120,8 @@ export class FileDropCollector implements Collector {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     this.forgetOldHashes();
+    // Claimed before a stop or crash: finish them first, in the order they were claimed.
+    for (const name of await readdir(this.processingDir).catch(() => [] as string[])) this.enqueue(join(this.processingDir, name));
     this.watcher = chokidar.watch(this.dir, {
       depth: 0,
       ignoreInitial: false, // files already present at start are picked up
@@ -224,56 +235,68 @@ export class FileDropCollector implements Collector {
   private async drain(): Promise<void> {
     while (this.queue.length > 0 && !this.abort.signal.aborted) {
       const path = this.queue.shift()!;
+      // Free at once: a new file under this name during the handling is a new drop, queued anew.
+      this.queued.delete(path);
       try {
         await this.handleFile(path);
-        this.queued.delete(path);
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.counters.io_errors++;
         this.lastError = `${basename(path)}: ${(err as Error).message}`;
         this.log.error({ file: path, err: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } }, 'file not processed; retrying in 5s');
         // Locked or unreadable (e.g. a writer still holds it on Windows): try again later.
-        setTimeout(() => {
-          this.queued.delete(path);
-          this.enqueue(path);
-        }, 5_000).unref();
+        setTimeout(() => this.enqueue(path), 5_000).unref();
       }
     }
   }
 
-  private async handleFile(path: string): Promise<void> {
+  private async handleFile(queuedPath: string): Promise<void> {
+    const claimed = await this.claim(queuedPath);
+    if (!claimed) return;
+    const { work } = claimed;
+    const st = await stat(work);
+    const fp = await fingerprintFile(work, this.cfg.encoding);
+    const entry = this.outbox.getCheckpoint<LedgerEntry>(this.id, fp.sha256);
+    // Claimed before a restart: the ledger knows the name it was dropped under (if it got that far).
+    const dropped = claimed.dropped ?? (entry?.processing === work ? entry.path : join(this.dir, basename(work)));
+    // A file with no records cannot be ingested twice: a repeated empty export is just archived.
+    const ingestedBefore = entry !== undefined && entry.rows > 0;
+    if (entry?.state === 'committed' && entry.processing === work) return this.archive(work, fp, entry); // crashed after commit, before the move
+    if (ingestedBefore && (entry.state === 'archived' || entry.state === 'committed')) return this.rejectDuplicate(work, dropped, fp, entry);
+    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter };
+    try {
+      // Validate first: a malformed file ingests nothing, rather than its first half.
+      await validateFile(work, opts);
+    } catch (err) {
+      if (isErpEdgeError(err, 'ERP_FILE_MALFORMED')) return this.moveToError(work, dropped, fp, err.message);
+      throw err;
+    }
+    // Same content claimed before a crash (this copy or another): resume after its committed rows.
+    const resumeFrom = entry?.state === 'claimed' ? entry.rows : 0;
+    const progress: LedgerEntry = { state: 'claimed', path: dropped, processing: work, size: st.size, mtimeMs: st.mtimeMs, rows: resumeFrom, at: Date.now() };
+    if (resumeFrom > 0) this.log.info({ file: dropped, resumeFrom }, 'resuming a partly ingested file');
+    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: progress });
+    const committed = await this.ingest(work, fp, opts, progress);
+    if (committed) await this.archive(work, fp, committed);
+  }
+
+  /**
+   * Moves a dropped file into `.processing/` (a file already there was claimed before a restart).
+   * Returns where to read it and the path it was dropped under; undefined if it is gone.
+   */
+  private async claim(path: string): Promise<{ work: string; dropped?: string } | undefined> {
+    if (dirname(path) === this.processingDir) return { work: path };
     const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    if (!st || !st.isFile()) return;
-    const fp = await fingerprintFile(path, this.cfg.encoding);
-    const entry = this.outbox.getCheckpoint<LedgerEntry>(this.id, fp.sha256);
-    // A file with no records cannot be ingested twice: a repeated empty export is just archived.
-    const ingestedBefore = entry !== undefined && entry.rows > 0;
-    if (ingestedBefore && (entry.state === 'archived' || (entry.state === 'committed' && entry.path !== path))) {
-      return this.rejectDuplicate(path, fp, entry);
-    }
-    if (entry?.state === 'committed' && entry.path === path) return this.archive(path, fp, entry); // crashed after commit, before the move
-    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter };
-    try {
-      // Validate first: a malformed file ingests nothing, rather than its first half.
-      await validateFile(path, opts);
-    } catch (err) {
-      if (isErpEdgeError(err, 'ERP_FILE_MALFORMED')) return this.moveToError(path, fp, err.message);
-      throw err;
-    }
-    const resumeFrom = entry?.state === 'claimed' ? entry.rows : 0;
-    const claimed: LedgerEntry = { state: 'claimed', path, size: st.size, mtimeMs: st.mtimeMs, rows: resumeFrom, at: Date.now() };
-    if (resumeFrom > 0) this.log.info({ file: path, resumeFrom }, 'resuming a partly ingested file');
-    else this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: claimed });
-    const committed = await this.ingest(path, fp, opts, claimed);
-    if (committed) await this.archive(path, fp, committed);
+    if (!st?.isFile()) return undefined;
+    return { work: await moveFile(path, this.processingDir), dropped: path };
   }
 
   /** Streams records into the outbox, batch by batch, each with the file's progress as checkpoint. */
   private async ingest(path: string, fp: FileFingerprint, opts: ReadOptions, claimed: LedgerEntry): Promise<LedgerEntry | undefined> {
-    const file = basename(path);
+    const file = basename(claimed.path);
     const source = this.id;
     const correlation = `file:${fp.sha256.slice(0, 16)}`;
     let rows = claimed.rows;
@@ -295,34 +318,38 @@ export class FileDropCollector implements Collector {
     }
     const done = await flush(true);
     this.counters.files_ingested++;
-    this.log.info({ file: path, records: rows, sha256: fp.sha256 }, 'file ingested');
+    this.log.info({ file: claimed.path, records: rows, sha256: fp.sha256 }, 'file ingested');
     return done;
   }
 
-  private async archive(path: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
-    const day = localDate(new Date());
-    const dest = await moveFile(path, join(this.archiveDir, day));
+  private async archive(work: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
+    const dest = await moveFile(work, join(this.archiveDir, localDate(new Date())), basename(entry.path));
     this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
-    this.log.debug({ file: path, to: dest }, 'file archived');
+    this.log.debug({ file: entry.path, to: dest }, 'file archived');
   }
 
-  private async moveToError(path: string, fp: FileFingerprint, reason: string): Promise<void> {
-    const dest = await moveFile(path, this.errorDir);
-    const text = [`file: ${basename(path)}`, `sha256: ${fp.sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''].join('\n');
-    await writeFile(`${dest}.reason.txt`, text);
-    const st = { state: 'error' as const, path, size: fp.size, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
+  /** Moves a file that is not ingested to the error folder, with `<name>.reason.txt` beside it. */
+  private async reject(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<string> {
+    const dest = await moveFile(work, this.errorDir, basename(dropped));
+    const text = [`file: ${basename(dropped)}`, `sha256: ${fp.sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''];
+    await writeFile(`${dest}.reason.txt`, text.join('\n'));
+    this.lastError = `${basename(dropped)}: ${reason}`;
+    return dest;
+  }
+
+  private async moveToError(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<void> {
+    const dest = await this.reject(work, dropped, fp, reason);
+    const st: LedgerEntry = { state: 'error', path: dropped, size: fp.size, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
     this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: st });
     this.counters.files_error++;
-    this.lastError = `${basename(path)}: ${reason}`;
-    this.log.error({ file: path, to: dest, reason }, 'malformed file moved to the error folder');
+    this.log.error({ file: dropped, to: dest, reason }, 'malformed file moved to the error folder');
   }
 
-  private async rejectDuplicate(path: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
+  private async rejectDuplicate(work: string, dropped: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
     const reason = `duplicate: the same content (sha256 ${fp.sha256}) was already ingested from ${entry.path} at ${new Date(entry.at).toISOString()}`;
-    const dest = await moveFile(path, this.errorDir);
-    await writeFile(`${dest}.reason.txt`, `file: ${basename(path)}\nsha256: ${fp.sha256}\nat: ${new Date().toISOString()}\ncollector: ${this.id}\nreason: ${reason}\n`);
+    const dest = await this.reject(work, dropped, fp, reason);
     this.counters.files_duplicate++;
-    this.log.warn({ file: path, to: dest, first: entry.path }, 'duplicate file not ingested again');
+    this.log.warn({ file: dropped, to: dest, first: entry.path }, 'duplicate file not ingested again');
   }
 
   /** Hashes older than the dedupe window are forgotten, so the ledger does not grow forever. */
@@ -330,15 +357,14 @@ export class FileDropCollector implements Collector {
     const cutoff = Date.now() - this.cfg.dedupe_window;
     const old = this.outbox
       .listCheckpoints<LedgerEntry>(this.id)
-      .filter((e) => (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
+      .filter((e) => e.value.state !== 'claimed' && e.value.at < cutoff);
     if (old.length > 0) this.outbox.setCheckpoint(old.map((e) => ({ collector: this.id, key: e.key, value: null })));
   }
 }
 
 /** Moves a file into a folder, never overwriting: a taken name gets a numeric suffix. Works across volumes. */
-async function moveFile(src: string, destDir: string): Promise<string> {
+async function moveFile(src: string, destDir: string, name = basename(src)): Promise<string> {
   await mkdir(destDir, { recursive: true });
-  const name = basename(src);
   let dest = join(destDir, name);
   for (let i = 1; await exists(dest); i++) dest = join(destDir, `${name}.${i}`);
   try {

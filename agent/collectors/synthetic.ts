@@ -74,11 +74,16 @@ export class SyntheticCollector implements Collector {
 
   private async loop(): Promise<void> {
     const { rate, total, batch } = this.cfg;
-    const startedAt = Date.now();
-    const startN = this.n;
+    let startedAt = Date.now();
+    let startN = this.n;
     while (!this.abort.signal.aborted && (total === 0 || this.n < total)) {
       const size = total === 0 ? batch : Math.min(batch, total - this.n);
-      await this.outbox.waitForSpace(this.abort.signal);
+      if (this.outbox.isFull()) {
+        await this.outbox.waitForSpace(this.abort.signal);
+        // Paused by back-pressure: resume at the set rate, not with a burst to catch up.
+        startedAt = Date.now();
+        startN = this.n;
+      }
       this.append(size);
       if (rate > 0) {
         // Paced against the start time, so timer jitter does not accumulate.

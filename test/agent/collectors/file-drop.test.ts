@@ -190,7 +190,9 @@ describe('file-drop collector', () => {
     expect(recs).toHaveLength(5);
     expect(recs.filter((r) => r.data.file === 'a.csv').map((r) => r.data.fields.id)).toEqual(['1', '2']);
     expect(recs.filter((r) => r.data.file === 'b.csv').map((r) => r.data.fields.id)).toEqual(['100', '101', '102']);
-    expect(fs.readdirSync(drop).sort()).toEqual(['archive']);
+    // Only the collector's own folders are left: `.processing/` (claimed files, now empty) and the archive.
+    expect(fs.readdirSync(drop).sort()).toEqual(['.processing', 'archive']);
+    expect(fs.readdirSync(path.join(drop, '.processing'))).toEqual([]);
   });
 
   it('reads a file that is still being written when the collector starts only once it is complete', async () => {
@@ -386,7 +388,9 @@ describe('file-drop collector', () => {
 
   it('archives a committed-but-not-archived file without ingesting it again', async () => {
     const content = csv(3);
-    const file = path.join(drop, 'done.csv');
+    // A crash after the last commit, before the move: the file is still where it was claimed.
+    fs.mkdirSync(path.join(drop, '.processing'));
+    const file = path.join(drop, '.processing', 'done.csv');
     fs.writeFileSync(file, content);
     const st = fs.statSync(file);
     const sha = sha256(content);
@@ -395,7 +399,11 @@ describe('file-drop collector', () => {
     outbox.append(
       STREAM,
       [1, 2, 3].map((n) => ({ id: `${sha16}:${n}`, source: COLLECTOR_ID, correlation_id: `file:${sha16}`, data: { file: 'done.csv', line: n + 1, fields: {} } })),
-      { collector: COLLECTOR_ID, key: sha, value: { state: 'committed', path: file, size: st.size, mtimeMs: st.mtimeMs, rows: 3, at: Date.now() } },
+      {
+        collector: COLLECTOR_ID,
+        key: sha,
+        value: { state: 'committed', path: path.join(drop, 'done.csv'), processing: file, size: st.size, mtimeMs: st.mtimeMs, rows: 3, at: Date.now() },
+      },
     );
 
     const c = await startCollector(outbox);
@@ -411,6 +419,38 @@ describe('file-drop collector', () => {
     expect(fs.existsSync(file)).toBe(false);
     expect(errorFiles()).toEqual([]);
     expect(c.stats()).toMatchObject({ records: 0, files_duplicate: 0 });
+  });
+
+  it('a new export under the same name while the previous one is being ingested is ingested too, not archived unread', async () => {
+    // Back-pressure holds the first file mid-ingestion while the ERP replaces it (temp name, then rename).
+    const outbox = openOutbox({ capPolicy: 'block', maxEvents: 10 });
+    const c = await startCollector(outbox, { batch_size: 5 });
+    const first = csv(20, 1);
+    const second = csv(7, 500);
+    fs.writeFileSync(path.join(drop, 'orders.csv'), first);
+    await waitFor('first file paused at the cap', () => outbox.isFull() && records(outbox).length === 10, 15_000);
+    fs.writeFileSync(path.join(drop, 'orders.csv.tmp'), second);
+    fs.renameSync(path.join(drop, 'orders.csv.tmp'), path.join(drop, 'orders.csv'));
+    // Play the relay: collect what is pending, ack it, until both files are in.
+    const delivered: Rec[] = [];
+    await waitFor(
+      'both exports ingested',
+      () => {
+        const st = outbox.streamStatus().find((x) => x.stream === STREAM);
+        if (st && st.lastSeq > st.ackedSeq) {
+          delivered.push(...outbox.readPending(STREAM, st.ackedSeq, 100_000).map((r) => JSON.parse(r.payload) as Rec));
+          outbox.ack(STREAM, st.lastSeq);
+        }
+        return ledger(outbox, first)?.state === 'archived' && ledger(outbox, second)?.state === 'archived';
+      },
+      20_000,
+    );
+    await c.idle();
+    const ids = delivered.map((r) => Number(r.data.fields.id));
+    expect(ids).toEqual([...Array.from({ length: 20 }, (_, i) => 1 + i), ...Array.from({ length: 7 }, (_, i) => 500 + i)]);
+    expect(new Set(delivered.map((r) => r.data.file))).toEqual(new Set(['orders.csv']));
+    expect(archived().map((p) => p.split('/')[1]).sort()).toEqual(['orders.csv', 'orders.csv.1']);
+    expect(errorFiles()).toEqual([]);
   });
 
   it('detects and decodes a Windows-1252 file (encoding auto)', async () => {
