@@ -19,12 +19,18 @@ export async function startEmbeddedBroker(host: string, port: number, logger: Lo
     aedes.handle(socket);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
+    const onStartError = (err: NodeJS.ErrnoException) => {
       aedes.close();
       reject(err.code === 'EADDRINUSE' ? portInUseError(host, port, 'embedded_broker.port', err) : err);
+    };
+    server.once('error', onStartError);
+    server.listen(port, host, () => {
+      server.off('error', onStartError);
+      resolve();
     });
-    server.listen(port, host, () => resolve());
   });
+  // After start-up (e.g. EMFILE on accept): log it; the broker keeps serving its other clients.
+  server.on('error', (err) => logger.error({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'embedded broker server error'));
   const addr = server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   aedes.on('clientError', (client, err) => logger.debug({ client: client.id, err: { message: err.message } }, 'embedded broker client error'));

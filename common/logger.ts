@@ -27,7 +27,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
 
-/** A URL fit for a log line: credentials removed. */
+/** A URL fit for a log line: credentials and query string (tokens ride there, e.g. SigV4) removed. */
 export function safeUrl(raw: string): string {
   try {
     const u = new URL(raw);
@@ -35,6 +35,7 @@ export function safeUrl(raw: string): string {
       u.username = u.username ? '[redacted]' : '';
       u.password = '';
     }
+    if (u.search) u.search = '?[redacted]';
     return u.toString();
   } catch {
     return '[unparseable url]';
