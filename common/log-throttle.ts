@@ -19,8 +19,17 @@ export class LogThrottle {
       return undefined;
     }
     const held = e?.held ?? 0;
+    if (this.last.size >= 1_000) this.forgetQuiet(now); // keys can be file paths: do not grow forever
     this.last.set(key, { at: now, held: 0 });
     return { count: count + held, suppressed: held };
+  }
+
+  private forgetQuiet(now: number): void {
+    // Quiet keys go; so do long-idle ones whose held-back count will never be reported by a repeat.
+    for (const [k, v] of this.last) {
+      const idle = now - v.at;
+      if ((idle >= this.intervalMs && v.held === 0) || idle >= this.intervalMs * 10) this.last.delete(k);
+    }
   }
 
   /** Forgets a key, so its next occurrence logs at once (e.g. after recovery). */

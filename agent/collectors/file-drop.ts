@@ -6,6 +6,7 @@ import chokidar, { type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import { durationMs } from '../../common/duration.js';
 import { isErpEdgeError } from '../../common/errors.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { topicLevel } from '../../common/wire-v1.js';
 import type { Logger } from '../../common/logger.js';
 import type { NewRecord, Outbox } from '../outbox/outbox.js';
@@ -98,6 +99,7 @@ export class FileDropCollector implements Collector {
   private readonly abort = new AbortController();
   private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, io_errors: 0 };
   private lastError = '';
+  private readonly retryLog = new LogThrottle(60_000);
 
   constructor(
     private readonly cfg: FileDropConfig,
@@ -243,7 +245,12 @@ export class FileDropCollector implements Collector {
         if (this.abort.signal.aborted) return;
         this.counters.io_errors++;
         this.lastError = `${basename(path)}: ${(err as Error).message}`;
-        this.log.error({ file: path, err: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } }, 'file not processed; retrying in 5s');
+        // A file locked for hours must not log every 5 s: one line a minute per file and error.
+        const t = this.retryLog.take(`${path}:${(err as Error).message}`);
+        if (t) {
+          const e = { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code };
+          this.log.error({ file: path, err: e, retries_since_last_line: t.suppressed }, 'file not processed; retrying every 5s');
+        }
         // Locked or unreadable (e.g. a writer still holds it on Windows): try again later.
         setTimeout(() => this.enqueue(path), 5_000).unref();
       }

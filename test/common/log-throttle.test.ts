@@ -20,4 +20,13 @@ describe('LogThrottle', () => {
     t.reset();
     expect(t.take('k', 1, 2)).toEqual({ count: 1, suppressed: 0 });
   });
+
+  it('forgets keys that went quiet once it holds many, so per-file keys do not grow without bound', () => {
+    const t = new LogThrottle(1_000);
+    for (let i = 0; i < 1_000; i++) t.take(`file-${i}`, 1, 0);
+    // All 1 000 are quiet by now: the next new key sweeps them, and each logs at once again.
+    expect(t.take('new', 1, 5_000)).toEqual({ count: 1, suppressed: 0 });
+    expect(t.take('file-1', 1, 5_001)).toEqual({ count: 1, suppressed: 0 });
+    expect(t.take('file-1', 1, 5_002)).toBeUndefined();
+  });
 });
