@@ -239,8 +239,12 @@ export class FileDropCollector implements Collector {
       const path = this.queue.shift()!;
       // Free at once: a new file under this name during the handling is a new drop, queued anew.
       this.queued.delete(path);
+      let retry = path;
       try {
-        await this.handleFile(path);
+        const claimed = await this.claim(path);
+        if (!claimed) continue;
+        retry = claimed.work; // from here on the file lives in .processing/
+        await this.handleFile(claimed);
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.counters.io_errors++;
@@ -252,14 +256,12 @@ export class FileDropCollector implements Collector {
           this.log.error({ file: path, err: e, retries_since_last_line: t.suppressed }, 'file not processed; retrying every 5s');
         }
         // Locked or unreadable (e.g. a writer still holds it on Windows): try again later.
-        setTimeout(() => this.enqueue(path), 5_000).unref();
+        setTimeout(() => this.enqueue(retry), 5_000).unref();
       }
     }
   }
 
-  private async handleFile(queuedPath: string): Promise<void> {
-    const claimed = await this.claim(queuedPath);
-    if (!claimed) return;
+  private async handleFile(claimed: { work: string; dropped?: string }): Promise<void> {
     const { work } = claimed;
     const st = await stat(work);
     const fp = await fingerprintFile(work, this.cfg.encoding);

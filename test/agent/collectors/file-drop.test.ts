@@ -7,6 +7,7 @@ import { Outbox, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { createLogger } from '../../../common/logger.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { waitFor } from '../../helpers/net.js';
+import Database from 'better-sqlite3';
 
 const logger = createLogger({ level: 'silent' });
 const COLLECTOR_ID = 'file-drop:orders';
@@ -451,6 +452,24 @@ describe('file-drop collector', () => {
     expect(new Set(delivered.map((r) => r.data.file))).toEqual(new Set(['orders.csv']));
     expect(archived().map((p) => p.split('/')[1]).sort()).toEqual(['orders.csv', 'orders.csv.1']);
     expect(errorFiles()).toEqual([]);
+  });
+
+  it('retries a claimed file that failed mid-handling from .processing/, and ingests it once the fault clears', async () => {
+    const outbox = openOutbox();
+    // Fault injection from a second connection: writing the ledger fails until the trigger goes.
+    const db = new Database(path.join(base, 'outbox.db'));
+    db.exec("CREATE TRIGGER no_ledger BEFORE INSERT ON checkpoints BEGIN SELECT RAISE(ABORT, 'injected disk fault'); END");
+    const c = await startCollector(outbox);
+    const content = csv(3);
+    fs.writeFileSync(path.join(drop, 'stuck.csv'), content);
+    await waitFor('the first attempt failed', () => Number(c.stats().io_errors) >= 1, 15_000);
+    expect(fs.readdirSync(path.join(drop, '.processing'))).toEqual(['stuck.csv']);
+    db.exec('DROP TRIGGER no_ledger');
+    db.close();
+    await waitArchived(outbox, content, 'stuck.csv archived after the retry');
+    await c.idle();
+    expect(records(outbox).map((r) => r.data.fields.id)).toEqual(['1', '2', '3']);
+    expect(archived().map((p) => p.split('/')[1])).toEqual(['stuck.csv']);
   });
 
   it('detects and decodes a Windows-1252 file (encoding auto)', async () => {
