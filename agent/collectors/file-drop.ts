@@ -86,6 +86,8 @@ export class FileDropCollector implements Collector {
    * the drop folder afterwards (the next export) is a new file, untouched by this one's handling.
    */
   private readonly processingDir: string;
+  /** Claimed path → dropped path, for files being handled (the ledger has it once claimed there). */
+  private readonly droppedNames = new Map<string, string>();
   private readonly outbox: Outbox;
   private readonly log: Logger;
   private readonly isIncluded: (rel: string) => boolean;
@@ -111,7 +113,8 @@ export class FileDropCollector implements Collector {
     this.dir = ctx.resolvePath(cfg.path);
     this.archiveDir = cfg.archive_dir ? ctx.resolvePath(cfg.archive_dir) : join(this.dir, 'archive');
     this.errorDir = cfg.error_dir ? ctx.resolvePath(cfg.error_dir) : join(this.dir, 'error');
-    this.processingDir = join(this.dir, '.processing');
+    // One per collector: two collectors may watch one folder with different include patterns.
+    this.processingDir = join(this.dir, '.processing', cfg.name);
     this.outbox = ctx.outbox;
     this.log = ctx.logger.child({ collector: this.id });
     const include = picomatch(cfg.include, { dot: false });
@@ -122,8 +125,8 @@ export class FileDropCollector implements Collector {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     this.forgetOldHashes();
-    // Claimed before a stop or crash: finish them first, in the order they were claimed.
-    for (const name of await readdir(this.processingDir).catch(() => [] as string[])) this.enqueue(join(this.processingDir, name));
+    // Claimed before a stop or crash: finish them first, oldest claim first.
+    for (const p of await claimedFiles(this.processingDir)) this.enqueue(p);
     this.watcher = chokidar.watch(this.dir, {
       depth: 0,
       ignoreInitial: false, // files already present at start are picked up
@@ -294,13 +297,19 @@ export class FileDropCollector implements Collector {
    * Returns where to read it and the path it was dropped under; undefined if it is gone.
    */
   private async claim(path: string): Promise<{ work: string; dropped?: string } | undefined> {
-    if (dirname(path) === this.processingDir) return { work: path };
+    if (dirname(path) === this.processingDir) {
+      // A retry: the file may have moved on already (archived, then a later step failed).
+      const here = await stat(path).catch(() => undefined);
+      return here?.isFile() ? { work: path, dropped: this.droppedNames.get(path) } : undefined;
+    }
     const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
     if (!st?.isFile()) return undefined;
-    return { work: await moveFile(path, this.processingDir), dropped: path };
+    const work = await moveFile(path, this.processingDir);
+    this.droppedNames.set(work, path); // for retries before the ledger knows it
+    return { work, dropped: path };
   }
 
   /** Streams records into the outbox, batch by batch, each with the file's progress as checkpoint. */
@@ -333,6 +342,7 @@ export class FileDropCollector implements Collector {
 
   private async archive(work: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
     const dest = await moveFile(work, join(this.archiveDir, localDate(new Date())), basename(entry.path));
+    this.droppedNames.delete(work);
     this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
     this.log.debug({ file: entry.path, to: dest }, 'file archived');
   }
@@ -340,6 +350,7 @@ export class FileDropCollector implements Collector {
   /** Moves a file that is not ingested to the error folder, with `<name>.reason.txt` beside it. */
   private async reject(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<string> {
     const dest = await moveFile(work, this.errorDir, basename(dropped));
+    this.droppedNames.delete(work);
     const text = [`file: ${basename(dropped)}`, `sha256: ${fp.sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''];
     await writeFile(`${dest}.reason.txt`, text.join('\n'));
     this.lastError = `${basename(dropped)}: ${reason}`;
@@ -366,7 +377,7 @@ export class FileDropCollector implements Collector {
     const cutoff = Date.now() - this.cfg.dedupe_window;
     const old = this.outbox
       .listCheckpoints<LedgerEntry>(this.id)
-      .filter((e) => e.value.state !== 'claimed' && e.value.at < cutoff);
+      .filter((e) => (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
     if (old.length > 0) this.outbox.setCheckpoint(old.map((e) => ({ collector: this.id, key: e.key, value: null })));
   }
 }
@@ -397,4 +408,13 @@ async function exists(p: string): Promise<boolean> {
 function localDate(d: Date): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** Files in a `.processing` folder, oldest first (claim order survives a restart that way). */
+async function claimedFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const files = await Promise.all(
+    entries.filter((e) => e.isFile()).map(async (e) => ({ path: join(dir, e.name), mtimeMs: (await stat(join(dir, e.name))).mtimeMs })),
+  );
+  return files.sort((a, b) => a.mtimeMs - b.mtimeMs).map((f) => f.path);
 }

@@ -301,8 +301,8 @@ export class Outbox extends EventEmitter {
       this.stmts.logAck.run(stream, upto, now);
       return upto - s.acked_seq;
     });
-    // Under cap pressure acked rows go at once, whatever the replay window.
-    if (newly > 0 && this.full) this.pruneAcked(true);
+    // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
+    if (newly > 0 && this.full) this.afterCommit(() => this.pruneAcked(true));
     return newly;
   }
 

@@ -174,6 +174,7 @@ export class Forwarder extends EventEmitter {
     this.log.info('connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
+      this.state(stream).timeoutsInARow = 0;
       this.pump(stream);
     }
   }
@@ -279,8 +280,9 @@ export class Forwarder extends EventEmitter {
     this.relayOnline = parsed.data.online;
     if (!parsed.data.online || retained || !this.ready) return;
     this.log.info({ relay: parsed.data.id }, 'relay (re)subscribed; resending unacked events');
-    for (const stream of this.streams.keys()) {
+    for (const [stream, s] of this.streams) {
       this.rewind(stream);
+      s.timeoutsInARow = 0;
       this.pump(stream);
     }
   }
@@ -289,6 +291,7 @@ export class Forwarder extends EventEmitter {
     const { outbox } = this.opts;
     const s = this.state(a.stream);
     this.stats.acks++;
+    this.relayOnline = true; // an ack proves it, whatever a stale retained status says
     try {
       outbox.ack(a.stream, a.upto);
     } catch (err) {

@@ -193,7 +193,7 @@ describe('file-drop collector', () => {
     expect(recs.filter((r) => r.data.file === 'b.csv').map((r) => r.data.fields.id)).toEqual(['100', '101', '102']);
     // Only the collector's own folders are left: `.processing/` (claimed files, now empty) and the archive.
     expect(fs.readdirSync(drop).sort()).toEqual(['.processing', 'archive']);
-    expect(fs.readdirSync(path.join(drop, '.processing'))).toEqual([]);
+    expect(fs.readdirSync(path.join(drop, '.processing', 'orders'))).toEqual([]);
   });
 
   it('reads a file that is still being written when the collector starts only once it is complete', async () => {
@@ -390,8 +390,8 @@ describe('file-drop collector', () => {
   it('archives a committed-but-not-archived file without ingesting it again', async () => {
     const content = csv(3);
     // A crash after the last commit, before the move: the file is still where it was claimed.
-    fs.mkdirSync(path.join(drop, '.processing'));
-    const file = path.join(drop, '.processing', 'done.csv');
+    fs.mkdirSync(path.join(drop, '.processing', 'orders'), { recursive: true });
+    const file = path.join(drop, '.processing', 'orders', 'done.csv');
     fs.writeFileSync(file, content);
     const st = fs.statSync(file);
     const sha = sha256(content);
@@ -463,7 +463,7 @@ describe('file-drop collector', () => {
     const content = csv(3);
     fs.writeFileSync(path.join(drop, 'stuck.csv'), content);
     await waitFor('the first attempt failed', () => Number(c.stats().io_errors) >= 1, 15_000);
-    expect(fs.readdirSync(path.join(drop, '.processing'))).toEqual(['stuck.csv']);
+    expect(fs.readdirSync(path.join(drop, '.processing', 'orders'))).toEqual(['stuck.csv']);
     db.exec('DROP TRIGGER no_ledger');
     db.close();
     await waitArchived(outbox, content, 'stuck.csv archived after the retry');
