@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { isErpEdgeError } from './errors.js';
+import type { Logger } from './logger.js';
 
 /** Parses `<command> --config FILE`; exits with usage on anything else. */
 export function parseCommand(argv: string[], commands: readonly string[], usage: string): { command: string; config: string } {
@@ -43,4 +44,24 @@ export function onShutdown(stop: () => Promise<void>): void {
   };
   process.on('SIGINT', () => handler('SIGINT'));
   process.on('SIGTERM', () => handler('SIGTERM'));
+}
+
+/** Loads a config, or exits 1 with the one-line error (file:line:col and key for config faults). */
+export function loadOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    return fail(describeError(err));
+  }
+}
+
+/** Starts a long-running service; a start-up failure is logged as fatal and exits 1. Stops on SIGINT/SIGTERM. */
+export async function runService(logger: Logger, what: string, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  try {
+    const service = await start();
+    onShutdown(() => service.stop());
+  } catch (err) {
+    logger.fatal({ err: { message: describeError(err) } }, `${what} failed to start`);
+    fail(describeError(err));
+  }
 }
