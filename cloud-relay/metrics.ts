@@ -5,6 +5,7 @@ export class RelayMetrics {
   batches = 0;
   recordsStored = 0;
   duplicates = 0;
+  conflicts = 0;
   gaps = 0;
   droppedAtAgents = 0;
   newEpochs = 0;
@@ -16,6 +17,7 @@ export class RelayMetrics {
       batches: this.batches,
       records_stored: this.recordsStored,
       duplicates: this.duplicates,
+      conflicts: this.conflicts,
       gaps: this.gaps,
       dropped_at_agents: this.droppedAtAgents,
       new_epochs: this.newEpochs,

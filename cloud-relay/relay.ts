@@ -149,6 +149,7 @@ export class Relay {
     m.batches++;
     m.recordsStored += result.stored;
     m.duplicates += result.duplicates;
+    m.conflicts += result.conflicts;
     m.droppedAtAgents += result.droppedAtAgent;
     if (result.newEpoch) m.newEpochs++;
     if (result.status === 'gap') {

@@ -10,6 +10,12 @@ export interface BatchResult {
   status: 'ok' | 'gap';
   stored: number;
   duplicates: number;
+  /**
+   * Resent seqs whose record id differs from the one stored: the agent's outbox went back in
+   * time under the same epoch (VM snapshot or backup restored), so seqs were reused for other
+   * records. They are skipped like duplicates; this count makes the loss visible.
+   */
+  conflicts: number;
   droppedAtAgent: number;
   newEpoch: boolean;
 }
@@ -150,10 +156,17 @@ export class RelayStore {
     const first = b.records[0]!.seq;
     if (first > last + 1) {
       if (droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, streamId);
-      return { upto: last, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent, newEpoch };
+      return { upto: last, status: 'gap', stored: 0, duplicates: 0, conflicts: 0, droppedAtAgent, newEpoch };
     }
     // Records up to `last` are already stored (a resend): keep only the new tail.
     const duplicates = Math.max(0, Math.min(b.records.length, last - first + 1));
+    const conflicts = duplicates > 0 ? this.countConflicts(streamId, b.records.slice(0, duplicates)) : 0;
+    if (conflicts > 0) {
+      this.log.error(
+        { site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, from: first, conflicts },
+        'resent seqs carry other records than those stored: the agent outbox was rolled back (snapshot or backup restore?); those records are not stored',
+      );
+    }
     const tail = duplicates > 0 ? b.records.slice(duplicates) : b.records;
     const stored = tail.length;
     if (stored > 0) {
@@ -162,7 +175,23 @@ export class RelayStore {
       last = lastSeq;
     }
     if (stored > 0 || droppedAtAgent > 0) this.stmts.updateStream.run(last, droppedAtAgent, now, streamId);
-    return { upto: last, status: 'ok', stored, duplicates, droppedAtAgent, newEpoch };
+    return { upto: last, status: 'ok', stored, duplicates, conflicts, droppedAtAgent, newEpoch };
+  }
+
+  /** How many of these already-stored seqs were stored with a different record id. */
+  private countConflicts(streamId: number, resent: readonly WireRecord[]): number {
+    const want = new Map(resent.map((r) => [r.seq, r.id]));
+    let conflicts = 0;
+    let checked = 0;
+    for (const seg of this.stmts.segmentsAfter.iterate(streamId, resent[0]!.seq - 1)) {
+      for (const r of JSON.parse(seg.records) as WireRecord[]) {
+        const id = want.get(r.seq);
+        if (id === undefined) continue;
+        if (id !== r.id) conflicts++;
+        if (++checked === want.size) return conflicts;
+      }
+    }
+    return conflicts;
   }
 
   listStreams(): StreamRow[] {

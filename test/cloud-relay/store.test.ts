@@ -102,8 +102,8 @@ describe('RelayStore', () => {
 
   it('stores in-order batches with every field intact', () => {
     const store = openStore();
-    expect(store.applyBatch(batch(1, 3))).toEqual({ upto: 3, status: 'ok', stored: 3, duplicates: 0, droppedAtAgent: 0, newEpoch: false });
-    expect(store.applyBatch(batch(4, 5))).toEqual({ upto: 5, status: 'ok', stored: 2, duplicates: 0, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(1, 3))).toEqual({ upto: 3, status: 'ok', stored: 3, duplicates: 0, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(4, 5))).toEqual({ upto: 5, status: 'ok', stored: 2, duplicates: 0, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
 
     const { epoch, seqs: got, events } = seqs(store);
     expect(epoch).toBe(EPOCH_A);
@@ -142,12 +142,25 @@ describe('RelayStore', () => {
     ]);
   });
 
+  it('counts resent seqs that carry other records than those stored (agent outbox rolled back) and stores none of them', () => {
+    const store = openStore();
+    store.applyBatch(batch(1, 5));
+    // Same seqs, other record ids: the agent's outbox went back in time under the same epoch.
+    const rolledBack = batch(4, 7);
+    rolledBack.records = rolledBack.records.map((r) => ({ ...r, id: `after-restore#${r.seq}` }));
+    expect(store.applyBatch(rolledBack)).toEqual({ upto: 7, status: 'ok', stored: 2, duplicates: 2, conflicts: 2, droppedAtAgent: 0, newEpoch: false });
+    const stored = store.listEvents({ site: 'plant-7', agent: 'edge-1', stream: 'orders', after: 0, limit: 100 }).events;
+    expect(stored.map((e) => e.id)).toEqual(['orders.csv#1', 'orders.csv#2', 'orders.csv#3', 'orders.csv#4', 'orders.csv#5', 'after-restore#6', 'after-restore#7']);
+    // A plain resend of the same records is no conflict.
+    expect(store.applyBatch(batch(1, 5)).conflicts).toBe(0);
+  });
+
   it('skips a duplicate batch and stores only the new tail of an overlapping one', () => {
     const store = openStore();
     store.applyBatch(batch(1, 5));
 
-    expect(store.applyBatch(batch(1, 5, { tag: 'resent' }))).toEqual({ upto: 5, status: 'ok', stored: 0, duplicates: 5, droppedAtAgent: 0, newEpoch: false });
-    expect(store.applyBatch(batch(4, 7, { tag: 'resent' }))).toEqual({ upto: 7, status: 'ok', stored: 2, duplicates: 2, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(1, 5, { tag: 'resent' }))).toEqual({ upto: 5, status: 'ok', stored: 0, duplicates: 5, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(4, 7, { tag: 'resent' }))).toEqual({ upto: 7, status: 'ok', stored: 2, duplicates: 2, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
 
     const { seqs: got, events } = seqs(store);
     expect(got).toEqual([1, 2, 3, 4, 5, 6, 7]);
@@ -160,7 +173,7 @@ describe('RelayStore', () => {
     const store = openStore();
     store.applyBatch(batch(1, 3));
 
-    expect(store.applyBatch(batch(6, 8))).toEqual({ upto: 3, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(6, 8))).toEqual({ upto: 3, status: 'gap', stored: 0, duplicates: 0, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
     expect(seqs(store).seqs).toEqual([1, 2, 3]);
     expect(store.listStreams()[0]!.last_seq).toBe(3);
 
@@ -171,7 +184,7 @@ describe('RelayStore', () => {
 
   it('refuses a first batch that does not start at seq 1 with upto 0', () => {
     const store = openStore();
-    expect(store.applyBatch(batch(2, 4))).toEqual({ upto: 0, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(2, 4))).toEqual({ upto: 0, status: 'gap', stored: 0, duplicates: 0, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
     expect(seqs(store).seqs).toEqual([]);
     expect(store.listStreams()[0]).toMatchObject({ last_seq: 0 });
     expect(store.applyBatch(batch(1, 4))).toMatchObject({ upto: 4, status: 'ok', stored: 4 });
@@ -189,6 +202,7 @@ describe('RelayStore', () => {
       status: 'ok',
       stored: 2,
       duplicates: 0,
+      conflicts: 0,
       droppedAtAgent: 0,
       newEpoch: true,
     });
@@ -234,16 +248,16 @@ describe('RelayStore', () => {
     const store = openStore();
     store.applyBatch(batch(1, 3));
 
-    expect(store.applyBatch(batch(8, 9, { dropped_upto: 7 }))).toEqual({ upto: 9, status: 'ok', stored: 2, duplicates: 0, droppedAtAgent: 4, newEpoch: false });
+    expect(store.applyBatch(batch(8, 9, { dropped_upto: 7 }))).toEqual({ upto: 9, status: 'ok', stored: 2, duplicates: 0, conflicts: 0, droppedAtAgent: 4, newEpoch: false });
     expect(seqs(store).seqs).toEqual([1, 2, 3, 8, 9]);
     expect(store.listStreams()[0]).toMatchObject({ last_seq: 9, dropped: 4 });
 
     // The same batch again: duplicates, and the drop is not counted twice.
-    expect(store.applyBatch(batch(8, 9, { dropped_upto: 7 }))).toEqual({ upto: 9, status: 'ok', stored: 0, duplicates: 2, droppedAtAgent: 0, newEpoch: false });
+    expect(store.applyBatch(batch(8, 9, { dropped_upto: 7 }))).toEqual({ upto: 9, status: 'ok', stored: 0, duplicates: 2, conflicts: 0, droppedAtAgent: 0, newEpoch: false });
     expect(store.listStreams()[0]).toMatchObject({ last_seq: 9, dropped: 4 });
 
     // Dropped up to 12, but the batch starts at 15: the drop is recorded, the batch is a gap.
-    expect(store.applyBatch(batch(15, 16, { dropped_upto: 12 }))).toEqual({ upto: 12, status: 'gap', stored: 0, duplicates: 0, droppedAtAgent: 3, newEpoch: false });
+    expect(store.applyBatch(batch(15, 16, { dropped_upto: 12 }))).toEqual({ upto: 12, status: 'gap', stored: 0, duplicates: 0, conflicts: 0, droppedAtAgent: 3, newEpoch: false });
     expect(store.listStreams()[0]).toMatchObject({ last_seq: 12, dropped: 7 });
     expect(seqs(store).seqs).toEqual([1, 2, 3, 8, 9]);
     expect(store.applyBatch(batch(13, 16))).toMatchObject({ upto: 16, status: 'ok', stored: 4 });
@@ -252,7 +266,7 @@ describe('RelayStore', () => {
 
   it('handles dropped_upto on the first batch of a stream', () => {
     const store = openStore();
-    expect(store.applyBatch(batch(6, 7, { dropped_upto: 5 }))).toEqual({ upto: 7, status: 'ok', stored: 2, duplicates: 0, droppedAtAgent: 5, newEpoch: false });
+    expect(store.applyBatch(batch(6, 7, { dropped_upto: 5 }))).toEqual({ upto: 7, status: 'ok', stored: 2, duplicates: 0, conflicts: 0, droppedAtAgent: 5, newEpoch: false });
     expect(seqs(store).seqs).toEqual([6, 7]);
     expect(store.listStreams()[0]).toMatchObject({ last_seq: 7, dropped: 5 });
   });
