@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import {
   ack as ackSchema,
@@ -67,7 +66,7 @@ export interface ForwarderStats {
  * mqtt.js's own in-memory store is not relied on for durability; the outbox is the truth,
  * and every (re)connect resends from the first unacked seq.
  */
-export class Forwarder extends EventEmitter {
+export class Forwarder {
   private client: MqttClient | undefined;
   private readonly streams = new Map<string, StreamState>();
   private readonly opts: Required<Omit<ForwarderOptions, 'username' | 'password' | 'clientId' | 'version'>> &
@@ -82,7 +81,6 @@ export class Forwarder extends EventEmitter {
   private relayOnline: boolean | undefined;
 
   constructor(opts: ForwarderOptions) {
-    super();
     this.opts = {
       batchMaxRecords: 500,
       batchMaxBytes: 256 * 1024,
@@ -314,7 +312,6 @@ export class Forwarder extends EventEmitter {
       }
     }
     this.pump(a.stream);
-    this.emit('ack', a);
   }
 
   /**
