@@ -107,5 +107,10 @@ export const relayStatus = z.object({
   online: z.boolean(),
   id: z.string(),
   started_at: z.number().int(),
+  /**
+   * Wire versions the relay accepts (added with v2; an older relay omits it and speaks v1 only).
+   * The status stays in the v1 shape, on the v1 topic, so agents of every version find it.
+   */
+  wire: z.array(z.number().int().positive()).optional(),
 });
 export type RelayStatus = z.infer<typeof relayStatus>;
