@@ -1,79 +1,175 @@
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ErpEdgeError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { LoadedAgentConfig } from './config.js';
+import { outboxOptions, type LoadedAgentConfig } from './config.js';
+import { collectorKinds, findKind } from './collectors/registry.js';
+import { streamOf, sourceOf, type CollectorKind } from './host/collector.js';
+import { CollectorSupervisor } from './host/supervisor.js';
+import { CaptureWriter } from './host/writer.js';
+import { discardDeadLetters, resendDeadLetters } from './host/dead-letter-actions.js';
 import { Outbox } from './outbox/outbox.js';
+import type { DeadLetterQuery } from './outbox/dead-letter.js';
 import { Forwarder } from './transport/forwarder.js';
-import { findCollector } from './collectors/registry.js';
-import type { Collector } from './collectors/collector.js';
+import { Presence } from './transport/presence.js';
+import { AgentState } from './state/agent-state.js';
+import { controlSocketPath, startControlServer, type ControlHandler, type ControlServer } from './state/control.js';
+import { AGENT_VERSION } from './version.js';
 
-export const AGENT_VERSION = '0.1.0';
+export interface AgentStartOptions {
+  /** Collector kinds (tests add their own); the registry's by default. */
+  kinds?: readonly CollectorKind[];
+}
 
-/** The running agent: collectors → outbox → forwarder. */
+/**
+ * The composition root: config → outbox → capture writers and supervisors → forwarder (with
+ * presence) → state and the local control socket. Data flows one way; acks and the relay's
+ * presence are the only ways back.
+ */
 export class Agent {
   private pruneTimer: NodeJS.Timeout | undefined;
 
   private constructor(
+    readonly cfg: LoadedAgentConfig,
     readonly outbox: Outbox,
-    readonly collectors: Collector[],
+    readonly supervisors: CollectorSupervisor[],
     readonly forwarder: Forwarder,
+    readonly state: AgentState,
+    readonly boot: string,
+    private readonly control: ControlServer,
     private readonly log: Logger,
   ) {}
 
-  static async start(cfg: LoadedAgentConfig, logger: Logger): Promise<Agent> {
+  static async start(cfg: LoadedAgentConfig, logger: Logger, opts: AgentStartOptions = {}): Promise<Agent> {
+    const kinds = opts.kinds ?? (collectorKinds as unknown as CollectorKind[]);
     const log = logger.child({ site: cfg.site, agent: cfg.agent });
-    const outbox = new Outbox({
-      path: cfg.outboxPath,
-      synchronous: cfg.outbox.synchronous,
-      maxBytes: cfg.outbox.max_bytes,
-      maxEvents: cfg.outbox.max_events,
-      capPolicy: cfg.outbox.cap_policy,
-      replayWindowMs: cfg.outbox.replay_window,
-      logger: log.child({ component: 'outbox' }),
-    });
-    const collectors = cfg.collectors.map((c) => {
-      const def = findCollector(c.type);
-      if (!def) throw new ErpEdgeError('ERP_COLLECTOR_UNKNOWN', `unknown collector type "${c.type}"`, { type: c.type });
-      return def.create(c, { outbox, logger: log, resolvePath: (p) => resolve(cfg.configDir, p) });
-    });
-    const t = cfg.transport;
-    const forwarder = new Forwarder({
-      outbox,
-      site: cfg.site,
-      agent: cfg.agent,
-      url: t.url,
-      // `${VAR:-}` yields an empty string: treat it as not set.
-      username: t.username || undefined,
-      password: t.password || undefined,
-      clientId: t.client_id,
-      batchMaxRecords: t.batch_max_records,
-      batchMaxBytes: t.batch_max_bytes,
-      maxInflight: t.max_inflight,
-      ackTimeoutMs: t.ack_timeout,
-      version: AGENT_VERSION,
-      logger: log,
-    });
-    const agent = new Agent(outbox, collectors, forwarder, log);
-    forwarder.start();
-    for (const c of collectors) await c.start();
-    agent.pruneTimer = setInterval(() => {
+    const boot = randomUUID();
+    const startedAt = Date.now();
+    const socket = controlSocketPath(cfg.data_dir);
+    let agent: Agent | undefined;
+    // First: a second agent on the same data_dir must not open the outbox at all.
+    const control = await startControlServer(socket, (req) => (agent ? handleControl(agent, req) : Promise.resolve({ status: 503, body: { error: 'starting' } })), log);
+    try {
+      const outbox = new Outbox(outboxOptions(cfg.outboxPath, cfg.outbox, log.child({ component: 'outbox' })));
+      const supervisors = cfg.collectors.map((c) => {
+        const kind = findKind(kinds, c.type);
+        if (!kind) throw new ErpEdgeError('ERP_COLLECTOR_UNKNOWN', `unknown collector type "${c.type}"`, { type: c.type });
+        const writer = new CaptureWriter({ outbox, source: sourceOf(c), stream: streamOf(c), maxRecordBytes: cfg.outbox.max_record_bytes, logger: log });
+        return new CollectorSupervisor({
+          kind,
+          config: c,
+          writer,
+          logger: log,
+          resolvePath: (p) => resolve(cfg.configDir, p),
+          restart: { initialMs: cfg.collector_restart.initial, maxMs: cfg.collector_restart.max },
+        });
+      });
+      let state: AgentState | undefined;
+      const t = cfg.transport;
+      const presence = new Presence({
+        site: cfg.site,
+        agent: cfg.agent,
+        boot,
+        agentVersion: AGENT_VERSION,
+        epoch: outbox.epoch,
+        configHash: cfg.configHash,
+        collectors: supervisors.map((s) => ({ name: s.name, type: s.type, stream: s.stream })),
+        startedAt,
+        healthIntervalMs: t.health_interval,
+        health: () => state!.health(),
+        logger: log,
+      });
+      const forwarder = new Forwarder({
+        outbox,
+        site: cfg.site,
+        agent: cfg.agent,
+        boot,
+        url: t.url,
+        // `${VAR:-}` yields an empty string: treat it as not set.
+        username: t.username || undefined,
+        password: t.password || undefined,
+        clientId: t.client_id,
+        batchMaxRecords: t.batch_max_records,
+        batchMaxBytes: t.batch_max_bytes,
+        maxInflight: t.max_inflight,
+        ackTimeoutMs: t.ack_timeout,
+        keepaliveMs: t.keepalive,
+        reconnectPeriodMs: t.reconnect_period,
+        presence,
+        logger: log,
+      });
+      state = new AgentState({
+        site: cfg.site,
+        agent: cfg.agent,
+        version: AGENT_VERSION,
+        boot,
+        startedAt,
+        outbox,
+        collectors: () => supervisors.map((s) => s.status()),
+        forwarder: () => forwarder.getStats(),
+        configuredStreams: supervisors.map((s) => ({ stream: s.stream, collector: s.name })),
+      });
+      agent = new Agent(cfg, outbox, supervisors, forwarder, state, boot, control, log);
+      forwarder.start();
+      // Each in its own guard: a collector that fails to start is backing off, the rest capture.
+      await Promise.all(supervisors.map((s) => s.start()));
+      agent.schedulePrune();
+      log.info({ version: AGENT_VERSION, boot, epoch: outbox.epoch, outbox: cfg.outboxPath, collectors: supervisors.map((s) => `${s.name}:${s.status().state}`) }, 'agent started');
+      return agent;
+    } catch (err) {
+      await control.close();
+      throw err;
+    }
+  }
+
+  private schedulePrune(): void {
+    this.pruneTimer = setInterval(() => {
       try {
-        outbox.pruneAcked();
+        this.outbox.pruneAcked();
       } catch (err) {
         // A full or failing disk: pruning is retried next minute; capture keeps its own errors.
-        log.error({ err: { message: (err as Error).message } }, 'outbox prune failed');
+        this.log.error({ err: { message: (err as Error).message } }, 'outbox prune failed');
       }
     }, 60_000);
-    agent.pruneTimer.unref();
-    log.info({ version: AGENT_VERSION, epoch: outbox.epoch, outbox: cfg.outboxPath, collectors: collectors.map((c) => c.name) }, 'agent started');
-    return agent;
+    this.pruneTimer.unref();
+  }
+
+  resendDeadLetters(q: DeadLetterQuery) {
+    return resendDeadLetters(this.outbox, q, this.cfg.outbox.max_record_bytes, this.log);
+  }
+
+  discardDeadLetters(q: DeadLetterQuery) {
+    return discardDeadLetters(this.outbox, q, this.log);
   }
 
   async stop(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
-    for (const c of this.collectors) await c.stop();
+    await Promise.all(this.supervisors.map((s) => s.stop()));
     await this.forwarder.stop();
+    this.state.stop();
+    await this.control.close();
     this.outbox.close();
     this.log.info('agent stopped');
   }
+}
+
+/** The control socket's routes: status, and the dead-letter actions. */
+async function handleControl(agent: Agent, req: Parameters<ControlHandler>[0]): ReturnType<ControlHandler> {
+  const route = `${req.method} ${req.path}`;
+  if (route === 'GET /status') return { status: 200, body: agent.state.snapshot() };
+  if (route === 'GET /deadletters') return { status: 200, body: agent.outbox.deadLetters.list(queryOf(req.query)) };
+  const body = (req.body ?? {}) as { stream?: string; ids?: number[] };
+  const q: DeadLetterQuery = { ...(body.stream ? { stream: body.stream } : {}), ...(body.ids ? { ids: body.ids } : {}) };
+  if (route === 'POST /deadletters/resend') return { status: 200, body: agent.resendDeadLetters(q) };
+  if (route === 'POST /deadletters/discard') return { status: 200, body: { discarded: agent.discardDeadLetters(q).length } };
+  return { status: 404, body: { error: `no route ${route}` } };
+}
+
+function queryOf(p: URLSearchParams): DeadLetterQuery {
+  const n = (k: string) => (p.get(k) === null ? undefined : Number(p.get(k)));
+  return {
+    ...(p.get('stream') ? { stream: p.get('stream')! } : {}),
+    ...(n('limit') !== undefined ? { limit: n('limit') } : {}),
+    ...(n('after') !== undefined ? { afterId: n('after') } : {}),
+  };
 }

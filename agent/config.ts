@@ -1,58 +1,120 @@
 import { z } from 'zod';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { loadConfigFile } from '../common/config-file.js';
 import { byteSize, durationMs } from '../common/duration.js';
 import { topicLevel } from '../common/wire-v1.js';
-import { collectorConfigSchema } from './collectors/registry.js';
+import type { Logger } from '../common/logger.js';
+import type { CollectorKind } from './host/collector.js';
+import { collectorConfigSchemaOf, collectorKinds, type CollectorConfig } from './collectors/registry.js';
+import type { OutboxOptions } from './outbox/outbox.js';
 
-export const agentConfigSchema = z
-  .strictObject({
-    site: topicLevel,
-    agent: topicLevel,
-    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-    /** Folder for the outbox and other state; relative to this file. */
-    data_dir: z.string().min(1),
-    outbox: z
-      .strictObject({
-        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
-        max_bytes: byteSize.default(1024 ** 3),
-        max_events: z.number().int().positive().default(10_000_000),
-        /** block: collectors pause until acks free space; drop_oldest: oldest pending events are dropped and counted. */
-        cap_policy: z.enum(['block', 'drop_oldest']).default('block'),
-        replay_window: durationMs.default(3_600_000),
-      })
-      .prefault({}),
-    transport: z.strictObject({
-      url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
-      username: z.string().optional(),
-      password: z.string().optional(),
-      client_id: z.string().min(1).optional(),
-      batch_max_records: z.number().int().min(1).max(10_000).default(1_000),
-      batch_max_bytes: byteSize.default(256 * 1024),
-      max_inflight: z.number().int().min(1).max(256).default(8),
-      ack_timeout: durationMs.default(15_000),
-    }),
-    collectors: z.array(collectorConfigSchema).min(1),
-  })
-  .superRefine((cfg, ctx) => {
-    const seen = new Set<string>();
-    cfg.collectors.forEach((c, i) => {
-      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['collectors', i, 'name'], message: `duplicate collector name "${c.name}"` });
-      seen.add(c.name);
+/**
+ * The agent's config schema: the one place every default lives (the outbox, forwarder and host
+ * take their settings from here, never from defaults of their own).
+ */
+export const outboxSchema = z.strictObject({
+  synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+  max_bytes: byteSize.default(1024 ** 3),
+  max_events: z.number().int().positive().default(10_000_000),
+  /** block: collectors pause until acks free space; drop_oldest: oldest pending events are dropped and counted. */
+  cap_policy: z.enum(['block', 'drop_oldest']).default('block'),
+  replay_window: durationMs.default(3_600_000),
+  /**
+   * Largest record (its JSON) the capture writer lets in. Brokers cap messages (EMQX: 1 MB by
+   * default, AWS IoT: 128 KB), and the relay has a limit of its own: a record over it would be
+   * refused downstream, so it is refused (or dead-lettered) at capture.
+   */
+  max_record_bytes: byteSize.default(512 * 1024),
+});
+
+export const transportSchema = z.strictObject({
+  url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  client_id: z.string().min(1).optional(),
+  batch_max_records: z.number().int().min(1).max(10_000).default(1_000),
+  batch_max_bytes: byteSize.default(256 * 1024),
+  max_inflight: z.number().int().min(1).max(256).default(8),
+  ack_timeout: durationMs.default(15_000),
+  /** MQTT keep-alive: a dead link (no FIN) is noticed after 1.5× this; the fleet's "offline" is only as fast. */
+  keepalive: durationMs.default(60_000),
+  reconnect_period: durationMs.default(1_000),
+  /** How often the agent publishes its health (backlog, collectors, exceptions). */
+  health_interval: durationMs.default(15_000),
+});
+
+export const restartSchema = z.strictObject({
+  /** A failed collector is restarted after this, doubling up to `max`. */
+  initial: durationMs.default(1_000),
+  max: durationMs.default(300_000),
+});
+
+function agentSchema(kinds: readonly CollectorKind[]) {
+  return z
+    .strictObject({
+      site: topicLevel,
+      agent: topicLevel,
+      log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+      /** Folder for the outbox and other state; relative to this file. */
+      data_dir: z.string().min(1),
+      outbox: outboxSchema.prefault({}),
+      transport: transportSchema,
+      collector_restart: restartSchema.prefault({}),
+      collectors: z.array(collectorConfigSchemaOf(kinds)).min(1),
+    })
+    .superRefine((cfg, ctx) => {
+      const seen = new Set<string>();
+      cfg.collectors.forEach((c, i) => {
+        if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['collectors', i, 'name'], message: `duplicate collector name "${c.name}"` });
+        seen.add(c.name);
+      });
     });
-  });
+}
 
-export type AgentConfig = z.output<typeof agentConfigSchema>;
+export const agentConfigSchema = agentSchema(collectorKinds as unknown as CollectorKind[]);
+
+export type AgentConfig = Omit<z.output<typeof agentConfigSchema>, 'collectors'> & { collectors: CollectorConfig[] };
 
 export interface LoadedAgentConfig extends AgentConfig {
   /** Folder of the config file: relative paths in it are resolved from here. */
   configDir: string;
   outboxPath: string;
+  /** SHA-256 of the config file's text (presence: tells the fleet which config an agent runs). */
+  configHash: string;
 }
 
-export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.env): LoadedAgentConfig {
-  const cfg = loadConfigFile(path, agentConfigSchema, env);
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Collector kinds to accept (tests add their own); the registry's by default. */
+  kinds?: readonly CollectorKind[];
+}
+
+export function loadAgentConfig(path: string, opts: LoadOptions = {}): LoadedAgentConfig {
+  const schema = opts.kinds ? agentSchema(opts.kinds) : agentConfigSchema;
+  const cfg = loadConfigFile(path, schema, opts.env ?? process.env) as AgentConfig;
   const configDir = dirname(resolve(path));
   const dataDir = resolve(configDir, cfg.data_dir);
-  return { ...cfg, data_dir: dataDir, configDir, outboxPath: resolve(dataDir, 'outbox.db') };
+  const configHash = createHash('sha256').update(readFileSync(path)).digest('hex');
+  return { ...cfg, data_dir: dataDir, configDir, outboxPath: resolve(dataDir, 'outbox.db'), configHash };
+}
+
+export type OutboxConfig = z.output<typeof outboxSchema>;
+
+/** Outbox settings with every default (tests and tools that open an outbox without a config file). */
+export function defaultOutboxConfig(overrides: z.input<typeof outboxSchema> = {}): OutboxConfig {
+  return outboxSchema.parse(overrides);
+}
+
+export function outboxOptions(path: string, o: OutboxConfig, logger?: Logger): OutboxOptions {
+  return {
+    path,
+    synchronous: o.synchronous,
+    maxBytes: o.max_bytes,
+    maxEvents: o.max_events,
+    capPolicy: o.cap_policy,
+    replayWindowMs: o.replay_window,
+    logger,
+  };
 }

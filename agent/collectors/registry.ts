@@ -1,18 +1,27 @@
 import { z } from 'zod';
-import { fileDrop } from './file-drop.js';
-import { synthetic } from './synthetic.js';
-import type { CollectorDefinition } from './collector.js';
+import { defineKind, type CollectorKind } from '../host/collector.js';
+import { fileDropSchema } from './file-drop/schema.js';
+import { syntheticSchema } from './synthetic/schema.js';
 
-/** The one place collector types are registered. Adding a collector: one module, one line here. */
-export const collectorDefinitions = [fileDrop, synthetic] as const;
+/**
+ * The one place collector kinds are registered: a schema and a lazy loader each. Adding a kind is
+ * one folder and one line here. Loading is lazy so that `validate` and `status` never load a
+ * driver, and a driver that fails to load puts only its own collectors in `error`.
+ */
+export const collectorKinds = [
+  defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js') }),
+  defineKind({ type: 'synthetic', schema: syntheticSchema, load: () => import('./synthetic/synthetic.js') }),
+] as const;
 
-export type CollectorConfig = z.output<(typeof collectorDefinitions)[number]['schema']>;
+export type CollectorConfig = z.output<(typeof collectorKinds)[number]['schema']>;
 
-export const collectorConfigSchema = z.discriminatedUnion(
-  'type',
-  collectorDefinitions.map((d) => d.schema) as unknown as [(typeof collectorDefinitions)[number]['schema']],
-);
+/** Builds the config schema of a collector list from a set of kinds (tests pass their own). */
+export function collectorConfigSchemaOf(kinds: readonly CollectorKind[]) {
+  return z.discriminatedUnion('type', kinds.map((k) => k.schema) as unknown as [z.ZodObject<{ type: z.ZodLiteral<string>; name: z.ZodString }>]);
+}
 
-export function findCollector(type: string): CollectorDefinition | undefined {
-  return (collectorDefinitions as readonly CollectorDefinition[]).find((d) => d.type === type);
+export const collectorConfigSchema = collectorConfigSchemaOf(collectorKinds as unknown as CollectorKind[]) as unknown as z.ZodType<CollectorConfig>;
+
+export function findKind(kinds: readonly CollectorKind[], type: string): CollectorKind | undefined {
+  return kinds.find((k) => k.type === type);
 }

@@ -1,9 +1,11 @@
 /**
- * A chunk is a run of consecutive records of one stream stored as one outbox row: their v1 wire
+ * A chunk is a run of consecutive records of one stream stored as one outbox row: their wire
  * JSON, one per line. One row per append (instead of one per record) is what makes a durable
  * append cheap; readers split a chunk back into records.
  *
  * A newline is a safe separator: JSON text never contains a raw one (JSON.stringify escapes it).
+ * Every line starts with `{"seq":N,` (the record's seq first), so seqs can be read and
+ * renumbered without parsing the record.
  */
 export const CHUNK_MAX_RECORDS = 1_000;
 export const CHUNK_MAX_BYTES = 256 * 1024;
@@ -16,14 +18,14 @@ export interface ChunkDraft {
   payload: string;
 }
 
-export interface EncodedRecord {
+export interface ChunkLine {
   ts: number;
   json: string;
   bytes: number;
 }
 
 /** Groups encoded records (seqs from `firstSeq`, in order) into chunks within the size limits. */
-export function toChunks(records: readonly EncodedRecord[], firstSeq: number): ChunkDraft[] {
+export function toChunks(records: readonly ChunkLine[], firstSeq: number): ChunkDraft[] {
   const chunks: ChunkDraft[] = [];
   let start = 0;
   while (start < records.length) {
@@ -43,11 +45,39 @@ export function toChunks(records: readonly EncodedRecord[], firstSeq: number): C
   return chunks;
 }
 
+/** Lines of consecutive records as one chunk row (no size limits: for rewriting parts of an existing chunk). */
+export function linesToChunk(lines: readonly string[], firstSeq: number): ChunkDraft {
+  let bytes = 0;
+  for (const l of lines) bytes += Buffer.byteLength(l);
+  return { firstSeq, lastSeq: firstSeq + lines.length - 1, minTs: Math.min(...lines.map(recordTs)), bytes, payload: lines.join('\n') };
+}
+
 export function splitChunk(payload: string): string[] {
   return payload.split('\n');
 }
 
-/** Capture time of a record line, read without parsing the whole record. */
+/** Capture time of a record line. */
 export function recordTs(line: string): number {
   return (JSON.parse(line) as { ts: number }).ts;
+}
+
+const SEQ_PREFIX = /^\{"seq":(\d+),/;
+
+/** A line with its seq replaced (the record itself is untouched). */
+export function renumberLine(line: string, seq: number): string {
+  const m = SEQ_PREFIX.exec(line);
+  if (!m) throw new Error('outbox record line does not start with its seq');
+  return `{"seq":${seq},${line.slice(m[0].length)}`;
+}
+
+/** The line without its seq: `"id":...}` (what a record is before the outbox numbers it). */
+export function lineBody(line: string): string {
+  const m = SEQ_PREFIX.exec(line);
+  if (!m) throw new Error('outbox record line does not start with its seq');
+  return line.slice(m[0].length);
+}
+
+/** UTF-8 size of `{"seq":N,` + a body of `bodyBytes` bytes (the prefix is ASCII). */
+export function lineBytes(seq: number, bodyBytes: number): number {
+  return 8 + String(seq).length + bodyBytes;
 }

@@ -45,11 +45,47 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (collector, key)
   );
   `,
+  // v2 (release 0.2): wire version per chunk, per-stream epochs (a stream moves to a new epoch when
+  // the relay reports a conflict), dead-letter table, skipped seq ranges, dead-letter counts.
+  `
+  ALTER TABLE chunks ADD COLUMN wire INTEGER NOT NULL DEFAULT 1;
+  -- NULL: the outbox epoch (meta.epoch). Set when the stream was rebased onto a new epoch.
+  ALTER TABLE streams ADD COLUMN epoch TEXT;
+  ALTER TABLE streams ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN rebased_at INTEGER;
+  -- Records refused by the relay (origin 'relay', with the seq they had) or at capture (origin
+  -- 'capture', no seq), with the reason. Nothing leaves this table without an operator's action.
+  CREATE TABLE dead_letters (
+    id        INTEGER PRIMARY KEY,
+    stream    TEXT NOT NULL,
+    epoch     TEXT,
+    seq       INTEGER,
+    record_id TEXT,
+    source    TEXT,
+    origin    TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    payload   TEXT NOT NULL
+  );
+  CREATE INDEX dead_letters_by_stream ON dead_letters (stream, id);
+  -- Seqs of a stream that carry no record any more and never will (moved to dead-letter): the
+  -- forwarder declares them to the relay as skipped until they are acked past.
+  CREATE TABLE skips (
+    stream    TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    reason    TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (stream, first_seq)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function migrate(db: Database.Database): void {
+/** Migrates to `target` (the newest by default; tests stop earlier to write a previous release's file). */
+export function migrate(db: Database.Database, target = SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
     throw new ErpEdgeError(
@@ -58,7 +94,7 @@ export function migrate(db: Database.Database): void {
       { current, supported: SCHEMA_VERSION },
     );
   }
-  for (let v = current; v < SCHEMA_VERSION; v++) {
+  for (let v = current; v < target; v++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[v]!);
       db.pragma(`user_version = ${v + 1}`);

@@ -6,30 +6,47 @@ import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
+import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
-import { recordTs, splitChunk, toChunks, type EncodedRecord } from './chunk.js';
+import { lineBytes, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { DeadLetters, type DeadLetterInput } from './dead-letter.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
 
+/** Wire version of the record JSON this release writes into chunks (stored per chunk row). */
+export const CHUNK_WIRE_VERSION = 2;
+
 export interface OutboxOptions {
   path: string;
-  /** FULL fsyncs every commit (the default: a power cut loses nothing acknowledged to a collector). */
-  synchronous?: 'FULL' | 'NORMAL';
-  maxBytes?: number;
-  maxEvents?: number;
-  capPolicy?: CapPolicy;
+  /** FULL fsyncs every commit (a power cut loses nothing acknowledged to a collector). */
+  synchronous: 'FULL' | 'NORMAL';
+  maxBytes: number;
+  maxEvents: number;
+  capPolicy: CapPolicy;
   /** How long acked rows are kept before pruning. */
-  replayWindowMs?: number;
+  replayWindowMs: number;
   logger?: Logger;
 }
 
-/** A record as a collector hands it over; the outbox assigns its seq. */
+/** A record as handed over; the outbox assigns its seq. Fields as in wire v2 (common/wire-v2.ts). */
 export interface NewRecord {
   id: string;
   source: string;
   data: unknown;
+  /** Capture time; the append time when absent. */
   ts?: number;
+  source_ts?: number | null;
+  key?: string | null;
+  txn?: string | null;
   correlation_id?: string | null;
+}
+
+/** A record already serialised without its seq (wire-v2 encodeRecordBody): the capture writer's form. */
+export interface EncodedRecord {
+  ts: number;
+  body: string;
+  /** UTF-8 length of `body`. */
+  bytes: number;
 }
 
 /** A collector's progress marker, stored in the same transaction as its records. `value: null` deletes it. */
@@ -43,12 +60,13 @@ export interface PendingRow {
   seq: number;
   /** UTF-8 size of `payload`. */
   bytes: number;
-  /** The record's v1 wire JSON, ready to be spliced into a batch. */
+  /** The record's wire JSON, ready to be spliced into a batch. */
   payload: string;
 }
 
 export interface StreamStatus {
   stream: string;
+  epoch: string;
   lastSeq: number;
   ackedSeq: number;
   pending: number;
@@ -57,6 +75,23 @@ export interface StreamStatus {
   lastAckAt: number | null;
   droppedUpto: number;
   dropped: number;
+  /** Records of this stream now in the dead-letter table. */
+  deadLetters: number;
+  /** Records ever moved to dead-letter after a relay rejection. */
+  deadLettered: number;
+}
+
+export interface SkipRow {
+  first: number;
+  last: number;
+  reason: string;
+}
+
+export interface AppendOptions {
+  /** Records refused at capture, stored in the dead-letter table in the same transaction. */
+  deadLetters?: readonly DeadLetterInput[];
+  /** Dead-letter rows re-appended by this append (resend): deleted in the same transaction. */
+  consumeDeadLetters?: readonly number[];
 }
 
 interface ChunkRow {
@@ -76,24 +111,29 @@ interface StreamRow {
   acked_at: number | null;
   dropped_upto: number;
   dropped_count: number;
+  epoch: string | null;
+  dead_lettered: number;
 }
 
 /**
  * Durable SQLite outbox. Every record a collector captures is appended here, in the same
  * transaction as the collector's checkpoint, with a contiguous per-stream seq. The forwarder
  * reads pending rows and acks them once the relay has stored them; acked rows are kept for
- * the replay window and pruned after.
+ * the replay window and pruned after. Records the relay refuses move to the dead-letter table,
+ * leaving their seqs as skipped ranges.
+ *
+ * This module is the one place that opens SQLite on the agent.
  *
  * Events: 'appended' (stream), 'space' (usage fell under the caps), 'full' (caps reached).
  */
 export class Outbox extends EventEmitter {
   readonly epoch: string;
   readonly path: string;
+  readonly maxBytes: number;
+  readonly maxEvents: number;
+  readonly policy: CapPolicy;
   private readonly db: Database.Database;
   private readonly log: Logger | undefined;
-  private readonly maxBytes: number;
-  private readonly maxEvents: number;
-  private readonly policy: CapPolicy;
   private readonly replayWindowMs: number;
   private readonly synchronous: 'FULL' | 'NORMAL';
   private bytes = 0;
@@ -102,6 +142,7 @@ export class Outbox extends EventEmitter {
   private full = false;
   private closed = false;
   private readonly stmts;
+  private readonly dead: DeadLetters;
   private readonly dropLog = new LogThrottle(60_000);
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
   private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
@@ -110,20 +151,21 @@ export class Outbox extends EventEmitter {
     super();
     this.path = opts.path;
     this.log = opts.logger;
-    this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
-    this.maxEvents = opts.maxEvents ?? Number.POSITIVE_INFINITY;
-    this.policy = opts.capPolicy ?? 'block';
-    this.replayWindowMs = opts.replayWindowMs ?? 3_600_000;
+    this.maxBytes = opts.maxBytes;
+    this.maxEvents = opts.maxEvents;
+    this.policy = opts.capPolicy;
+    this.replayWindowMs = opts.replayWindowMs;
+    this.synchronous = opts.synchronous;
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = new Database(opts.path);
     try {
       this.db.pragma('journal_mode = WAL');
-      this.synchronous = opts.synchronous ?? 'FULL';
-    this.db.pragma(`synchronous = ${this.synchronous}`);
+      this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('busy_timeout = 5000');
       migrate(this.db);
       this.epoch = this.loadEpoch();
       this.stmts = this.prepare();
+      this.dead = new DeadLetters(this.db);
       // Usage is read from the database, never carried over in counters: the file is the truth.
       this.refreshUsage();
       // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
@@ -149,7 +191,7 @@ export class Outbox extends EventEmitter {
       getStream: db.prepare<[string], StreamRow>('SELECT * FROM streams WHERE stream = ?'),
       insertStream: db.prepare('INSERT INTO streams (stream, next_seq) VALUES (?, 1)'),
       setNextSeq: db.prepare('UPDATE streams SET next_seq = ? WHERE stream = ?'),
-      insertChunk: db.prepare('INSERT INTO chunks (stream, first_seq, last_seq, min_ts, bytes, payload) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertChunk: db.prepare('INSERT INTO chunks (stream, first_seq, last_seq, min_ts, bytes, payload, wire) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       upsertCheckpoint: db.prepare(
         `INSERT INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (collector, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
@@ -160,6 +202,10 @@ export class Outbox extends EventEmitter {
         'SELECT key, value FROM checkpoints WHERE collector = ? ORDER BY key',
       ),
       chunksAfter: db.prepare<[string, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND last_seq > ? ORDER BY last_seq'),
+      anyAfter: db.prepare<[string, number], { one: number }>('SELECT 1 AS one FROM chunks WHERE stream = ? AND last_seq > ? LIMIT 1'),
+      chunksOverlapping: db.prepare<[string, number, number], ChunkRow>(
+        'SELECT * FROM chunks WHERE stream = ? AND last_seq >= ? AND first_seq <= ? ORDER BY last_seq',
+      ),
       advanceAck: db.prepare('UPDATE streams SET acked_seq = ?, acked_at = ? WHERE stream = ?'),
       logAck: db.prepare('INSERT INTO ack_log (stream, upto, acked_at) VALUES (?, ?, ?)'),
       sizeRange: db.prepare<[string, number], { n: number; b: number }>(
@@ -174,6 +220,7 @@ export class Outbox extends EventEmitter {
       oldestChunk: db.prepare<[], ChunkRow>('SELECT * FROM chunks ORDER BY gid LIMIT 1'),
       deleteGid: db.prepare('DELETE FROM chunks WHERE gid = ?'),
       trimChunk: db.prepare('UPDATE chunks SET first_seq = ?, min_ts = ?, bytes = ?, payload = ? WHERE gid = ?'),
+      rewriteChunk: db.prepare('UPDATE chunks SET first_seq = ?, last_seq = ?, min_ts = ?, bytes = ?, payload = ? WHERE gid = ?'),
       straddling: db.prepare<[string, number, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND first_seq <= ? AND last_seq > ?'),
       anyAckedRow: db.prepare<[], { one: number }>(
         'SELECT 1 AS one FROM streams s JOIN chunks c ON c.stream = s.stream AND c.first_seq <= s.acked_seq LIMIT 1',
@@ -181,6 +228,12 @@ export class Outbox extends EventEmitter {
       markDropped: db.prepare(
         'UPDATE streams SET dropped_upto = max(dropped_upto, ?), dropped_count = dropped_count + ? WHERE stream = ?',
       ),
+      skipsOverlapping: db.prepare<[string, number, number], { first_seq: number; last_seq: number; reason: string }>(
+        'SELECT first_seq, last_seq, reason FROM skips WHERE stream = ? AND last_seq >= ? AND first_seq <= ? ORDER BY first_seq',
+      ),
+      insertSkip: db.prepare('INSERT INTO skips (stream, first_seq, last_seq, reason, at) VALUES (?, ?, ?, ?, ?)'),
+      pruneSkips: db.prepare('DELETE FROM skips WHERE stream = ? AND last_seq <= ?'),
+      addDeadLettered: db.prepare('UPDATE streams SET dead_lettered = dead_lettered + ? WHERE stream = ?'),
     };
   }
 
@@ -189,24 +242,49 @@ export class Outbox extends EventEmitter {
    * transaction: after a crash either both are there or neither is.
    */
   append(stream: string, records: readonly NewRecord[], checkpoints: Checkpoint | readonly Checkpoint[] = []): { firstSeq: number; lastSeq: number } {
+    const now = Date.now();
+    const encoded = records.map((r): EncodedRecord => {
+      const ts = r.ts ?? now;
+      const body = encodeRecordBody({ ...r, ts });
+      return { ts, body, bytes: Buffer.byteLength(body) };
+    });
+    return this.appendEncoded(stream, encoded, checkpoints);
+  }
+
+  /**
+   * Appends records already encoded by the capture writer (validated, measured, serialised once).
+   * Under `block` an append of records while the outbox is at its caps is refused
+   * (ERP_OUTBOX_FULL): the capture writer waits for space first, so nothing can go past the cap.
+   */
+  appendEncoded(
+    stream: string,
+    records: readonly EncodedRecord[],
+    checkpoints: Checkpoint | readonly Checkpoint[] = [],
+    opts: AppendOptions = {},
+  ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
+    if (records.length > 0 && this.full && this.policy === 'block') {
+      throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full (${this.events} events, ${this.bytes} bytes): wait for space before appending`, {
+        stream,
+        events: this.events,
+        bytes: this.bytes,
+      });
+    }
     const cps = Array.isArray(checkpoints) ? checkpoints : [checkpoints as Checkpoint];
     const now = Date.now();
     const result = this.db.transaction(() => {
       const first = this.nextSeq(stream);
-      const encoded: EncodedRecord[] = records.map((r, i) => {
-        const ts = r.ts ?? now;
-        const json = JSON.stringify({ seq: first + i, id: r.id, ts, source: r.source, correlation_id: r.correlation_id ?? null, data: r.data });
-        return { ts, json, bytes: Buffer.byteLength(json) };
-      });
+      const lines: ChunkLine[] = records.map((r, i) => ({ ts: r.ts, json: recordLine(first + i, r.body), bytes: lineBytes(first + i, r.bytes) }));
       let added = 0;
-      for (const c of toChunks(encoded, first)) {
-        this.stmts.insertChunk.run(stream, c.firstSeq, c.lastSeq, c.minTs, c.bytes, c.payload);
+      for (const c of toChunks(lines, first)) {
+        this.insertChunk(stream, c);
         added += c.bytes;
       }
       const seq = first + records.length;
       if (records.length > 0) this.stmts.setNextSeq.run(seq, stream);
       this.writeCheckpoints(cps, now);
+      if (opts.deadLetters?.length) this.dead.insert(opts.deadLetters, now);
+      if (opts.consumeDeadLetters?.length) this.dead.delete(opts.consumeDeadLetters);
       this.bytes += added;
       this.events += records.length;
       if (this.policy === 'drop_oldest' && this.overCap()) this.dropOldest();
@@ -226,6 +304,10 @@ export class Outbox extends EventEmitter {
     });
     this.afterCommit(() => this.updateFullState());
     return r;
+  }
+
+  private insertChunk(stream: string, c: ChunkDraft): void {
+    this.stmts.insertChunk.run(stream, c.firstSeq, c.lastSeq, c.minTs, c.bytes, c.payload, CHUNK_WIRE_VERSION);
   }
 
   private afterCommit(fn: () => void): void {
@@ -252,7 +334,10 @@ export class Outbox extends EventEmitter {
     return this.stmts.listCheckpoints.all(collector).map((r) => ({ key: r.key, value: JSON.parse(r.value) as T }));
   }
 
-  /** Pending records after `afterSeq`, at most `maxRecords` and (beyond the first) `maxBytes`. */
+  /**
+   * Pending records after `afterSeq`, in seq order, at most `maxRecords` and (beyond the first)
+   * `maxBytes`. Seqs can be missing between rows (dropped, dead-lettered): see skipsBetween.
+   */
   readPending(stream: string, afterSeq: number, maxRecords: number, maxBytes = Number.POSITIVE_INFINITY): PendingRow[] {
     this.assertOpen();
     const rows: PendingRow[] = [];
@@ -281,6 +366,16 @@ export class Outbox extends EventEmitter {
     return lines;
   }
 
+  /** Whether any record of the stream has a seq above `seq`. */
+  hasRecordsAfter(stream: string, seq: number): boolean {
+    return this.stmts.anyAfter.get(stream, seq) !== undefined;
+  }
+
+  /** Skipped seq ranges (dead-lettered) overlapping [from, to]. */
+  skipsBetween(stream: string, from: number, to: number): SkipRow[] {
+    return this.stmts.skipsOverlapping.all(stream, from, to).map((s) => ({ first: s.first_seq, last: s.last_seq, reason: s.reason }));
+  }
+
   /** The relay has stored everything up to `upto`: advance the cursor (rows are pruned later). */
   ack(stream: string, upto: number): number {
     this.assertOpen();
@@ -299,6 +394,7 @@ export class Outbox extends EventEmitter {
       }
       this.stmts.advanceAck.run(upto, now, stream);
       this.stmts.logAck.run(stream, upto, now);
+      this.stmts.pruneSkips.run(stream, upto);
       return upto - s.acked_seq;
     });
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
@@ -319,6 +415,123 @@ export class Outbox extends EventEmitter {
     } finally {
       this.db.pragma('synchronous = FULL');
     }
+  }
+
+  /**
+   * Moves sent, unacked records the relay refused into the dead-letter table with the reason,
+   * leaving their seqs as skipped ranges (declared to the relay until acked past). Ranges are
+   * clipped to the pending part of the stream. Returns how many records moved.
+   */
+  deadLetterPending(stream: string, ranges: readonly { from: number; to: number; reason: string }[]): number {
+    this.assertOpen();
+    const now = Date.now();
+    const run = this.db.transaction(() => {
+      const s = this.stmts.getStream.get(stream);
+      if (!s) return 0;
+      const epoch = s.epoch ?? this.epoch;
+      let moved = 0;
+      for (const r of ranges) {
+        const from = Math.max(r.from, s.acked_seq + 1);
+        const to = Math.min(r.to, s.next_seq - 1);
+        if (to < from) continue;
+        const out = this.cutRange(stream, from, to);
+        this.dead.insert(
+          out.map((line) => ({ stream, epoch, seq: seqOf(line), origin: 'relay' as const, reason: r.reason, payload: line })),
+          now,
+        );
+        this.stmts.insertSkip.run(stream, from, to, 'dead_letter', now);
+        moved += out.length;
+      }
+      if (moved > 0) this.stmts.addDeadLettered.run(moved, stream);
+      return moved;
+    });
+    try {
+      const moved = run();
+      if (moved > 0) this.afterCommit(() => this.updateFullState());
+      return moved;
+    } catch (err) {
+      this.refreshUsage();
+      throw err;
+    }
+  }
+
+  /** Removes the records with seqs in [from, to] from the chunks (splitting chunks as needed); returns their lines. */
+  private cutRange(stream: string, from: number, to: number): string[] {
+    const out: string[] = [];
+    this.split = undefined;
+    for (const c of this.stmts.chunksOverlapping.all(stream, from, to)) {
+      const lines = splitChunk(c.payload);
+      const lo = Math.max(from, c.first_seq) - c.first_seq;
+      const hi = Math.min(to, c.last_seq) - c.first_seq;
+      const before = lines.slice(0, lo);
+      const taken = lines.slice(lo, hi + 1);
+      const after = lines.slice(hi + 1);
+      out.push(...taken);
+      const freed = taken.reduce((n, l) => n + Buffer.byteLength(l), 0);
+      this.bytes -= freed;
+      this.events -= taken.length;
+      if (before.length > 0) {
+        const head = linesToChunk(before, c.first_seq);
+        this.stmts.rewriteChunk.run(head.firstSeq, head.lastSeq, head.minTs, head.bytes, head.payload, c.gid);
+      } else {
+        this.stmts.deleteGid.run(c.gid);
+      }
+      if (after.length > 0) this.insertChunk(stream, linesToChunk(after, c.first_seq + hi + 1));
+    }
+    return out;
+  }
+
+  /**
+   * The relay holds other records under this stream's seqs from `from` on: the outbox went back in
+   * time under the same epoch (VM snapshot, backup restore). The stream moves to a new epoch: what
+   * is below `from` the relay holds already (it was resent and matched), so it goes; what is from
+   * `from` on is renumbered from 1. Returns the new epoch.
+   */
+  rebaseStream(stream: string, from: number): string {
+    this.assertOpen();
+    const epoch = randomUUID();
+    const now = Date.now();
+    const run = this.db.transaction(() => {
+      const s = this.stmts.getStream.get(stream);
+      if (!s) throw new ErpEdgeError('ERP_OUTBOX_SEQ', `cannot rebase unknown stream ${stream}`, { stream });
+      // Below `from`: held by the relay. Delete whole chunks, then trim the one `from` falls inside.
+      const size = this.stmts.sizeRange.get(stream, from - 1)!;
+      this.stmts.deleteRange.run(stream, from - 1);
+      this.bytes -= size.b;
+      this.events -= size.n;
+      const straddling = this.stmts.straddling.get(stream, from - 1, from - 1);
+      if (straddling) this.trimHead(straddling, from - straddling.first_seq);
+      // Renumber the rest from 1, ascending, so no row ever takes a last_seq still held by another.
+      const delta = 1 - from;
+      for (const c of this.stmts.chunksAfter.all(stream, 0)) {
+        const lines = splitChunk(c.payload).map((l, i) => renumberLine(l, c.first_seq + delta + i));
+        const payload = lines.join('\n');
+        this.stmts.rewriteChunk.run(c.first_seq + delta, c.last_seq + delta, c.min_ts, Buffer.byteLength(payload), payload, c.gid);
+        this.bytes += Buffer.byteLength(payload) - c.bytes;
+      }
+      this.db.prepare('DELETE FROM skips WHERE stream = ? AND first_seq < ?').run(stream, from);
+      this.db.prepare('UPDATE skips SET first_seq = first_seq + ?, last_seq = last_seq + ? WHERE stream = ?').run(delta, delta, stream);
+      this.db.prepare('DELETE FROM ack_log WHERE stream = ?').run(stream);
+      this.db
+        .prepare(
+          'UPDATE streams SET epoch = ?, next_seq = max(1, next_seq + ?), acked_seq = 0, acked_at = NULL, dropped_upto = max(0, dropped_upto + ?), rebased_at = ? WHERE stream = ?',
+        )
+        .run(epoch, delta, delta, now, stream);
+      this.split = undefined;
+    });
+    try {
+      run();
+    } catch (err) {
+      this.refreshUsage();
+      throw err;
+    }
+    this.afterCommit(() => this.updateFullState());
+    return epoch;
+  }
+
+  /** The epoch a stream's seqs belong to (the outbox epoch unless the stream was rebased). */
+  streamEpoch(stream: string): string {
+    return this.stmts.getStream.get(stream)?.epoch ?? this.epoch;
   }
 
   /** Deletes acked rows older than the replay window (or all acked rows when `all`). Returns rows deleted. */
@@ -349,7 +562,7 @@ export class Outbox extends EventEmitter {
   }
 
   streamStatus(): StreamStatus[] {
-    return readStreamStatus(this.db);
+    return readStreamStatus(this.db, this.epoch);
   }
 
   usage(): { bytes: number; events: number; dropped: number; full: boolean } {
@@ -360,7 +573,7 @@ export class Outbox extends EventEmitter {
     return this.full;
   }
 
-  /** Resolves when the outbox is under its caps (immediately if it is): collectors await this before appending. */
+  /** Resolves when the outbox is under its caps (immediately if it is). The capture writer awaits this before appending. */
   async waitForSpace(signal?: AbortSignal): Promise<void> {
     while (this.full && !this.closed) {
       await once(this, 'space', { signal });
@@ -375,8 +588,23 @@ export class Outbox extends EventEmitter {
     return this.stmts.getStream.get(stream)?.acked_seq ?? 0;
   }
 
+  lastSeq(stream: string): number {
+    return (this.stmts.getStream.get(stream)?.next_seq ?? 1) - 1;
+  }
+
   streamNames(): string[] {
     return this.stmts.allStreams.all().map((s) => s.stream);
+  }
+
+  /** The dead-letter table (list, discard; resend goes through append with consumeDeadLetters). */
+  get deadLetters(): DeadLetters {
+    this.assertOpen();
+    return this.dead;
+  }
+
+  /** Wire versions of the chunks of a stream, oldest first (upgrade checks and tests). */
+  chunkWireVersions(stream: string): number[] {
+    return (this.db.prepare('SELECT DISTINCT wire FROM chunks WHERE stream = ? ORDER BY wire').all(stream) as { wire: number }[]).map((r) => r.wire);
   }
 
   close(): void {
@@ -522,12 +750,21 @@ export class Outbox extends EventEmitter {
   }
 }
 
-function readStreamStatus(db: Database.Database): StreamStatus[] {
+function seqOf(line: string): number {
+  return (JSON.parse(line) as { seq: number }).seq;
+}
+
+function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamStatus[] {
   const streams = db.prepare('SELECT * FROM streams ORDER BY stream').all() as StreamRow[];
   const whole = db.prepare<[string, number], { n: number; b: number; oldest: number | null }>(
     'SELECT coalesce(sum(last_seq - first_seq + 1), 0) AS n, coalesce(sum(bytes), 0) AS b, min(min_ts) AS oldest FROM chunks WHERE stream = ? AND first_seq > ?',
   );
   const straddling = db.prepare<[string, number, number], ChunkRow>('SELECT * FROM chunks WHERE stream = ? AND first_seq <= ? AND last_seq > ?');
+  const dead = new Map(
+    hasDeadLetters(db)
+      ? (db.prepare('SELECT stream, count(*) AS n FROM dead_letters GROUP BY stream').all() as { stream: string; n: number }[]).map((r) => [r.stream, r.n])
+      : [],
+  );
   return streams.map((s) => {
     const p = whole.get(s.stream, s.acked_seq)!;
     let { n, b, oldest } = p;
@@ -542,6 +779,7 @@ function readStreamStatus(db: Database.Database): StreamStatus[] {
     }
     return {
       stream: s.stream,
+      epoch: s.epoch ?? outboxEpoch,
       lastSeq: s.next_seq - 1,
       ackedSeq: s.acked_seq,
       pending: n,
@@ -550,16 +788,37 @@ function readStreamStatus(db: Database.Database): StreamStatus[] {
       lastAckAt: s.acked_at,
       droppedUpto: s.dropped_upto,
       dropped: s.dropped_count,
+      deadLetters: dead.get(s.stream) ?? 0,
+      // Absent from a release-0.1 file that no agent has migrated yet.
+      deadLettered: s.dead_lettered ?? 0,
     };
   });
 }
 
-/** Reads stream status from an outbox file without opening it for writing (works while the agent runs). */
-export function readOutboxStatus(path: string): { epoch: string; streams: StreamStatus[] } {
+/** False for an outbox written by release 0.1 and not yet opened by a newer agent. */
+function hasDeadLetters(db: Database.Database): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'").get() !== undefined;
+}
+
+export interface OutboxSnapshot {
+  epoch: string;
+  streams: StreamStatus[];
+  deadLetters: { count: number; oldestAt: number | null };
+}
+
+/**
+ * Reads stream status from an outbox file without opening it for writing (works while the agent
+ * runs). An outbox written by an older release is read as it is: it is migrated only when an
+ * agent opens it.
+ */
+export function readOutboxStatus(path: string): OutboxSnapshot {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     const epoch = (db.prepare("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string } | undefined)?.value ?? '';
-    return { epoch, streams: readStreamStatus(db) };
+    const d = hasDeadLetters(db)
+      ? (db.prepare('SELECT count(*) AS n, min(at) AS oldest FROM dead_letters').get() as { n: number; oldest: number | null })
+      : { n: 0, oldest: null };
+    return { epoch, streams: readStreamStatus(db, epoch), deadLetters: { count: d.n, oldestAt: d.oldest } };
   } finally {
     db.close();
   }

@@ -1,37 +1,33 @@
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
-import {
-  ack as ackSchema,
-  ackTopic,
-  eventsTopic,
-  RELAY_STATUS_TOPIC,
-  relayStatus,
-  statusTopic,
-  WIRE_VERSION,
-  type Ack,
-} from '../../common/wire-v1.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ack as ackV1Schema, ackTopic as ackTopicV1, eventsTopic as eventsTopicV1, RELAY_STATUS_TOPIC, relayStatus } from '../../common/wire-v1.js';
+import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '../../common/wire-v2.js';
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
-import { isErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Outbox } from '../outbox/outbox.js';
+import { encodeBatch, planBatch } from './batch.js';
+import type { Presence } from './presence.js';
 
 export interface ForwarderOptions {
   outbox: Outbox;
   site: string;
   agent: string;
+  /** Random per process start; goes into v2 batches and presence. */
+  boot: string;
   url: string;
-  username?: string;
-  password?: string;
-  clientId?: string;
-  batchMaxRecords?: number;
-  batchMaxBytes?: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  clientId?: string | undefined;
+  batchMaxRecords: number;
+  batchMaxBytes: number;
   /** Batches per stream published but not yet acked by the relay. */
-  maxInflight?: number;
+  maxInflight: number;
   /** With no relay ack for this long, resend from the last acked seq (the relay de-duplicates). */
-  ackTimeoutMs?: number;
-  reconnectPeriodMs?: number;
-  version?: string;
+  ackTimeoutMs: number;
+  keepaliveMs: number;
+  reconnectPeriodMs: number;
+  presence?: Presence;
   logger: Logger;
 }
 
@@ -42,8 +38,15 @@ interface InflightBatch {
 }
 
 interface StreamState {
+  /** Sequence lineage: the outbox epoch, or the stream's own after a rebase. */
+  epoch: string;
   /** Highest seq published in the current pass; rewound to the acked seq on reconnect, gap or timeout. */
   sentUpto: number;
+  /**
+   * Highest seq published since this process started (in this epoch). Acks are acted on only up
+   * to it: a forged or stale ack cannot acknowledge, or dead-letter, what was never sent.
+   */
+  maxSent: number;
   inflight: InflightBatch[];
   rewoundTo: number;
   rewoundAt: number;
@@ -53,11 +56,34 @@ interface StreamState {
 
 export interface ForwarderStats {
   connected: boolean;
+  /** Wire version spoken now (from the relay's presence). */
+  wire: WireVersion;
   batchesSent: number;
   recordsSent: number;
+  recordsAcked: number;
   acks: number;
   gaps: number;
   timeouts: number;
+  /** Records moved to the dead-letter table after a relay rejection. */
+  deadLettered: number;
+  /** Streams moved to a new epoch after a relay conflict. */
+  rebases: number;
+  /** Acks ignored because they named seqs this agent had not sent (forged or stale). */
+  ignoredAcks: number;
+  inFlight: number;
+  lastAckAt: number | null;
+}
+
+/** An ack of either wire version, as the forwarder acts on it. */
+interface AckIn {
+  version: WireVersion;
+  stream: string;
+  epoch: string;
+  upto: number;
+  status: string;
+  ranges?: { from: number; to: number; reason?: string | undefined }[] | undefined;
+  ids?: string[] | undefined;
+  reason?: string | undefined;
 }
 
 /**
@@ -65,36 +91,44 @@ export interface ForwarderStats {
  * Nothing is deleted on a broker PUBACK: only the relay's end-to-end ack advances the outbox.
  * mqtt.js's own in-memory store is not relied on for durability; the outbox is the truth,
  * and every (re)connect resends from the first unacked seq.
+ *
+ * Speaks wire v2 when the relay's presence says it can, v1 otherwise (docs/wire.md), and listens
+ * for acks of both.
  */
 export class Forwarder {
   private client: MqttClient | undefined;
   private readonly streams = new Map<string, StreamState>();
-  private readonly opts: Required<Omit<ForwarderOptions, 'username' | 'password' | 'clientId' | 'version'>> &
-    Pick<ForwarderOptions, 'username' | 'password' | 'clientId' | 'version'>;
+  private readonly opts: ForwarderOptions;
   private readonly log: Logger;
   private ready = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly stats: ForwarderStats = { connected: false, batchesSent: 0, recordsSent: 0, acks: 0, gaps: 0, timeouts: 0 };
+  private wire: WireVersion = 1;
+  private readonly stats = {
+    batchesSent: 0,
+    recordsSent: 0,
+    recordsAcked: 0,
+    acks: 0,
+    gaps: 0,
+    timeouts: 0,
+    deadLettered: 0,
+    rebases: 0,
+    ignoredAcks: 0,
+    lastAckAt: null as number | null,
+  };
   private readonly onAppended = (stream: string) => this.pump(stream);
   private readonly errorLog = new LogThrottle(60_000);
+  private readonly ackLog = new LogThrottle(60_000);
+  private readonly unknownStatuses = new Set<string>();
   /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
   private relayOnline: boolean | undefined;
 
   constructor(opts: ForwarderOptions) {
-    this.opts = {
-      batchMaxRecords: 500,
-      batchMaxBytes: 256 * 1024,
-      maxInflight: 8,
-      ackTimeoutMs: 15_000,
-      reconnectPeriodMs: 1_000,
-      ...opts,
-    };
+    this.opts = opts;
     this.log = opts.logger.child({ component: 'forwarder' });
   }
 
   start(): void {
     const { site, agent, outbox } = this.opts;
-    const status = statusTopic(site, agent);
     const options: IClientOptions = {
       clientId: this.opts.clientId ?? `erp-edge-${site}-${agent}`,
       username: this.opts.username,
@@ -102,19 +136,20 @@ export class Forwarder {
       clean: true,
       resubscribe: false,
       reconnectPeriod: this.opts.reconnectPeriodMs,
+      keepalive: Math.max(1, Math.round(this.opts.keepaliveMs / 1000)),
       connectTimeout: 10_000,
       queueQoSZero: false,
-      will: { topic: status, payload: Buffer.from(JSON.stringify({ v: WIRE_VERSION, online: false })), qos: 1, retain: true },
+      ...(this.opts.presence ? { will: this.opts.presence.will() } : {}),
     };
     this.log.info({ url: safeUrl(this.opts.url), clientId: options.clientId }, 'connecting to broker');
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
     disableNagle(client);
-    client.on('connect', () => void this.onConnect(client, status));
+    client.on('connect', () => void this.onConnect(client));
     client.on('close', () => {
       if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
       this.ready = false;
-      this.stats.connected = false;
+      this.opts.presence?.onDisconnect();
     });
     client.on('error', (err) => this.logBrokerError(err));
     client.on('message', (topic, payload, packet) => {
@@ -129,14 +164,15 @@ export class Forwarder {
   async stop(): Promise<void> {
     this.opts.outbox.off('appended', this.onAppended);
     if (this.timer) clearInterval(this.timer);
+    this.opts.presence?.onDisconnect();
     const client = this.client;
     this.client = undefined;
     this.ready = false;
     if (!client) return;
-    if (client.connected) {
-      const { site, agent } = this.opts;
+    const presence = this.opts.presence;
+    if (client.connected && presence) {
       // Bounded: if the link drops now, mqtt.js would hold this QoS 1 publish until a reconnect.
-      const offline = client.publishAsync(statusTopic(site, agent), JSON.stringify({ v: WIRE_VERSION, online: false }), { qos: 1, retain: true });
+      const offline = client.publishAsync(presence.topic, presence.offlineMessage(), { qos: 1, retain: true });
       await Promise.race([offline.catch(() => undefined), delay(2_000, undefined, { ref: false })]);
     }
     await client.endAsync(true);
@@ -149,27 +185,24 @@ export class Forwarder {
   }
 
   getStats(): ForwarderStats {
-    return { ...this.stats };
+    let inFlight = 0;
+    for (const s of this.streams.values()) inFlight += s.inflight.length;
+    return { connected: this.ready, wire: this.wire, inFlight, ...this.stats };
   }
 
-  private async onConnect(client: MqttClient, status: string): Promise<void> {
+  private async onConnect(client: MqttClient): Promise<void> {
     const { site, agent, outbox } = this.opts;
     try {
-      await client.subscribeAsync([ackTopic(site, agent), RELAY_STATUS_TOPIC], { qos: 1 });
-      await client.publishAsync(
-        status,
-        JSON.stringify({ v: WIRE_VERSION, online: true, version: this.opts.version ?? null, epoch: outbox.epoch, at: Date.now() }),
-        { qos: 1, retain: true },
-      );
+      await client.subscribeAsync([ackTopicV1(site, agent), ackTopicV2(site, agent), RELAY_STATUS_TOPIC], { qos: 1 });
+      await this.opts.presence?.onConnect(client);
     } catch (err) {
       this.log.error({ err: { message: (err as Error).message } }, 'could not subscribe to acks; will retry on reconnect');
       return;
     }
     if (client !== this.client) return;
     this.ready = true;
-    this.stats.connected = true;
     this.errorLog.reset();
-    this.log.info('connected to broker; resuming from the first unacked seq of every stream');
+    this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
       this.state(stream).timeoutsInARow = 0;
@@ -181,7 +214,7 @@ export class Forwarder {
     let s = this.streams.get(stream);
     if (!s) {
       const acked = this.opts.outbox.ackedSeq(stream);
-      s = { sentUpto: acked, inflight: [], rewoundTo: -1, rewoundAt: 0, timeoutsInARow: 0 };
+      s = { epoch: this.opts.outbox.streamEpoch(stream), sentUpto: acked, maxSent: acked, inflight: [], rewoundTo: -1, rewoundAt: 0, timeoutsInARow: 0 };
       this.streams.set(stream, s);
     }
     return s;
@@ -208,74 +241,80 @@ export class Forwarder {
   private publishPending(stream: string): void {
     const client = this.client;
     if (!this.ready || !client) return;
-    const { outbox, site, agent, batchMaxRecords, batchMaxBytes, maxInflight } = this.opts;
+    const { outbox, site, agent, boot, batchMaxRecords, batchMaxBytes, maxInflight } = this.opts;
     const s = this.state(stream);
-    const topic = eventsTopic(site, agent, stream);
     while (s.inflight.length < maxInflight) {
-      const rows = outbox.readPending(stream, s.sentUpto, batchMaxRecords, batchMaxBytes);
-      if (rows.length === 0) return;
-      const first = rows[0]!.seq;
-      const last = rows[rows.length - 1]!.seq;
-      const dropped = first > s.sentUpto + 1 ? this.missingBefore(stream, s.sentUpto, first) : 0;
-      // Records are stored as v1 wire JSON: the batch is spliced, not re-encoded.
-      const payload =
-        `{"v":${WIRE_VERSION},"site":${JSON.stringify(site)},"agent":${JSON.stringify(agent)},` +
-        `"stream":${JSON.stringify(stream)},"epoch":${JSON.stringify(outbox.epoch)},` +
-        (dropped > 0 ? `"dropped_upto":${dropped},` : '') +
-        `"sent_at":${Date.now()},"records":[${rows.map((r) => r.payload).join(',')}]}`;
-      const batch: InflightBatch = { first, last, sentAt: Date.now() };
+      const wire = this.wire;
+      const caughtUp = s.inflight.length === 0 && outbox.ackedSeq(stream) >= s.sentUpto;
+      const plan = planBatch(outbox, stream, s.sentUpto, { maxRecords: batchMaxRecords, maxBytes: batchMaxBytes }, wire, caughtUp);
+      if (!plan) return;
+      const pruned = plan.skipped.filter((k) => k.reason === 'pruned');
+      if (pruned.length > 0) {
+        // The relay is further behind than this outbox holds (its store was restored or lost):
+        // those records were pruned here after their ack and cannot be sent again.
+        this.log.error(
+          { stream, relay_expects: s.sentUpto + 1, skipped: pruned },
+          'the relay expects events this outbox pruned after they were acked (relay store lost or restored?): they are skipped',
+        );
+      }
+      const now = Date.now();
+      const payload = encodeBatch({ site, agent, stream, epoch: s.epoch, boot }, plan, wire, now);
+      const topic = wire === 1 ? eventsTopicV1(site, agent, stream) : eventsTopicV2(site, agent, stream);
+      const batch: InflightBatch = { first: plan.first, last: plan.last, sentAt: now };
       client.publish(topic, payload, { qos: 1 }, (err) => {
-        if (err) this.log.debug({ stream, first, last, err: { message: err.message } }, 'publish not confirmed by broker; the ack timeout resends');
+        if (err) this.log.debug({ stream, first: batch.first, last: batch.last, err: { message: err.message } }, 'publish not confirmed by broker; the ack timeout resends');
         // The relay's clock starts when the broker has the batch: a slow uplink is not a lost ack.
         else batch.sentAt = Date.now();
       });
       s.inflight.push(batch);
-      s.sentUpto = last;
+      s.sentUpto = plan.last;
+      s.maxSent = Math.max(s.maxSent, plan.last);
       this.stats.batchesSent++;
-      this.stats.recordsSent += rows.length;
+      this.stats.recordsSent += plan.rows.length;
     }
-  }
-
-  /**
-   * Seqs below `first` that this outbox no longer holds. Normally dropped by the cap policy; if
-   * the relay is further behind than that (its store was restored or lost), the records were
-   * already pruned here after their ack: they cannot be sent again, and the relay must skip them
-   * rather than ask for them forever.
-   */
-  private missingBefore(stream: string, sentUpto: number, first: number): number {
-    const dropped = this.opts.outbox.droppedUpto(stream);
-    if (first - 1 > dropped) {
-      this.log.error(
-        { stream, relay_expects: sentUpto + 1, oldest_held: first },
-        'the relay expects events this outbox pruned after they were acked (relay store lost or restored?): they are skipped',
-      );
-    }
-    return Math.max(dropped, first - 1);
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    let parsed: Ack;
-    try {
-      parsed = ackSchema.parse(JSON.parse(payload.toString('utf8')));
-    } catch (err) {
-      this.log.warn({ topic, err: { message: (err as Error).message } }, 'ignoring malformed ack');
+    const { site, agent } = this.opts;
+    const json = safeJson(payload);
+    let a: AckIn | undefined;
+    if (topic === ackTopicV2(site, agent)) {
+      const p = ackV2.safeParse(json);
+      if (p.success) a = { version: 2, ...p.data };
+      else return this.malformedAck(topic, p.error.issues[0]?.message);
+    } else if (topic === ackTopicV1(site, agent)) {
+      const p = ackV1Schema.safeParse(json);
+      if (p.success) a = { version: 1, ...p.data };
+      else return this.malformedAck(topic, p.error.issues[0]?.message);
+    }
+    if (!a) return;
+    const s = this.streams.get(a.stream);
+    if (!s || a.epoch !== s.epoch) {
+      this.log.debug({ stream: a.stream, epoch: a.epoch }, 'ignoring ack for another epoch or a stream this process has not sent');
       return;
     }
-    if (parsed.epoch !== this.opts.outbox.epoch) {
-      this.log.debug({ stream: parsed.stream, epoch: parsed.epoch }, 'ignoring ack for another outbox epoch');
-      return;
-    }
-    this.handleAck(parsed);
+    this.handleAck(a, s);
+  }
+
+  private malformedAck(topic: string, why: string | undefined): void {
+    const t = this.ackLog.take(`malformed:${topic}`);
+    if (t) this.log.warn({ topic, problem: why, suppressed: t.suppressed }, 'ignoring malformed ack');
   }
 
   /**
    * A relay that has just subscribed (a live, not retained, online status) may have missed what
-   * was published before: resend everything unacked now rather than after the ack timeout.
+   * was published before: resend everything unacked now rather than after the ack timeout. The
+   * status also says which wire versions the relay accepts.
    */
   private onRelayStatus(payload: Buffer, retained: boolean): void {
     const parsed = relayStatus.safeParse(safeJson(payload));
     if (!parsed.success) return;
     this.relayOnline = parsed.data.online;
+    if (parsed.data.online) {
+      const wire: WireVersion = parsed.data.wire?.includes(2) ? 2 : 1;
+      if (wire !== this.wire) this.log.info({ relay: parsed.data.id, from: this.wire, to: wire }, 'wire version changed to what the relay accepts');
+      this.wire = wire;
+    }
     if (!parsed.data.online || retained || !this.ready) return;
     this.log.info({ relay: parsed.data.id }, 'relay (re)subscribed; resending unacked events');
     for (const [stream, s] of this.streams) {
@@ -285,24 +324,58 @@ export class Forwarder {
     }
   }
 
-  private handleAck(a: Ack): void {
-    const { outbox } = this.opts;
-    const s = this.state(a.stream);
+  private handleAck(a: AckIn, s: StreamState): void {
     this.stats.acks++;
     this.relayOnline = true; // an ack proves it, whatever a stale retained status says
-    try {
-      outbox.ack(a.stream, a.upto);
-    } catch (err) {
-      const beyond = isErpEdgeError(err, 'ERP_OUTBOX_SEQ');
-      this.log.error(
-        { stream: a.stream, upto: a.upto, err: { message: (err as Error).message } },
-        beyond ? 'relay acked seqs this outbox never wrote (outbox restored from an older copy?); ack ignored' : 'could not record the ack',
-      );
-      return;
+    switch (a.status) {
+      case ACK_STATUS.ok:
+      case ACK_STATUS.gap:
+        return this.onProgress(a, s);
+      case ACK_STATUS.rejected:
+        return this.onRejected(a, s);
+      case ACK_STATUS.conflict:
+        return this.onConflict(a, s);
+      default:
+        // A newer relay's status: never a reason to loop; said once.
+        if (!this.unknownStatuses.has(a.status)) {
+          this.unknownStatuses.add(a.status);
+          this.log.warn({ stream: a.stream, status: a.status }, 'ignoring an ack status this agent does not know (newer relay?)');
+        }
     }
-    if (s.inflight.length > 0 && s.inflight[0]!.last <= a.upto) s.timeoutsInARow = 0;
-    while (s.inflight.length > 0 && s.inflight[0]!.last <= a.upto) s.inflight.shift();
-    if (a.status === 'gap') {
+  }
+
+  /** Never act on seqs this process has not sent: a forged or stale ack must not delete anything. */
+  private beyondSent(a: AckIn, s: StreamState, upto: number): boolean {
+    if (upto <= s.maxSent) return false;
+    this.stats.ignoredAcks++;
+    const t = this.ackLog.take(`beyond:${a.stream}`);
+    if (t) {
+      this.log.warn(
+        { stream: a.stream, status: a.status, upto, sent_upto: s.maxSent, suppressed: t.suppressed },
+        'ignoring an ack for seqs this agent has not sent (forged, or the outbox was restored from an older copy)',
+      );
+    }
+    return true;
+  }
+
+  private recordAck(a: AckIn, s: StreamState, upto: number): boolean {
+    if (this.beyondSent(a, s, upto)) return false;
+    try {
+      const newly = this.opts.outbox.ack(a.stream, upto);
+      this.stats.recordsAcked += newly;
+      if (newly > 0) this.stats.lastAckAt = Date.now();
+    } catch (err) {
+      this.log.error({ stream: a.stream, upto, err: { message: (err as Error).message } }, 'could not record the ack');
+      return false;
+    }
+    if (s.inflight.length > 0 && s.inflight[0]!.last <= upto) s.timeoutsInARow = 0;
+    while (s.inflight.length > 0 && s.inflight[0]!.last <= upto) s.inflight.shift();
+    return true;
+  }
+
+  private onProgress(a: AckIn, s: StreamState): void {
+    if (!this.recordAck(a, s, a.upto)) return;
+    if (a.status === ACK_STATUS.gap) {
       // Batches already in flight behind the gap answer with the same gap: rewind once for it.
       const repeat = a.upto === s.rewoundTo && Date.now() - s.rewoundAt < this.opts.ackTimeoutMs;
       if (!repeat) {
@@ -311,6 +384,71 @@ export class Forwarder {
         this.rewind(a.stream, a.upto);
       }
     }
+    this.pump(a.stream);
+  }
+
+  /** Only the seqs of `ranges` this agent has sent and not had acked. */
+  private sentUnacked(a: AckIn, s: StreamState): { from: number; to: number; reason: string }[] {
+    const acked = this.opts.outbox.ackedSeq(a.stream);
+    const out: { from: number; to: number; reason: string }[] = [];
+    for (const r of a.ranges ?? []) {
+      const from = Math.max(r.from, acked + 1);
+      const to = Math.min(r.to, s.maxSent);
+      if (to >= from) out.push({ from, to, reason: r.reason ?? a.reason ?? 'rejected by the relay' });
+    }
+    return out;
+  }
+
+  /** The relay cannot accept these records: keep them in the dead-letter table, move the stream past them. */
+  private onRejected(a: AckIn, s: StreamState): void {
+    const ranges = this.sentUnacked(a, s);
+    if (ranges.length === 0) {
+      this.stats.ignoredAcks++;
+      return;
+    }
+    if (this.beyondSent(a, s, a.upto)) return;
+    // Records before the first rejected one were stored.
+    this.recordAck(a, s, a.upto);
+    let moved = 0;
+    try {
+      moved = this.opts.outbox.deadLetterPending(a.stream, ranges);
+    } catch (err) {
+      this.log.error({ stream: a.stream, err: { message: (err as Error).message } }, 'could not move rejected records to the dead-letter table; resending');
+    }
+    this.stats.deadLettered += moved;
+    this.log.error(
+      { stream: a.stream, records: moved, ranges, ids: a.ids?.slice(0, 10), reason: a.reason },
+      'relay rejected records: moved to the dead-letter table (edge-agent deadletter list); the stream goes on',
+    );
+    this.rewind(a.stream);
+    this.pump(a.stream);
+  }
+
+  /**
+   * The relay holds other records under seqs this outbox reuses: it went back in time under the
+   * same epoch (VM snapshot, backup restore). Move the stream to a new epoch, renumbering what the
+   * relay does not hold; the relay's id de-duplication recognises anything captured twice.
+   */
+  private onConflict(a: AckIn, s: StreamState): void {
+    const ranges = this.sentUnacked(a, s);
+    if (ranges.length === 0) {
+      this.stats.ignoredAcks++;
+      return;
+    }
+    const from = Math.min(...ranges.map((r) => r.from));
+    let epoch: string;
+    try {
+      epoch = this.opts.outbox.rebaseStream(a.stream, from);
+    } catch (err) {
+      this.log.error({ stream: a.stream, err: { message: (err as Error).message } }, 'could not move the stream to a new epoch after a conflict');
+      return;
+    }
+    this.stats.rebases++;
+    this.log.error(
+      { stream: a.stream, from, relay_upto: a.upto, old_epoch: s.epoch, epoch, ids: a.ids?.slice(0, 10) },
+      'relay holds other records under these seqs (outbox restored from an older copy?): the stream continues in a new epoch',
+    );
+    this.streams.delete(a.stream);
     this.pump(a.stream);
   }
 

@@ -6,6 +6,7 @@ import { isErpEdgeError } from '../../common/errors.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { freePort } from '../helpers/net.js';
 import { runCli, runCliFor } from '../helpers/cli.js';
+import { testOutboxOptions } from '../helpers/outbox.js';
 
 const VALID = `site: wh-1
 agent: a-1
@@ -37,7 +38,7 @@ function write(text: string): string {
 function loadError(text: string, env: NodeJS.ProcessEnv = { MQTT_PW: 'x' }): string {
   const p = write(text);
   try {
-    loadAgentConfig(p, env);
+    loadAgentConfig(p, { env });
   } catch (err) {
     if (isErpEdgeError(err)) return err.message;
     throw err;
@@ -47,13 +48,13 @@ function loadError(text: string, env: NodeJS.ProcessEnv = { MQTT_PW: 'x' }): str
 
 describe('agent config', () => {
   it('loads the sample config shipped in config/', () => {
-    const cfg = loadAgentConfig(join(import.meta.dirname, '../../config/agent.example.yaml'), {});
+    const cfg = loadAgentConfig(join(import.meta.dirname, '../../config/agent.example.yaml'), { env: {} });
     expect(cfg.collectors.map((c) => c.name)).toEqual(['orders', 'stock']);
     expect(cfg.transport.url).toBe('mqtt://127.0.0.1:11883');
   });
 
   it('substitutes ${VAR} and resolves paths from the config file folder', () => {
-    const cfg = loadAgentConfig(write(VALID), { MQTT_PW: 's3cret' });
+    const cfg = loadAgentConfig(write(VALID), { env: { MQTT_PW: 's3cret' } });
     expect(cfg.transport.password).toBe('s3cret');
     expect(cfg.outboxPath).toBe(join(dir, 'data', 'outbox.db'));
     expect(cfg.outbox).toMatchObject({ synchronous: 'FULL', cap_policy: 'block', replay_window: 3_600_000 });
@@ -109,13 +110,14 @@ describe('edge-agent CLI', () => {
     const { Outbox } = await import('../../agent/outbox/outbox.js');
     const p = write(VALID);
     mkdirSync(join(dir, 'data'));
-    const ob = new Outbox({ path: join(dir, 'data', 'outbox.db') });
+    const ob = new Outbox(testOutboxOptions(join(dir, 'data', 'outbox.db')));
     ob.append('orders', [1, 2, 3].map((n) => ({ id: `r${n}`, source: 't', data: n, ts: Date.now() - 5_000 })));
     ob.ack('orders', 1);
     ob.close();
     const r = runCli('edge-agent', ['status', '--config', p], { MQTT_PW: 'x' });
     expect(r.status).toBe(0);
-    const line = r.stdout.split('\n').find((l) => l.startsWith('orders\t'))!.split('\t');
+    const streams = r.stdout.split('\n\nstreams\n')[1]!;
+    const line = streams.split('\n').find((l) => l.startsWith('orders\t'))!.split('\t');
     expect(line[1]).toBe('2'); // pending
     expect(Number(line[3])).toBeGreaterThanOrEqual(5); // oldest pending age, seconds
     expect(line[4]).toBe('3'); // last seq
@@ -132,7 +134,7 @@ describe('edge-agent CLI', () => {
     const p = write(text);
     mkdirSync(join(dir, 'in', 'orders'), { recursive: true });
     writeFileSync(join(dir, 'in', 'orders', 'a.csv'), 'sku,qty\nA,1\n');
-    const r = await runCliFor('edge-agent', ['run', '--config', p], 4_000, { MQTT_PW: secret });
+    const r = await runCliFor('edge-agent', ['run', '--config', p], 20_000, { MQTT_PW: secret }, (out) => out.includes('file ingested') && out.includes('broker error'));
     const out = r.stdout + r.stderr;
     expect(out).toContain('"msg":"agent started"'); // it really ran and logged
     expect(out).toContain('file ingested');

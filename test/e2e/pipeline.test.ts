@@ -120,7 +120,7 @@ describe('end to end: file drop → outbox → MQTT → relay', () => {
       // Paused: the file stays claimed at the cap instead of filling the disk.
       await new Promise((r) => setTimeout(r, 500));
       expect(s.agent.outbox.usage().events).toBe(200);
-      expect(s.agent.collectors[0]!.stats().records).toBe(200);
+      expect(s.agent.supervisors[0]!.status().writer.records).toBe(200);
       await s.mosquitto.restart();
       await expectDelivered({ ...s }, 1_000);
       expect(s.agent.outbox.usage().dropped).toBe(0);
@@ -129,7 +129,7 @@ describe('end to end: file drop → outbox → MQTT → relay', () => {
     it('drop_oldest: the oldest pending events are dropped, counted at the agent and at the relay', async () => {
       const s = await offlineSetup('  max_events: 200\n  cap_policy: drop_oldest');
       dropCsvFiles(s.inbox, 1, 1_000);
-      await waitFor('all rows captured', () => s.agent.collectors[0]!.stats().records === 1_000, 20_000);
+      await waitFor('all rows captured', () => s.agent.supervisors[0]!.status().writer.records === 1_000, 20_000);
       expect(s.agent.outbox.usage()).toMatchObject({ events: 200, dropped: 800 });
       await s.mosquitto.restart();
       await waitFor('relay reaches seq 1000', async () => (await relayLastSeq(s.relay.httpUrl)) === 1_000, 30_000);

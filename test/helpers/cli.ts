@@ -20,13 +20,25 @@ export function runCli(bin: 'edge-agent' | 'cloud-relay', args: string[], env: N
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Runs a long-lived CLI for `ms`, then stops it with SIGTERM; returns all it printed. */
-export async function runCliFor(bin: 'edge-agent' | 'cloud-relay', args: string[], ms: number, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/**
+ * Runs a long-lived CLI until `until` holds for what it printed (or for `ms` at most), then stops it
+ * with SIGTERM; returns all it printed.
+ */
+export async function runCliFor(
+  bin: 'edge-agent' | 'cloud-relay',
+  args: string[],
+  ms: number,
+  env: NodeJS.ProcessEnv = {},
+  until?: (output: string) => boolean,
+): Promise<CliResult> {
   const proc = spawn(process.execPath, [resolve(ROOT, 'bin', `${bin}.js`), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
-  proc.stdout.on('data', (d) => (stdout += String(d)));
-  proc.stderr.on('data', (d) => (stderr += String(d)));
+  const check = () => {
+    if (until?.(stdout + stderr)) proc.kill('SIGTERM');
+  };
+  proc.stdout.on('data', (d) => ((stdout += String(d)), check()));
+  proc.stderr.on('data', (d) => ((stderr += String(d)), check()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const timer = setTimeout(() => proc.kill('SIGTERM'), ms);
   const status = await exited;

@@ -6,6 +6,7 @@
  * and is about to append; the parent SIGKILLs it at a random moment.
  */
 import { Outbox } from '../../agent/outbox/outbox.js';
+import { testOutboxOptions } from './outbox.js';
 
 const CRASH_STREAMS = ['alpha', 'beta', 'gamma'] as const;
 const CRASH_COLLECTOR = 'crash-test';
@@ -16,7 +17,7 @@ if (!path) {
   process.exit(2);
 }
 
-const outbox = new Outbox({ path, synchronous: 'FULL' });
+const outbox = new Outbox(testOutboxOptions(path, { synchronous: 'FULL' }));
 const counters = new Map<string, number>();
 for (const stream of CRASH_STREAMS) {
   counters.set(stream, outbox.getCheckpoint<{ count: number }>(CRASH_COLLECTOR, stream)?.count ?? 0);

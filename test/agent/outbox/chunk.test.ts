@@ -5,6 +5,7 @@ import { Outbox, readOutboxStatus, type NewRecord } from '../../../agent/outbox/
 import { CHUNK_MAX_BYTES, CHUNK_MAX_RECORDS, toChunks } from '../../../agent/outbox/chunk.js';
 import { wireRecord } from '../../../common/wire-v1.js';
 import { makeTempDir } from '../../helpers/tmp.js';
+import { testOutboxOptions } from '../../helpers/outbox.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -20,7 +21,7 @@ const recs = (from: number, to: number, pad = ''): NewRecord[] =>
   Array.from({ length: to - from + 1 }, (_, i) => ({ id: `r${from + i}`, source: 't', ts: 1_000 + from + i, data: { i: from + i, pad, nl: 'line\nbreak' } }));
 
 function open(opts: Partial<ConstructorParameters<typeof Outbox>[0]> = {}): Outbox {
-  outbox = new Outbox({ path: join(dir, 'o.db'), ...opts });
+  outbox = new Outbox(testOutboxOptions(join(dir, 'o.db'), opts));
   return outbox;
 }
 

@@ -12,6 +12,7 @@ import { Outbox } from '../../../agent/outbox/outbox.js';
 import { wireRecord } from '../../../common/wire-v1.js';
 import { waitFor } from '../../helpers/net.js';
 import { makeTempDir } from '../../helpers/tmp.js';
+import { testOutboxOptions } from '../../helpers/outbox.js';
 
 const SCRIPT = fileURLToPath(new URL('../../helpers/outbox-append-loop.ts', import.meta.url));
 const STREAMS = ['alpha', 'beta', 'gamma'] as const;
@@ -122,7 +123,7 @@ describe('outbox under kill -9', () => {
     expect(spans.map((s) => s.stream)).toEqual([...STREAMS]);
     for (const s of spans) expect(s).toEqual({ stream: s.stream, n: s.hi, d: s.hi, lo: 1, hi: s.hi });
 
-    const outbox = new Outbox({ path: dbPath });
+    const outbox = new Outbox(testOutboxOptions(dbPath));
     try {
       expect(outbox.epoch).toBe(readies[0]!.epoch);
       let total = 0;

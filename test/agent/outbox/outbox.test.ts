@@ -8,6 +8,7 @@ import { isErpEdgeError, type ErrorCode } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
 import { wireRecord } from '../../../common/wire-v1.js';
 import { makeTempDir } from '../../helpers/tmp.js';
+import { testOutboxOptions } from '../../helpers/outbox.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -31,7 +32,7 @@ function dbPath(name = 'outbox.db'): string {
 }
 
 function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox({ path: dbPath(), ...opts });
+  const o = new Outbox(testOutboxOptions(dbPath(), opts));
   opened.push(o);
   return o;
 }
@@ -417,7 +418,7 @@ describe('reopen', () => {
 
   it('gives a new outbox file a new epoch', () => {
     const a = open();
-    const b = new Outbox({ path: dbPath('other.db') });
+    const b = new Outbox(testOutboxOptions(dbPath('other.db')));
     opened.push(b);
     expect(b.epoch).not.toBe(a.epoch);
     expect(b.epoch.length).toBeGreaterThanOrEqual(8);
@@ -432,7 +433,7 @@ describe('migrations', () => {
       expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(1);
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-      expect(tables).toEqual(['ack_log', 'checkpoints', 'chunks', 'meta', 'streams']);
+      expect(tables).toEqual(['ack_log', 'checkpoints', 'chunks', 'dead_letters', 'meta', 'skips', 'streams']);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     } finally {
       db.close();
@@ -448,7 +449,7 @@ describe('migrations', () => {
     db.close();
 
     const handles = openHandles(dbPath());
-    expect(errorCode(() => new Outbox({ path: dbPath() }))).toBe('ERP_OUTBOX_SCHEMA');
+    expect(errorCode(() => new Outbox(testOutboxOptions(dbPath())))).toBe('ERP_OUTBOX_SCHEMA');
     // The refused open does not leak its connection (checked where /proc exists).
     expect(openHandles(dbPath())).toBe(handles);
 
@@ -483,9 +484,13 @@ describe('cap policy block', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(resolved).toBe(false);
 
-    // Nothing is dropped under block: appending while full still stores (collectors are meant to wait).
-    o.append('a', [rec('a', 4)]);
-    expect(o.usage().events).toBe(6);
+    // Nothing is dropped under block, and nothing goes past the cap: an append of records while
+    // full is refused (the capture writer waits first); one that only stores checkpoints is not.
+    expect(errorCode(() => o.append('a', [rec('a', 4)]))).toBe('ERP_OUTBOX_FULL');
+    o.append('a', [], { collector: 'c', key: 'k', value: 1 });
+    expect(o.getCheckpoint('c', 'k')).toBe(1);
+    expect(o.usage().events).toBe(5);
+    expect(seqs(o, 'a')).toEqual([1, 2, 3]);
     await new Promise((r) => setImmediate(r));
     expect(resolved).toBe(false);
     expect(events).toEqual(['full']);
@@ -496,6 +501,7 @@ describe('cap policy block', () => {
     expect(resolved).toBe(true);
     expect(events).toEqual(['full', 'space']);
     expect(o.isFull()).toBe(false);
+    o.append('a', [rec('a', 4)]);
     expect(seqs(o, 'a')).toEqual([3, 4]);
     expect(seqs(o, 'b')).toEqual([1, 2]);
     expect(o.usage()).toEqual({ ...fileUsage(), full: false });
@@ -508,7 +514,7 @@ describe('cap policy block', () => {
   });
 
   it('applies maxBytes the same way', async () => {
-    const probe = new Outbox({ path: dbPath('probe.db') });
+    const probe = new Outbox(testOutboxOptions(dbPath('probe.db')));
     probe.append('a', [rec('a', 1)]);
     const rowBytes = allRows(probe, 'a')[0]!.bytes;
     probe.close();
@@ -652,6 +658,9 @@ describe('readOutboxStatus', () => {
         lastAckAt: T0 + HOUR,
         droppedUpto: 0,
         dropped: 0,
+        epoch: o.epoch,
+        deadLetters: 0,
+        deadLettered: 0,
       },
       {
         stream: 'b',
@@ -663,6 +672,9 @@ describe('readOutboxStatus', () => {
         lastAckAt: null,
         droppedUpto: 0,
         dropped: 0,
+        epoch: o.epoch,
+        deadLetters: 0,
+        deadLettered: 0,
       },
     ]);
     expect(s.streams).toEqual(o.streamStatus());

@@ -2,12 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createLogger } from '../../../common/logger.js';
 import { Outbox, type NewRecord } from '../../../agent/outbox/outbox.js';
-import { Forwarder } from '../../../agent/transport/forwarder.js';
+import type { Forwarder } from '../../../agent/transport/forwarder.js';
 import { Relay } from '../../../cloud-relay/relay.js';
 import type { RelayConfig } from '../../../cloud-relay/config.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../../cloud-relay/embedded-broker.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { waitFor } from '../../helpers/net.js';
+import { testOutboxOptions } from '../../helpers/outbox.js';
+import { testForwarder } from '../../helpers/forwarder.js';
 
 const logger = createLogger({ level: process.env.ERP_EDGE_TEST_LOG ?? 'silent' });
 const SITE = 'site-f';
@@ -44,8 +46,8 @@ async function startRelay(db: string): Promise<Relay> {
 }
 
 function startAgent(ackTimeoutMs: number): { outbox: Outbox; forwarder: Forwarder } {
-  const outbox = new Outbox({ path: join(dir, 'outbox.db'), replayWindowMs: 0 });
-  const forwarder = new Forwarder({ outbox, site: SITE, agent: AGENT, url: broker.url, ackTimeoutMs, reconnectPeriodMs: 200, logger });
+  const outbox = new Outbox(testOutboxOptions(join(dir, 'outbox.db'), { replayWindowMs: 0 }));
+  const forwarder = testForwarder({ outbox, site: SITE, agent: AGENT, url: broker.url, ackTimeoutMs, reconnectPeriodMs: 200, logger });
   forwarder.start();
   stops.push(() => outbox.close(), () => forwarder.stop());
   return { outbox, forwarder };

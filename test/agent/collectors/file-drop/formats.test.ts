@@ -11,8 +11,8 @@ import {
   validateFile,
   type FileRow,
   type ReadOptions,
-} from '../../../agent/collectors/file-formats.js';
-import { isErpEdgeError, type ErpEdgeError } from '../../../common/errors.js';
+} from '../../../../agent/collectors/file-drop/formats.js';
+import { isErpEdgeError, type ErpEdgeError } from '../../../../common/errors.js';
 
 let dir: string;
 let n = 0;

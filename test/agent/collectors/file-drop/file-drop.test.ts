@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fileDrop, FileDropCollector } from '../../../agent/collectors/file-drop.js';
-import { Outbox, type OutboxOptions } from '../../../agent/outbox/outbox.js';
-import { createLogger } from '../../../common/logger.js';
-import { makeTempDir } from '../../helpers/tmp.js';
-import { waitFor } from '../../helpers/net.js';
+import { create, FileDropCollector } from '../../../../agent/collectors/file-drop/file-drop.js';
+import { fileDropSchema } from '../../../../agent/collectors/file-drop/schema.js';
+import { Outbox, type OutboxOptions } from '../../../../agent/outbox/outbox.js';
+import { makeTempDir } from '../../../helpers/tmp.js';
+import { waitFor } from '../../../helpers/net.js';
+import { testOutboxOptions } from '../../../helpers/outbox.js';
+import { testHost } from '../../../helpers/host.js';
 import Database from 'better-sqlite3';
 
-const logger = createLogger({ level: 'silent' });
 const COLLECTOR_ID = 'file-drop:orders';
 const STREAM = 'orders';
 
@@ -52,7 +53,7 @@ afterEach(async () => {
 });
 
 function openOutbox(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox({ path: path.join(base, 'outbox.db'), synchronous: 'NORMAL', ...opts });
+  const o = new Outbox(testOutboxOptions(path.join(base, 'outbox.db'), { synchronous: 'NORMAL', ...opts }));
   outboxes.push(o);
   return o;
 }
@@ -63,8 +64,8 @@ async function closeOutbox(o: Outbox): Promise<void> {
 }
 
 async function startCollector(outbox: Outbox, cfg: Record<string, unknown> = {}): Promise<FileDropCollector> {
-  const parsed = fileDrop.schema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', ...cfg });
-  const c = fileDrop.create(parsed, { outbox, logger, resolvePath: (p) => path.resolve(base, p) });
+  const parsed = fileDropSchema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', ...cfg });
+  const c = create(parsed, testHost(outbox, parsed, base).ctx);
   expect(c).toBeInstanceOf(FileDropCollector);
   collectors.push(c as FileDropCollector);
   await c.start();
@@ -174,7 +175,7 @@ describe('file-drop collector', () => {
     expect(fs.readFileSync(path.join(drop, 'archive', files[0]!), 'utf8')).toBe(content);
     expect(entry.rows).toBe(3);
     expect(entry.movedTo).toBe(path.join(drop, 'archive', files[0]!));
-    expect(c.stats()).toMatchObject({ files_ingested: 1, records: 3, files_error: 0, files_duplicate: 0 });
+    expect(c.stats().counters).toMatchObject({ files_ingested: 1, records: 3, files_error: 0, files_duplicate: 0 });
   });
 
   it('picks up files already present before start', async () => {
@@ -286,8 +287,8 @@ describe('file-drop collector', () => {
     expect(outbox.streamStatus()).toEqual([]);
     expect(fs.existsSync(path.join(drop, 'bad.csv'))).toBe(false);
     expect(archived()).toEqual([]);
-    expect(c.stats()).toMatchObject({ files_error: 1, files_ingested: 0, records: 0 });
-    expect(String(c.stats().last_error)).toContain('line 4');
+    expect(c.stats().counters).toMatchObject({ files_error: 1, files_ingested: 0, records: 0 });
+    expect(String(c.stats().counters!.last_error)).toContain('line 4');
   });
 
   it('ingests the same content once: a copy under another name and under the same name go to error/ as duplicates', async () => {
@@ -313,7 +314,7 @@ describe('file-drop collector', () => {
     }
     expect(archived().map((p) => p.split('/')[1])).toEqual(['first.csv']);
     expect(ledger(outbox, content)?.state).toBe('archived');
-    expect(c.stats()).toMatchObject({ files_ingested: 1, files_duplicate: 2, records: 3 });
+    expect(c.stats().counters).toMatchObject({ files_ingested: 1, files_duplicate: 2, records: 3 });
   });
 
   it('archives a repeated empty export (header only) each time instead of calling it a duplicate', async () => {
@@ -327,7 +328,7 @@ describe('file-drop collector', () => {
     await c.idle();
     expect(errorFiles()).toEqual([]);
     expect(records(outbox)).toEqual([]);
-    expect(c.stats()).toMatchObject({ files_duplicate: 0, files_error: 0 });
+    expect(c.stats().counters).toMatchObject({ files_duplicate: 0, files_error: 0 });
   });
 
   it('remembers ingested content across a restart', async () => {
@@ -347,7 +348,7 @@ describe('file-drop collector', () => {
 
     expect(fs.readFileSync(path.join(drop, 'error', 'day1-again.csv.reason.txt'), 'utf8')).toContain('duplicate');
     expect(records(outbox)).toHaveLength(3);
-    expect(c.stats()).toMatchObject({ files_ingested: 0, files_duplicate: 1, records: 0 });
+    expect(c.stats().counters).toMatchObject({ files_ingested: 0, files_duplicate: 1, records: 0 });
   });
 
   it('resumes a file claimed before a crash from its committed row count', async () => {
@@ -383,7 +384,7 @@ describe('file-drop collector', () => {
     expect(recs.map((r) => r.data.line)).toEqual(Array.from({ length: N }, (_, i) => i + 2));
     expect(recs.map((r) => r.data.fields.id)).toEqual(Array.from({ length: N }, (_, i) => String(i + 1)));
     expect(entry.rows).toBe(N);
-    expect(c.stats()).toMatchObject({ records: N - K, files_ingested: 1 });
+    expect(c.stats().counters).toMatchObject({ records: N - K, files_ingested: 1 });
     expect(archivedPath('crash.csv')).toBeDefined();
   });
 
@@ -419,7 +420,7 @@ describe('file-drop collector', () => {
     expect(entry.movedTo).toBe(dest);
     expect(fs.existsSync(file)).toBe(false);
     expect(errorFiles()).toEqual([]);
-    expect(c.stats()).toMatchObject({ records: 0, files_duplicate: 0 });
+    expect(c.stats().counters).toMatchObject({ records: 0, files_duplicate: 0 });
   });
 
   it('a new export under the same name while the previous one is being ingested is ingested too, not archived unread', async () => {
@@ -462,7 +463,7 @@ describe('file-drop collector', () => {
     const c = await startCollector(outbox);
     const content = csv(3);
     fs.writeFileSync(path.join(drop, 'stuck.csv'), content);
-    await waitFor('the first attempt failed', () => Number(c.stats().io_errors) >= 1, 15_000);
+    await waitFor('the first attempt failed', () => Number(c.stats().counters!.io_errors) >= 1, 15_000);
     expect(fs.readdirSync(path.join(drop, '.processing', 'orders'))).toEqual(['stuck.csv']);
     db.exec('DROP TRIGGER no_ledger');
     db.close();

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { pipeline, type Readable } from 'node:stream';
 import { parse, CsvError, type InfoRecord, type Options } from 'csv-parse';
 import iconv from 'iconv-lite';
-import { ErpEdgeError } from '../../common/errors.js';
+import { ErpEdgeError } from '../../../common/errors.js';
 
 export type FileFormat = 'csv' | 'tsv' | 'jsonl';
 export type FileEncoding = 'auto' | 'utf-8' | 'windows-1252';
@@ -17,6 +17,8 @@ export interface FormatOptions {
   encoding: FileEncoding;
   /** csv only; default ','. */
   delimiter?: string;
+  /** Columns (JSON Lines: top-level properties) every row must carry, non-empty: the business key. */
+  keyColumns?: readonly string[];
 }
 /** Options once 'auto' has been resolved (see fingerprintFile). */
 export type ReadOptions = FormatOptions & { encoding: 'utf-8' | 'windows-1252' };
@@ -64,8 +66,18 @@ export async function fingerprintFile(path: string, encoding: FileEncoding): Pro
 export async function* readRows(path: string, opts: ReadOptions, startAfterRow = 0): AsyncGenerator<FileRow> {
   let index = 0;
   for await (const row of opts.format === 'jsonl' ? jsonlRows(path, opts) : delimitedRows(path, opts)) {
+    if (opts.keyColumns) checkKey(row, opts.keyColumns);
     // Resume: skipped rows are still parsed, so a malformed one still fails the file.
     if (index++ >= startAfterRow) yield row;
+  }
+}
+
+/** A row without its key cannot get a stable identity: the file is malformed for this config. */
+function checkKey(row: FileRow, keyColumns: readonly string[]): void {
+  for (const k of keyColumns) {
+    const v = row.fields[k];
+    if (v === undefined) throw malformed(row.line, `key column ${JSON.stringify(k)} is missing`);
+    if (v === null || v === '' || typeof v === 'object') throw malformed(row.line, `key column ${JSON.stringify(k)} is ${v === '' ? 'empty' : 'not a plain value'}`);
   }
 }
 

@@ -1,17 +1,17 @@
 import { mkdir, readdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createHash } from 'node:crypto';
 import { basename, dirname, join, relative } from 'node:path';
-import { z } from 'zod';
 import chokidar, { type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
-import { durationMs } from '../../common/duration.js';
-import { isErpEdgeError } from '../../common/errors.js';
-import { LogThrottle } from '../../common/log-throttle.js';
-import { topicLevel } from '../../common/wire-v1.js';
-import type { Logger } from '../../common/logger.js';
-import type { NewRecord, Outbox } from '../outbox/outbox.js';
-import { defineCollector, type Collector, type CollectorContext } from './collector.js';
-import { fingerprintFile, readRows, validateFile, type FileFingerprint, type ReadOptions } from './file-formats.js';
+import { isErpEdgeError } from '../../../common/errors.js';
+import { LogThrottle } from '../../../common/log-throttle.js';
+import type { Logger } from '../../../common/logger.js';
+import { EXCEPTION_KINDS } from '../../../common/wire-v2.js';
+import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
+import type { CaptureInput, Writer } from '../../host/writer.js';
+import { fingerprintFile, readRows, validateFile, type FileFingerprint, type FileRow, type ReadOptions } from './formats.js';
+import type { FileDropConfig } from './schema.js';
 
 /**
  * Names that writers use while a file is still being written (write-to-temp-then-rename):
@@ -19,32 +19,8 @@ import { fingerprintFile, readRows, validateFile, type FileFingerprint, type Rea
  */
 const TEMP_NAMES = ['*.tmp', '*.temp', '*.part', '*.partial', '*.filepart', '*.crdownload', '~*', '.*'];
 
-const schema = z.strictObject({
-  type: z.literal('file-drop'),
-  name: topicLevel,
-  /** Stream the records go to; defaults to the collector name. */
-  stream: topicLevel.optional(),
-  /** Folder watched (top level only; archive/ and error/ live below it by default). */
-  path: z.string().min(1),
-  include: z.array(z.string().min(1)).min(1).default(['*']),
-  exclude: z.array(z.string().min(1)).default([]),
-  format: z.enum(['csv', 'tsv', 'jsonl']).default('csv'),
-  delimiter: z.string().length(1).optional(),
-  encoding: z.enum(['auto', 'utf-8', 'windows-1252']).default('auto'),
-  /** Network shares (SMB/NFS) send no change events: poll them instead. */
-  poll: z.boolean().default(false),
-  poll_interval: durationMs.default(2_000),
-  /** A file is read once its size has not changed for this long. */
-  stable_time: durationMs.default(2_000),
-  archive_dir: z.string().min(1).optional(),
-  error_dir: z.string().min(1).optional(),
-  /** Records per outbox transaction (and per checkpoint). */
-  batch_size: z.number().int().min(1).max(100_000).default(1_000),
-  /** How long a file's content hash is remembered to refuse a second ingestion. */
-  dedupe_window: durationMs.default(90 * 86_400_000),
-});
-
-export type FileDropConfig = z.output<typeof schema>;
+/** How often the ledger forgets hashes older than dedupe_window, and error/ is counted again. */
+const HOUSEKEEPING_MS = 3_600_000;
 
 type FileState = 'claimed' | 'committed' | 'archived' | 'error';
 
@@ -63,11 +39,9 @@ interface LedgerEntry {
   movedTo?: string;
 }
 
-export const fileDrop = defineCollector({
-  type: 'file-drop',
-  schema,
-  create: (cfg, ctx) => new FileDropCollector(cfg, ctx),
-});
+export function create(cfg: FileDropConfig, ctx: CollectorContext): Collector {
+  return new FileDropCollector(cfg, ctx);
+}
 
 /**
  * Watches folders for ERP file drops. A file moves through seen → claimed → committed →
@@ -88,8 +62,9 @@ export class FileDropCollector implements Collector {
   private readonly processingDir: string;
   /** Claimed path → dropped path, for files being handled (the ledger has it once claimed there). */
   private readonly droppedNames = new Map<string, string>();
-  private readonly outbox: Outbox;
+  private readonly writer: Writer;
   private readonly log: Logger;
+  private readonly fail: (err: unknown) => void;
   private readonly isIncluded: (rel: string) => boolean;
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
@@ -99,24 +74,30 @@ export class FileDropCollector implements Collector {
   private readonly settling = new Set<string>();
   private draining: Promise<void> | undefined;
   private readonly abort = new AbortController();
-  private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, io_errors: 0 };
+  private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, rows_dead_lettered: 0, io_errors: 0 };
   private lastError = '';
   private readonly retryLog = new LogThrottle(60_000);
+  private housekeepingTimer: NodeJS.Timeout | undefined;
+  /** Files now in error/ (not their .reason.txt) and the oldest one's time: the open file_error exceptions. */
+  private errorFiles = { count: 0, oldestAt: null as number | null };
 
   constructor(
     private readonly cfg: FileDropConfig,
     ctx: CollectorContext,
   ) {
     this.name = cfg.name;
-    this.id = `file-drop:${cfg.name}`;
+    this.id = ctx.writer.source;
     this.stream = cfg.stream ?? cfg.name;
     this.dir = ctx.resolvePath(cfg.path);
     this.archiveDir = cfg.archive_dir ? ctx.resolvePath(cfg.archive_dir) : join(this.dir, 'archive');
     this.errorDir = cfg.error_dir ? ctx.resolvePath(cfg.error_dir) : join(this.dir, 'error');
     // One per collector: two collectors may watch one folder with different include patterns.
     this.processingDir = join(this.dir, '.processing', cfg.name);
-    this.outbox = ctx.outbox;
-    this.log = ctx.logger.child({ collector: this.id });
+    this.writer = ctx.writer;
+    this.log = ctx.logger;
+    this.fail = (err) => ctx.fail(err);
+    // The host's stop signal ends waits for outbox space and the drain loop.
+    ctx.signal.addEventListener('abort', () => this.abort.abort(), { once: true });
     const include = picomatch(cfg.include, { dot: false });
     const excluded = picomatch([...TEMP_NAMES, ...cfg.exclude], { dot: true });
     this.isIncluded = (rel) => include(rel) && !excluded(rel);
@@ -125,6 +106,13 @@ export class FileDropCollector implements Collector {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     this.forgetOldHashes();
+    await this.countErrorFiles();
+    // A long-running agent must honour dedupe_window too, and notice files IT removed from error/.
+    this.housekeepingTimer = setInterval(() => {
+      this.forgetOldHashes();
+      void this.countErrorFiles();
+    }, HOUSEKEEPING_MS);
+    this.housekeepingTimer.unref();
     // Claimed before a stop or crash: finish them first, oldest claim first.
     for (const p of await claimedFiles(this.processingDir)) this.enqueue(p);
     this.watcher = chokidar.watch(this.dir, {
@@ -148,9 +136,11 @@ export class FileDropCollector implements Collector {
     const onFile = (p: string) => (ready ? this.enqueue(p) : void this.enqueueWhenStable(p));
     this.watcher.on('add', onFile);
     this.watcher.on('change', onFile);
+    // The folder went away (share offline), or the OS ran out of watches: a new watcher, after the
+    // host's back-off, is the way back. Files claimed meanwhile stay in .processing/ and are finished first.
     this.watcher.on('error', (err) => {
       this.lastError = (err as Error).message;
-      this.log.error({ err: { message: (err as Error).message } }, 'watcher error');
+      this.fail(err);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     ready = true;
@@ -165,12 +155,31 @@ export class FileDropCollector implements Collector {
   async stop(): Promise<void> {
     this.abort.abort();
     clearTimeout(this.rescanTimer);
+    clearInterval(this.housekeepingTimer);
     await this.watcher?.close();
     await this.draining;
   }
 
-  stats(): Record<string, number | string | boolean> {
-    return { ...this.counters, queued: this.queue.length, last_error: this.lastError };
+  stats(): CollectorStats {
+    return {
+      counters: { ...this.counters, queued: this.queue.length, last_error: this.lastError },
+      exceptions: [{ kind: EXCEPTION_KINDS.fileError, count: this.errorFiles.count, oldest_at: this.errorFiles.oldestAt }],
+    };
+  }
+
+  /** Counts the files in error/ (IT fixes and removes them: a file gone from there is an exception closed). */
+  private async countErrorFiles(): Promise<void> {
+    const entries = await readdir(this.errorDir, { withFileTypes: true }).catch(() => []);
+    let count = 0;
+    let oldestAt: number | null = null;
+    for (const e of entries) {
+      if (!e.isFile() || e.name.endsWith('.reason.txt')) continue;
+      const st = await stat(join(this.errorDir, e.name)).catch(() => undefined);
+      if (!st) continue;
+      count++;
+      oldestAt = oldestAt === null ? st.mtimeMs : Math.min(oldestAt, st.mtimeMs);
+    }
+    this.errorFiles = { count, oldestAt: oldestAt === null ? null : Math.round(oldestAt) };
   }
 
   /** Resolves once every queued file has been handled (used by tests and shutdown). */
@@ -268,14 +277,14 @@ export class FileDropCollector implements Collector {
     const { work } = claimed;
     const st = await stat(work);
     const fp = await fingerprintFile(work, this.cfg.encoding);
-    const entry = this.outbox.getCheckpoint<LedgerEntry>(this.id, fp.sha256);
+    const entry = this.writer.getCheckpoint<LedgerEntry>(fp.sha256);
     // Claimed before a restart: the ledger knows the name it was dropped under (if it got that far).
     const dropped = claimed.dropped ?? (entry?.processing === work ? entry.path : join(this.dir, basename(work)));
     // A file with no records cannot be ingested twice: a repeated empty export is just archived.
     const ingestedBefore = entry !== undefined && entry.rows > 0;
     if (entry?.state === 'committed' && entry.processing === work) return this.archive(work, fp, entry); // crashed after commit, before the move
     if (ingestedBefore && (entry.state === 'archived' || entry.state === 'committed')) return this.rejectDuplicate(work, dropped, fp, entry);
-    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter };
+    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter, keyColumns: this.cfg.key };
     try {
       // Validate first: a malformed file ingests nothing, rather than its first half.
       await validateFile(work, opts);
@@ -287,7 +296,7 @@ export class FileDropCollector implements Collector {
     const resumeFrom = entry?.state === 'claimed' ? entry.rows : 0;
     const progress: LedgerEntry = { state: 'claimed', path: dropped, processing: work, size: st.size, mtimeMs: st.mtimeMs, rows: resumeFrom, at: Date.now() };
     if (resumeFrom > 0) this.log.info({ file: dropped, resumeFrom }, 'resuming a partly ingested file');
-    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: progress });
+    this.writer.setCheckpoints({ key: fp.sha256, value: progress });
     const committed = await this.ingest(work, fp, opts, progress);
     if (committed) await this.archive(work, fp, committed);
   }
@@ -312,25 +321,27 @@ export class FileDropCollector implements Collector {
     return { work, dropped: path };
   }
 
-  /** Streams records into the outbox, batch by batch, each with the file's progress as checkpoint. */
+  /**
+   * Streams records into the outbox, batch by batch, each with the file's progress as checkpoint.
+   * The writer waits for outbox space itself; a row it cannot take (over max_record_bytes) goes to
+   * the dead-letter table with its reason, and the file goes on.
+   */
   private async ingest(path: string, fp: FileFingerprint, opts: ReadOptions, claimed: LedgerEntry): Promise<LedgerEntry | undefined> {
     const file = basename(claimed.path);
-    const source = this.id;
-    const correlation = `file:${fp.sha256.slice(0, 16)}`;
+    const identity = rowIdentity(this.id, fp, this.cfg.key, claimed.mtimeMs);
     let rows = claimed.rows;
-    let batch: NewRecord[] = [];
+    let batch: CaptureInput[] = [];
     const flush = async (last: boolean) => {
-      if (batch.length > 0) await this.outbox.waitForSpace(this.abort.signal); // back-pressure: pause while the outbox is full
+      const value: LedgerEntry = { ...claimed, rows: rows + batch.length, state: last ? 'committed' : 'claimed', at: Date.now() };
+      const r = await this.writer.append(batch, { key: fp.sha256, value }, { invalid: 'dead_letter' });
       rows += batch.length;
-      const value: LedgerEntry = { ...claimed, rows, state: last ? 'committed' : 'claimed', at: Date.now() };
-      this.outbox.append(this.stream, batch, { collector: this.id, key: fp.sha256, value });
-      this.counters.records += batch.length;
+      this.counters.records += r.appended;
+      this.counters.rows_dead_lettered += r.deadLettered;
       batch = [];
       return value;
     };
     for await (const row of readRows(path, opts, claimed.rows)) {
-      const n = rows + batch.length + 1;
-      batch.push({ id: `${fp.sha256.slice(0, 16)}:${n}`, source, correlation_id: correlation, data: { file, line: row.line, fields: row.fields } });
+      batch.push(identity(row, rows + batch.length + 1, { file, line: row.line, fields: row.fields }));
       if (batch.length >= this.cfg.batch_size) await flush(false);
       if (this.abort.signal.aborted) return undefined; // the claim keeps our place
     }
@@ -343,7 +354,7 @@ export class FileDropCollector implements Collector {
   private async archive(work: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
     const dest = await moveFile(work, join(this.archiveDir, localDate(new Date())), basename(entry.path));
     this.droppedNames.delete(work);
-    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
+    this.writer.setCheckpoints({ key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
     this.log.debug({ file: entry.path, to: dest }, 'file archived');
   }
 
@@ -360,8 +371,9 @@ export class FileDropCollector implements Collector {
   private async moveToError(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<void> {
     const dest = await this.reject(work, dropped, fp, reason);
     const st: LedgerEntry = { state: 'error', path: dropped, size: fp.size, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
-    this.outbox.setCheckpoint({ collector: this.id, key: fp.sha256, value: st });
+    this.writer.setCheckpoints({ key: fp.sha256, value: st });
     this.counters.files_error++;
+    this.noteErrorFile();
     this.log.error({ file: dropped, to: dest, reason }, 'malformed file moved to the error folder');
   }
 
@@ -369,17 +381,46 @@ export class FileDropCollector implements Collector {
     const reason = `duplicate: the same content (sha256 ${fp.sha256}) was already ingested from ${entry.path} at ${new Date(entry.at).toISOString()}`;
     const dest = await this.reject(work, dropped, fp, reason);
     this.counters.files_duplicate++;
+    this.noteErrorFile();
     this.log.warn({ file: dropped, to: dest, first: entry.path }, 'duplicate file not ingested again');
+  }
+
+  private noteErrorFile(): void {
+    this.errorFiles = { count: this.errorFiles.count + 1, oldestAt: this.errorFiles.oldestAt ?? Date.now() };
   }
 
   /** Hashes older than the dedupe window are forgotten, so the ledger does not grow forever. */
   private forgetOldHashes(): void {
     const cutoff = Date.now() - this.cfg.dedupe_window;
-    const old = this.outbox
-      .listCheckpoints<LedgerEntry>(this.id)
+    const old = this.writer
+      .listCheckpoints<LedgerEntry>()
       .filter((e) => (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
-    if (old.length > 0) this.outbox.setCheckpoint(old.map((e) => ({ collector: this.id, key: e.key, value: null })));
+    if (old.length > 0) this.writer.setCheckpoints(old.map((e) => ({ key: e.key, value: null })));
   }
+}
+
+/**
+ * Record identity for the rows of one file (docs/wire.md). Without key columns: the file's hash and
+ * the row number (as release 0.1, so a file being ingested across an upgrade keeps its ids). With
+ * them: source + key values + a hash of the row, so the same row re-exported in another file gets
+ * the same id and the relay stores it once, while a changed row gets a new id with the same key.
+ */
+export function rowIdentity(source: string, fp: FileFingerprint, keyColumns: readonly string[] | undefined, mtimeMs: number) {
+  const prefix = fp.sha256.slice(0, 16);
+  const common = { correlation_id: `file:${prefix}`, source_ts: Math.round(mtimeMs) };
+  if (!keyColumns) {
+    return (_row: FileRow, n: number, data: unknown): CaptureInput => ({ id: `${prefix}:${n}`, data, ...common });
+  }
+  return (row: FileRow, _n: number, data: unknown): CaptureInput => {
+    const key = keyColumns.map((k) => encodeKeyPart(String(row.fields[k]))).join('|');
+    const rowHash = createHash('sha256').update(JSON.stringify(row.fields)).digest('hex').slice(0, 16);
+    return { id: `${source}/${key}/${rowHash}`, key, data, ...common };
+  };
+}
+
+/** `%` and `|` percent-encoded, so joined key parts stay unambiguous. */
+function encodeKeyPart(v: string): string {
+  return v.replace(/[%|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
 /** Moves a file into a folder, never overwriting: a taken name gets a numeric suffix. Works across volumes. */

@@ -1,0 +1,269 @@
+import { ErpEdgeError, isErpEdgeError } from '../../common/errors.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import type { Logger } from '../../common/logger.js';
+import { topicLevel } from '../../common/wire-v1.js';
+import { captureRecord, encodeRecordBody, type CaptureRecord } from '../../common/wire-v2.js';
+import type { DeadLetterInput } from '../outbox/dead-letter.js';
+import type { EncodedRecord, Outbox } from '../outbox/outbox.js';
+
+/** A record as a collector hands it to its writer: the writer stamps `source` (and `ts` when absent). */
+export type CaptureInput = Omit<CaptureRecord, 'source' | 'ts'> & { ts?: number };
+
+/** A checkpoint in the collector's own namespace; `value: null` deletes it. */
+export interface CheckpointInput {
+  key: string;
+  value: unknown;
+}
+
+export interface AppendOptions {
+  /**
+   * What to do with records that fail validation. `refuse` (default): throw ERP_RECORD_INVALID /
+   * ERP_RECORD_TOO_LARGE naming each one, write nothing. `dead_letter`: append the valid ones and
+   * store the invalid ones in the dead-letter table with their reason, in the same transaction.
+   */
+  invalid?: 'refuse' | 'dead_letter';
+  /** Another stream than the collector's own (validated as an MQTT topic level). */
+  stream?: string;
+}
+
+export interface AppendResult {
+  appended: number;
+  deadLettered: number;
+  /** Seqs given to the appended records (0, 0 when none). */
+  firstSeq: number;
+  lastSeq: number;
+  /** How long the append waited for outbox space (block policy); 0 when it did not. */
+  waitedMs: number;
+}
+
+export interface InvalidRecord {
+  index: number;
+  id: unknown;
+  field: string;
+  message: string;
+  code: 'ERP_RECORD_INVALID' | 'ERP_RECORD_TOO_LARGE';
+}
+
+/** What a collector can do with its records and checkpoints: nothing else of the outbox. */
+export interface Writer {
+  readonly source: string;
+  readonly stream: string;
+  append(records: readonly CaptureInput[], checkpoint?: CheckpointInput | readonly CheckpointInput[], opts?: AppendOptions): Promise<AppendResult>;
+  /** Stores checkpoints alone (state changes without records); never waits for space. */
+  setCheckpoints(checkpoint: CheckpointInput | readonly CheckpointInput[]): void;
+  getCheckpoint<T = unknown>(key: string): T | undefined;
+  listCheckpoints<T = unknown>(): { key: string; value: T }[];
+}
+
+export interface WriterStats {
+  records: number;
+  bytes: number;
+  appends: number;
+  refused: number;
+  dead_lettered: number;
+  last_append_at: number | null;
+  /** Appends that had to wait for outbox space, and how long in all. */
+  waits: number;
+  waited_ms: number;
+}
+
+export interface CaptureWriterOptions {
+  outbox: Outbox;
+  /** `<type>:<name>`: the records' source and the checkpoints' namespace. */
+  source: string;
+  stream: string;
+  maxRecordBytes: number;
+  logger: Logger;
+}
+
+/**
+ * The seam between a collector and the outbox (one per collector, kept across restarts). It checks
+ * every record against the wire schema and the size limit before it can enter the outbox (a record
+ * the relay would refuse would stall its stream), stamps `source`, keeps checkpoints in the
+ * collector's namespace, waits for space under the `block` cap policy so back-pressure cannot be
+ * forgotten, and counts what it wrote.
+ */
+export class CaptureWriter {
+  readonly source: string;
+  readonly stream: string;
+  private readonly outbox: Outbox;
+  private readonly maxRecordBytes: number;
+  private readonly log: Logger;
+  private readonly invalidLog = new LogThrottle(60_000);
+  private readonly streams = new Set<string>();
+  private readonly counters: WriterStats = { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0 };
+
+  constructor(opts: CaptureWriterOptions) {
+    this.outbox = opts.outbox;
+    this.source = opts.source;
+    this.stream = opts.stream;
+    this.maxRecordBytes = opts.maxRecordBytes;
+    this.log = opts.logger;
+    this.streams.add(opts.stream);
+  }
+
+  /** The collector instance's view: its appends wait (and give up) with the instance's stop signal. */
+  forInstance(signal: AbortSignal): Writer {
+    return {
+      source: this.source,
+      stream: this.stream,
+      append: (records, checkpoint, opts) => this.append(records, checkpoint, opts, signal),
+      setCheckpoints: (cp) => this.setCheckpoints(cp),
+      getCheckpoint: <T>(key: string) => this.outbox.getCheckpoint<T>(this.source, key),
+      listCheckpoints: <T>() => this.outbox.listCheckpoints<T>(this.source),
+    };
+  }
+
+  stats(): WriterStats {
+    return { ...this.counters };
+  }
+
+  async append(
+    records: readonly CaptureInput[],
+    checkpoint: CheckpointInput | readonly CheckpointInput[] = [],
+    opts: AppendOptions = {},
+    signal?: AbortSignal,
+  ): Promise<AppendResult> {
+    const stream = this.checkStream(opts.stream ?? this.stream);
+    const now = Date.now();
+    const valid: EncodedRecord[] = [];
+    const invalid: { index: number; problem: InvalidRecord; payload: string }[] = [];
+    records.forEach((r, index) => {
+      const checked = this.encode(r, index, now);
+      if ('problem' in checked) invalid.push({ index, problem: checked.problem, payload: checked.payload });
+      else valid.push(checked.encoded);
+    });
+    if (invalid.length > 0) this.reportInvalid(stream, invalid.map((i) => i.problem), opts.invalid ?? 'refuse');
+    if (invalid.length > 0 && (opts.invalid ?? 'refuse') === 'refuse') {
+      this.counters.refused += invalid.length;
+      const first = invalid[0]!.problem;
+      throw new ErpEdgeError(first.code, describe(first, invalid.length), { source: this.source, stream, invalid: invalid.map((i) => i.problem) });
+    }
+    const deadLetters: DeadLetterInput[] = invalid.map((i) => ({ stream, origin: 'capture', reason: `${i.problem.field}: ${i.problem.message}`, payload: i.payload }));
+    const cps = toCheckpoints(this.source, checkpoint);
+    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, cps, deadLetters, signal) : { ...this.outbox.appendEncoded(stream, [], cps, { deadLetters }), waitedMs: 0 };
+    this.counters.appends++;
+    this.counters.records += valid.length;
+    this.counters.bytes += valid.reduce((n, e) => n + e.bytes, 0);
+    this.counters.dead_lettered += deadLetters.length;
+    if (valid.length > 0) this.counters.last_append_at = Date.now();
+    return { appended: valid.length, deadLettered: deadLetters.length, firstSeq: valid.length ? r.firstSeq : 0, lastSeq: valid.length ? r.lastSeq : 0, waitedMs: r.waitedMs };
+  }
+
+  setCheckpoints(checkpoint: CheckpointInput | readonly CheckpointInput[]): void {
+    this.outbox.setCheckpoint(toCheckpoints(this.source, checkpoint));
+  }
+
+  /**
+   * Under `block` the outbox refuses an append at its caps: wait for space, then append in the same
+   * tick. Another writer can take the space first (ERP_OUTBOX_FULL): wait again.
+   */
+  private async appendWhenSpace(
+    stream: string,
+    records: EncodedRecord[],
+    cps: ReturnType<typeof toCheckpoints>,
+    deadLetters: DeadLetterInput[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
+    let waitedSince: number | undefined;
+    for (;;) {
+      if (this.outbox.isFull()) {
+        waitedSince ??= Date.now();
+        await this.outbox.waitForSpace(signal);
+      }
+      try {
+        const r = this.outbox.appendEncoded(stream, records, cps, { deadLetters });
+        const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
+        if (waitedSince !== undefined) {
+          this.counters.waits++;
+          this.counters.waited_ms += waitedMs;
+        }
+        return { ...r, waitedMs };
+      } catch (err) {
+        if (!isErpEdgeError(err, 'ERP_OUTBOX_FULL')) throw err;
+        waitedSince ??= Date.now();
+      }
+    }
+  }
+
+  private encode(r: CaptureInput, index: number, now: number): { encoded: EncodedRecord } | { problem: InvalidRecord; payload: string } {
+    return encodeCapture({ ...r, source: this.source, ts: r.ts === undefined ? now : r.ts }, index, this.maxRecordBytes);
+  }
+
+  private reportInvalid(stream: string, problems: InvalidRecord[], policy: 'refuse' | 'dead_letter'): void {
+    const first = problems[0]!;
+    const t = this.invalidLog.take(`${first.code}:${first.field}`, problems.length);
+    if (!t) return;
+    const action = policy === 'refuse' ? 'refused' : 'moved to the dead-letter table';
+    this.log.warn(
+      { source: this.source, stream, invalid: t.count, first: { index: first.index, id: String(first.id), field: first.field, message: first.message, code: first.code } },
+      `invalid records ${action} at capture`,
+    );
+  }
+
+  private checkStream(stream: string): string {
+    if (this.streams.has(stream)) return stream;
+    const ok = topicLevel.safeParse(stream);
+    if (!ok.success) throw new ErpEdgeError('ERP_RECORD_INVALID', `stream "${stream}": ${ok.error.issues[0]?.message ?? 'invalid'}`, { source: this.source, stream });
+    this.streams.add(stream);
+    return stream;
+  }
+}
+
+/**
+ * Validates one record against the wire schema and the size limit and serialises it once; or says
+ * what is wrong with it (with a best-effort JSON of it, for the dead-letter table).
+ */
+export function encodeCapture(
+  record: Record<string, unknown> & { ts: unknown },
+  index: number,
+  maxRecordBytes: number,
+): { encoded: EncodedRecord } | { problem: InvalidRecord; payload: string } {
+  const parsed = captureRecord.safeParse(record);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join('.') || '(record)';
+    return { problem: { index, id: record.id, field, message: issue.message, code: 'ERP_RECORD_INVALID' }, payload: bestEffortJson(record) };
+  }
+  let body: string;
+  try {
+    body = encodeRecordBody(record as CaptureRecord);
+  } catch (err) {
+    // BigInt, a cycle, a throwing toJSON: data that JSON cannot carry.
+    return { problem: { index, id: record.id, field: 'data', message: `not serialisable as JSON: ${(err as Error).message}`, code: 'ERP_RECORD_INVALID' }, payload: bestEffortJson(record) };
+  }
+  const bytes = Buffer.byteLength(body);
+  if (bytes > maxRecordBytes) {
+    const message = `record is ${bytes} bytes, over outbox.max_record_bytes (${maxRecordBytes})`;
+    return { problem: { index, id: record.id, field: '(record)', message, code: 'ERP_RECORD_TOO_LARGE' }, payload: `{${body}` };
+  }
+  return { encoded: { ts: record.ts as number, body, bytes } };
+}
+
+function toCheckpoints(namespace: string, cp: CheckpointInput | readonly CheckpointInput[]) {
+  const list = Array.isArray(cp) ? (cp as readonly CheckpointInput[]) : [cp as CheckpointInput];
+  return list.map((c) => ({ collector: namespace, key: c.key, value: c.value }));
+}
+
+function describe(first: InvalidRecord, count: number): string {
+  const more = count > 1 ? ` (and ${count - 1} more)` : '';
+  return `record ${first.index} (id ${JSON.stringify(first.id)}) ${first.field}: ${first.message}${more}`;
+}
+
+/** The record as JSON for the dead-letter table, whatever it holds (BigInt as a string, cycles cut). */
+function bestEffortJson(record: object): string {
+  const seen = new WeakSet<object>();
+  try {
+    return JSON.stringify(record, (_k, v: unknown) => {
+      if (typeof v === 'bigint') return v.toString();
+      if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+      if (v && typeof v === 'object') {
+        if (seen.has(v)) return '[cycle]';
+        seen.add(v);
+      }
+      return v;
+    });
+  } catch (err) {
+    return JSON.stringify({ unserialisable: (err as Error).message });
+  }
+}
