@@ -190,6 +190,11 @@ export class CollectorSupervisor {
     this.setState('backing-off');
     const e = this.lastError!;
     this.log.error({ err: { message: e.message, code: e.code }, errors: this.errorCount, retry_in_ms: wait }, `collector ${what}; restarting after back-off`);
+    // In the background: the first start() returns after one attempt, whatever its outcome.
+    void this.retryAfter(wait);
+  }
+
+  private async retryAfter(wait: number): Promise<void> {
     const timer = new AbortController();
     this.retryTimer = timer;
     try {
@@ -197,6 +202,7 @@ export class CollectorSupervisor {
     } catch {
       return; // stopped while backing off
     }
+    if (this.stopping) return;
     this.restarts++;
     await this.attempt();
   }

@@ -9,9 +9,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `bin/<bin>.js <args>` to completion. */
-export function runCli(bin: 'edge-agent' | 'cloud-relay', args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
-  const r = spawnSync(process.execPath, [resolve(ROOT, 'bin', `${bin}.js`), ...args], {
+/** Runs `bin/<bin>.js <args>` to completion (`nodeArgs`: flags for node itself, e.g. `--import`). */
+export function runCli(bin: 'edge-agent' | 'cloud-relay', args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): CliResult {
+  const r = spawnSync(process.execPath, [...nodeArgs, resolve(ROOT, 'bin', `${bin}.js`), ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     env: { ...process.env, ...env },

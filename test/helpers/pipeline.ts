@@ -134,13 +134,14 @@ export class CliProcess {
     private readonly nodeArgs: readonly string[] = [],
   ) {}
 
-  start(): void {
+  start(env: NodeJS.ProcessEnv = {}): void {
     const log = createWriteStream(this.logPath, { flags: 'a' });
     // ERP_EDGE_CHILD_NODE_ARGS: extra node flags for the child (e.g. --cpu-prof while profiling).
     const extra = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const proc = spawn(process.execPath, [...this.nodeArgs, ...extra, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     proc.stdout?.pipe(log);
     proc.stderr?.pipe(log);
