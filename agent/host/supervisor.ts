@@ -91,6 +91,7 @@ export class CollectorSupervisor {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.retryAt = null;
     this.retryTimer?.abort();
     await this.stopInstance();
     this.setState('stopped');

@@ -155,8 +155,8 @@ export class CaptureWriter {
   }
 
   /**
-   * Under `block` the outbox refuses an append at its caps: wait for space, then append in the same
-   * tick. Another writer can take the space first (ERP_OUTBOX_FULL): wait again.
+   * Under `block` the outbox refuses an append that would go past a cap: wait for room, then append
+   * in the same tick. Another writer can take the room first (ERP_OUTBOX_FULL): wait again.
    */
   private async appendWhenSpace(
     stream: string,
@@ -165,11 +165,12 @@ export class CaptureWriter {
     deadLetters: DeadLetterInput[],
     signal: AbortSignal | undefined,
   ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
+    const bytes = records.reduce((n, r) => n + r.bytes, 0);
     let waitedSince: number | undefined;
     for (;;) {
-      if (this.outbox.isFull()) {
+      if (!this.outbox.hasRoomFor(records.length, bytes)) {
         waitedSince ??= Date.now();
-        await this.outbox.waitForSpace(signal);
+        await this.outbox.waitForRoom(records.length, bytes, signal);
       }
       try {
         const r = this.outbox.appendEncoded(stream, records, cps, { deadLetters });
@@ -250,20 +251,37 @@ function describe(first: InvalidRecord, count: number): string {
   return `record ${first.index} (id ${JSON.stringify(first.id)}) ${first.field}: ${first.message}${more}`;
 }
 
-/** The record as JSON for the dead-letter table, whatever it holds (BigInt as a string, cycles cut). */
+/**
+ * The record as JSON for the dead-letter table. When JSON cannot carry it as it is (BigInt, a cycle,
+ * NaN), what is stored is marked a preview: it shows the record, and can never be resent as data it
+ * was not.
+ */
 function bestEffortJson(record: object): string {
-  const seen = new WeakSet<object>();
+  let lossy = false;
+  const ancestors: object[] = [];
   try {
-    return JSON.stringify(record, (_k, v: unknown) => {
-      if (typeof v === 'bigint') return v.toString();
-      if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+    const text = JSON.stringify(record, function (this: unknown, _k, v: unknown) {
+      if (typeof v === 'bigint') {
+        lossy = true;
+        return `${v.toString()}n`;
+      }
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        lossy = true;
+        return String(v);
+      }
       if (v && typeof v === 'object') {
-        if (seen.has(v)) return '[cycle]';
-        seen.add(v);
+        // `this` is the object holding v: drop ancestors that are not on v's path.
+        while (ancestors.length > 0 && ancestors[ancestors.length - 1] !== this) ancestors.pop();
+        if (ancestors.includes(v)) {
+          lossy = true;
+          return '[cycle]';
+        }
+        ancestors.push(v);
       }
       return v;
     });
+    return lossy ? JSON.stringify({ preview_only: true, record: JSON.parse(text) as unknown }) : text;
   } catch (err) {
-    return JSON.stringify({ unserialisable: (err as Error).message });
+    return JSON.stringify({ preview_only: true, unserialisable: (err as Error).message });
   }
 }

@@ -137,7 +137,8 @@ function where(q: DeadLetterQuery): { sql: string; params: (string | number)[] }
 /** id and source of a stored record, when its JSON has them (a record refused at capture may not). */
 function recordMeta(payload: string): { id: string | null; source: string | null } {
   try {
-    const r = JSON.parse(payload) as { id?: unknown; source?: unknown };
+    const parsed = JSON.parse(payload) as { id?: unknown; source?: unknown; record?: { id?: unknown; source?: unknown } };
+    const r = parsed.record ?? parsed; // a preview (see the capture writer) wraps the record
     return { id: typeof r.id === 'string' ? r.id : null, source: typeof r.source === 'string' ? r.source : null };
   } catch {
     return { id: null, source: null };

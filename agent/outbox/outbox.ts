@@ -97,6 +97,7 @@ export interface AppendOptions {
 interface ChunkRow {
   gid: number;
   stream: string;
+  wire: number;
   first_seq: number;
   last_seq: number;
   min_ts: number;
@@ -124,7 +125,8 @@ interface StreamRow {
  *
  * This module is the one place that opens SQLite on the agent.
  *
- * Events: 'appended' (stream), 'space' (usage fell under the caps), 'full' (caps reached).
+ * Events: 'appended' (stream), 'space' (usage fell under the caps), 'full' (caps reached),
+ * 'freed' (rows were deleted: a writer waiting for room looks again).
  */
 export class Outbox extends EventEmitter {
   readonly epoch: string;
@@ -141,6 +143,8 @@ export class Outbox extends EventEmitter {
   private droppedTotal = 0;
   private full = false;
   private closed = false;
+  /** Appends waiting for room under `block`: while there are any, acked rows are pruned at once. */
+  private waiting = 0;
   private readonly stmts;
   private readonly dead: DeadLetters;
   private readonly dropLog = new LogThrottle(60_000);
@@ -253,8 +257,9 @@ export class Outbox extends EventEmitter {
 
   /**
    * Appends records already encoded by the capture writer (validated, measured, serialised once).
-   * Under `block` an append of records while the outbox is at its caps is refused
-   * (ERP_OUTBOX_FULL): the capture writer waits for space first, so nothing can go past the cap.
+   * Under `block` an append of records that would take the outbox past a cap is refused
+   * (ERP_OUTBOX_FULL), unless the outbox holds nothing else (an append bigger than a cap must not
+   * wait forever): the capture writer waits for room first, so nothing goes past the cap.
    */
   appendEncoded(
     stream: string,
@@ -263,12 +268,12 @@ export class Outbox extends EventEmitter {
     opts: AppendOptions = {},
   ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
-    if (records.length > 0 && this.full && this.policy === 'block') {
-      throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full (${this.events} events, ${this.bytes} bytes): wait for space before appending`, {
-        stream,
-        events: this.events,
-        bytes: this.bytes,
-      });
+    if (records.length > 0 && !this.hasRoomFor(records.length, encodedBytes(records))) {
+      throw new ErpEdgeError(
+        'ERP_OUTBOX_FULL',
+        `no room in the outbox for ${records.length} records (${this.events} of ${this.maxEvents} events, ${this.bytes} of ${this.maxBytes} bytes): wait for room before appending`,
+        { stream, events: this.events, bytes: this.bytes },
+      );
     }
     const cps = Array.isArray(checkpoints) ? checkpoints : [checkpoints as Checkpoint];
     const now = Date.now();
@@ -306,8 +311,8 @@ export class Outbox extends EventEmitter {
     return r;
   }
 
-  private insertChunk(stream: string, c: ChunkDraft): void {
-    this.stmts.insertChunk.run(stream, c.firstSeq, c.lastSeq, c.minTs, c.bytes, c.payload, CHUNK_WIRE_VERSION);
+  private insertChunk(stream: string, c: ChunkDraft, wire = CHUNK_WIRE_VERSION): void {
+    this.stmts.insertChunk.run(stream, c.firstSeq, c.lastSeq, c.minTs, c.bytes, c.payload, wire);
   }
 
   private afterCommit(fn: () => void): void {
@@ -398,7 +403,7 @@ export class Outbox extends EventEmitter {
       return upto - s.acked_seq;
     });
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
-    if (newly > 0 && this.full) this.afterCommit(() => this.pruneAcked(true));
+    if (newly > 0 && (this.full || this.waiting > 0)) this.afterCommit(() => this.pruneAcked(true));
     return newly;
   }
 
@@ -435,11 +440,13 @@ export class Outbox extends EventEmitter {
         const to = Math.min(r.to, s.next_seq - 1);
         if (to < from) continue;
         const out = this.cutRange(stream, from, to);
+        const seqs = out.map(seqOf);
         this.dead.insert(
-          out.map((line) => ({ stream, epoch, seq: seqOf(line), origin: 'relay' as const, reason: r.reason, payload: line })),
+          out.map((line, i) => ({ stream, epoch, seq: seqs[i]!, origin: 'relay' as const, reason: r.reason, payload: line })),
           now,
         );
-        this.stmts.insertSkip.run(stream, from, to, 'dead_letter', now);
+        // Only the seqs moved now: a repeated (redelivered) rejection finds them gone and adds nothing.
+        for (const run of runsOf(seqs)) this.stmts.insertSkip.run(stream, run.from, run.to, 'dead_letter', now);
         moved += out.length;
       }
       if (moved > 0) this.stmts.addDeadLettered.run(moved, stream);
@@ -447,7 +454,10 @@ export class Outbox extends EventEmitter {
     });
     try {
       const moved = run();
-      if (moved > 0) this.afterCommit(() => this.updateFullState());
+      if (moved > 0) {
+        this.afterCommit(() => this.updateFullState());
+        this.afterCommit(() => this.emit('freed'));
+      }
       return moved;
     } catch (err) {
       this.refreshUsage();
@@ -476,7 +486,8 @@ export class Outbox extends EventEmitter {
       } else {
         this.stmts.deleteGid.run(c.gid);
       }
-      if (after.length > 0) this.insertChunk(stream, linesToChunk(after, c.first_seq + hi + 1));
+      // The split-off tail keeps the wire version its lines were written with.
+      if (after.length > 0) this.insertChunk(stream, linesToChunk(after, c.first_seq + hi + 1), c.wire);
     }
     return out;
   }
@@ -485,7 +496,8 @@ export class Outbox extends EventEmitter {
    * The relay holds other records under this stream's seqs from `from` on: the outbox went back in
    * time under the same epoch (VM snapshot, backup restore). The stream moves to a new epoch: what
    * is below `from` the relay holds already (it was resent and matched), so it goes; what is from
-   * `from` on is renumbered from 1. Returns the new epoch.
+   * `from` on is renumbered so that `from` becomes 1. Holes (dead-lettered, dropped) move with the
+   * records and are declared to the relay in the new epoch like any other. Returns the new epoch.
    */
   rebaseStream(stream: string, from: number): string {
     this.assertOpen();
@@ -505,10 +517,13 @@ export class Outbox extends EventEmitter {
       const delta = 1 - from;
       for (const c of this.stmts.chunksAfter.all(stream, 0)) {
         const lines = splitChunk(c.payload).map((l, i) => renumberLine(l, c.first_seq + delta + i));
-        const payload = lines.join('\n');
-        this.stmts.rewriteChunk.run(c.first_seq + delta, c.last_seq + delta, c.min_ts, Buffer.byteLength(payload), payload, c.gid);
-        this.bytes += Buffer.byteLength(payload) - c.bytes;
+        const next = linesToChunk(lines, c.first_seq + delta);
+        this.stmts.rewriteChunk.run(next.firstSeq, next.lastSeq, c.min_ts, next.bytes, next.payload, c.gid);
+        this.bytes += next.bytes - c.bytes;
       }
+      // Holes above `from` stay holes in the new epoch (declared to the relay as skipped, by reason);
+      // a skipped range that straddles `from` keeps its part from `from` on.
+      this.db.prepare('UPDATE skips SET first_seq = ? WHERE stream = ? AND first_seq < ? AND last_seq >= ?').run(from, stream, from, from);
       this.db.prepare('DELETE FROM skips WHERE stream = ? AND first_seq < ?').run(stream, from);
       this.db.prepare('UPDATE skips SET first_seq = first_seq + ?, last_seq = last_seq + ? WHERE stream = ?').run(delta, delta, stream);
       this.db.prepare('DELETE FROM ack_log WHERE stream = ?').run(stream);
@@ -526,6 +541,7 @@ export class Outbox extends EventEmitter {
       throw err;
     }
     this.afterCommit(() => this.updateFullState());
+    this.afterCommit(() => this.emit('freed'));
     return epoch;
   }
 
@@ -539,6 +555,7 @@ export class Outbox extends EventEmitter {
     this.assertOpen();
     const deleted = this.deleteAcked(all, now);
     this.updateFullState();
+    if (deleted > 0) this.emit('freed');
     return deleted;
   }
 
@@ -573,11 +590,34 @@ export class Outbox extends EventEmitter {
     return this.full;
   }
 
-  /** Resolves when the outbox is under its caps (immediately if it is). The capture writer awaits this before appending. */
-  async waitForSpace(signal?: AbortSignal): Promise<void> {
-    while (this.full && !this.closed) {
-      await once(this, 'space', { signal });
+  /**
+   * Whether `records` records of `bytes` bytes can be appended without going past a cap (always
+   * under drop_oldest, and when the outbox holds no record at all). Acked rows kept for the replay
+   * window give way first.
+   */
+  hasRoomFor(records: number, bytes: number): boolean {
+    if (this.policy !== 'block') return true;
+    const fits = () => this.events === 0 || (this.events + records <= this.maxEvents && this.bytes + bytes <= this.maxBytes);
+    if (fits()) return true;
+    if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
+    return fits();
+  }
+
+  /** Resolves once `records` records of `bytes` bytes fit (at once if they do). The capture writer awaits this before appending. */
+  async waitForRoom(records: number, bytes: number, signal?: AbortSignal): Promise<void> {
+    this.waiting++;
+    try {
+      while (!this.closed && !this.hasRoomFor(records, bytes)) {
+        await once(this, 'freed', { signal });
+      }
+    } finally {
+      this.waiting--;
     }
+  }
+
+  /** Appends now waiting for room (shown by status). */
+  get waitingAppends(): number {
+    return this.waiting;
   }
 
   droppedUpto(stream: string): number {
@@ -611,7 +651,8 @@ export class Outbox extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
-    this.emit('space'); // release waiters
+    this.emit('space');
+    this.emit('freed'); // release waiters
   }
 
   private nextSeq(stream: string): number {
@@ -748,6 +789,23 @@ export class Outbox extends EventEmitter {
   private assertOpen(): void {
     if (this.closed) throw new ErpEdgeError('ERP_OUTBOX_CLOSED', `outbox ${this.path} is closed`, { path: this.path });
   }
+}
+
+/** Consecutive runs of ascending seqs. */
+function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
+  const runs: { from: number; to: number }[] = [];
+  for (const q of seqs) {
+    const last = runs[runs.length - 1];
+    if (last && last.to + 1 === q) last.to = q;
+    else runs.push({ from: q, to: q });
+  }
+  return runs;
+}
+
+function encodedBytes(records: readonly EncodedRecord[]): number {
+  let n = 0;
+  for (const r of records) n += r.bytes;
+  return n;
 }
 
 function seqOf(line: string): number {

@@ -40,7 +40,7 @@ collectors:
 `;
 }
 
-export function relayYaml(o: { dbPath: string; httpPort: number; brokerUrl?: string; embeddedPort?: number }): string {
+export function relayYaml(o: { dbPath: string; httpPort: number; brokerUrl?: string; embeddedPort?: number; extra?: string }): string {
   const broker = o.brokerUrl ? `broker:\n  url: ${o.brokerUrl}` : `broker: embedded\nembedded_broker:\n  port: ${o.embeddedPort ?? 0}`;
   return `id: relay-test
 log_level: ${process.env.ERP_EDGE_TEST_LOG ?? 'warn'}
@@ -50,7 +50,7 @@ store:
   synchronous: ${process.env.ERP_EDGE_RELAY_SYNC ?? "FULL"}
 http:
   port: ${o.httpPort}
-`;
+${o.extra ?? ''}`;
 }
 
 /**

@@ -464,13 +464,13 @@ describe('migrations', () => {
 });
 
 describe('cap policy block', () => {
-  it("becomes full at the cap, and waitForSpace() resolves once an ack frees space (acked rows pruned at once)", async () => {
+  it("becomes full at the cap, and waitForRoom() resolves once an ack frees space (acked rows pruned at once)", async () => {
     const o = open({ maxEvents: 5, capPolicy: 'block', replayWindowMs: HOUR });
     const events: string[] = [];
     o.on('full', () => events.push('full'));
     o.on('space', () => events.push('space'));
 
-    await o.waitForSpace(); // not full: resolves at once
+    await o.waitForRoom(3, 0); // room: resolves at once
     o.append('a', recs('a', 1, 3));
     expect(o.isFull()).toBe(false);
     o.append('b', recs('b', 1, 2));
@@ -479,7 +479,7 @@ describe('cap policy block', () => {
     expect(events).toEqual(['full']);
 
     let resolved = false;
-    const waiting = o.waitForSpace().then(() => (resolved = true));
+    const waiting = o.waitForRoom(1, 0).then(() => (resolved = true));
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setTimeout(r, 20));
     expect(resolved).toBe(false);
@@ -525,23 +525,41 @@ describe('cap policy block', () => {
     o.append('a', [rec('a', 3)]);
     expect(o.usage().bytes).toBe(rowBytes * 3);
     expect(o.isFull()).toBe(true);
-    const waiting = o.waitForSpace();
+    const waiting = o.waitForRoom(1, rowBytes);
     o.ack('a', 1);
     await waiting;
     expect(o.isFull()).toBe(false);
     expect(o.usage().bytes).toBe(rowBytes * 2);
   });
 
-  it('waitForSpace() honours an abort signal and is released by close()', async () => {
+  it('waitForRoom() honours an abort signal and is released by close()', async () => {
     const o = open({ maxEvents: 1, capPolicy: 'block' });
     o.append('a', [rec('a', 1)]);
     const ac = new AbortController();
-    const aborted = o.waitForSpace(ac.signal);
+    const aborted = o.waitForRoom(1, 0, ac.signal);
     ac.abort();
     await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
-    const released = o.waitForSpace();
+    const released = o.waitForRoom(1, 0);
     o.close();
     await expect(released).resolves.toBeUndefined();
+  });
+
+  it('refuses an append that would go past a cap even below it, and lets one bigger than the cap into an empty outbox', () => {
+    const o = open({ maxEvents: 5, capPolicy: 'block', replayWindowMs: HOUR });
+    o.append('a', recs('a', 1, 4));
+    expect(o.isFull()).toBe(false);
+    expect(o.hasRoomFor(2, 0)).toBe(false);
+    expect(errorCode(() => o.append('a', recs('a', 5, 6)))).toBe('ERP_OUTBOX_FULL');
+    expect(o.usage().events).toBe(4);
+    o.append('a', [rec('a', 5)]);
+    expect(o.usage().events).toBe(5);
+    // Acked rows kept for the replay window give way to an append that needs their room.
+    o.ack('a', 5);
+    expect(o.hasRoomFor(5, 0)).toBe(true);
+    expect(o.usage().events).toBe(0);
+    // Bigger than the whole cap: refused while anything else is held, taken into an empty outbox.
+    expect(o.append('b', recs('b', 1, 8)).lastSeq).toBe(8);
+    expect(o.usage().events).toBe(8);
   });
 
   it('reopened full of pending rows is full; full of acked rows prunes them at once instead of blocking forever', () => {

@@ -547,8 +547,8 @@ describe('file-drop collector', () => {
     fs.writeFileSync(path.join(drop, 'big.csv'), content);
 
     await waitFor('outbox full', () => outbox.isFull(), 15_000);
-    // The collector is parked in waitForSpace (listening for 'space'), having appended up to the cap only.
-    await waitFor('collector waiting for space', () => outbox.listenerCount('space') > 0, 15_000);
+    // The collector's writer is parked in waitForRoom, having appended up to the cap only.
+    await waitFor('collector waiting for room', () => outbox.waitingAppends > 0, 15_000);
     expect(outbox.isFull()).toBe(true);
     expect(outbox.usage().events).toBe(10);
     expect(records(outbox)).toHaveLength(10);
