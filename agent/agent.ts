@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ErpEdgeError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { outboxOptions, type LoadedAgentConfig } from './config.js';
+import { forwarderSettings, outboxOptions, type LoadedAgentConfig } from './config.js';
 import { collectorKinds, findKind } from './collectors/registry.js';
 import { streamOf, sourceOf, type CollectorKind } from './host/collector.js';
 import { CollectorSupervisor } from './host/supervisor.js';
@@ -84,17 +84,7 @@ export class Agent {
         site: cfg.site,
         agent: cfg.agent,
         boot,
-        url: t.url,
-        // `${VAR:-}` yields an empty string: treat it as not set.
-        username: t.username || undefined,
-        password: t.password || undefined,
-        clientId: t.client_id,
-        batchMaxRecords: t.batch_max_records,
-        batchMaxBytes: t.batch_max_bytes,
-        maxInflight: t.max_inflight,
-        ackTimeoutMs: t.ack_timeout,
-        keepaliveMs: t.keepalive,
-        reconnectPeriodMs: t.reconnect_period,
+        ...forwarderSettings(t),
         presence,
         logger: log,
       });

@@ -9,6 +9,7 @@ import type { Logger } from '../common/logger.js';
 import type { CollectorKind } from './host/collector.js';
 import { collectorConfigSchemaOf, collectorKinds, type CollectorConfig } from './collectors/registry.js';
 import type { OutboxOptions } from './outbox/outbox.js';
+import type { ForwarderOptions } from './transport/forwarder.js';
 
 /**
  * The agent's config schema: the one place every default lives (the outbox, forwarder and host
@@ -116,5 +117,27 @@ export function outboxOptions(path: string, o: OutboxConfig, logger?: Logger): O
     capPolicy: o.cap_policy,
     replayWindowMs: o.replay_window,
     logger,
+  };
+}
+
+export type TransportConfig = z.output<typeof transportSchema>;
+
+/** The forwarder's settings from the transport config (its parts: outbox, identity, presence, logger, come from the agent). */
+export function forwarderSettings(t: TransportConfig): Pick<
+  ForwarderOptions,
+  'url' | 'username' | 'password' | 'clientId' | 'batchMaxRecords' | 'batchMaxBytes' | 'maxInflight' | 'ackTimeoutMs' | 'keepaliveMs' | 'reconnectPeriodMs'
+> {
+  return {
+    url: t.url,
+    // `${VAR:-}` yields an empty string: treat it as not set.
+    username: t.username || undefined,
+    password: t.password || undefined,
+    clientId: t.client_id,
+    batchMaxRecords: t.batch_max_records,
+    batchMaxBytes: t.batch_max_bytes,
+    maxInflight: t.max_inflight,
+    ackTimeoutMs: t.ack_timeout,
+    keepaliveMs: t.keepalive,
+    reconnectPeriodMs: t.reconnect_period,
   };
 }

@@ -1,45 +1,26 @@
 import { join } from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { CaptureInput } from '../../../agent/host/writer.js';
 import { Outbox, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { ErpEdgeError } from '../../../common/errors.js';
 import { wireRecordV2 } from '../../../common/wire-v2.js';
 import { testHost, type TestHost } from '../../helpers/host.js';
-import { testOutboxOptions } from '../../helpers/outbox.js';
+import { useOutboxFiles } from '../../helpers/outbox-files.js';
 import { fileRecords, fileTable, fileUsage } from '../../helpers/outbox-file.js';
-import { makeTempDir } from '../../helpers/tmp.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 const MAX_RECORD_BYTES = 64 * 1024;
 
-let tmp: ReturnType<typeof makeTempDir>;
-let opened: Outbox[];
-
-beforeEach(() => {
-  tmp = makeTempDir('writer-test-');
-  opened = [];
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-  for (const o of opened) o.close();
-  tmp.cleanup();
-});
-
-const dbPath = () => join(tmp.dir, 'outbox.db');
-
-function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox(testOutboxOptions(dbPath(), { synchronous: 'NORMAL', ...opts }));
-  opened.push(o);
-  return o;
-}
+const files = useOutboxFiles('writer-test-', { synchronous: 'NORMAL' });
+const dbPath = files.dbPath;
+const open = files.open;
 
 /** A collector `test:<name>` (stream `<name>`) with a real capture writer on `o`. */
 function host(o: Outbox, name = 'orders', maxRecordBytes = MAX_RECORD_BYTES): TestHost {
-  return testHost(o, { type: 'test', name }, tmp.dir, { maxRecordBytes });
+  return testHost(o, { type: 'test', name }, files.dir, { maxRecordBytes });
 }
 
 function rec(id: string, extra: Partial<CaptureInput> = {}): CaptureInput {

@@ -1,41 +1,22 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { resendDeadLetters, discardDeadLetters } from '../../../agent/host/dead-letter-actions.js';
 import { lineBody } from '../../../agent/outbox/chunk.js';
 import { Outbox, type NewRecord, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { createLogger } from '../../../common/logger.js';
 import { wireRecordV2 } from '../../../common/wire-v2.js';
 import { testHost } from '../../helpers/host.js';
-import { testOutboxOptions } from '../../helpers/outbox.js';
+import { useOutboxFiles } from '../../helpers/outbox-files.js';
 import { fileChunks, fileRecords, fileUsage } from '../../helpers/outbox-file.js';
-import { makeTempDir } from '../../helpers/tmp.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 const silent = createLogger({ level: 'silent' });
 
-let tmp: ReturnType<typeof makeTempDir>;
-let opened: Outbox[];
-
-beforeEach(() => {
-  tmp = makeTempDir('dead-letter-test-');
-  opened = [];
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-  for (const o of opened) o.close();
-  tmp.cleanup();
-});
-
-const dbPath = () => join(tmp.dir, 'outbox.db');
-
-function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox(testOutboxOptions(dbPath(), { synchronous: 'NORMAL', replayWindowMs: HOUR, ...opts }));
-  opened.push(o);
-  return o;
-}
+const files = useOutboxFiles('dead-letter-test-', { synchronous: 'NORMAL', replayWindowMs: HOUR });
+const dbPath = files.dbPath;
+const open = files.open;
 
 function recs(stream: string, from: number, to: number): NewRecord[] {
   return Array.from({ length: to - from + 1 }, (_, k) => ({ id: `${stream}-${from + k}`, source: `test:${stream}`, ts: T0 + from + k, data: { i: from + k, text: 'é\nü' } }));
@@ -351,7 +332,7 @@ describe('resendDeadLetters', () => {
 
   it('refuses (keeps) a record refused at capture that is still invalid, and resends the ones that now pass', async () => {
     const o = open();
-    const h = testHost(o, { type: 'test', name: 'orders' }, tmp.dir, { maxRecordBytes: 1_000 });
+    const h = testHost(o, { type: 'test', name: 'orders' }, files.dir, { maxRecordBytes: 1_000 });
     await h.writer.append(
       [
         { id: 'ok', ts: T0, data: 1 },

@@ -1,41 +1,21 @@
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Outbox, readOutboxStatus, type NewRecord, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { SCHEMA_VERSION } from '../../../agent/outbox/migrations.js';
 import { isErpEdgeError, type ErrorCode } from '../../../common/errors.js';
 import { createLogger } from '../../../common/logger.js';
 import { wireRecord } from '../../../common/wire-v1.js';
-import { makeTempDir } from '../../helpers/tmp.js';
 import { testOutboxOptions } from '../../helpers/outbox.js';
+import { useOutboxFiles } from '../../helpers/outbox-files.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 
-let tmp: ReturnType<typeof makeTempDir>;
-let opened: Outbox[];
-
-beforeEach(() => {
-  tmp = makeTempDir('outbox-test-');
-  opened = [];
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-  for (const o of opened) o.close();
-  tmp.cleanup();
-});
-
-function dbPath(name = 'outbox.db'): string {
-  return join(tmp.dir, name);
-}
-
-function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox(testOutboxOptions(dbPath(), opts));
-  opened.push(o);
-  return o;
-}
+const files = useOutboxFiles('outbox-test-', {});
+const dbPath = files.dbPath;
+const open = files.open;
 
 function rec(stream: string, i: number, extra: Partial<NewRecord> = {}): NewRecord {
   return { id: `${stream}-${i}`, source: `test:${stream}`, ts: T0 + i, data: { stream, i }, ...extra };
@@ -418,8 +398,7 @@ describe('reopen', () => {
 
   it('gives a new outbox file a new epoch', () => {
     const a = open();
-    const b = new Outbox(testOutboxOptions(dbPath('other.db')));
-    opened.push(b);
+    const b = files.open({}, 'other.db');
     expect(b.epoch).not.toBe(a.epoch);
     expect(b.epoch.length).toBeGreaterThanOrEqual(8);
   });

@@ -1,36 +1,18 @@
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { lineBody } from '../../../agent/outbox/chunk.js';
 import { Outbox, type NewRecord, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { isErpEdgeError } from '../../../common/errors.js';
 import { wireRecordV2 } from '../../../common/wire-v2.js';
-import { testOutboxOptions } from '../../helpers/outbox.js';
+import { useOutboxFiles } from '../../helpers/outbox-files.js';
 import { fileChunks, fileRecords, fileTable, fileUsage } from '../../helpers/outbox-file.js';
-import { makeTempDir } from '../../helpers/tmp.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 
-let tmp: ReturnType<typeof makeTempDir>;
-let opened: Outbox[];
-
-beforeEach(() => {
-  tmp = makeTempDir('rebase-test-');
-  opened = [];
-});
-
-afterEach(() => {
-  for (const o of opened) o.close();
-  tmp.cleanup();
-});
-
-const dbPath = () => join(tmp.dir, 'outbox.db');
-
-function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox(testOutboxOptions(dbPath(), { synchronous: 'NORMAL', capPolicy: 'drop_oldest', replayWindowMs: HOUR, ...opts }));
-  opened.push(o);
-  return o;
-}
+const files = useOutboxFiles('rebase-test-', { synchronous: 'NORMAL', capPolicy: 'drop_oldest', replayWindowMs: HOUR });
+const dbPath = files.dbPath;
+const open = files.open;
 
 function recs(stream: string, from: number, to: number): NewRecord[] {
   // Seqs go from one digit to two across the rebase: line bytes change, usage must follow.
@@ -56,7 +38,7 @@ function fixture(deadLetter?: { from: number; to: number }): Fixture {
   small.append('s', recs('s', 4, 5)); // two over the cap: 1 and 2 are dropped
   expect(small.droppedUpto('s')).toBe(2);
   small.close();
-  opened.splice(opened.indexOf(small), 1);
+  files.untrack(small);
 
   const o = open();
   o.append('s', recs('s', 6, 9));
@@ -164,10 +146,7 @@ describe('rebaseStream', () => {
       [{ from: 12, to: 13 }, 13],
       [undefined, 8],
     ] as const) {
-      for (const o of opened) o.close();
-      opened = [];
-      tmp.cleanup();
-      tmp = makeTempDir('rebase-test-');
+      files.reset();
       const f = fixture(deadLetter);
       f.o.rebaseStream('s', from);
       const records = new Set(f.o.readPending('s', 0, Number.MAX_SAFE_INTEGER).map((r) => r.seq));

@@ -1,38 +1,20 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { migrate, SCHEMA_VERSION } from '../../../agent/outbox/migrations.js';
 import { Outbox, readOutboxStatus, type OutboxOptions, type StreamStatus } from '../../../agent/outbox/outbox.js';
 import { wireRecord } from '../../../common/wire-v1.js';
 import { wireRecordV2 } from '../../../common/wire-v2.js';
-import { testOutboxOptions } from '../../helpers/outbox.js';
+import { useOutboxFiles } from '../../helpers/outbox-files.js';
 import { fileChunks, fileTable, fileUsage, withFile } from '../../helpers/outbox-file.js';
-import { makeTempDir } from '../../helpers/tmp.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 const EPOCH = '3f1c2a9e-5d7b-4c1e-9a0f-2b8d6e4c7a10';
 
-let tmp: ReturnType<typeof makeTempDir>;
-let opened: Outbox[];
-
-beforeEach(() => {
-  tmp = makeTempDir('upgrade-test-');
-  opened = [];
-});
-
-afterEach(() => {
-  for (const o of opened) o.close();
-  tmp.cleanup();
-});
-
-const dbPath = () => join(tmp.dir, 'outbox.db');
-
-function open(opts: Partial<OutboxOptions> = {}): Outbox {
-  const o = new Outbox(testOutboxOptions(dbPath(), { synchronous: 'NORMAL', replayWindowMs: HOUR, ...opts }));
-  opened.push(o);
-  return o;
-}
+const files = useOutboxFiles('upgrade-test-', { synchronous: 'NORMAL', replayWindowMs: HOUR });
+const dbPath = files.dbPath;
+const open = files.open;
 
 /** A record line exactly as release 0.1 wrote it: the v1 wire record, keys in this order. */
 function v1Line(stream: string, seq: number): string {
