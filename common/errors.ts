@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERP_OUTBOX_CLOSED'
   | 'ERP_OUTBOX_SEQ'
   | 'ERP_OUTBOX_SCHEMA'
+  | 'ERP_STORE_SCHEMA'
   | 'ERP_PORT_IN_USE'
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'
