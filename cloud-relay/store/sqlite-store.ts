@@ -49,10 +49,11 @@ export class SqliteRelayStore implements RelayStore {
     const db = new Database(path);
     this.db = db;
     try {
+      db.pragma('busy_timeout = 5000');
+      // First: a file of a newer relay is refused before anything (journal mode included) changes it.
+      migrate(db);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
-      db.pragma('busy_timeout = 5000');
-      migrate(db);
       this.ids = new IdIndex(db, opts.dedupeWindowMs);
       this.ids.open(this.clock());
     } catch (err) {
