@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { eventBatch } from '../../common/wire-v1.js';
 import { eventBatchV2Envelope, wireRecordV2, type WireVersion } from '../../common/wire-v2.js';
+import { checkRecordV2 } from './record-check.js';
 
 /** Why a whole message is refused (counted, logged, never acked). */
 export type MessageRejectReason = 'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic' | 'unsupported_version';
@@ -103,37 +104,47 @@ function decodeV1(topic: EventsTopic, json: unknown): DecodeResult {
  * whole batch being dropped.
  */
 function decodeV2(topic: EventsTopic, json: unknown, opts: DecodeOptions): DecodeResult {
-  const env = eventBatchV2Envelope.safeParse(json);
+  const rawRecords = (json as { records?: unknown }).records;
+  // The envelope check needs only each record's seq: give it a projection ({seq} per object
+  // record, anything else as is), so zod does not copy every field of every record to check one.
+  // It accepts and refuses exactly what it would on the records themselves.
+  const projected = Array.isArray(rawRecords) ? { ...(json as object), records: rawRecords.map(seqOnly) } : json;
+  const env = eventBatchV2Envelope.safeParse(projected);
   if (!env.success) return { ok: false, reason: 'invalid_schema', detail: firstIssue(env.error) };
   const b = env.data;
   const wrong = mismatch(topic, b);
   if (wrong) return wrong;
+  const raws = rawRecords as unknown[];
   // A UTF-16 unit is at most 3 UTF-8 bytes: below this length no record needs measuring.
   const safeLength = Math.floor(opts.maxRecordBytes / 3);
-  const records: DecodedRecord[] = new Array(b.records.length);
-  for (let i = 0; i < b.records.length; i++) {
-    const raw = b.records[i]!;
-    const rawId = (raw as { id?: unknown }).id;
-    const id = typeof rawId === 'string' ? rawId : undefined;
-    const parsed = wireRecordV2.safeParse(raw);
-    if (!parsed.success) {
-      records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'invalid_record', detail: firstIssue(parsed.error) } };
-      continue;
-    }
-    const text = JSON.stringify(parsed.data);
-    if (text.length > safeLength) {
-      const bytes = Buffer.byteLength(text, 'utf8');
-      if (bytes > opts.maxRecordBytes) {
-        records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'record_too_large', detail: `over limits.max_record_bytes (${opts.maxRecordBytes})` } };
+  const records: DecodedRecord[] = new Array(raws.length);
+  for (let i = 0; i < raws.length; i++) {
+    const raw = raws[i] as { seq: number; id?: unknown };
+    const id = typeof raw.id === 'string' ? raw.id : undefined;
+    let value = checkRecordV2(raw);
+    if (value === undefined) {
+      const parsed = wireRecordV2.safeParse(raw);
+      if (!parsed.success) {
+        records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'invalid_record', detail: firstIssue(parsed.error) } };
         continue;
       }
+      value = parsed.data;
     }
-    records[i] = { seq: raw.seq, id, value: parsed.data, json: text };
+    const text = JSON.stringify(value);
+    if (text.length > safeLength && Buffer.byteLength(text, 'utf8') > opts.maxRecordBytes) {
+      records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'record_too_large', detail: `over limits.max_record_bytes (${opts.maxRecordBytes})` } };
+      continue;
+    }
+    records[i] = { seq: raw.seq, id, value, json: text };
   }
   if (!isAscending(records)) records.sort((x, y) => x.seq - y.seq);
   const skipped = (b.skipped ?? []).map((s) => ({ from: s.from, to: s.to, reason: s.reason }));
   if (!isAscendingRanges(skipped)) skipped.sort((x, y) => x.from - y.from);
   return { ok: true, batch: { version: 2, site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, boot: b.boot, skipped, records } };
+}
+
+function seqOnly(r: unknown): unknown {
+  return typeof r === 'object' && r !== null && !Array.isArray(r) ? { seq: (r as { seq?: unknown }).seq } : r;
 }
 
 function isAscending(records: readonly DecodedRecord[]): boolean {
