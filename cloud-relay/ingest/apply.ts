@@ -128,7 +128,9 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
     }
   }
 
-  const segment: DecodedRecord[] = [];
+  // Records that follow the cursor, in order; whether each is stored or recognised by id is decided
+  // after the walk (it does not change the walk: a recognised record holds its seq too).
+  const fresh: DecodedRecord[] = [];
   let ri = 0;
   let si = 0;
   const skips = b.skipped;
@@ -164,16 +166,12 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
       invalidAt = ri - 1;
       break;
     }
-    const id = rec.id!;
-    if (id.length <= MAX_ID_LENGTH && !tx.rememberId(s.key, id)) {
-      out.duplicateIds++;
-      last = rec.seq;
-      continue;
-    }
-    segment.push(rec);
+    fresh.push(rec);
     last = rec.seq;
   }
 
+  const segment = fresh.length > 0 ? notSeenBefore(tx, s.key, fresh) : fresh;
+  out.duplicateIds = fresh.length - segment.length;
   if (segment.length > 0) tx.insertSegment(s.id, segment[0]!.seq, segment[segment.length - 1]!.seq, encodeSegment(segment));
   out.stored = segment.length;
   if (invalidAt >= 0) rejectedOutcome(out, recs, invalidAt);
@@ -192,6 +190,20 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   }
   out.upto = last;
   return out;
+}
+
+/** De-duplication by id: the records whose id was not stored before (ids over MAX_ID_LENGTH, v1 only, are not indexed). */
+function notSeenBefore(tx: StoreTx, key: number, fresh: DecodedRecord[]): DecodedRecord[] {
+  const indexed = fresh.every((r) => r.id!.length <= MAX_ID_LENGTH) ? fresh : fresh.filter((r) => r.id!.length <= MAX_ID_LENGTH);
+  if (indexed.length === 0) return fresh;
+  const isNew = tx.rememberIds(
+    key,
+    indexed.map((r) => r.id!),
+  );
+  if (!isNew.includes(false)) return fresh;
+  const seen = new Set<DecodedRecord>();
+  for (let i = 0; i < indexed.length; i++) if (!isNew[i]) seen.add(indexed[i]!);
+  return fresh.filter((r) => !seen.has(r));
 }
 
 /** The segment's JSON array: v2 records were encoded once already (to measure them); v1 records are encoded here in one call. */

@@ -130,7 +130,7 @@ export class SqliteRelayStore implements RelayStore {
       now,
       openStream: (site, agent, stream, epoch) => this.openStream(site, agent, stream, epoch, now),
       storedIds: (streamId, from, to) => this.storedIds(streamId, from, to),
-      rememberId: (key, id) => this.ids.remember(key, id),
+      rememberIds: (key, ids) => this.ids.rememberAll(key, ids),
       insertSegment: (streamId, firstSeq, lastSeq, recordsJson) => {
         this.stmts.insertSegment.run(streamId, firstSeq, lastSeq, now, recordsJson);
       },

@@ -44,10 +44,11 @@ export interface StoreTx {
   /** Record ids stored at seqs from..to (seqs skipped or not stored as duplicate ids are absent). */
   storedIds(streamId: number, from: number, to: number): Map<number, string>;
   /**
-   * Remembers a record id for (stream key, id); false when it was already remembered within the
-   * de-duplication window (always true when de-duplication is off).
+   * Remembers record ids for a stream key, in order: true where the id is new (now remembered),
+   * false where it was remembered within the de-duplication window or earlier in the list
+   * (always true when de-duplication is off).
    */
-  rememberId(streamKey: number, id: string): boolean;
+  rememberIds(streamKey: number, ids: readonly string[]): boolean[];
   /** One segment: a JSON array of records (each with its seq), in seq order, possibly with holes. */
   insertSegment(streamId: number, firstSeq: number, lastSeq: number, recordsJson: string): void;
   updateStream(streamId: number, u: StreamUpdate): void;
