@@ -137,6 +137,7 @@ export class Relay {
       await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
     }
     await this.client.endAsync();
+    this.ingest.close();
     await this.http.close();
     this.fleet.stop();
     this.store.close();

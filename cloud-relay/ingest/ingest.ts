@@ -29,6 +29,7 @@ const LOG_INTERVAL_MS = 60_000;
  */
 export class Ingest {
   private pending: DecodedBatch[] = [];
+  private closed = false;
   private readonly accepted: ReadonlySet<number>;
   private readonly throttle = new LogThrottle(LOG_INTERVAL_MS);
 
@@ -54,9 +55,16 @@ export class Ingest {
     if (t) this.o.log.warn({ topic, reason, detail: detail.slice(0, 500), count: t.count, suppressed: t.suppressed }, 'rejected message');
   }
 
+  /** After this, batches still waiting for their group commit are dropped unacked (their agents resend them). */
+  close(): void {
+    this.closed = true;
+    this.pending = [];
+  }
+
   private flush(): void {
     const batches = this.pending;
     this.pending = [];
+    if (this.closed || batches.length === 0) return;
     let outcomes: BatchOutcome[];
     try {
       outcomes = applyBatches(this.o.store, batches);
