@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { dirname, resolve } from 'node:path';
 import { loadConfigFile } from '../common/config-file.js';
+import { byteSize, durationMs } from '../common/duration.js';
+import { ErpEdgeError } from '../common/errors.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
@@ -32,12 +34,45 @@ export const relayConfigSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).default(8470),
     })
     .prefault({}),
+  /**
+   * Wire versions accepted (docs/wire.md); batches of others are refused and counted
+   * (`unsupported_version`). Announced in the relay's presence, so agents pick one of them.
+   */
+  wire_versions: z
+    .array(z.union([z.literal(1), z.literal(2)]))
+    .min(1, 'list at least one wire version')
+    .refine((v) => new Set(v).size === v.length, 'list each wire version once')
+    .transform((v) => [...v].sort((a, b) => a - b))
+    .default([1, 2]),
+  limits: z
+    .strictObject({
+      /** A v2 record whose JSON is larger is refused with a `rejected` ack (reason record_too_large). */
+      max_record_bytes: byteSize.default(1024 * 1024),
+    })
+    .prefault({}),
+  dedupe: z
+    .strictObject({
+      /** How long a stored record id is remembered to recognise a record captured again; 0 turns it off. */
+      window: durationMs.default(7 * 86_400_000),
+    })
+    .prefault({}),
 });
 
-export type RelayConfig = z.output<typeof relayConfigSchema>;
+/** A relay config as written (or built by a caller): Relay.start validates it and applies the defaults. */
+export type RelayConfig = z.input<typeof relayConfigSchema>;
+/** A validated relay config, defaults applied. */
+export type ResolvedRelayConfig = z.output<typeof relayConfigSchema>;
+
+/** Validates a config object (defaults applied by the schema, the only place that holds them). */
+export function resolveRelayConfig(cfg: RelayConfig): ResolvedRelayConfig {
+  const r = relayConfigSchema.safeParse(cfg);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  throw new ErpEdgeError('ERP_CONFIG_INVALID', `invalid relay config: ${issues.join('; ')}`, { issues });
+}
 
 /** Loads and validates a relay config; relative paths are taken from the config file's folder. */
-export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): ResolvedRelayConfig {
   const cfg = loadConfigFile(path, relayConfigSchema, env);
   return { ...cfg, store: { ...cfg.store, path: resolve(dirname(path), cfg.store.path) } };
 }

@@ -1,28 +1,63 @@
-/** Counters the relay keeps; exposed on the HTTP API. */
-export type RejectReason = 'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic';
+import type { MessageRejectReason, RecordProblem } from './ingest/decode.js';
+import type { SkipCounts } from './ingest/apply.js';
 
+/** Why a message was refused: event batches (ingest) and agent presence / health (fleet). */
+export type RejectReason = MessageRejectReason | 'invalid_presence' | 'invalid_health';
+
+/** Counters the relay keeps since it started; exposed on GET /api/stats. */
 export class RelayMetrics {
   batches = 0;
+  readonly batchesByWire = { v1: 0, v2: 0 };
   recordsStored = 0;
+  /** Records resent at seqs already held. */
   duplicates = 0;
+  /** Records not stored because their id was stored before. */
+  duplicateIds = 0;
   conflicts = 0;
   gaps = 0;
+  /** Seqs dropped at agents (`drop_oldest`), v1 dropped_upto and v2 skipped `dropped` alike. */
   droppedAtAgents = 0;
+  readonly skipped: SkipCounts = { dropped: 0, dead_letter: 0, pruned: 0, other: 0 };
+  readonly rejectedRecords: Record<RecordProblem, number> = { invalid_record: 0, record_too_large: 0 };
+  rejectedAcks = 0;
+  conflictAcks = 0;
   newEpochs = 0;
   storeErrors = 0;
-  readonly rejected: Record<RejectReason, number> = { invalid_json: 0, invalid_schema: 0, topic_mismatch: 0, bad_topic: 0 };
+  presenceMessages = 0;
+  healthMessages = 0;
+  staleWills = 0;
+  readonly rejected: Record<RejectReason, number> = {
+    invalid_json: 0,
+    invalid_schema: 0,
+    topic_mismatch: 0,
+    bad_topic: 0,
+    unsupported_version: 0,
+    invalid_presence: 0,
+    invalid_health: 0,
+  };
 
   snapshot() {
     return {
       batches: this.batches,
+      batches_by_wire: { ...this.batchesByWire },
       records_stored: this.recordsStored,
       duplicates: this.duplicates,
+      duplicate_ids: this.duplicateIds,
       conflicts: this.conflicts,
       gaps: this.gaps,
       dropped_at_agents: this.droppedAtAgents,
+      skipped: { ...this.skipped },
+      rejected_records: { ...this.rejectedRecords },
+      rejected_acks: this.rejectedAcks,
+      conflict_acks: this.conflictAcks,
       new_epochs: this.newEpochs,
       store_errors: this.storeErrors,
+      presence_messages: this.presenceMessages,
+      health_messages: this.healthMessages,
+      stale_wills: this.staleWills,
       rejected: { ...this.rejected },
     };
   }
 }
+
+export type RelayStats = ReturnType<RelayMetrics['snapshot']>;

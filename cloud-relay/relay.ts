@@ -1,61 +1,75 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { FastifyInstance } from 'fastify';
-import {
-  ackTopic,
-  eventBatch,
-  EVENTS_SUBSCRIPTION,
-  parseEventsTopic,
-  RELAY_STATUS_TOPIC,
-  WIRE_VERSION,
-  type Ack,
-  type EventBatch,
-  type RelayStatus,
-} from '../common/wire-v1.js';
+import { EVENTS_SUBSCRIPTION, RELAY_STATUS_TOPIC, WIRE_VERSION, type RelayStatus } from '../common/wire-v1.js';
+import { EVENTS_SUBSCRIPTION_V2, HEALTH_SUBSCRIPTION, PRESENCE_SUBSCRIPTION, parseAgentTopic } from '../common/wire-v2.js';
 import { disableNagle } from '../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../common/logger.js';
-import type { RelayConfig } from './config.js';
-import { RelayStore, type BatchResult } from './store.js';
-import { RelayMetrics, type RejectReason } from './metrics.js';
+import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
+import { SqliteRelayStore } from './store/sqlite-store.js';
+import { RelayMetrics } from './metrics.js';
+import { Ingest } from './ingest/ingest.js';
+import { FleetRegistry } from './fleet/fleet.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
-import { startHttpApi } from './api.js';
+import { startHttpApi } from './api/http.js';
+
+export interface RelayStartOptions {
+  /** The store's and the fleet registry's clock (tests: de-duplication window rotation). */
+  clock?: () => number;
+}
+
+/** What the relay subscribes to: events of both wire versions, v2 presence and health. */
+const SUBSCRIPTIONS = [EVENTS_SUBSCRIPTION, EVENTS_SUBSCRIPTION_V2, PRESENCE_SUBSCRIPTION, HEALTH_SUBSCRIPTION];
 
 /**
- * Receives event batches from many agents, validates them, stores them in order per
- * (site, agent, stream, epoch) and acks each batch end to end only after its commit.
+ * Composition root of the relay: config → store → ingest and fleet → HTTP API → MQTT client.
+ * Receives event batches (wire v1 and v2) from many agents, stores them in order per
+ * (site, agent, stream, epoch) and acks each batch end to end only after its commit; keeps the
+ * latest presence and health of each agent.
  */
 export class Relay {
   private markReady!: () => void;
-  /** Resolves once the relay has subscribed to events the first time. */
+  /** Resolves once the relay has subscribed the first time. */
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
   private readonly startedAt = Date.now();
-  private pending: EventBatch[] = [];
 
   private constructor(
     readonly metrics: RelayMetrics,
-    readonly store: RelayStore,
+    readonly store: SqliteRelayStore,
+    readonly fleet: FleetRegistry,
+    private readonly ingest: Ingest,
     private readonly client: MqttClient,
     private readonly http: FastifyInstance,
     private readonly broker: EmbeddedBroker | undefined,
     readonly brokerUrl: string,
     readonly httpUrl: string,
+    readonly wireVersions: readonly number[],
     private readonly log: Logger,
   ) {}
 
-  static async start(cfg: RelayConfig, logger: Logger): Promise<Relay> {
+  static async start(input: RelayConfig, logger: Logger, opts: RelayStartOptions = {}): Promise<Relay> {
+    const cfg: ResolvedRelayConfig = resolveRelayConfig(input);
     const log = logger.child({ component: 'relay' });
     const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     const creds = cfg.broker === 'embedded' ? {} : { username: cfg.broker.username, password: cfg.broker.password };
-    let store: RelayStore | undefined;
+    let store: SqliteRelayStore | undefined;
     let http: FastifyInstance | undefined;
     try {
       // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
-      store = new RelayStore(cfg.store.path, log, cfg.store.synchronous);
+      store = new SqliteRelayStore({
+        path: cfg.store.path,
+        synchronous: cfg.store.synchronous,
+        dedupeWindowMs: cfg.dedupe.window,
+        log,
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      });
       const metrics = new RelayMetrics();
-      const started = await startHttpApi(cfg.http.host, cfg.http.port, store, () => metrics.snapshot(), log);
+      const fleet = new FleetRegistry({ store, metrics, log: log.child({ part: 'fleet' }), ...(opts.clock ? { clock: opts.clock } : {}) });
+      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot() }, log);
       http = started.app;
-      // The broker keeps this session's subscription and queued QoS 1 messages across relay restarts.
-      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: cfg.id, started_at: Date.now() };
+      const wire = cfg.wire_versions;
+      // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
+      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: cfg.id, started_at: Date.now(), wire };
       const client = mqtt.connect(url, {
         clientId: cfg.id,
         clean: false,
@@ -64,11 +78,20 @@ export class Relay {
         ...creds,
       });
       disableNagle(client);
-      const relay = new Relay(metrics, store, client, started.app, broker, url, started.url, log);
+      const ingest = new Ingest({
+        store,
+        metrics,
+        log: log.child({ part: 'ingest' }),
+        wireVersions: wire,
+        maxRecordBytes: cfg.limits.max_record_bytes,
+        publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
+      });
+      const relay = new Relay(metrics, store, fleet, ingest, client, started.app, broker, url, started.url, wire, log);
+      fleet.start();
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
       if (broker) await relay.ready;
-      log.info({ broker: safeUrl(url), http: started.url }, 'relay started');
+      log.info({ broker: safeUrl(url), http: started.url, wire_versions: wire, dedupe_window_ms: cfg.dedupe.window, max_record_bytes: cfg.limits.max_record_bytes }, 'relay started');
       return relay;
     } catch (err) {
       await http?.close();
@@ -81,83 +104,27 @@ export class Relay {
   private wire(): void {
     this.client.on('connect', (connack) => {
       this.log.info({ sessionPresent: connack.sessionPresent }, 'relay connected to broker');
-      this.client.subscribe(EVENTS_SUBSCRIPTION, { qos: 1 }, (err) => {
-        if (err) return this.log.error({ err: { message: err.message } }, 'relay could not subscribe to events');
+      this.client.subscribe(SUBSCRIPTIONS, { qos: 1 }, (err) => {
+        if (err) return this.log.error({ err: { message: err.message } }, 'relay could not subscribe');
         // Only once subscribed: agents that see this resend their unacked events right away.
-        const online: RelayStatus = { v: WIRE_VERSION, online: true, id: this.clientId, started_at: this.startedAt };
+        const online: RelayStatus = { v: WIRE_VERSION, online: true, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
         this.client.publish(RELAY_STATUS_TOPIC, JSON.stringify(online), { qos: 1, retain: true });
         this.markReady();
       });
     });
     this.client.on('close', () => this.log.debug('relay broker connection closed'));
     this.client.on('error', (err) => this.log.error({ err: { message: err.message } }, 'relay broker error'));
-    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('message', (topic, payload) => this.route(topic, payload));
   }
 
-  private reject(reason: RejectReason, topic: string, detail: string): void {
-    this.metrics.rejected[reason]++;
-    this.log.warn({ topic, reason, detail: detail.slice(0, 500) }, 'rejected message');
-  }
-
-  private onMessage(topic: string, payload: Buffer): void {
-    const parts = parseEventsTopic(topic);
-    if (!parts) return this.reject('bad_topic', topic, 'not an erp-edge/v1 events topic');
-    let json: unknown;
-    try {
-      json = JSON.parse(payload.toString('utf8'));
-    } catch (err) {
-      return this.reject('invalid_json', topic, (err as Error).message);
-    }
-    const parsed = eventBatch.safeParse(json);
-    if (!parsed.success) {
-      const first = parsed.error.issues[0];
-      return this.reject('invalid_schema', topic, first ? `${first.path.join('.')}: ${first.message}` : 'invalid');
-    }
-    const batch = parsed.data;
-    if (batch.site !== parts.site || batch.agent !== parts.agent || batch.stream !== parts.stream) {
-      return this.reject('topic_mismatch', topic, `envelope says ${batch.site}/${batch.agent}/${batch.stream}`);
-    }
-    this.handleBatch(batch);
-  }
-
-  /**
-   * Group commit: batches that arrive together (one socket read often carries several) are
-   * stored in one transaction, so they share one fsync; each is acked after that commit.
-   */
-  private handleBatch(batch: EventBatch): void {
-    this.pending.push(batch);
-    if (this.pending.length === 1) setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    const batches = this.pending;
-    this.pending = [];
-    let results;
-    try {
-      results = this.store.applyBatches(batches);
-    } catch (err) {
-      // Not acked: the agents resend after their ack timeout.
-      this.metrics.storeErrors += batches.length;
-      this.log.error({ batches: batches.length, err: { message: (err as Error).message } }, 'store failed; batches not acked');
-      return;
-    }
-    batches.forEach((batch, i) => this.acknowledge(batch, results[i]!));
-  }
-
-  private acknowledge(batch: EventBatch, result: BatchResult): void {
-    const m = this.metrics;
-    m.batches++;
-    m.recordsStored += result.stored;
-    m.duplicates += result.duplicates;
-    m.conflicts += result.conflicts;
-    m.droppedAtAgents += result.droppedAtAgent;
-    if (result.newEpoch) m.newEpochs++;
-    if (result.status === 'gap') {
-      m.gaps++;
-      this.log.info({ site: batch.site, agent: batch.agent, stream: batch.stream, expected: result.upto + 1, got: batch.records[0]!.seq }, 'gap: asking the agent to resend');
-    }
-    const a: Ack = { v: WIRE_VERSION, stream: batch.stream, epoch: batch.epoch, upto: result.upto, status: result.status };
-    this.client.publish(ackTopic(batch.site, batch.agent), JSON.stringify(a), { qos: 1 });
+  /** Every message goes to ingest (events) or the fleet registry (status, health). */
+  private route(topic: string, payload: Buffer): void {
+    const t = parseAgentTopic(topic);
+    if (!t) return this.ingest.reject('bad_topic', topic, 'not an erp-edge agent topic');
+    if (t.kind === 'events') return this.ingest.onEvents({ version: t.version, site: t.site, agent: t.agent, stream: t.stream! }, topic, payload);
+    if (t.version !== 2) return; // v1 agent status is not subscribed; nothing else to do with it
+    if (t.kind === 'status') return this.fleet.onPresence(t.site, t.agent, payload);
+    if (t.kind === 'health') return this.fleet.onHealth(t.site, t.agent, payload);
   }
 
   private get clientId(): string {
@@ -166,11 +133,13 @@ export class Relay {
 
   async stop(): Promise<void> {
     if (this.client.connected) {
-      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt };
+      const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
       await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
     }
     await this.client.endAsync();
+    this.ingest.close();
     await this.http.close();
+    this.fleet.stop();
     this.store.close();
     await this.broker?.close();
     this.log.info('relay stopped');

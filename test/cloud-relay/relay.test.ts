@@ -24,10 +24,10 @@ const WAIT_MS = 15_000;
 
 const silent = createLogger({ level: 'silent' });
 
-function record(seq: number, tag = 'first'): WireRecord {
+function record(seq: number, tag = 'first', idPrefix = 'orders.csv#'): WireRecord {
   return {
     seq,
-    id: `orders.csv#${seq}`,
+    id: `${idPrefix}${seq}`,
     ts: 1_700_000_000_000 + seq,
     source: 'file-drop:orders',
     correlation_id: seq % 2 === 0 ? `po-${seq}` : null,
@@ -35,9 +35,9 @@ function record(seq: number, tag = 'first'): WireRecord {
   };
 }
 
-function batch(from: number, to: number, o: { stream?: string; epoch?: string; dropped_upto?: number; tag?: string } = {}): EventBatch {
+function batch(from: number, to: number, o: { stream?: string; epoch?: string; dropped_upto?: number; tag?: string; idPrefix?: string } = {}): EventBatch {
   const records: WireRecord[] = [];
-  for (let s = from; s <= to; s++) records.push(record(s, o.tag));
+  for (let s = from; s <= to; s++) records.push(record(s, o.tag, o.idPrefix));
   return {
     v: 1,
     site: SITE,
@@ -60,15 +60,19 @@ interface Stats {
   dropped_at_agents: number;
   new_epochs: number;
   store_errors: number;
-  rejected: { invalid_json: number; invalid_schema: number; topic_mismatch: number; bad_topic: number };
+  duplicate_ids: number;
+  rejected: Record<'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic' | 'unsupported_version' | 'invalid_presence' | 'invalid_health', number>;
 }
+
+/** What /api/events serves for a v1 record: v2's optional fields as null. */
+const served = (r: WireRecord) => ({ ...r, source_ts: null, key: null, txn: null });
 
 interface EventsResponse {
   site: string;
   agent: string;
   stream: string;
   epoch: string | null;
-  events: Array<{ seq: number; id: string; ts: number; source: string; correlation_id: string | null; data: unknown; received_at: number }>;
+  events: Array<{ seq: number; id: string; ts: number; source: string; correlation_id: string | null; source_ts: number | null; key: string | null; txn: string | null; data: unknown; received_at: number }>;
   next_after: number;
 }
 
@@ -264,7 +268,7 @@ describe('Relay', () => {
 
     const res = await events(relay);
     expect(res).toMatchObject({ site: SITE, agent: AGENT, stream: 'orders', epoch: EPOCH, next_after: 4 });
-    expect(res.events.map(({ received_at: _r, ...e }) => e)).toEqual([record(1), record(2), record(3), record(4)]);
+    expect(res.events.map(({ received_at: _r, ...e }) => e)).toEqual([record(1), record(2), record(3), record(4)].map(served));
     // The ack came after the commit: the store already has the records.
     expect(relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 }).events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
 
@@ -327,8 +331,9 @@ describe('Relay', () => {
     const EPOCH2 = 'epoch-22222222';
 
     expect(await agent.send(batch(1, 3, { tag: 'old' }))).toMatchObject({ status: 'ok', upto: 3 });
-    expect(await agent.send(batch(1, 2, { epoch: EPOCH2, tag: 'new' }))).toEqual({ v: 1, stream: 'orders', epoch: EPOCH2, upto: 2, status: 'ok' });
-    expect(await agent.send(batch(6, 7, { epoch: EPOCH2, dropped_upto: 5, tag: 'new' }))).toMatchObject({ status: 'ok', upto: 7 });
+    // Other records in the new epoch (the relay de-duplicates by id across epochs: same ids would not be stored).
+    expect(await agent.send(batch(1, 2, { epoch: EPOCH2, tag: 'new', idPrefix: 'new#' }))).toEqual({ v: 1, stream: 'orders', epoch: EPOCH2, upto: 2, status: 'ok' });
+    expect(await agent.send(batch(6, 7, { epoch: EPOCH2, dropped_upto: 5, tag: 'new', idPrefix: 'new#' }))).toMatchObject({ status: 'ok', upto: 7 });
 
     const current = await events(relay);
     expect(current.epoch).toBe(EPOCH2);
@@ -389,7 +394,7 @@ describe('Relay', () => {
     await agent.publishRaw(`erp-edge/v1/${SITE}/${AGENT}/events`, JSON.stringify(batch(1, 1)));
     await agent.publishRaw(`${ordersTopic}/extra`, JSON.stringify(batch(1, 1)));
 
-    const expected = { invalid_json: 3, invalid_schema: 7, topic_mismatch: 4, bad_topic: 2 };
+    const expected = { invalid_json: 3, invalid_schema: 7, topic_mismatch: 4, bad_topic: 2, unsupported_version: 0, invalid_presence: 0, invalid_health: 0 };
     const total = Object.values(expected).reduce((a, b) => a + b, 0);
     const s = await waitFor(
       `${total} rejected messages to be counted`,

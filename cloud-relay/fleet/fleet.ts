@@ -1,0 +1,212 @@
+import { LogThrottle } from '../../common/log-throttle.js';
+import type { Logger } from '../../common/logger.js';
+import { health as healthSchema, presence as presenceSchema, type Health, type Presence } from '../../common/wire-v2.js';
+import type { RelayMetrics } from '../metrics.js';
+import type { AgentRecord, RelayStore } from '../store/store.js';
+
+export interface FleetOptions {
+  store: RelayStore;
+  metrics: RelayMetrics;
+  log: Logger;
+  clock?: () => number;
+  /** Changes are written to the store at most this often (presence is retained at the broker anyway). */
+  flushIntervalMs?: number;
+}
+
+/** A row of GET /api/agents. */
+export interface AgentSummary {
+  site: string;
+  agent: string;
+  online: boolean | null;
+  boot: string | null;
+  agent_version: string | null;
+  wire: number[] | null;
+  last_seen: number;
+  health_at: number | null;
+  /** From the latest health: pending events over all streams, and the age of the oldest (agent clock: at - oldest). */
+  backlog: { pending: number; oldest_pending_age_ms: number | null } | null;
+}
+
+/** GET /api/agents/:site/:agent: the latest presence and health, whole. */
+export interface AgentDetail {
+  site: string;
+  agent: string;
+  online: boolean | null;
+  boot: string | null;
+  last_seen: number;
+  presence_at: number | null;
+  stale_wills: number;
+  presence: Presence | null;
+  health: Health | null;
+  health_at: number | null;
+}
+
+const LOG_INTERVAL_MS = 60_000;
+
+/**
+ * The latest presence (birth / will, with boot ids) and health of each agent, kept in memory and
+ * written to the store in the background. The full fleet view (history, stale detection,
+ * dashboard) is for later.
+ */
+export class FleetRegistry {
+  private readonly agents = new Map<string, AgentRecord>();
+  private readonly dirty = new Set<string>();
+  private readonly throttle = new LogThrottle(LOG_INTERVAL_MS);
+  private readonly clock: () => number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: FleetOptions) {
+    this.clock = o.clock ?? Date.now;
+    for (const r of o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.flush(), this.o.flushIntervalMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.flush();
+  }
+
+  /** Writes changed agents to the store; a failure is logged and retried at the next flush. */
+  flush(): void {
+    if (this.dirty.size === 0) return;
+    const rows = [...this.dirty].map((k) => this.agents.get(k)!);
+    try {
+      this.o.store.saveAgents(rows);
+      this.dirty.clear();
+    } catch (err) {
+      const t = this.throttle.take('flush');
+      if (t) this.o.log.error({ agents: rows.length, err: { message: (err as Error).message }, count: t.count }, 'could not save the fleet registry; will retry');
+    }
+  }
+
+  private row(site: string, agent: string, now: number): AgentRecord {
+    const k = keyOf(site, agent);
+    let r = this.agents.get(k);
+    if (!r) {
+      r = { site, agent, online: null, boot: null, birth: null, presence_at: null, last_seen: now, health: null, health_at: null, stale_wills: 0 };
+      this.agents.set(k, r);
+    }
+    this.dirty.add(k);
+    return r;
+  }
+
+  private invalid(kind: 'presence' | 'health', site: string, agent: string, detail: string): void {
+    this.o.metrics.rejected[kind === 'presence' ? 'invalid_presence' : 'invalid_health']++;
+    const t = this.throttle.take(`invalid:${kind}:${site}/${agent}`);
+    if (t) this.o.log.warn({ site, agent, kind, detail: detail.slice(0, 500), count: t.count, suppressed: t.suppressed }, `invalid ${kind} message ignored`);
+  }
+
+  /** A message on erp-edge/v2/{site}/{agent}/status: birth (online) or will / clean offline. */
+  onPresence(site: string, agent: string, payload: Buffer): void {
+    if (payload.length === 0) return; // a cleared retained status
+    const p = parse(payload, presenceSchema);
+    if (!p.ok) return this.invalid('presence', site, agent, p.detail);
+    this.o.metrics.presenceMessages++;
+    const msg = p.value;
+    const now = this.clock();
+    const k = keyOf(site, agent);
+    const known = this.agents.get(k);
+    const birth = known?.birth as Presence | null | undefined;
+    if (!msg.online && birth && birth.boot !== msg.boot) {
+      // A late will of a previous process: it must not mark the newer process offline.
+      this.o.metrics.staleWills++;
+      known!.stale_wills++;
+      this.dirty.add(k);
+      const t = this.throttle.take(`stale:${site}/${agent}`);
+      if (t) this.o.log.info({ site, agent, will_boot: msg.boot, birth_boot: birth.boot, count: t.count }, 'stale will ignored (its boot is not the latest birth)');
+      return;
+    }
+    const r = this.row(site, agent, now);
+    r.online = msg.online;
+    r.boot = msg.boot;
+    if (msg.online) r.birth = msg;
+    r.presence_at = now;
+    r.last_seen = now;
+    this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
+  }
+
+  /** A message on erp-edge/v2/{site}/{agent}/health. */
+  onHealth(site: string, agent: string, payload: Buffer): void {
+    const p = parse(payload, healthSchema);
+    if (!p.ok) return this.invalid('health', site, agent, p.detail);
+    this.o.metrics.healthMessages++;
+    const now = this.clock();
+    const r = this.row(site, agent, now);
+    r.health = p.value;
+    r.health_at = now;
+    r.last_seen = now;
+  }
+
+  list(): AgentSummary[] {
+    return [...this.agents.values()]
+      .sort((a, b) => (a.site === b.site ? cmp(a.agent, b.agent) : cmp(a.site, b.site)))
+      .map((r) => {
+        const birth = r.birth as Presence | null;
+        return {
+          site: r.site,
+          agent: r.agent,
+          online: r.online,
+          boot: r.boot,
+          agent_version: birth?.agent_version ?? null,
+          wire: birth?.wire ?? null,
+          last_seen: r.last_seen,
+          health_at: r.health_at,
+          backlog: backlogOf(r.health as Health | null),
+        };
+      });
+  }
+
+  get(site: string, agent: string): AgentDetail | undefined {
+    const r = this.agents.get(keyOf(site, agent));
+    if (!r) return undefined;
+    return {
+      site: r.site,
+      agent: r.agent,
+      online: r.online,
+      boot: r.boot,
+      last_seen: r.last_seen,
+      presence_at: r.presence_at,
+      stale_wills: r.stale_wills,
+      presence: r.birth as Presence | null,
+      health: r.health as Health | null,
+      health_at: r.health_at,
+    };
+  }
+}
+
+function keyOf(site: string, agent: string): string {
+  return `${site}/${agent}`;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function backlogOf(h: Health | null): AgentSummary['backlog'] {
+  if (!h) return null;
+  let pending = 0;
+  let oldest: number | null = null;
+  for (const s of h.streams) {
+    pending += s.pending;
+    if (s.oldest_pending_at !== null && (oldest === null || s.oldest_pending_at < oldest)) oldest = s.oldest_pending_at;
+  }
+  return { pending, oldest_pending_age_ms: oldest === null ? null : Math.max(0, h.at - oldest) };
+}
+
+function parse<T>(payload: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }): { ok: true; value: T } | { ok: false; detail: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString('utf8'));
+  } catch (err) {
+    return { ok: false, detail: `invalid JSON: ${(err as Error).message}` };
+  }
+  const r = schema.safeParse(json);
+  if (r.success) return { ok: true, value: r.data };
+  const i = r.error.issues[0];
+  return { ok: false, detail: i ? `${i.path.map(String).join('.') || '(root)'}: ${i.message}` : 'invalid' };
+}

@@ -1,0 +1,141 @@
+import { LogThrottle } from '../../common/log-throttle.js';
+import type { Logger } from '../../common/logger.js';
+import type { WireVersion } from '../../common/wire-v2.js';
+import type { RelayMetrics } from '../metrics.js';
+import type { RelayStore } from '../store/store.js';
+import { ackFor } from './acks.js';
+import { applyBatches, type BatchOutcome } from './apply.js';
+import { decodeEventBatch, type DecodedBatch, type EventsTopic, type MessageRejectReason } from './decode.js';
+
+export interface IngestOptions {
+  store: RelayStore;
+  metrics: RelayMetrics;
+  log: Logger;
+  /** `wire_versions`: batches of other versions are refused (unsupported_version), never acked. */
+  wireVersions: readonly WireVersion[];
+  /** `limits.max_record_bytes`. */
+  maxRecordBytes: number;
+  /** Publishes an ack (QoS 1). */
+  publish: (topic: string, payload: string) => void;
+}
+
+/** One line per minute and key for what can repeat per message (rejects, gaps, skips). */
+const LOG_INTERVAL_MS = 60_000;
+
+/**
+ * The one ingest path, for v1 and v2 alike: decode → validate → order / de-duplicate → store →
+ * ack. Batches that arrive together (one socket read often carries several) are applied in one
+ * store transaction, so they share one fsync (group commit); each is acked after that commit.
+ */
+export class Ingest {
+  private pending: DecodedBatch[] = [];
+  private closed = false;
+  private readonly accepted: ReadonlySet<number>;
+  private readonly throttle = new LogThrottle(LOG_INTERVAL_MS);
+
+  constructor(private readonly o: IngestOptions) {
+    this.accepted = new Set(o.wireVersions);
+  }
+
+  /** A message on an events topic (already parsed by the relay's router). */
+  onEvents(topic: EventsTopic, rawTopic: string, payload: Buffer): void {
+    if (!this.accepted.has(topic.version)) {
+      return this.reject('unsupported_version', rawTopic, `wire v${topic.version} is not in wire_versions [${[...this.accepted].join(', ')}]`);
+    }
+    const r = decodeEventBatch(topic, payload, { maxRecordBytes: this.o.maxRecordBytes });
+    if (!r.ok) return this.reject(r.reason, rawTopic, r.detail);
+    this.pending.push(r.batch);
+    if (this.pending.length === 1) setImmediate(() => this.flush());
+  }
+
+  /** A message refused whole: counted by reason, logged (throttled), not acked. */
+  reject(reason: MessageRejectReason, topic: string, detail: string): void {
+    this.o.metrics.rejected[reason]++;
+    const t = this.throttle.take(`reject:${reason}:${topic}`);
+    if (t) this.o.log.warn({ topic, reason, detail: detail.slice(0, 500), count: t.count, suppressed: t.suppressed }, 'rejected message');
+  }
+
+  /** After this, batches still waiting for their group commit are dropped unacked (their agents resend them). */
+  close(): void {
+    this.closed = true;
+    this.pending = [];
+  }
+
+  private flush(): void {
+    const batches = this.pending;
+    this.pending = [];
+    if (this.closed || batches.length === 0) return;
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = applyBatches(this.o.store, batches);
+    } catch (err) {
+      // Not acked: the agents resend after their ack timeout.
+      this.o.metrics.storeErrors += batches.length;
+      this.o.log.error({ batches: batches.length, err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'store failed; batches not acked');
+      return;
+    }
+    for (let i = 0; i < batches.length; i++) this.acknowledge(batches[i]!, outcomes[i]!);
+  }
+
+  private acknowledge(b: DecodedBatch, o: BatchOutcome): void {
+    this.count(b, o);
+    this.logOutcome(b, o);
+    const { topic, ack } = ackFor(b, o);
+    this.o.publish(topic, JSON.stringify(ack));
+  }
+
+  private count(b: DecodedBatch, o: BatchOutcome): void {
+    const m = this.o.metrics;
+    m.batches++;
+    if (b.version === 1) m.batchesByWire.v1++;
+    else m.batchesByWire.v2++;
+    m.recordsStored += o.stored;
+    m.duplicates += o.duplicates;
+    m.duplicateIds += o.duplicateIds;
+    m.conflicts += o.conflicts;
+    m.droppedAtAgents += o.skipped.dropped;
+    m.skipped.dropped += o.skipped.dropped;
+    m.skipped.dead_letter += o.skipped.dead_letter;
+    m.skipped.pruned += o.skipped.pruned;
+    m.skipped.other += o.skipped.other;
+    m.rejectedRecords.invalid_record += o.rejectedRecords.invalid_record;
+    m.rejectedRecords.record_too_large += o.rejectedRecords.record_too_large;
+    if (o.newEpoch) m.newEpochs++;
+    if (o.status === 'gap') m.gaps++;
+    else if (o.status === 'rejected') m.rejectedAcks++;
+    else if (o.status === 'conflict') m.conflictAcks++;
+  }
+
+  private logOutcome(b: DecodedBatch, o: BatchOutcome): void {
+    const log = this.o.log;
+    const where = { site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, wire: b.version };
+    const key = `${b.site}/${b.agent}/${b.stream}`;
+    if (o.newEpoch) {
+      log.warn({ ...where, previous: o.previousEpochs }, 'new outbox epoch for a known stream: the agent outbox was wiped or re-created; its sequence starts apart');
+    }
+    const skipped = o.skipped.dropped + o.skipped.dead_letter + o.skipped.pruned + o.skipped.other;
+    if (skipped > 0) {
+      const t = this.throttle.take(`skip:${key}`, skipped);
+      if (t) log.warn({ ...where, skipped: o.skipped, upto: o.upto, count: t.count, suppressed: t.suppressed }, 'agent skipped seqs (dropped, dead-lettered or pruned at the agent); moved past them');
+    }
+    if (o.status === 'gap') {
+      const t = this.throttle.take(`gap:${key}`);
+      if (t) log.info({ ...where, expected: o.upto + 1, got: o.gapAt, count: t.count, suppressed: t.suppressed }, 'gap: asking the agent to resend');
+    } else if (o.status === 'rejected') {
+      log.warn({ ...where, upto: o.upto, ranges: o.ranges?.slice(0, 20), ids: o.ids?.slice(0, 20), reason: o.reason }, 'records refused: rejected ack sent');
+    } else if (o.status === 'conflict') {
+      const t = this.throttle.take(`conflict:${key}:${b.epoch}`);
+      if (t) {
+        log.error(
+          { ...where, boot: b.boot, forked_from: o.forkedFrom, conflicts: o.conflicts, ranges: o.ranges?.slice(0, 20), count: t.count, suppressed: t.suppressed },
+          'epoch went back in time (seqs held with other record ids; VM snapshot or backup restore?): conflict ack sent, nothing stored',
+        );
+      }
+    } else if (o.conflicts > 0) {
+      log.error(
+        { ...where, conflicts: o.conflicts },
+        'resent seqs carry other records than those stored: the agent outbox was rolled back (snapshot or backup restore?); those records are not stored',
+      );
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Record ids seen within the de-duplication window, per stream key (site, agent, stream across
+ * epochs), in two generation tables (id_gen_0, id_gen_1; see migrations.ts).
+ *
+ * New ids go into the current generation; a lookup reads both. When the current generation is
+ * one window old, the older one is emptied and becomes current: pruning is one table clear per
+ * window, never a delete per row, and an id is remembered for at least one window (at most two).
+ *
+ * Cost: ids are remembered a chunk at a time: one multi-row INSERT OR IGNORE (skipping ids the
+ * previous generation holds) under a savepoint. When it inserted every id of the chunk (the
+ * common case: nothing seen before) that is all; when it inserted none, all were seen; otherwise
+ * it is rolled back to the savepoint and the chunk goes id by id (INSERT OR IGNORE, whose
+ * `changes` says whether the id is new, after a point lookup in the previous generation).
+ * Keys are (INTEGER, TEXT) in a WITHOUT ROWID B-tree: ids that sort near each other (file hash +
+ * row, name + counter) land in few pages; random ids (UUIDs) dirty a page each and cost ~10x.
+ */
+const CHUNK = 64;
+
+export class IdIndex {
+  private current: 0 | 1 = 0;
+  private startedAt = 0;
+  private previousEmpty = true;
+  private readonly insert: [Database.Statement<[number, string]>, Database.Statement<[number, string]>];
+  private readonly has: [Database.Statement<[number, string]>, Database.Statement<[number, string]>];
+  private readonly anyIn: [Database.Statement<[]>, Database.Statement<[]>];
+  private readonly clear: [Database.Statement<[]>, Database.Statement<[]>];
+  /** Per generation: CHUNK rows in one statement, plain (previous generation empty) or unless the other generation holds them. */
+  private readonly insertChunk: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
+  private readonly insertChunkUnlessPrevious: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
+  private readonly savepoint: { begin: Database.Statement<[]>; release: Database.Statement<[]>; rollback: Database.Statement<[]> };
+  private readonly getMeta: Database.Statement<[string], { value: string }>;
+  private readonly setMeta: Database.Statement<[string, string]>;
+
+  constructor(
+    private readonly db: Database.Database,
+    /** 0 turns de-duplication by id off. */
+    readonly windowMs: number,
+  ) {
+    const gen = (n: 0 | 1) => `id_gen_${n}`;
+    const both = <T>(f: (t: string) => T): [T, T] => [f(gen(0)), f(gen(1))];
+    this.insert = both((t) => db.prepare<[number, string]>(`INSERT OR IGNORE INTO ${t} (stream_key, id) VALUES (?, ?)`));
+    this.has = both((t) => db.prepare<[number, string]>(`SELECT 1 FROM ${t} WHERE stream_key = ? AND id = ?`).pluck());
+    this.anyIn = both((t) => db.prepare<[]>(`SELECT EXISTS (SELECT 1 FROM ${t})`).pluck());
+    this.clear = both((t) => db.prepare<[]>(`DELETE FROM ${t}`));
+    const rows = Array.from({ length: CHUNK }, () => '(?, ?)').join(', ');
+    this.insertChunk = both((t) => db.prepare<unknown[]>(`INSERT OR IGNORE INTO ${t} (stream_key, id) VALUES ${rows}`));
+    this.insertChunkUnlessPrevious = [
+      db.prepare<unknown[]>(
+        `INSERT OR IGNORE INTO ${gen(0)} (stream_key, id) SELECT v.column1, v.column2 FROM (VALUES ${rows}) AS v
+         WHERE NOT EXISTS (SELECT 1 FROM ${gen(1)} p WHERE p.stream_key = v.column1 AND p.id = v.column2)`,
+      ),
+      db.prepare<unknown[]>(
+        `INSERT OR IGNORE INTO ${gen(1)} (stream_key, id) SELECT v.column1, v.column2 FROM (VALUES ${rows}) AS v
+         WHERE NOT EXISTS (SELECT 1 FROM ${gen(0)} p WHERE p.stream_key = v.column1 AND p.id = v.column2)`,
+      ),
+    ];
+    this.savepoint = {
+      begin: db.prepare<[]>('SAVEPOINT id_chunk'),
+      release: db.prepare<[]>('RELEASE id_chunk'),
+      rollback: db.prepare<[]>('ROLLBACK TO id_chunk'),
+    };
+    this.getMeta = db.prepare<[string], { value: string }>('SELECT value FROM relay_meta WHERE key = ?');
+    this.setMeta = db.prepare<[string, string]>('INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+  }
+
+  get enabled(): boolean {
+    return this.windowMs > 0;
+  }
+
+  /** Reads the generation state (starting generation 0 at `now` in a new store); call once after migrations. */
+  open(now: number): void {
+    if (!this.reload()) {
+      this.current = 0;
+      this.startedAt = now;
+      this.previousEmpty = true;
+      this.db.transaction(() => this.saveState())();
+    }
+  }
+
+  /** Re-reads the state from the database, e.g. after a rolled-back transaction that had rotated. */
+  reload(): boolean {
+    const cur = this.getMeta.get('id_gen_current')?.value;
+    const started = this.getMeta.get('id_gen_started_at')?.value;
+    if (cur === undefined || started === undefined) return false;
+    this.current = cur === '1' ? 1 : 0;
+    this.startedAt = Number(started);
+    this.previousEmpty = !this.anyIn[this.previous]!.get();
+    return true;
+  }
+
+  private get previous(): 0 | 1 {
+    return this.current === 0 ? 1 : 0;
+  }
+
+  private saveState(): void {
+    this.setMeta.run('id_gen_current', String(this.current));
+    this.setMeta.run('id_gen_started_at', String(this.startedAt));
+  }
+
+  /**
+   * Inside a transaction, before any lookup: when the current generation is a window old, empties
+   * the previous one and makes it current. Returns whether it rotated.
+   */
+  rotateIfDue(now: number): boolean {
+    if (!this.enabled || now - this.startedAt < this.windowMs) return false;
+    const older = this.previous;
+    this.clear[older]!.run();
+    this.previousEmpty = !this.anyIn[this.current]!.get();
+    this.current = older;
+    this.startedAt = now;
+    this.saveState();
+    return true;
+  }
+
+  /** False when (key, id) was remembered within the window; otherwise remembers it. */
+  remember(key: number, id: string): boolean {
+    if (!this.enabled) return true;
+    if (!this.previousEmpty && this.has[this.previous]!.get(key, id) !== undefined) return false;
+    return this.insert[this.current]!.run(key, id).changes === 1;
+  }
+
+  /**
+   * remember() for each id in order, in a transaction: true where the id is new (now remembered),
+   * false where it was remembered within the window or earlier in the list.
+   */
+  rememberAll(key: number, ids: readonly string[]): boolean[] {
+    const out = new Array<boolean>(ids.length);
+    if (!this.enabled) return out.fill(true);
+    let i = 0;
+    for (; i + CHUNK <= ids.length; i += CHUNK) {
+      const all = this.tryChunk(key, ids, i);
+      if (all !== undefined) out.fill(all, i, i + CHUNK);
+      else for (let j = i; j < i + CHUNK; j++) out[j] = this.remember(key, ids[j]!);
+    }
+    for (; i < ids.length; i++) out[i] = this.remember(key, ids[i]!);
+    return out;
+  }
+
+  /** true: every id of the chunk was new (now remembered); false: none was; undefined: some were (nothing changed). */
+  private tryChunk(key: number, ids: readonly string[], from: number): boolean | undefined {
+    const args = new Array<unknown>(CHUNK * 2);
+    for (let j = 0; j < CHUNK; j++) {
+      args[2 * j] = key;
+      args[2 * j + 1] = ids[from + j];
+    }
+    const stmt = this.previousEmpty ? this.insertChunk[this.current] : this.insertChunkUnlessPrevious[this.current];
+    this.savepoint.begin.run();
+    const changes = stmt!.run(...args).changes;
+    if (changes === CHUNK || changes === 0) {
+      this.savepoint.release.run();
+      return changes === CHUNK;
+    }
+    this.savepoint.rollback.run();
+    this.savepoint.release.run();
+    return undefined;
+  }
+
+  /** State for tests and diagnostics. */
+  state(): { current: 0 | 1; startedAt: number; previousEmpty: boolean } {
+    return { current: this.current, startedAt: this.startedAt, previousEmpty: this.previousEmpty };
+  }
+}

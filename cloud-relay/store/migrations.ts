@@ -1,0 +1,96 @@
+import type Database from 'better-sqlite3';
+import { ErpEdgeError } from '../../common/errors.js';
+
+/**
+ * Versioned schema migrations of relay.db, tracked in SQLite's `user_version`.
+ * Append new steps; never edit a released one.
+ *
+ * Release 0.1 created its tables with CREATE ... IF NOT EXISTS and left user_version at 0, so
+ * migration 1 is that schema exactly, still idempotent: a 0.1 relay.db (version 0, tables present)
+ * runs it as a no-op and then takes the later steps in place.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: release 0.1
+  `
+  CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL, agent TEXT NOT NULL, stream TEXT NOT NULL, epoch TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    first_seen INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    UNIQUE (site, agent, stream, epoch)
+  );
+  -- One row per stored run of records (a segment): inserting a batch costs one row, not one per
+  -- record, which is most of the relay's per-event cost. Records are a JSON array.
+  CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    stream_id INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    records TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS segments_by_seq ON segments (stream_id, last_seq);
+  `,
+  // 2: wire v2 ingest: skip/duplicate/conflict/reject counts per stream, the fork point of an epoch
+  // that went back in time, and the record-id index (by stream key, across epochs).
+  `
+  ALTER TABLE streams ADD COLUMN forked_from INTEGER;
+  ALTER TABLE streams ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN skipped_other INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN duplicate_ids INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN rejected_records INTEGER NOT NULL DEFAULT 0;
+  -- (site, agent, stream) across epochs, as a small integer: the prefix of every id-index key.
+  CREATE TABLE stream_keys (
+    key INTEGER PRIMARY KEY,
+    site TEXT NOT NULL, agent TEXT NOT NULL, stream TEXT NOT NULL,
+    UNIQUE (site, agent, stream)
+  );
+  INSERT INTO stream_keys (site, agent, stream) SELECT DISTINCT site, agent, stream FROM streams ORDER BY site, agent, stream;
+  ALTER TABLE streams ADD COLUMN stream_key INTEGER;
+  UPDATE streams SET stream_key = (SELECT k.key FROM stream_keys k WHERE k.site = streams.site AND k.agent = streams.agent AND k.stream = streams.stream);
+  -- Record ids seen within dedupe.window, in two generations (see id-index.ts): lookups read both,
+  -- a rotation empties the older one, so pruning never deletes row by row.
+  CREATE TABLE id_gen_0 (stream_key INTEGER NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, id)) WITHOUT ROWID;
+  CREATE TABLE id_gen_1 (stream_key INTEGER NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, id)) WITHOUT ROWID;
+  CREATE TABLE relay_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  `,
+  // 3: fleet registry: the latest presence and health of each agent.
+  `
+  CREATE TABLE agents (
+    site TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    online INTEGER,
+    boot TEXT,
+    birth TEXT,
+    presence_at INTEGER,
+    last_seen INTEGER NOT NULL,
+    health TEXT,
+    health_at INTEGER,
+    stale_wills INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (site, agent)
+  );
+  `,
+];
+
+export const STORE_SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings relay.db to STORE_SCHEMA_VERSION, one transaction per step; refuses a newer file. */
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > STORE_SCHEMA_VERSION) {
+    throw new ErpEdgeError(
+      'ERP_STORE_SCHEMA',
+      `relay store schema version ${current} is newer than this relay supports (${STORE_SCHEMA_VERSION}); upgrade the relay`,
+      { current, supported: STORE_SCHEMA_VERSION },
+    );
+  }
+  for (let v = current; v < STORE_SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,245 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from '../../common/logger.js';
+import { IdIndex } from './id-index.js';
+import { migrate } from './migrations.js';
+import type { AgentRecord, EventQuery, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
+
+export interface SqliteStoreOptions {
+  path: string;
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long a stored record id is remembered for de-duplication; 0 turns it off. */
+  dedupeWindowMs: number;
+  /** The store's clock (received_at, id-index generations); injectable for tests. */
+  clock?: () => number;
+  log: Logger;
+}
+
+/** A record as kept in a segment's JSON: fields absent on the wire are absent here too. */
+interface SegmentRecord {
+  seq: number;
+  id: string;
+  ts: number;
+  source: string;
+  correlation_id?: string | null;
+  source_ts?: number | null;
+  key?: string | null;
+  txn?: string | null;
+  data?: unknown;
+}
+
+type StreamUpdateParams = Omit<StreamUpdate, 'forkedFrom'> & { forkedFrom: number | null; now: number; id: number };
+
+type StreamRowDb = Omit<StreamRow, 'current'> & { current: number };
+
+/** The relay's durable store in one SQLite file (WAL); see store.ts for the contract. */
+export class SqliteRelayStore implements RelayStore {
+  private readonly db: Database.Database;
+  private readonly ids: IdIndex;
+  private readonly clock: () => number;
+  private readonly log: Logger;
+  private readonly stmts;
+
+  constructor(opts: SqliteStoreOptions) {
+    const path = opts.path;
+    this.clock = opts.clock ?? Date.now;
+    this.log = opts.log;
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    this.db = db;
+    try {
+      db.pragma('busy_timeout = 5000');
+      // First: a file of a newer relay is refused before anything (journal mode included) changes it.
+      migrate(db);
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      this.ids = new IdIndex(db, opts.dedupeWindowMs);
+      this.ids.open(this.clock());
+    } catch (err) {
+      // A refused open (e.g. ERP_STORE_SCHEMA) must not leave the file handle open.
+      db.close();
+      throw err;
+    }
+    this.stmts = {
+      getStream: db.prepare<[string, string, string, string], { id: number; last_seq: number; forked_from: number | null; stream_key: number | null }>(
+        'SELECT id, last_seq, forked_from, stream_key FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
+      ),
+      otherEpochs: db.prepare<[string, string, string], string>('SELECT epoch FROM streams WHERE site = ? AND agent = ? AND stream = ? ORDER BY first_seen, id').pluck(),
+      getKey: db.prepare<[string, string, string], number>('SELECT key FROM stream_keys WHERE site = ? AND agent = ? AND stream = ?').pluck(),
+      insertKey: db.prepare<[string, string, string]>('INSERT INTO stream_keys (site, agent, stream) VALUES (?, ?, ?)'),
+      setKey: db.prepare<[number, number]>('UPDATE streams SET stream_key = ? WHERE id = ?'),
+      insertStream: db.prepare<[string, string, string, string, number, number, number]>(
+        'INSERT INTO streams (site, agent, stream, epoch, first_seen, last_at, stream_key) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      updateStream: db.prepare<[StreamUpdateParams]>(
+        `UPDATE streams SET last_seq = @last, dropped = dropped + @dropped, dead_lettered = dead_lettered + @deadLettered,
+           skipped_other = skipped_other + @skippedOther, duplicate_ids = duplicate_ids + @duplicateIds, conflicts = conflicts + @conflicts,
+           rejected_records = rejected_records + @rejectedRecords, forked_from = coalesce(min(forked_from, @forkedFrom), forked_from, @forkedFrom),
+           last_at = @now WHERE id = @id`,
+      ),
+      insertSegment: db.prepare<[number, number, number, number, string]>(
+        'INSERT INTO segments (stream_id, first_seq, last_seq, received_at, records) VALUES (?, ?, ?, ?, ?)',
+      ),
+      segmentsOver: db.prepare<[number, number], { first_seq: number; received_at: number; records: string }>(
+        'SELECT first_seq, received_at, records FROM segments WHERE stream_id = ? AND last_seq >= ? ORDER BY last_seq',
+      ),
+      listStreams: db.prepare<[], StreamRowDb>(
+        `SELECT s.site, s.agent, s.stream, s.epoch, s.last_seq, s.dropped, s.dead_lettered, s.skipped_other, s.duplicate_ids, s.conflicts,
+                s.rejected_records, s.forked_from, s.first_seen, s.last_at,
+                s.id = (SELECT c.id FROM streams c WHERE c.site = s.site AND c.agent = s.agent AND c.stream = s.stream
+                        ORDER BY c.first_seen DESC, c.id DESC LIMIT 1) AS current
+         FROM streams s ORDER BY s.site, s.agent, s.stream, s.first_seen, s.id`,
+      ),
+      currentEpoch: db.prepare<[string, string, string], string>(
+        'SELECT epoch FROM streams WHERE site = ? AND agent = ? AND stream = ? ORDER BY first_seen DESC, id DESC LIMIT 1',
+      ).pluck(),
+      streamId: db.prepare<[string, string, string, string], number>('SELECT id FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?').pluck(),
+      loadAgents: db.prepare<[], { site: string; agent: string; online: number | null; boot: string | null; birth: string | null; presence_at: number | null; last_seen: number; health: string | null; health_at: number | null; stale_wills: number }>(
+        'SELECT site, agent, online, boot, birth, presence_at, last_seen, health, health_at, stale_wills FROM agents ORDER BY site, agent',
+      ),
+      saveAgent: db.prepare<[string, string, number | null, string | null, string | null, number | null, number, string | null, number | null, number]>(
+        `INSERT INTO agents (site, agent, online, boot, birth, presence_at, last_seen, health, health_at, stale_wills) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (site, agent) DO UPDATE SET online = excluded.online, boot = excluded.boot, birth = excluded.birth,
+           presence_at = excluded.presence_at, last_seen = excluded.last_seen, health = excluded.health, health_at = excluded.health_at,
+           stale_wills = excluded.stale_wills`,
+      ),
+    };
+  }
+
+  transaction<T>(fn: (tx: StoreTx) => T): T {
+    const now = this.clock();
+    let rotated = false;
+    let result: T;
+    try {
+      result = this.db.transaction(() => {
+        rotated = this.ids.rotateIfDue(now);
+        return fn(this.txAt(now));
+      })();
+    } catch (err) {
+      // Rolled back: the generation state in memory may be ahead of the file.
+      this.ids.reload();
+      throw err;
+    }
+    if (rotated) this.log.info({ window_ms: this.ids.windowMs, state: this.ids.state() }, 'record-id index rotated: ids older than the de-duplication window forgotten');
+    return result;
+  }
+
+  private txAt(now: number): StoreTx {
+    return {
+      now,
+      openStream: (site, agent, stream, epoch) => this.openStream(site, agent, stream, epoch, now),
+      storedIds: (streamId, from, to) => this.storedIds(streamId, from, to),
+      rememberIds: (key, ids) => this.ids.rememberAll(key, ids),
+      insertSegment: (streamId, firstSeq, lastSeq, recordsJson) => {
+        this.stmts.insertSegment.run(streamId, firstSeq, lastSeq, now, recordsJson);
+      },
+      updateStream: (streamId, u) => this.updateStream(streamId, u, now),
+    };
+  }
+
+  private streamKey(site: string, agent: string, stream: string): number {
+    return this.stmts.getKey.get(site, agent, stream) ?? Number(this.stmts.insertKey.run(site, agent, stream).lastInsertRowid);
+  }
+
+  private openStream(site: string, agent: string, stream: string, epoch: string, now: number): StreamState {
+    const found = this.stmts.getStream.get(site, agent, stream, epoch);
+    if (found) {
+      let key = found.stream_key;
+      if (key === null) {
+        key = this.streamKey(site, agent, stream);
+        this.stmts.setKey.run(key, found.id);
+      }
+      return { id: found.id, key, last: found.last_seq, forkedFrom: found.forked_from, created: false, otherEpochs: [] };
+    }
+    const otherEpochs = this.stmts.otherEpochs.all(site, agent, stream);
+    const key = this.streamKey(site, agent, stream);
+    const id = Number(this.stmts.insertStream.run(site, agent, stream, epoch, now, now, key).lastInsertRowid);
+    return { id, key, last: 0, forkedFrom: null, created: true, otherEpochs };
+  }
+
+  private storedIds(streamId: number, from: number, to: number): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const seg of this.stmts.segmentsOver.iterate(streamId, from)) {
+      if (seg.first_seq > to) break;
+      for (const r of JSON.parse(seg.records) as SegmentRecord[]) {
+        if (r.seq >= from && r.seq <= to) out.set(r.seq, r.id);
+      }
+    }
+    return out;
+  }
+
+  private updateStream(streamId: number, u: StreamUpdate, now: number): void {
+    this.stmts.updateStream.run({ ...u, forkedFrom: u.forkedFrom ?? null, now, id: streamId });
+  }
+
+  listStreams(): StreamRow[] {
+    return this.stmts.listStreams.all().map((r) => ({ ...r, current: r.current === 1 }));
+  }
+
+  listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] } {
+    const epoch = q.epoch ?? this.stmts.currentEpoch.get(q.site, q.agent, q.stream);
+    if (!epoch) return { epoch: null, events: [] };
+    const id = this.stmts.streamId.get(q.site, q.agent, q.stream, epoch);
+    const events: StoredEvent[] = [];
+    if (id === undefined) return { epoch, events };
+    // Segments are read lazily (iterate) so a small page does not load the whole stream; segments
+    // may have holes (records recognised as duplicate ids are not stored).
+    for (const seg of this.stmts.segmentsOver.iterate(id, q.after + 1)) {
+      for (const r of JSON.parse(seg.records) as SegmentRecord[]) {
+        if (r.seq <= q.after) continue;
+        events.push({
+          seq: r.seq,
+          id: r.id,
+          ts: r.ts,
+          source: r.source,
+          correlation_id: r.correlation_id ?? null,
+          source_ts: r.source_ts ?? null,
+          key: r.key ?? null,
+          txn: r.txn ?? null,
+          data: r.data ?? null,
+          received_at: seg.received_at,
+        });
+        if (events.length >= q.limit) return { epoch, events };
+      }
+    }
+    return { epoch, events };
+  }
+
+  loadAgents(): AgentRecord[] {
+    return this.stmts.loadAgents.all().map((r) => ({
+      ...r,
+      online: r.online === null ? null : r.online === 1,
+      birth: r.birth === null ? null : (JSON.parse(r.birth) as unknown),
+      health: r.health === null ? null : (JSON.parse(r.health) as unknown),
+    }));
+  }
+
+  saveAgents(rows: readonly AgentRecord[]): void {
+    this.db.transaction(() => {
+      for (const r of rows) {
+        this.stmts.saveAgent.run(
+          r.site,
+          r.agent,
+          r.online === null ? null : r.online ? 1 : 0,
+          r.boot,
+          r.birth === null || r.birth === undefined ? null : JSON.stringify(r.birth),
+          r.presence_at,
+          r.last_seen,
+          r.health === null || r.health === undefined ? null : JSON.stringify(r.health),
+          r.health_at,
+          r.stale_wills,
+        );
+      }
+    })();
+  }
+
+  /** Id-index generation state (tests, diagnostics). */
+  idIndexState(): { current: 0 | 1; startedAt: number; previousEmpty: boolean } {
+    return this.ids.state();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * What the relay keeps, behind one interface: streams and their cursors, stored records (in
+ * segments), the record-id index used to de-duplicate, and the fleet registry. The SQLite store
+ * implements it today (sqlite-store.ts); a PostgreSQL store is planned behind the same interface.
+ *
+ * Ordering and de-duplication rules live in ingest/apply.ts, which drives a StoreTx inside one
+ * transaction per group commit; a store only persists and looks up.
+ */
+
+/** A stream epoch as ingest sees it at the start of a batch. */
+export interface StreamState {
+  /** Row of (site, agent, stream, epoch). */
+  id: number;
+  /** (site, agent, stream) across epochs: the prefix of the id index. */
+  key: number;
+  /** Highest seq held contiguously (stored, recognised as a duplicate id, or skipped). */
+  last: number;
+  /** First seq found held with another record id (v2 conflict); the epoch is refused from there. */
+  forkedFrom: number | null;
+  /** Created by this call; `otherEpochs` then lists the stream's earlier epochs. */
+  created: boolean;
+  otherEpochs: string[];
+}
+
+/** Counts added to a stream row, with its new cursor. */
+export interface StreamUpdate {
+  last: number;
+  dropped: number;
+  deadLettered: number;
+  skippedOther: number;
+  duplicateIds: number;
+  conflicts: number;
+  rejectedRecords: number;
+  /** Set when a conflict is found (kept at the lowest seq ever set). */
+  forkedFrom?: number;
+}
+
+/** Operations ingest needs inside one transaction. */
+export interface StoreTx {
+  /** Time of this transaction (the store's clock): received_at of what it stores. */
+  readonly now: number;
+  /** The epoch's row, created (cursor 0) when new. */
+  openStream(site: string, agent: string, stream: string, epoch: string): StreamState;
+  /** Record ids stored at seqs from..to (seqs skipped or not stored as duplicate ids are absent). */
+  storedIds(streamId: number, from: number, to: number): Map<number, string>;
+  /**
+   * Remembers record ids for a stream key, in order: true where the id is new (now remembered),
+   * false where it was remembered within the de-duplication window or earlier in the list
+   * (always true when de-duplication is off).
+   */
+  rememberIds(streamKey: number, ids: readonly string[]): boolean[];
+  /** One segment: a JSON array of records (each with its seq), in seq order, possibly with holes. */
+  insertSegment(streamId: number, firstSeq: number, lastSeq: number, recordsJson: string): void;
+  updateStream(streamId: number, u: StreamUpdate): void;
+}
+
+export interface StreamRow {
+  site: string;
+  agent: string;
+  stream: string;
+  epoch: string;
+  last_seq: number;
+  dropped: number;
+  dead_lettered: number;
+  skipped_other: number;
+  duplicate_ids: number;
+  conflicts: number;
+  rejected_records: number;
+  forked_from: number | null;
+  first_seen: number;
+  last_at: number;
+  current: boolean;
+}
+
+/** A stored record as the API serves it: every field present (null when absent). */
+export interface StoredEvent {
+  seq: number;
+  id: string;
+  ts: number;
+  source: string;
+  correlation_id: string | null;
+  source_ts: number | null;
+  key: string | null;
+  txn: string | null;
+  data: unknown;
+  received_at: number;
+}
+
+export interface EventQuery {
+  site: string;
+  agent: string;
+  stream: string;
+  epoch?: string;
+  after: number;
+  limit: number;
+}
+
+/** The fleet registry's row of one agent (fleet/fleet.ts decides what goes in). */
+export interface AgentRecord {
+  site: string;
+  agent: string;
+  /** Null until a presence message was seen. */
+  online: boolean | null;
+  boot: string | null;
+  /** The latest birth message, whole (validated). */
+  birth: unknown;
+  /** Relay time of the latest presence message applied. */
+  presence_at: number | null;
+  /** Relay time of the latest presence or health message. */
+  last_seen: number;
+  /** The latest health message, whole (validated). */
+  health: unknown;
+  /** Relay time it arrived. */
+  health_at: number | null;
+  stale_wills: number;
+}
+
+export interface RelayStore {
+  /** Runs `fn` in one transaction (one commit, one fsync); a throw rolls all of it back. */
+  transaction<T>(fn: (tx: StoreTx) => T): T;
+  listStreams(): StreamRow[];
+  /** Events of a stream in seq order; without `epoch`, the stream's current (newest) epoch. */
+  listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] };
+  loadAgents(): AgentRecord[];
+  saveAgents(rows: readonly AgentRecord[]): void;
+  close(): void;
+}

@@ -1,0 +1,57 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadRelayConfig, relayConfigSchema, resolveRelayConfig } from '../../cloud-relay/config.js';
+import { parseConfigText } from '../../common/config-file.js';
+import { isErpEdgeError } from '../../common/errors.js';
+
+const BASE = ['broker: embedded', 'store:', '  path: relay.db'];
+const parse = (lines: string[]) => parseConfigText([...BASE, ...lines, ''].join('\n'), 'relay.yaml', relayConfigSchema, {});
+
+function failure(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(isErpEdgeError(err, 'ERP_CONFIG_INVALID')).toBe(true);
+    return (err as Error).message;
+  }
+  throw new Error('expected ERP_CONFIG_INVALID');
+}
+
+describe('relay config', () => {
+  it('defaults: both wire versions, 1 MiB records, a 7-day de-duplication window', () => {
+    const cfg = parse([]);
+    expect(cfg.wire_versions).toEqual([1, 2]);
+    expect(cfg.limits.max_record_bytes).toBe(1024 * 1024);
+    expect(cfg.dedupe.window).toBe(7 * 86_400_000);
+  });
+
+  it('reads wire_versions, limits.max_record_bytes and dedupe.window in their units', () => {
+    const cfg = parse(['wire_versions: [2, 1]', 'limits:', '  max_record_bytes: 64KiB', 'dedupe:', '  window: 0']);
+    expect(cfg.wire_versions).toEqual([1, 2]);
+    expect(cfg.limits.max_record_bytes).toBe(65_536);
+    expect(cfg.dedupe.window).toBe(0);
+    expect(parse(['wire_versions: [1]', 'dedupe:', '  window: 36h']).dedupe.window).toBe(36 * 3_600_000);
+  });
+
+  it('refuses an empty, unknown or repeated wire version, with the line', () => {
+    expect(failure(() => parse(['wire_versions: []']))).toMatch(/relay\.yaml:4:\d+ wire_versions: list at least one wire version/);
+    expect(failure(() => parse(['wire_versions: [1, 3]']))).toMatch(/wire_versions\[1\]/);
+    expect(failure(() => parse(['wire_versions: [2, 2]']))).toMatch(/list each wire version once/);
+    expect(failure(() => parse(['dedupe:', '  window: soon']))).toMatch(/dedupe\.window/);
+    expect(failure(() => parse(['limits:', '  max_record_bytes: 0']))).toMatch(/limits\.max_record_bytes/);
+  });
+
+  it('resolveRelayConfig applies the same defaults to a config built in code and refuses a bad one', () => {
+    const cfg = resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' } });
+    expect(cfg).toMatchObject({ wire_versions: [1, 2], http: { port: 8470 }, dedupe: { window: 604_800_000 } });
+    // A resolved config resolves to itself (Relay.start may be given either).
+    expect(resolveRelayConfig(cfg)).toEqual(cfg);
+    expect(failure(() => resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, wire_versions: [] }))).toMatch(/wire_versions/);
+  });
+
+  it('the example config loads', () => {
+    const cfg = loadRelayConfig(resolve(import.meta.dirname, '../../config/relay.example.yaml'));
+    expect(cfg.wire_versions).toEqual([1, 2]);
+    expect(cfg.store.path).toMatch(/var\/relay\/relay\.db$/);
+  });
+});
