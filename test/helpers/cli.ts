@@ -20,6 +20,11 @@ export function runCli(bin: 'edge-agent' | 'cloud-relay', args: string[], env: N
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** runCli without blocking this process: needed when the agent it talks to runs inside the test. */
+export async function runCliAsync(bin: 'edge-agent' | 'cloud-relay', args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runCliFor(bin, args, 30_000, env);
+}
+
 /**
  * Runs a long-lived CLI until `until` holds for what it printed (or for `ms` at most), then stops it
  * with SIGTERM; returns all it printed.
