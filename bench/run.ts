@@ -1,9 +1,11 @@
 /**
- * `npm run bench [-- --quick] [--scenario NAME[,NAME]] [--repeats N] [--out FILE]`
+ * `npm run bench [-- --quick] [--scenario NAME[,NAME]] [--repeats N] [--out FILE] [--baseline GIT-REF]`
  *
  * Runs each scenario in fresh temp folders against Mosquitto processes it spawns on free
  * loopback ports, prints a table and writes bench/results/latest.json (validated by zod).
  * A scenario that cannot run says why and makes the exit code non-zero; no figure is invented.
+ * `--baseline REF` builds that revision beside this tree and the scenarios that support it
+ * (durable-e2e) measure both in the same run, alternating.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem, platform, release } from 'node:os';
@@ -18,7 +20,8 @@ import { backlogReplay } from './scenarios/backlog-replay.js';
 import { latency } from './scenarios/latency.js';
 import { footprint } from './scenarios/footprint.js';
 import { mosquittoBridge } from './scenarios/mosquitto-bridge.js';
-import { findBinary } from '../test/helpers/requirements.js';
+import { findBinary } from './lib/requirements.js';
+import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -59,6 +62,8 @@ export interface RunOptions {
   print?: (line: string) => void;
   /** The scenarios to choose from (tests pass their own). */
   available?: Scenario[];
+  /** A git revision to measure beside this tree (scenarios that support it). */
+  baseline?: string;
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; ok: boolean }> {
@@ -70,6 +75,8 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   const figures: Figure[] = [];
   const outcomes: BenchResults['scenarios'] = [];
   const started = new Date().toISOString();
+  const baseline = o.baseline ? prepareBaseline(o.baseline) : undefined;
+  if (baseline) print(`baseline ${baseline.ref} (${baseline.sha.slice(0, 12)}) built in ${dirname(dirname(baseline.dist.agent))}`);
   for (const s of selected) {
     const dir = mkdtempSync(join(tmpdir(), `erp-edge-bench-${s.name}-`));
     const params: Record<string, unknown> = { repeats: o.repeats };
@@ -90,6 +97,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
         raw.set(name, f);
       },
       recorded: (scenario, name) => figures.find((f) => f.scenario === scenario && f.name === name)?.values,
+      baseline,
     };
     print(`▶ ${s.name}: ${s.description}`);
     const t0 = performance.now();
@@ -110,6 +118,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     }
     outcomes.push({ name: s.name, status: error ? 'failed' : 'ok', error, seconds: (performance.now() - t0) / 1000, params, notes });
   }
+  baseline?.remove();
   const results = benchResults.parse({ version: 1, started_at: started, quick: o.quick, machine: machineInfo(), versions: versions(), agent_node_flags: [...AGENT_NODE_FLAGS], scenarios: outcomes, figures });
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, `${JSON.stringify(results, null, 2)}\n`);
@@ -143,6 +152,7 @@ async function main(): Promise<void> {
       repeats: { type: 'string' },
       scale: { type: 'string' },
       out: { type: 'string' },
+      baseline: { type: 'string' },
     },
   });
   const quick = values.quick ?? false;
@@ -152,6 +162,7 @@ async function main(): Promise<void> {
     repeats: values.repeats ? Number(values.repeats) : quick ? 1 : 3,
     scale: values.scale ? Number(values.scale) : 1,
     out: values.out ? resolve(values.out) : join(ROOT, 'bench', 'results', 'latest.json'),
+    baseline: values.baseline,
   });
   process.exit(ok ? 0 : 1);
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Baseline } from './lib/baseline.js';
 
 /** One measured quantity over repeated runs. */
 export const figure = z.object({
@@ -61,6 +62,8 @@ export interface ScenarioContext {
   param(key: string, value: unknown): void;
   /** Values already recorded in this run (scenario 2 needs scenario 1's figure for its ratio). */
   recorded(scenario: string, name: string): number[] | undefined;
+  /** `--baseline REF`: another revision, built, for scenarios that measure before and after in one run. */
+  baseline?: Baseline;
 }
 
 export interface Scenario {

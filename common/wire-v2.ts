@@ -48,7 +48,8 @@ export const captureRecord = z.object({
   txn: z.string().min(1).max(MAX_ID_LENGTH).nullable().optional(),
   /** Groups records of one origin (a file, a job run): a rule per collector kind. */
   correlation_id: z.string().max(MAX_ID_LENGTH).nullable().optional(),
-  data: z.unknown(),
+  /** Any JSON; null when there is none. Undefined would vanish from the JSON and the record be refused downstream. */
+  data: z.unknown().refine((v): boolean => v !== undefined, { message: 'required (null when the record has no data)' }),
 });
 export type CaptureRecord = z.infer<typeof captureRecord>;
 
@@ -92,24 +93,52 @@ const envelopeFields = {
 /**
  * The span of a batch is every seq from its first (record or skipped) to its last: each is either
  * a record or inside a skipped range, exactly once, in ascending order. A batch may carry only
- * skipped ranges (records dead-lettered at the tail of a stream).
+ * skipped ranges (records dead-lettered at the tail of a stream). Returns the first problem, or
+ * undefined. Seqs must already be positive integers.
  */
-function checkSpan(b: { skipped?: SkippedRange[] | undefined; records: { seq: number }[] }, ctx: z.RefinementCtx): void {
-  const items = [
-    ...(b.skipped ?? []).map((s, i) => ({ from: s.from, to: s.to, path: ['skipped', i] as (string | number)[] })),
-    ...b.records.map((r, i) => ({ from: r.seq, to: r.seq, path: ['records', i, 'seq'] as (string | number)[] })),
-  ].sort((a, b2) => a.from - b2.from);
-  if (items.length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['records'], message: 'a batch carries at least one record or skipped range' });
-    return;
-  }
-  for (let i = 1; i < items.length; i++) {
-    if (items[i]!.from !== items[i - 1]!.to + 1) {
-      ctx.addIssue({ code: 'custom', path: items[i]!.path, message: 'records and skipped ranges must cover consecutive seqs exactly once' });
-      return;
+export function spanIssue(
+  skipped: readonly { from: number; to: number }[],
+  records: readonly { seq: number }[],
+): { path: (string | number)[]; message: string } | undefined {
+  if (skipped.length === 0 && records.length === 0) return { path: ['records'], message: 'a batch carries at least one record or skipped range' };
+  const gap = (path: (string | number)[]) => ({ path, message: 'records and skipped ranges must cover consecutive seqs exactly once' });
+  // Agents send both in ascending order: one merge walk, no allocation. Anything else: sort and walk.
+  if (ascending(records, (r) => r.seq) && ascending(skipped, (k) => k.from)) {
+    let i = 0;
+    let j = 0;
+    let next: number | undefined;
+    while (i < skipped.length || j < records.length) {
+      const takeSkip = j >= records.length || (i < skipped.length && skipped[i]!.from < records[j]!.seq);
+      const from = takeSkip ? skipped[i]!.from : records[j]!.seq;
+      const to = takeSkip ? skipped[i]!.to : records[j]!.seq;
+      const path = takeSkip ? ['skipped', i] : ['records', j, 'seq'];
+      if (next !== undefined && from !== next) return gap(path);
+      next = to + 1;
+      if (takeSkip) i++;
+      else j++;
     }
+    return undefined;
   }
+  const items = [
+    ...skipped.map((k, i) => ({ from: k.from, to: k.to, path: ['skipped', i] as (string | number)[] })),
+    ...records.map((r, i) => ({ from: r.seq, to: r.seq, path: ['records', i, 'seq'] as (string | number)[] })),
+  ].sort((x, y) => x.from - y.from);
+  for (let i = 1; i < items.length; i++) if (items[i]!.from !== items[i - 1]!.to + 1) return gap(items[i]!.path);
+  return undefined;
 }
+
+function ascending<T>(xs: readonly T[], key: (x: T) => number): boolean {
+  for (let i = 1; i < xs.length; i++) if (key(xs[i]!) <= key(xs[i - 1]!)) return false;
+  return true;
+}
+
+function checkSpan(b: { skipped?: SkippedRange[] | undefined; records: { seq: number }[] }, ctx: z.RefinementCtx): void {
+  const issue = spanIssue(b.skipped ?? [], b.records);
+  if (issue) ctx.addIssue({ code: 'custom', ...issue });
+}
+
+/** The envelope's fields without its records (a relay checks the records' seqs and span itself, then each record). */
+export const eventBatchV2Header = z.object(envelopeFields);
 
 /** Records as the envelope sees them: only `seq` is checked, so the relay can name each invalid record. */
 const looseRecord = z.looseObject({ seq: seqNo });
@@ -280,20 +309,18 @@ export function parseAgentTopic(topic: string): { version: WireVersion; site: st
 /**
  * The JSON of a record without its seq: `"id":...,...,"data":...}`. The outbox stores records as
  * `{"seq":N,` + body, so a record is serialised once, at capture, and its seq can be spliced in
- * (or renumbered) without parsing it again. Absent optional fields are omitted, not null.
+ * (or renumbered) without parsing it again. Absent optional fields are omitted, not null. Built
+ * field by field (no intermediate object, no copy to drop a brace): this runs for every record
+ * captured; test/common/record-check.test.ts checks it equals JSON.stringify of the record.
+ * `source` and `ts` may be given apart (the capture writer stamps them on a collector's record).
  */
-export function encodeRecordBody(r: CaptureRecord): string {
-  const full = JSON.stringify({
-    id: r.id,
-    ts: r.ts,
-    source: r.source,
-    correlation_id: r.correlation_id ?? null,
-    source_ts: r.source_ts ?? undefined,
-    key: r.key ?? undefined,
-    txn: r.txn ?? undefined,
-    data: r.data,
-  });
-  return full.slice(1); // drop the leading "{"
+export function encodeRecordBody(r: CaptureRecord, source = r.source, ts = r.ts): string {
+  let s = `"id":${JSON.stringify(r.id)},"ts":${ts},"source":${JSON.stringify(source)},"correlation_id":${r.correlation_id == null ? 'null' : JSON.stringify(r.correlation_id)}`;
+  if (r.source_ts != null) s += `,"source_ts":${r.source_ts}`;
+  if (r.key != null) s += `,"key":${JSON.stringify(r.key)}`;
+  if (r.txn != null) s += `,"txn":${JSON.stringify(r.txn)}`;
+  const data = JSON.stringify(r.data) as string | undefined; // undefined for undefined, a function, a symbol: omitted
+  return data === undefined ? `${s}}` : `${s},"data":${data}}`;
 }
 
 export function recordLine(seq: number, body: string): string {

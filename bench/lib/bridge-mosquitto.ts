@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canConnect, waitFor } from '../../test/helpers/net.js';
+import { canConnect, waitFor } from './net.js';
 
 /** Live brokers of this process: killed with -9 if Node exits without stopping them. */
 const live = new Set<ChildProcess>();
@@ -20,7 +20,7 @@ function track(proc: ChildProcess): void {
 /**
  * A Mosquitto with a config of the caller's choosing (persistence, a bridge), on a fixed
  * loopback port, so it can be killed and restarted on the same port and persistence folder.
- * Modelled on test/helpers/mosquitto.ts, which only knows a non-persistent plain broker.
+ * Modelled on bench/lib/mosquitto.ts, which only knows a non-persistent plain broker.
  */
 export class BridgeMosquitto {
   private proc: ChildProcess | undefined;

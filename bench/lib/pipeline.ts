@@ -1,16 +1,17 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ScenarioUnavailable } from '../types.js';
+import type { Dist } from './baseline.js';
 import Database from 'better-sqlite3';
-import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from '../../test/helpers/pipeline.js';
-import { freePort, waitFor } from '../../test/helpers/net.js';
+import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from './processes.js';
+import { freePort, waitFor } from './net.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
 import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 /** Compiled entry points (`npm run build`): the agent is measured as it runs as a service, without tsx. */
-export const DIST = {
+export const DIST: Dist = {
   agent: join(ROOT, 'dist', 'agent', 'cli.js'),
   relay: join(ROOT, 'dist', 'cloud-relay', 'cli.js'),
 };
@@ -32,14 +33,14 @@ export interface BenchRelay {
 }
 
 /** The relay as its own process (its own core on a 2-core machine, as in a real deployment). */
-export async function startRelay(dir: string, brokerUrl: string, waitHttp = true): Promise<BenchRelay> {
+export async function startRelay(dir: string, brokerUrl: string, waitHttp = true, dist: Dist = DIST): Promise<BenchRelay> {
   mkdirSync(dir, { recursive: true });
   const httpPort = await freePort();
   const dbPath = join(dir, 'relay.db');
   const conf = join(dir, 'relay.yaml');
   writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl }));
-  assertBuilt();
-  const proc = new CliProcess('cloud-relay', conf, join(dir, 'relay.log'), DIST.relay);
+  if (dist === DIST) assertBuilt();
+  const proc = new CliProcess('cloud-relay', conf, join(dir, 'relay.log'), dist.relay);
   proc.start();
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   if (waitHttp) await waitForHttp(httpUrl);
@@ -81,9 +82,9 @@ ${collector}`;
   return path;
 }
 
-export function startAgent(dir: string, o: AgentOptions): CliProcess {
-  assertBuilt();
-  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), DIST.agent, AGENT_NODE_FLAGS);
+export function startAgent(dir: string, o: AgentOptions, dist: Dist = DIST): CliProcess {
+  if (dist === DIST) assertBuilt();
+  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS);
   proc.start();
   return proc;
 }

@@ -1,5 +1,5 @@
-import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
-import { freePort } from '../../test/helpers/net.js';
+import { MosquittoProcess } from '../lib/mosquitto.js';
+import { freePort } from '../lib/net.js';
 import { relayTimes, startAgent, startRelay, waitCaptured, waitStored, type AgentOptions } from '../lib/pipeline.js';
 import type { Scenario, ScenarioContext } from '../types.js';
 

@@ -1,4 +1,4 @@
-import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
+import { MosquittoProcess } from '../lib/mosquitto.js';
 import { sampleRecord } from '../lib/payload.js';
 import { publishQos1 } from '../lib/publish.js';
 import type { Scenario, ScenarioContext } from '../types.js';

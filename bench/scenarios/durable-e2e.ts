@@ -1,5 +1,6 @@
-import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
-import { relayTimes, startAgent, startRelay, waitStored } from '../lib/pipeline.js';
+import { MosquittoProcess } from '../lib/mosquitto.js';
+import { DIST, relayTimes, startAgent, startRelay, waitStored } from '../lib/pipeline.js';
+import type { Dist } from '../lib/baseline.js';
 import { sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';
 
@@ -11,31 +12,50 @@ export const durableE2e: Scenario = {
     const batch = 1_000;
     ctx.param('events', n);
     ctx.param('collector_batch', batch);
+    const base = ctx.baseline;
+    if (base) ctx.param('baseline', `${base.ref} (${base.sha.slice(0, 12)})`);
+    const now: number[] = [];
+    const before: number[] = [];
     for (let r = 0; r < ctx.repeats; r++) {
-      const dir = `${ctx.dir}/run-${r}`;
-      const broker = await MosquittoProcess.start(ctx.dir);
-      const relay = await startRelay(dir, broker.url);
-      const agent = startAgent(dir, { brokerUrl: broker.url, total: n, rate: 0, batch });
-      const rss = sampleRss(agent.pid!);
-      try {
-        await waitStored(relay, n, 600_000);
-        const t = relayTimes(relay.dbPath);
-        if (t.count !== n) throw new Error(`relay holds ${t.count} events, expected ${n}`);
-        const eps = n / ((t.lastReceived - t.firstTs) / 1000);
-        ctx.record('durable end-to-end throughput', 'events/s', eps, '>= 5x broker-baseline');
-        const base = ctx.recorded('broker-baseline', 'raw QoS 1, 1 record/message');
-        if (base) ctx.record('ratio to raw QoS 1 (1 record/message)', 'x', eps / median(base), '>= 5');
-        ctx.record('agent RSS under load (max)', 'MB', rss.stop().max / 2 ** 20, '< 80');
-      } finally {
-        rss.stop();
-        await agent.kill('SIGTERM');
-        await relay.proc.kill('SIGTERM');
-        await broker.stop();
+      // With a baseline, the two alternate (ABBA...), so drift on the machine falls on both alike.
+      const order = !base ? ['now'] : r % 2 === 0 ? ['now', 'baseline'] : ['baseline', 'now'];
+      for (const which of order) {
+        const dist = which === 'now' ? DIST : base!.dist;
+        const m = await measure(ctx, `${ctx.dir}/run-${r}-${which}`, n, batch, dist);
+        if (which === 'now') {
+          now.push(m.eps);
+          ctx.record('durable end-to-end throughput', 'events/s', m.eps, '>= 5x broker-baseline');
+          const raw = ctx.recorded('broker-baseline', 'raw QoS 1, 1 record/message');
+          if (raw) ctx.record('ratio to raw QoS 1 (1 record/message)', 'x', m.eps / median(raw), '>= 5');
+          ctx.record('agent RSS under load (max)', 'MB', m.rssMb, '< 80');
+        } else {
+          before.push(m.eps);
+          ctx.record(`durable end-to-end throughput, baseline ${base!.ref}`, 'events/s', m.eps);
+        }
       }
     }
+    if (base) ctx.record(`change against baseline ${base.ref} (medians)`, '%', (median(now) / median(before) - 1) * 100, '>= -5');
     if (!ctx.recorded('broker-baseline', 'raw QoS 1, 1 record/message')) ctx.note('ratio not computed: broker-baseline did not run in this invocation');
   },
 };
+
+async function measure(ctx: ScenarioContext, dir: string, n: number, batch: number, dist: Dist): Promise<{ eps: number; rssMb: number }> {
+  const broker = await MosquittoProcess.start(ctx.dir);
+  const relay = await startRelay(dir, broker.url, true, dist);
+  const agent = startAgent(dir, { brokerUrl: broker.url, total: n, rate: 0, batch }, dist);
+  const rss = sampleRss(agent.pid!);
+  try {
+    await waitStored(relay, n, 600_000);
+    const t = relayTimes(relay.dbPath);
+    if (t.count !== n) throw new Error(`relay holds ${t.count} events, expected ${n}`);
+    return { eps: n / ((t.lastReceived - t.firstTs) / 1000), rssMb: rss.stop().max / 2 ** 20 };
+  } finally {
+    rss.stop();
+    await agent.kill('SIGTERM');
+    await relay.proc.kill('SIGTERM');
+    await broker.stop();
+  }
+}
 
 export function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);

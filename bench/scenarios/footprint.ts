@@ -1,5 +1,5 @@
-import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
-import { freePort } from '../../test/helpers/net.js';
+import { MosquittoProcess } from '../lib/mosquitto.js';
+import { freePort } from '../lib/net.js';
 import { startAgent, startRelay, waitCaptured, waitStored, type AgentOptions } from '../lib/pipeline.js';
 import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';

@@ -1,4 +1,4 @@
-import { MosquittoProcess } from '../../test/helpers/mosquitto.js';
+import { MosquittoProcess } from '../lib/mosquitto.js';
 import { percentile, relayTimes, startAgent, startRelay, waitStored } from '../lib/pipeline.js';
 import type { Scenario, ScenarioContext } from '../types.js';
 

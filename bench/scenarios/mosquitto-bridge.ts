@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { BridgeMosquitto } from '../lib/bridge-mosquitto.js';
 import { sampleRecord } from '../lib/payload.js';
-import { freePort } from '../../test/helpers/net.js';
-import { findBinary, MOSQUITTO_INSTALL } from '../../test/helpers/requirements.js';
+import { freePort } from '../lib/net.js';
+import { findBinary, MOSQUITTO_INSTALL } from '../lib/requirements.js';
 import { ScenarioUnavailable, type Scenario, type ScenarioContext } from '../types.js';
 import { publishQos1, withTimeout } from '../lib/publish.js';
 

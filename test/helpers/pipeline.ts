@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { once } from 'node:events';
-import { waitFor } from './net.js';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+// The process launchers and relay helpers the bench shares live under bench/lib.
+export { CliProcess, relayLastSeq, relayYaml, waitForHttp } from '../../bench/lib/processes.js';
 
 export interface AgentYamlOptions {
   site?: string;
@@ -38,19 +36,6 @@ collectors:
     stable_time: 200ms
     batch_size: ${o.batchSize ?? 1000}
 `;
-}
-
-export function relayYaml(o: { dbPath: string; httpPort: number; brokerUrl?: string; embeddedPort?: number; extra?: string }): string {
-  const broker = o.brokerUrl ? `broker:\n  url: ${o.brokerUrl}` : `broker: embedded\nembedded_broker:\n  port: ${o.embeddedPort ?? 0}`;
-  return `id: relay-test
-log_level: ${process.env.ERP_EDGE_TEST_LOG ?? 'warn'}
-${broker}
-store:
-  path: ${o.dbPath}
-  synchronous: ${process.env.ERP_EDGE_RELAY_SYNC ?? "FULL"}
-http:
-  port: ${o.httpPort}
-${o.extra ?? ''}`;
 }
 
 /**
@@ -90,13 +75,6 @@ export async function fetchAllEvents(httpUrl: string, site: string, agent: strin
   }
 }
 
-/** The relay's count of stored events for a stream (from /api/streams, current epoch). */
-export async function relayLastSeq(httpUrl: string, stream = 'orders'): Promise<number> {
-  const res = await fetch(`${httpUrl}/api/streams`);
-  const body = (await res.json()) as { streams: { stream: string; last_seq: number; current: boolean }[] };
-  return body.streams.find((s) => s.stream === stream && s.current)?.last_seq ?? 0;
-}
-
 /**
  * Asserts the relay holds exactly rows n = 1..total of the drop: seqs 1..total with no gap, each
  * row once, and each file's rows in file order (files themselves may be taken in any order).
@@ -122,51 +100,3 @@ export function checkExact(events: RelayEvent[], total: number): string | undefi
   return undefined;
 }
 
-/** Runs `edge-agent` or `cloud-relay` as a child process (for kill -9 tests); output goes to a log file. */
-export class CliProcess {
-  private proc: ChildProcess | undefined;
-  /** `entry`: a compiled JS entry point instead of bin/<bin>.js (the benchmark runs dist/, as a service would). */
-  constructor(
-    private readonly bin: 'edge-agent' | 'cloud-relay',
-    private readonly configPath: string,
-    private readonly logPath: string,
-    private readonly entry?: string,
-    private readonly nodeArgs: readonly string[] = [],
-  ) {}
-
-  start(env: NodeJS.ProcessEnv = {}): void {
-    const log = createWriteStream(this.logPath, { flags: 'a' });
-    // ERP_EDGE_CHILD_NODE_ARGS: extra node flags for the child (e.g. --cpu-prof while profiling).
-    const extra = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const proc = spawn(process.execPath, [...this.nodeArgs, ...extra, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    proc.stdout?.pipe(log);
-    proc.stderr?.pipe(log);
-    this.proc = proc;
-  }
-
-  get pid(): number | undefined {
-    return this.proc?.pid;
-  }
-
-  get running(): boolean {
-    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const proc = this.proc;
-    this.proc = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = once(proc, 'exit');
-    proc.kill(signal);
-    await exited;
-  }
-}
-
-/** Waits until the relay's HTTP API answers (child relays take a moment to start). */
-export async function waitForHttp(url: string, timeoutMs = 20_000): Promise<void> {
-  await waitFor(`HTTP ${url}`, async () => (await fetch(`${url}/healthz`)).ok, timeoutMs, 100);
-}

@@ -84,8 +84,7 @@ export class SyntheticCollector implements Collector {
       const n = this.n + i;
       records.push({
         id: `${this.cfg.name}:${n}`,
-        ts: now,
-        source_ts: now,
+        ts: now, // no source_ts: a generated record's source time is its capture time
         data: { n, sku: `SKU-${(n * 7919) % 100_000}`, qty: n % 97, loc: `A-${n % 40}-${n % 12}`, order: `SO-${Math.floor(n / 10)}` },
       });
     }

@@ -1,0 +1,55 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ScenarioUnavailable } from '../types.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Compiled entry points of an agent and a relay: this tree's, or a baseline release's. */
+export interface Dist {
+  agent: string;
+  relay: string;
+}
+
+export interface Baseline {
+  /** As given (`--baseline REF`) and resolved. */
+  ref: string;
+  sha: string;
+  dist: Dist;
+  remove(): void;
+}
+
+function git(args: string[], cwd = ROOT): string {
+  const r = spawnSync('git', args, { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new ScenarioUnavailable(`git ${args.join(' ')} failed: ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout.trim();
+}
+
+/**
+ * Builds another revision of this repository (a git worktree in the temp folder, sharing this
+ * tree's node_modules) so that a scenario can measure it in the same run as this tree, runs
+ * interleaved: "before and after" on the same machine in the same minutes, not two runs days apart.
+ */
+export function prepareBaseline(ref: string): Baseline {
+  const sha = git(['rev-parse', '--verify', `${ref}^{commit}`]);
+  const dir = join(tmpdir(), `erp-edge-baseline-${sha.slice(0, 12)}`);
+  const dist = { agent: join(dir, 'dist', 'agent', 'cli.js'), relay: join(dir, 'dist', 'cloud-relay', 'cli.js') };
+  if (!existsSync(dist.agent) || !existsSync(dist.relay)) {
+    rmSync(dir, { recursive: true, force: true });
+    git(['worktree', 'prune']);
+    git(['worktree', 'add', '--detach', dir, sha]);
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+    const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, encoding: 'utf8' });
+    if (!existsSync(dist.agent)) throw new ScenarioUnavailable(`baseline ${ref} did not build: ${tsc.stdout}${tsc.stderr}`);
+  }
+  return {
+    ref,
+    sha,
+    dist,
+    remove: () => {
+      spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
