@@ -136,8 +136,9 @@ export class Relay {
       const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
       await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
     }
-    await this.client.endAsync();
+    // Ingest first: a group commit finishing after the client ended would publish its acks into a closed connection.
     this.ingest.close();
+    await this.client.endAsync();
     await this.http.close();
     this.fleet.stop();
     this.store.close();

@@ -122,12 +122,14 @@ export class FleetRegistry {
       return;
     }
     const r = this.row(site, agent, now);
+    // A clean stop's offline message and the broker's will can both arrive: say it once.
+    const changed = r.online !== msg.online || r.boot !== msg.boot;
     r.online = msg.online;
     r.boot = msg.boot;
     if (msg.online) r.birth = msg;
     r.presence_at = now;
     r.last_seen = now;
-    this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
+    if (changed) this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
   }
 
   /** A message on erp-edge/v2/{site}/{agent}/health. */
