@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import type { Baseline } from './lib/baseline.js';
 
 /** One measured quantity over repeated runs. */
 export const figure = z.object({
@@ -64,6 +63,21 @@ export interface ScenarioContext {
   recorded(scenario: string, name: string): number[] | undefined;
   /** `--baseline REF`: another revision, built, for scenarios that measure before and after in one run. */
   baseline?: Baseline;
+}
+
+/** Compiled entry points of an agent and a relay: this tree's, or a baseline release's. */
+export interface Dist {
+  agent: string;
+  relay: string;
+}
+
+/** Another revision of this repository, built beside this tree (bench/lib/baseline.ts). */
+export interface Baseline {
+  /** As given (`--baseline REF`) and resolved. */
+  ref: string;
+  sha: string;
+  dist: Dist;
+  remove(): void;
 }
 
 export interface Scenario {

@@ -2,23 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ScenarioUnavailable } from '../types.js';
+import { ScenarioUnavailable, type Baseline } from '../types.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-
-/** Compiled entry points of an agent and a relay: this tree's, or a baseline release's. */
-export interface Dist {
-  agent: string;
-  relay: string;
-}
-
-export interface Baseline {
-  /** As given (`--baseline REF`) and resolved. */
-  ref: string;
-  sha: string;
-  dist: Dist;
-  remove(): void;
-}
 
 function git(args: string[], cwd = ROOT): string {
   const r = spawnSync('git', args, { cwd, encoding: 'utf8' });

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ScenarioUnavailable } from '../types.js';
-import type { Dist } from './baseline.js';
+import type { Dist } from '../types.js';
 import Database from 'better-sqlite3';
 import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from './processes.js';
 import { freePort, waitFor } from './net.js';

@@ -1,6 +1,6 @@
 import { MosquittoProcess } from '../lib/mosquitto.js';
 import { DIST, relayTimes, startAgent, startRelay, waitStored } from '../lib/pipeline.js';
-import type { Dist } from '../lib/baseline.js';
+import type { Dist } from '../types.js';
 import { sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';
 
