@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../common/logger.js';
 import { describeError, fail, loadOrExit, runService } from '../common/cli.js';
 import { loadAgentConfig, outboxOptions, type LoadedAgentConfig } from './config.js';
-import { Outbox } from './outbox/outbox.js';
+import { existsSync } from 'node:fs';
+import { Outbox, readDeadLetters } from './outbox/outbox.js';
 import type { DeadLetter, DeadLetterQuery } from './outbox/dead-letter.js';
 import { discardDeadLetters, resendDeadLetters, type ResendResult } from './host/dead-letter-actions.js';
 import { controlRequest, controlSocketPath } from './state/control.js';
@@ -66,7 +67,9 @@ async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): P
   const socket = controlSocketPath(cfg.data_dir);
   if (action === 'list') {
     const qs = new URLSearchParams({ ...(values.stream ? { stream: values.stream } : {}), limit: values.limit ?? '1000' });
-    const rows = (await controlRequest<DeadLetter[]>(socket, 'GET', `/deadletters?${qs}`)) ?? withOutbox(cfg, (o) => o.deadLetters.list({ ...(values.stream ? { stream: values.stream } : {}), limit: Number(values.limit ?? 1000) }));
+    const offline = () =>
+      existsSync(cfg.outboxPath) ? readDeadLetters(cfg.outboxPath, { ...(values.stream ? { stream: values.stream } : {}), limit: Number(values.limit ?? 1000) }) : [];
+    const rows = (await controlRequest<DeadLetter[]>(socket, 'GET', `/deadletters?${qs}`)) ?? offline();
     process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : formatDeadLetters(rows, Date.now()));
     return;
   }

@@ -312,6 +312,7 @@ export function parseAgentTopic(topic: string): { version: WireVersion; site: st
  * (or renumbered) without parsing it again. Absent optional fields are omitted, not null. Built
  * field by field (no intermediate object, no copy to drop a brace): this runs for every record
  * captured; test/common/record-check.test.ts checks it equals JSON.stringify of the record.
+ * Throws when JSON cannot carry `data` (a BigInt, a cycle, or no JSON form at all).
  * `source` and `ts` may be given apart (the capture writer stamps them on a collector's record).
  */
 export function encodeRecordBody(r: CaptureRecord, source = r.source, ts = r.ts): string {
@@ -319,8 +320,10 @@ export function encodeRecordBody(r: CaptureRecord, source = r.source, ts = r.ts)
   if (r.source_ts != null) s += `,"source_ts":${r.source_ts}`;
   if (r.key != null) s += `,"key":${JSON.stringify(r.key)}`;
   if (r.txn != null) s += `,"txn":${JSON.stringify(r.txn)}`;
-  const data = JSON.stringify(r.data) as string | undefined; // undefined for undefined, a function, a symbol: omitted
-  return data === undefined ? `${s}}` : `${s},"data":${data}}`;
+  const data = JSON.stringify(r.data) as string | undefined;
+  // undefined, a function, a symbol: the record would reach the relay without data, and be refused.
+  if (data === undefined) throw new TypeError(`data (${typeof r.data}) has no JSON form`);
+  return `${s},"data":${data}}`;
 }
 
 export function recordLine(seq: number, body: string): string {

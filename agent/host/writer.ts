@@ -5,7 +5,7 @@ import { topicLevel } from '../../common/wire-v1.js';
 import { captureRecord, encodeRecordBody, type CaptureRecord } from '../../common/wire-v2.js';
 import { captureFieldsOk } from '../../common/record-check.js';
 import type { DeadLetterInput } from '../outbox/dead-letter.js';
-import type { EncodedRecord, Outbox } from '../outbox/outbox.js';
+import type { EncodedRecord, Outbox, RoomTicket } from '../outbox/outbox.js';
 
 /** A record as a collector hands it to its writer: the writer stamps `source` (and `ts` when absent). */
 export type CaptureInput = Omit<CaptureRecord, 'source' | 'ts'> & { ts?: number };
@@ -169,12 +169,15 @@ export class CaptureWriter {
     const bytes = records.reduce((n, r) => n + r.bytes, 0);
     let waitedSince: number | undefined;
     for (;;) {
-      if (!this.outbox.hasRoomFor(records.length, bytes)) {
-        waitedSince ??= Date.now();
-        await this.outbox.waitForRoom(records.length, bytes, signal);
-      }
+      let ticket: RoomTicket | undefined;
       try {
-        const r = this.outbox.appendEncoded(stream, records, cps, { deadLetters });
+        if (!this.outbox.hasRoomFor(stream, records.length, bytes)) {
+          waitedSince ??= Date.now();
+          ticket = await this.outbox.waitForRoom(stream, records.length, bytes, signal);
+        }
+        // A stopped (or abandoned) instance appends nothing more: its successor owns the checkpoints.
+        signal?.throwIfAborted();
+        const r = this.outbox.appendEncoded(stream, records, cps, { deadLetters, ticket });
         const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
         if (waitedSince !== undefined) {
           this.counters.waits++;
@@ -184,6 +187,8 @@ export class CaptureWriter {
       } catch (err) {
         if (!isErpEdgeError(err, 'ERP_OUTBOX_FULL')) throw err;
         waitedSince ??= Date.now();
+      } finally {
+        if (ticket) this.outbox.releaseRoom(ticket);
       }
     }
   }
@@ -251,21 +256,25 @@ function encodeBody(
   try {
     body = encodeRecordBody(record, source, ts);
   } catch {
-    // BigInt, a cycle, a throwing toJSON: data that JSON cannot carry (named by encodeCapture).
+    // BigInt, a cycle, a function: data that JSON cannot carry (named by encodeCapture).
     return undefined;
   }
   const bytes = Buffer.byteLength(body);
-  if (bytes > maxRecordBytes) {
+  // Measured as the relay will: with the seq the outbox puts in front (at most 24 bytes).
+  if (bytes + SEQ_PREFIX_MAX > maxRecordBytes) {
     const message = `record is ${bytes} bytes, over outbox.max_record_bytes (${maxRecordBytes})`;
     return { problem: { index, id: record.id, field: '(record)', message, code: 'ERP_RECORD_TOO_LARGE' }, payload: `{${body}` };
   }
   return { encoded: { ts, body, bytes } };
 }
 
+/** `{"seq":` + up to 16 digits + `,`: what the outbox adds to a record's body. */
+const SEQ_PREFIX_MAX = 24;
+
 function unserialisable(record: Record<string, unknown>, index: number, fallback: string): InvalidRecord {
   let message = fallback;
   try {
-    JSON.stringify(record.data);
+    if (JSON.stringify(record.data) === undefined) message = `a ${typeof record.data} has no JSON form`;
   } catch (err) {
     message = (err as Error).message;
   }

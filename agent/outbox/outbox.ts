@@ -9,7 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
 import { lineBytes, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
-import { DeadLetters, type DeadLetterInput } from './dead-letter.js';
+import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
 
@@ -92,7 +92,12 @@ export interface AppendOptions {
   deadLetters?: readonly DeadLetterInput[];
   /** Dead-letter rows re-appended by this append (resend): deleted in the same transaction. */
   consumeDeadLetters?: readonly number[];
+  /** The place in the queue of appends waiting for room (see waitForRoom), when the caller has one. */
+  ticket?: RoomTicket;
 }
+
+/** A place in the queue of appends waiting for room under `block` (opaque). */
+export type RoomTicket = Record<string, never>;
 
 interface ChunkRow {
   gid: number;
@@ -143,8 +148,8 @@ export class Outbox extends EventEmitter {
   private droppedTotal = 0;
   private full = false;
   private closed = false;
-  /** Appends waiting for room under `block`: while there are any, acked rows are pruned at once. */
-  private waiting = 0;
+  /** Appends waiting for room under `block`, in arrival order: while there are any, acked rows are pruned at once. */
+  private readonly queue: RoomTicket[] = [];
   private readonly stmts;
   private readonly dead: DeadLetters;
   private readonly dropLog = new LogThrottle(60_000);
@@ -268,7 +273,7 @@ export class Outbox extends EventEmitter {
     opts: AppendOptions = {},
   ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
-    if (records.length > 0 && !this.hasRoomFor(records.length, encodedBytes(records))) {
+    if (records.length > 0 && !this.hasRoomFor(stream, records.length, encodedBytes(records), opts.ticket)) {
       throw new ErpEdgeError(
         'ERP_OUTBOX_FULL',
         `no room in the outbox for ${records.length} records (${this.events} of ${this.maxEvents} events, ${this.bytes} of ${this.maxBytes} bytes): wait for room before appending`,
@@ -403,7 +408,7 @@ export class Outbox extends EventEmitter {
       return upto - s.acked_seq;
     });
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
-    if (newly > 0 && (this.full || this.waiting > 0)) this.afterCommit(() => this.pruneAcked(true));
+    if (newly > 0 && (this.full || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
     return newly;
   }
 
@@ -523,9 +528,16 @@ export class Outbox extends EventEmitter {
       }
       // Holes above `from` stay holes in the new epoch (declared to the relay as skipped, by reason);
       // a skipped range that straddles `from` keeps its part from `from` on.
-      this.db.prepare('UPDATE skips SET first_seq = ? WHERE stream = ? AND first_seq < ? AND last_seq >= ?').run(from, stream, from, from);
-      this.db.prepare('DELETE FROM skips WHERE stream = ? AND first_seq < ?').run(stream, from);
-      this.db.prepare('UPDATE skips SET first_seq = first_seq + ?, last_seq = last_seq + ? WHERE stream = ?').run(delta, delta, stream);
+      // Re-inserted, not updated in place: an UPDATE shifting the key down can collide with a row
+      // it has not moved yet, depending on the order SQLite visits them.
+      const skips = this.db.prepare('SELECT first_seq, last_seq, reason, at FROM skips WHERE stream = ? AND last_seq >= ? ORDER BY first_seq').all(stream, from) as {
+        first_seq: number;
+        last_seq: number;
+        reason: string;
+        at: number;
+      }[];
+      this.db.prepare('DELETE FROM skips WHERE stream = ?').run(stream);
+      for (const k of skips) this.stmts.insertSkip.run(stream, Math.max(k.first_seq, from) + delta, k.last_seq + delta, k.reason, k.at);
       this.db.prepare('DELETE FROM ack_log WHERE stream = ?').run(stream);
       this.db
         .prepare(
@@ -591,33 +603,64 @@ export class Outbox extends EventEmitter {
   }
 
   /**
-   * Whether `records` records of `bytes` bytes can be appended without going past a cap (always
-   * under drop_oldest, and when the outbox holds no record at all). Acked rows kept for the replay
-   * window give way first.
+   * Whether `records` records whose bodies are `bytes` bytes can be appended to `stream` now without
+   * going past a cap (always under drop_oldest, and when the outbox holds no record at all). Acked
+   * rows kept for the replay window give way first. While appends wait for room, they go first, in
+   * the order they came (`ticket`: the caller's place in that queue): a stream of small appends
+   * cannot starve a big one.
    */
-  hasRoomFor(records: number, bytes: number): boolean {
+  hasRoomFor(stream: string, records: number, bytes: number, ticket?: RoomTicket): boolean {
     if (this.policy !== 'block') return true;
-    const fits = () => this.events === 0 || (this.events + records <= this.maxEvents && this.bytes + bytes <= this.maxBytes);
+    if (this.queue.length > 0 && this.queue[0] !== ticket) return false;
+    const size = bytes + this.seqPrefixBytes(stream, records);
+    const fits = () => this.events === 0 || (this.events + records <= this.maxEvents && this.bytes + size <= this.maxBytes);
     if (fits()) return true;
     if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
     return fits();
   }
 
-  /** Resolves once `records` records of `bytes` bytes fit (at once if they do). The capture writer awaits this before appending. */
-  async waitForRoom(records: number, bytes: number, signal?: AbortSignal): Promise<void> {
-    this.waiting++;
+  /**
+   * Resolves once the append fits, with a ticket that keeps its place at the head of the queue:
+   * the caller appends with it (`appendEncoded(…, { ticket })`) in the same tick, then releases
+   * it, and the next in line looks.
+   */
+  async waitForRoom(stream: string, records: number, bytes: number, signal?: AbortSignal): Promise<RoomTicket> {
+    const ticket: RoomTicket = {};
+    this.queue.push(ticket);
     try {
-      while (!this.closed && !this.hasRoomFor(records, bytes)) {
+      while (!this.closed && !this.hasRoomFor(stream, records, bytes, ticket)) {
         await once(this, 'freed', { signal });
       }
-    } finally {
-      this.waiting--;
+      return ticket;
+    } catch (err) {
+      this.releaseRoom(ticket);
+      throw err;
     }
+  }
+
+  /** Gives up a place in the queue of appends waiting for room (after appending, or giving up). */
+  releaseRoom(ticket: RoomTicket): void {
+    const i = this.queue.indexOf(ticket);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    if (i === 0 && this.queue.length > 0) setImmediate(() => this.emit('freed'));
+  }
+
+  /** UTF-8 bytes of the `{"seq":N,` prefixes the next `records` records of a stream get. */
+  private seqPrefixBytes(stream: string, records: number): number {
+    const first = this.stmts.getStream.get(stream)?.next_seq ?? 1;
+    let n = 0;
+    for (let digits = String(first).length, seq = first; seq < first + records; digits++) {
+      const upto = Math.min(first + records, 10 ** digits);
+      n += (upto - seq) * (8 + digits);
+      seq = upto;
+    }
+    return n;
   }
 
   /** Appends now waiting for room (shown by status). */
   get waitingAppends(): number {
-    return this.waiting;
+    return this.queue.length;
   }
 
   droppedUpto(stream: string): number {
@@ -851,6 +894,16 @@ function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamSta
       deadLettered: s.dead_lettered ?? 0,
     };
   });
+}
+
+/** Dead-lettered records read from the file without opening it for writing (nor migrating it). */
+export function readDeadLetters(path: string, q: DeadLetterQuery): DeadLetter[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return hasDeadLetters(db) ? new DeadLetters(db).list(q) : [];
+  } finally {
+    db.close();
+  }
 }
 
 /** False for an outbox written by release 0.1 and not yet opened by a newer agent. */

@@ -40,28 +40,32 @@ export function isAgentRunning(path: string): Promise<boolean> {
   });
 }
 
-/** Listens on the control socket; refuses to start if another agent already answers there. */
+/**
+ * Listens on the control socket; refuses to start if another agent already answers there. Listens
+ * first and looks after: two agents started at the same moment cannot both pass a look-then-listen.
+ */
 export async function startControlServer(path: string, handler: ControlHandler, log: Logger): Promise<ControlServer> {
-  if (await isAgentRunning(path)) {
-    throw new ErpEdgeError('ERP_AGENT_RUNNING', `another edge-agent is already running with this data_dir (control socket ${path}); stop it first`, { socket: path });
-  }
-  // Left behind by a killed agent: nothing answers on it.
-  if (process.platform !== 'win32') {
-    mkdirSync(dirname(path), { recursive: true });
-    try {
-      unlinkSync(path);
-    } catch {
-      // not there
-    }
-  }
+  if (process.platform !== 'win32') mkdirSync(dirname(path), { recursive: true });
   const server: Server = createServer((req, res) => void serve(req, res, handler, log));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  try {
+    await listen();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    if (await isAgentRunning(path)) {
+      throw new ErpEdgeError('ERP_AGENT_RUNNING', `another edge-agent is already running with this data_dir (control socket ${path}); stop it first`, { socket: path });
+    }
+    // Left behind by a killed agent: nothing answers on it.
+    unlinkSync(path);
+    await listen();
+  }
   server.on('error', (err) => log.error({ err: { message: err.message } }, 'control socket error'));
   return {
     path,

@@ -18,6 +18,9 @@ export interface BatchPlan {
   droppedUpto?: number;
 }
 
+/** Far below the envelope's 10 000 (a hole can be classified into a few ranges). */
+export const MAX_SKIPPED_PER_BATCH = 1_000;
+
 export interface Envelope {
   site: string;
   agent: string;
@@ -38,17 +41,25 @@ export function planBatch(
   wire: WireVersion,
   relayCaughtUp: boolean,
 ): BatchPlan | undefined {
-  const rows = outbox.readPending(stream, after, limits.maxRecords, limits.maxBytes);
+  let rows = outbox.readPending(stream, after, limits.maxRecords, limits.maxBytes);
   if (wire === 1) return planV1(outbox, stream, after, rows, relayCaughtUp);
   const skipped: SkippedRange[] = [];
   let expected = after + 1;
-  for (const r of rows) {
-    if (r.seq > expected) skipped.push(...classifyHole(outbox, stream, expected, r.seq - 1));
+  let n = 0;
+  for (; n < rows.length; n++) {
+    const r = rows[n]!;
+    if (r.seq > expected) {
+      // The envelope takes at most 10 000 ranges: a batch ends early rather than exceed it.
+      if (skipped.length >= MAX_SKIPPED_PER_BATCH) break;
+      skipped.push(...classifyHole(outbox, stream, expected, r.seq - 1));
+    }
     expected = r.seq + 1;
   }
+  const truncated = n < rows.length;
+  if (truncated) rows = rows.slice(0, n);
   // Seqs after the last row that no record will ever fill (dead-lettered at the tail of the stream).
   const lastSeq = outbox.lastSeq(stream);
-  if (lastSeq >= expected && !outbox.hasRecordsAfter(stream, expected - 1)) skipped.push(...classifyHole(outbox, stream, expected, lastSeq));
+  if (!truncated && lastSeq >= expected && !outbox.hasRecordsAfter(stream, expected - 1)) skipped.push(...classifyHole(outbox, stream, expected, lastSeq));
   if (rows.length === 0 && skipped.length === 0) return undefined;
   const last = Math.max(rows.length ? rows[rows.length - 1]!.seq : 0, skipped.length ? skipped[skipped.length - 1]!.to : 0);
   return { first: after + 1, last, rows, skipped };

@@ -103,6 +103,8 @@ export class Forwarder {
   private ready = false;
   private timer: NodeJS.Timeout | undefined;
   private wire: WireVersion = 1;
+  /** False when the broker refused the v2 ack topic (an ACL written for v1): v1 it stays. */
+  private v2Allowed = true;
   private readonly stats = {
     batchesSent: 0,
     recordsSent: 0,
@@ -193,12 +195,22 @@ export class Forwarder {
   private async onConnect(client: MqttClient): Promise<void> {
     const { site, agent, outbox } = this.opts;
     try {
-      await client.subscribeAsync([ackTopicV1(site, agent), ackTopicV2(site, agent), RELAY_STATUS_TOPIC], { qos: 1 });
-      await this.opts.presence?.onConnect(client);
+      await client.subscribeAsync([ackTopicV1(site, agent), RELAY_STATUS_TOPIC], { qos: 1 });
     } catch (err) {
       this.log.error({ err: { message: (err as Error).message } }, 'could not subscribe to acks; will retry on reconnect');
       return;
     }
+    // v2 acks: a broker ACL that allows only the v1 topics must not stop v1 from working.
+    this.v2Allowed = await client.subscribeAsync(ackTopicV2(site, agent), { qos: 1 }).then(
+      () => true,
+      (err: Error) => {
+        this.log.warn({ err: { message: err.message } }, 'the broker refused the v2 ack topic: speaking wire v1 (check the broker ACL)');
+        return false;
+      },
+    );
+    if (!this.v2Allowed) this.wire = 1;
+    // Presence is not on the data path: a slow or refused birth must not hold up forwarding.
+    this.opts.presence?.onConnect(client).catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'could not publish presence'));
     if (client !== this.client) return;
     this.ready = true;
     this.errorLog.reset();
@@ -311,7 +323,7 @@ export class Forwarder {
     if (!parsed.success) return;
     this.relayOnline = parsed.data.online;
     if (parsed.data.online) {
-      const wire: WireVersion = parsed.data.wire?.includes(2) ? 2 : 1;
+      const wire: WireVersion = parsed.data.wire?.includes(2) && this.v2Allowed ? 2 : 1;
       if (wire !== this.wire) this.log.info({ relay: parsed.data.id, from: this.wire, to: wire }, 'wire version changed to what the relay accepts');
       this.wire = wire;
     }
@@ -347,6 +359,12 @@ export class Forwarder {
   /** Never act on seqs this process has not sent: a forged or stale ack must not delete anything. */
   private beyondSent(a: AckIn, s: StreamState, upto: number): boolean {
     if (upto <= s.maxSent) return false;
+    // The relay holds more than this outbox ever wrote (it was restored from an older copy and the
+    // relay compared what was resent): what was sent is held. Without this the backlog would be
+    // resent and ignored forever. A forged ack gains nothing by it it had not already.
+    if (a.status === ACK_STATUS.ok && a.version === 2 && upto > this.opts.outbox.lastSeq(a.stream) && s.maxSent > this.opts.outbox.ackedSeq(a.stream)) {
+      return false;
+    }
     this.stats.ignoredAcks++;
     const t = this.ackLog.take(`beyond:${a.stream}`);
     if (t) {
@@ -358,8 +376,9 @@ export class Forwarder {
     return true;
   }
 
-  private recordAck(a: AckIn, s: StreamState, upto: number): boolean {
-    if (this.beyondSent(a, s, upto)) return false;
+  private recordAck(a: AckIn, s: StreamState, ackUpto: number): boolean {
+    if (this.beyondSent(a, s, ackUpto)) return false;
+    const upto = Math.min(ackUpto, s.maxSent);
     try {
       const newly = this.opts.outbox.ack(a.stream, upto);
       this.stats.recordsAcked += newly;
@@ -370,6 +389,8 @@ export class Forwarder {
     }
     if (s.inflight.length > 0 && s.inflight[0]!.last <= upto) s.timeoutsInARow = 0;
     while (s.inflight.length > 0 && s.inflight[0]!.last <= upto) s.inflight.shift();
+    // A late ack past a rewind: what it covers needs no resending.
+    s.sentUpto = Math.max(s.sentUpto, upto);
     return true;
   }
 
@@ -413,7 +434,10 @@ export class Forwarder {
     try {
       moved = this.opts.outbox.deadLetterPending(a.stream, ranges);
     } catch (err) {
-      this.log.error({ stream: a.stream, err: { message: (err as Error).message } }, 'could not move rejected records to the dead-letter table; resending');
+      // Not now (a full disk?): the ack timeout resends, backing off, and the relay rejects again.
+      const t = this.errorLog.take(`deadletter:${a.stream}`);
+      if (t) this.log.error({ stream: a.stream, err: { message: (err as Error).message }, suppressed: t.suppressed }, 'could not move rejected records to the dead-letter table; retrying after the ack timeout');
+      return;
     }
     this.stats.deadLettered += moved;
     this.log.error(
@@ -426,8 +450,8 @@ export class Forwarder {
 
   /**
    * The relay holds other records under seqs this outbox reuses: it went back in time under the
-   * same epoch (VM snapshot, backup restore). Move the stream to a new epoch, renumbering what the
-   * relay does not hold; the relay's id de-duplication recognises anything captured twice.
+   * same epoch (VM snapshot, backup restore). Move the stream to a new epoch, renumbering what is
+   * not acked; the relay's id de-duplication recognises anything captured twice.
    */
   private onConflict(a: AckIn, s: StreamState): void {
     const ranges = this.sentUnacked(a, s);
@@ -435,7 +459,9 @@ export class Forwarder {
       this.stats.ignoredAcks++;
       return;
     }
-    const from = Math.min(...ranges.map((r) => r.from));
+    // Everything not acked moves to the new epoch, not only what the ack names: nothing the relay
+    // has not acknowledged is deleted, and its id de-duplication recognises what it already holds.
+    const from = this.opts.outbox.ackedSeq(a.stream) + 1;
     let epoch: string;
     try {
       epoch = this.opts.outbox.rebaseStream(a.stream, from);

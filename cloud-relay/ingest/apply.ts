@@ -93,40 +93,41 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   const recs = b.records;
   const span = spanOf(b);
 
-  // v2: an epoch that went back in time is refused from its fork point on, whatever the batch holds.
-  if (b.version === 2 && s.forkedFrom !== null && span.to >= s.forkedFrom) {
-    const from = Math.max(span.from, s.forkedFrom);
-    const concerned = recs.filter((r) => r.seq >= from);
-    return conflictOutcome(out, s.forkedFrom, [{ from, to: span.to }], concerned, `epoch ${b.epoch} is refused from seq ${s.forkedFrom}: it went back in time (seqs held with other record ids); continue the stream under a new epoch`);
-  }
-
-  // Resent records: those already held must be the same records (same ids) as stored.
+  // Resent records: those already held must be the same records (same ids) as held. A seq held
+  // without a record (skipped by the agent) must get none either: a valid record there is another
+  // lineage too. (An invalid or id-less record is a stale copy of one refused before: a duplicate.)
   let resentEnd = 0;
   while (resentEnd < recs.length && recs[resentEnd]!.seq <= last) resentEnd++;
+  const conflicting: DecodedRecord[] = [];
   if (resentEnd > 0) {
-    const storedIds = tx.storedIds(s.id, recs[0]!.seq, recs[resentEnd - 1]!.seq);
-    const conflicting: DecodedRecord[] = [];
+    const from = recs[0]!.seq;
+    const to = recs[resentEnd - 1]!.seq;
+    const heldIds = tx.storedIds(s.id, from, to);
+    const skipped = b.version === 2 ? tx.skippedRanges(s.id, from, to) : [];
     for (let i = 0; i < resentEnd; i++) {
       const r = recs[i]!;
-      const held = storedIds.get(r.seq);
-      // Unknown (skipped, or not stored as a duplicate id) or an id-less invalid record: a plain duplicate.
-      if (held !== undefined && r.id !== undefined && held !== r.id) conflicting.push(r);
-    }
-    if (conflicting.length > 0) {
-      out.conflicts = conflicting.length;
-      if (b.version === 2) {
-        const forkedFrom = conflicting[0]!.seq;
-        tx.updateStream(s.id, { last, dropped: 0, deadLettered: 0, skippedOther: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, forkedFrom });
-        return conflictOutcome(
-          out,
-          Math.min(forkedFrom, s.forkedFrom ?? forkedFrom),
-          toRanges(conflicting.map((r) => ({ seq: r.seq }))),
-          conflicting,
-          `${conflicting.length} seq(s) from ${forkedFrom} are held with other record ids: the agent outbox went back in time under epoch ${b.epoch}; nothing of the batch was stored; continue the stream under a new epoch`,
-        );
-      }
+      const held = heldIds.get(r.seq);
+      if (r.id === undefined || r.problem) continue;
+      if (held !== undefined ? held !== r.id : skipped.some((k) => k.from <= r.seq && r.seq <= k.to)) conflicting.push(r);
     }
   }
+
+  // v2: an epoch that went back in time is refused from its fork point on, whatever the batch holds
+  // there (copies sent before the agent saw the conflict); below it, resends are compared as ever.
+  if (b.version === 2 && (conflicting.length > 0 || (s.forkedFrom !== null && span.to >= s.forkedFrom))) {
+    const forkedFrom = Math.min(conflicting[0]?.seq ?? Number.POSITIVE_INFINITY, s.forkedFrom ?? Number.POSITIVE_INFINITY);
+    out.conflicts = conflicting.length;
+    if (forkedFrom !== s.forkedFrom || conflicting.length > 0) {
+      tx.updateStream(s.id, { last, dropped: 0, deadLettered: 0, skippedOther: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, forkedFrom });
+    }
+    const concerned = recs.filter((r) => r.seq >= forkedFrom);
+    const why =
+      conflicting.length > 0
+        ? `${conflicting.length} seq(s) from ${conflicting[0]!.seq} are held with other records: the agent outbox went back in time under epoch ${b.epoch}`
+        : `epoch ${b.epoch} is refused from seq ${forkedFrom}: it went back in time`;
+    return conflictOutcome(out, forkedFrom, [{ from: Math.max(span.from, forkedFrom), to: span.to }], concerned, `${why}; nothing of the batch was stored; continue the stream under a new epoch`);
+  }
+  out.conflicts = conflicting.length; // v1: counted, and skipped as duplicates (release 0.1 behaviour)
 
   // Records that follow the cursor, in order; whether each is stored or recognised by id is decided
   // after the walk (it does not change the walk: a recognised record holds its seq too).
@@ -147,6 +148,7 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
       }
       if (k.to > last) {
         countSkip(out.skipped, k.reason, k.to - last);
+        if (b.version === 2) tx.holdSkipped(s.id, last + 1, k.to, k.reason);
         last = k.to;
       }
       continue;
@@ -172,6 +174,12 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
 
   const segment = fresh.length > 0 ? notSeenBefore(tx, s.key, fresh) : fresh;
   out.duplicateIds = fresh.length - segment.length;
+  // A recognised record holds its seq without being stored: keep its id there, so that a resend at
+  // that seq is compared as for a stored one.
+  if (out.duplicateIds > 0) {
+    const stored = new Set(segment);
+    tx.holdIds(s.id, fresh.filter((r) => !stored.has(r)).map((r) => ({ seq: r.seq, id: r.id! })));
+  }
   if (segment.length > 0) tx.insertSegment(s.id, segment[0]!.seq, segment[segment.length - 1]!.seq, encodeSegment(segment));
   out.stored = segment.length;
   if (invalidAt >= 0) rejectedOutcome(out, recs, invalidAt);
@@ -192,14 +200,30 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   return out;
 }
 
-/** De-duplication by id: the records whose id was not stored before (ids over MAX_ID_LENGTH, v1 only, are not indexed). */
+/**
+ * De-duplication by id: the records not recognised. A record with a business key is recognised
+ * when its id is the one last stored for its key (an unchanged row exported again; a row that
+ * changes and changes back is stored again, so the latest version of a key is the source's); one
+ * without a key, when its id was stored before. Ids over MAX_ID_LENGTH (v1 only) are not indexed.
+ */
 function notSeenBefore(tx: StoreTx, key: number, fresh: DecodedRecord[]): DecodedRecord[] {
   const indexed = fresh.every((r) => r.id!.length <= MAX_ID_LENGTH) ? fresh : fresh.filter((r) => r.id!.length <= MAX_ID_LENGTH);
   if (indexed.length === 0) return fresh;
+  // Every id is remembered, in order (a record without a key is judged by this); a keyed record is
+  // judged by its key's latest id instead.
   const isNew = tx.rememberIds(
     key,
     indexed.map((r) => r.id!),
   );
+  const keyed: { i: number; key: string; id: string }[] = [];
+  for (let i = 0; i < indexed.length; i++) {
+    const k = (indexed[i]!.value as { key?: unknown }).key;
+    if (typeof k === 'string') keyed.push({ i, key: k, id: indexed[i]!.id! });
+  }
+  if (keyed.length > 0) {
+    const latest = tx.rememberLatest(key, keyed);
+    keyed.forEach((k, j) => (isNew[k.i] = latest[j]!));
+  }
   if (!isNew.includes(false)) return fresh;
   const seen = new Set<DecodedRecord>();
   for (let i = 0; i < indexed.length; i++) if (!isNew[i]) seen.add(indexed[i]!);

@@ -69,12 +69,30 @@ export class Ingest {
     try {
       outcomes = applyBatches(this.o.store, batches);
     } catch (err) {
-      // Not acked: the agents resend after their ack timeout.
-      this.o.metrics.storeErrors += batches.length;
-      this.o.log.error({ batches: batches.length, err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'store failed; batches not acked');
+      // One batch the store cannot take must not hold up the others of its group: each on its own.
+      if (batches.length > 1) for (const b of batches) this.applyAlone(b);
+      else this.storeFailed(batches, err);
       return;
     }
     for (let i = 0; i < batches.length; i++) this.acknowledge(batches[i]!, outcomes[i]!);
+  }
+
+  private applyAlone(b: DecodedBatch): void {
+    let outcome: BatchOutcome;
+    try {
+      outcome = applyBatches(this.o.store, [b])[0]!;
+    } catch (err) {
+      this.storeFailed([b], err);
+      return;
+    }
+    this.acknowledge(b, outcome);
+  }
+
+  /** Not acked: the agents resend after their ack timeout. */
+  private storeFailed(batches: readonly DecodedBatch[], err: unknown): void {
+    this.o.metrics.storeErrors += batches.length;
+    const streams = batches.map((b) => `${b.site}/${b.agent}/${b.stream}`);
+    this.o.log.error({ batches: batches.length, streams, err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'store failed; batches not acked');
   }
 
   private acknowledge(b: DecodedBatch, o: BatchOutcome): void {

@@ -2,7 +2,8 @@ import type Database from 'better-sqlite3';
 
 /**
  * Record ids seen within the de-duplication window, per stream key (site, agent, stream across
- * epochs), in two generation tables (id_gen_0, id_gen_1; see migrations.ts).
+ * epochs), in two generation tables (id_gen_0, id_gen_1; see migrations.ts); and, for records
+ * with a business key, the id last stored per key (key_gen_0, key_gen_1), rotated together.
  *
  * New ids go into the current generation; a lookup reads both. When the current generation is
  * one window old, the older one is emptied and becomes current: pruning is one table clear per
@@ -31,6 +32,9 @@ export class IdIndex {
   private readonly insertChunkUnlessPrevious: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
   private readonly savepoint: { begin: Database.Statement<[]>; release: Database.Statement<[]>; rollback: Database.Statement<[]> };
   private readonly getMeta: Database.Statement<[string], { value: string }>;
+  private readonly lastIdOf: [Database.Statement<[number, string], string>, Database.Statement<[number, string], string>];
+  private readonly setLastId: [Database.Statement<[number, string, string]>, Database.Statement<[number, string, string]>];
+  private readonly clearKeys: [Database.Statement<[]>, Database.Statement<[]>];
   private readonly setMeta: Database.Statement<[string, string]>;
 
   constructor(
@@ -62,6 +66,12 @@ export class IdIndex {
       rollback: db.prepare<[]>('ROLLBACK TO id_chunk'),
     };
     this.getMeta = db.prepare<[string], { value: string }>('SELECT value FROM relay_meta WHERE key = ?');
+    const keyGen = <T>(f: (t: string) => T): [T, T] => [f('key_gen_0'), f('key_gen_1')];
+    this.lastIdOf = keyGen((t) => db.prepare<[number, string], string>(`SELECT id FROM ${t} WHERE stream_key = ? AND key = ?`).pluck());
+    this.setLastId = keyGen((t) =>
+      db.prepare<[number, string, string]>(`INSERT INTO ${t} (stream_key, key, id) VALUES (?, ?, ?) ON CONFLICT (stream_key, key) DO UPDATE SET id = excluded.id`),
+    );
+    this.clearKeys = keyGen((t) => db.prepare<[]>(`DELETE FROM ${t}`));
     this.setMeta = db.prepare<[string, string]>('INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
   }
 
@@ -107,6 +117,12 @@ export class IdIndex {
     if (!this.enabled || now - this.startedAt < this.windowMs) return false;
     const older = this.previous;
     this.clear[older]!.run();
+    this.clearKeys[older]!.run();
+    // Two windows or more since the current one began (a quiet relay): it is stale as well.
+    if (now - this.startedAt >= 2 * this.windowMs) {
+      this.clear[this.current]!.run();
+      this.clearKeys[this.current]!.run();
+    }
     this.previousEmpty = !this.anyIn[this.current]!.get();
     this.current = older;
     this.startedAt = now;
@@ -114,11 +130,37 @@ export class IdIndex {
     return true;
   }
 
-  /** False when (key, id) was remembered within the window; otherwise remembers it. */
+  /**
+   * False when (key, id) was remembered within the window; otherwise remembers it. A hit in the
+   * previous generation is carried into the current one: an id seen again and again (a daily
+   * re-export) stays remembered for as long as it keeps coming, not one window from its first sight.
+   */
   remember(key: number, id: string): boolean {
     if (!this.enabled) return true;
-    if (!this.previousEmpty && this.has[this.previous]!.get(key, id) !== undefined) return false;
+    if (!this.previousEmpty && this.has[this.previous]!.get(key, id) !== undefined) {
+      this.insert[this.current]!.run(key, id);
+      return false;
+    }
     return this.insert[this.current]!.run(key, id).changes === 1;
+  }
+
+  /**
+   * For records with a business key, in order: true where the record's id is not the id last
+   * stored for its key (then it becomes it), false where it is (a re-export of an unchanged row).
+   */
+  rememberLatest(streamKey: number, records: readonly { key: string; id: string }[]): boolean[] {
+    if (!this.enabled) return records.map(() => true);
+    const latest = new Map<string, string | undefined>();
+    return records.map(({ key, id }) => {
+      if (!latest.has(key)) {
+        latest.set(key, this.lastIdOf[this.current]!.get(streamKey, key) ?? (this.previousEmpty ? undefined : this.lastIdOf[this.previous]!.get(streamKey, key)));
+      }
+      const last = latest.get(key);
+      // Seen again: carried into the current generation, like remember().
+      this.setLastId[this.current]!.run(streamKey, key, id);
+      latest.set(key, id);
+      return last !== id;
+    });
   }
 
   /**
@@ -149,6 +191,8 @@ export class IdIndex {
     this.savepoint.begin.run();
     const changes = stmt!.run(...args).changes;
     if (changes === CHUNK || changes === 0) {
+      // All seen before: those the previous generation held are carried into the current one.
+      if (changes === 0 && !this.previousEmpty) this.insertChunk[this.current]!.run(...args);
       this.savepoint.release.run();
       return changes === CHUNK;
     }

@@ -73,6 +73,28 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (site, agent)
   );
   `,
+  // 4: what a held seq without a stored record stood for, so a resend there can still be compared:
+  // the id of a record recognised as a duplicate (not stored), and the ranges skipped by the agent.
+  `
+  CREATE TABLE held_ids (
+    stream_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+  ) WITHOUT ROWID;
+  CREATE TABLE skipped_ranges (
+    stream_id INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (stream_id, first_seq)
+  ) WITHOUT ROWID;
+  -- Records with a business key: the id last stored per key, in the same two generations as the
+  -- id index. A keyed record is a duplicate when its id is its key's latest one (a row that changes
+  -- and changes back is stored again: the relay's latest version of a key is the source's).
+  CREATE TABLE key_gen_0 (stream_key INTEGER NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, key)) WITHOUT ROWID;
+  CREATE TABLE key_gen_1 (stream_key INTEGER NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, key)) WITHOUT ROWID;
+  `,
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;

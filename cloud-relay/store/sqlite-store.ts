@@ -78,6 +78,12 @@ export class SqliteRelayStore implements RelayStore {
            rejected_records = rejected_records + @rejectedRecords, forked_from = coalesce(min(forked_from, @forkedFrom), forked_from, @forkedFrom),
            last_at = @now WHERE id = @id`,
       ),
+      heldIds: db.prepare<[number, number, number], { seq: number; id: string }>('SELECT seq, id FROM held_ids WHERE stream_id = ? AND seq BETWEEN ? AND ?'),
+      holdId: db.prepare<[number, number, string]>('INSERT OR REPLACE INTO held_ids (stream_id, seq, id) VALUES (?, ?, ?)'),
+      skippedOver: db.prepare<[number, number, number], { from: number; to: number }>(
+        'SELECT first_seq AS "from", last_seq AS "to" FROM skipped_ranges WHERE stream_id = ? AND first_seq <= ? AND last_seq >= ? ORDER BY first_seq',
+      ),
+      holdSkipped: db.prepare<[number, number, number, string]>('INSERT OR REPLACE INTO skipped_ranges (stream_id, first_seq, last_seq, reason) VALUES (?, ?, ?, ?)'),
       insertSegment: db.prepare<[number, number, number, number, string]>(
         'INSERT INTO segments (stream_id, first_seq, last_seq, received_at, records) VALUES (?, ?, ?, ?, ?)',
       ),
@@ -130,7 +136,15 @@ export class SqliteRelayStore implements RelayStore {
       now,
       openStream: (site, agent, stream, epoch) => this.openStream(site, agent, stream, epoch, now),
       storedIds: (streamId, from, to) => this.storedIds(streamId, from, to),
+      skippedRanges: (streamId, from, to) => this.stmts.skippedOver.all(streamId, to, from),
+      holdIds: (streamId, held) => {
+        for (const h of held) this.stmts.holdId.run(streamId, h.seq, h.id);
+      },
+      holdSkipped: (streamId, from, to, reason) => {
+        this.stmts.holdSkipped.run(streamId, from, to, reason);
+      },
       rememberIds: (key, ids) => this.ids.rememberAll(key, ids),
+      rememberLatest: (key, records) => this.ids.rememberLatest(key, records),
       insertSegment: (streamId, firstSeq, lastSeq, recordsJson) => {
         this.stmts.insertSegment.run(streamId, firstSeq, lastSeq, now, recordsJson);
       },
@@ -160,6 +174,7 @@ export class SqliteRelayStore implements RelayStore {
 
   private storedIds(streamId: number, from: number, to: number): Map<number, string> {
     const out = new Map<number, string>();
+    for (const h of this.stmts.heldIds.iterate(streamId, from, to)) out.set(h.seq, h.id);
     for (const seg of this.stmts.segmentsOver.iterate(streamId, from)) {
       if (seg.first_seq > to) break;
       for (const r of JSON.parse(seg.records) as SegmentRecord[]) {

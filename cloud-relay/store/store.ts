@@ -41,14 +41,25 @@ export interface StoreTx {
   readonly now: number;
   /** The epoch's row, created (cursor 0) when new. */
   openStream(site: string, agent: string, stream: string, epoch: string): StreamState;
-  /** Record ids stored at seqs from..to (seqs skipped or not stored as duplicate ids are absent). */
+  /** Record ids held at seqs from..to: stored, or recognised as a duplicate id (skipped seqs are absent). */
   storedIds(streamId: number, from: number, to: number): Map<number, string>;
+  /** Seqs held as skipped, overlapping from..to. */
+  skippedRanges(streamId: number, from: number, to: number): { from: number; to: number }[];
+  /** Remembers the ids of records recognised as duplicates at their seqs (they are not stored). */
+  holdIds(streamId: number, held: readonly { seq: number; id: string }[]): void;
+  /** Remembers seqs skipped by the agent. */
+  holdSkipped(streamId: number, from: number, to: number, reason: string): void;
   /**
    * Remembers record ids for a stream key, in order: true where the id is new (now remembered),
    * false where it was remembered within the de-duplication window or earlier in the list
    * (always true when de-duplication is off).
    */
   rememberIds(streamKey: number, ids: readonly string[]): boolean[];
+  /**
+   * For records with a business key, in order: true where the id is not the one last stored for
+   * its key within the window (it becomes it), false where it is.
+   */
+  rememberLatest(streamKey: number, records: readonly { key: string; id: string }[]): boolean[];
   /** One segment: a JSON array of records (each with its seq), in seq order, possibly with holes. */
   insertSegment(streamId: number, firstSeq: number, lastSeq: number, recordsJson: string): void;
   updateStream(streamId: number, u: StreamUpdate): void;

@@ -19,8 +19,14 @@ import type { FileDropConfig } from './schema.js';
  */
 const TEMP_NAMES = ['*.tmp', '*.temp', '*.part', '*.partial', '*.filepart', '*.crdownload', '~*', '.*'];
 
-/** How often the ledger forgets hashes older than dedupe_window, and error/ is counted again. */
-const HOUSEKEEPING_MS = 3_600_000;
+/**
+ * How often the ledger forgets hashes older than dedupe_window, and error/ is counted again: hourly,
+ * or four times per window when the window is shorter, so a hash is forgotten at most a quarter of
+ * the window late.
+ */
+function housekeepingMs(dedupeWindowMs: number): number {
+  return Math.min(3_600_000, Math.max(250, Math.floor(dedupeWindowMs / 4)));
+}
 
 type FileState = 'claimed' | 'committed' | 'archived' | 'error';
 
@@ -111,7 +117,7 @@ export class FileDropCollector implements Collector {
     this.housekeepingTimer = setInterval(() => {
       this.forgetOldHashes();
       void this.countErrorFiles();
-    }, HOUSEKEEPING_MS);
+    }, housekeepingMs(this.cfg.dedupe_window));
     this.housekeepingTimer.unref();
     // Claimed before a stop or crash: finish them first, oldest claim first.
     for (const p of await claimedFiles(this.processingDir)) this.enqueue(p);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../common/logger.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
@@ -15,6 +16,8 @@ export function create(cfg: SyntheticConfig, ctx: CollectorContext): Collector {
 
 interface Progress {
   n: number;
+  /** Random per generator lineage: a wiped outbox starts a new run, so its ids are new records. */
+  run?: string;
 }
 
 export class SyntheticCollector implements Collector {
@@ -24,6 +27,7 @@ export class SyntheticCollector implements Collector {
   private readonly fail: (err: unknown) => void;
   private running: Promise<void> | undefined;
   private n: number;
+  private readonly run: string;
 
   constructor(
     private readonly cfg: SyntheticConfig,
@@ -33,7 +37,11 @@ export class SyntheticCollector implements Collector {
     this.log = ctx.logger;
     this.signal = ctx.signal;
     this.fail = (err) => ctx.fail(err);
-    this.n = this.writer.getCheckpoint<Progress>('progress')?.n ?? 0;
+    const progress = this.writer.getCheckpoint<Progress>('progress');
+    this.n = progress?.n ?? 0;
+    // Kept with the progress: an outbox restored from a copy repeats the same ids (the relay
+    // recognises them), a new outbox gets new ones.
+    this.run = progress?.run ?? randomUUID().slice(0, 8);
   }
 
   async start(): Promise<void> {
@@ -83,13 +91,13 @@ export class SyntheticCollector implements Collector {
     for (let i = 1; i <= size; i++) {
       const n = this.n + i;
       records.push({
-        id: `${this.cfg.name}:${n}`,
+        id: `${this.cfg.name}:${this.run}:${n}`,
         ts: now, // no source_ts: a generated record's source time is its capture time
         data: { n, sku: `SKU-${(n * 7919) % 100_000}`, qty: n % 97, loc: `A-${n % 40}-${n % 12}`, order: `SO-${Math.floor(n / 10)}` },
       });
     }
     const next = this.n + size;
-    const r = await this.writer.append(records, { key: 'progress', value: { n: next } });
+    const r = await this.writer.append(records, { key: 'progress', value: { n: next, run: this.run } satisfies Progress });
     this.n = next;
     return r.waitedMs > 0;
   }

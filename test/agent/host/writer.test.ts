@@ -392,6 +392,39 @@ describe('back-pressure under the block cap policy', () => {
     o.ack('orders', 2);
     expect(await h.writer.append([rec('r3')])).toMatchObject({ appended: 1, firstSeq: 3, waitedMs: 0 });
   });
+
+  it('a stopped instance appends nothing more, even when there is room', async () => {
+    const o = open();
+    const h = host(o);
+    h.abort.abort();
+    await expect(h.ctx.writer.append([rec('late')], { key: 'pos', value: 9 })).rejects.toMatchObject({ name: 'AbortError' });
+    expectNothingWritten(o);
+  });
+
+  it('serves appends waiting for room in the order they came: a stream of small appends cannot starve a big one', async () => {
+    const o = open({ capPolicy: 'block', maxEvents: 10, replayWindowMs: HOUR });
+    const big = host(o, 'files');
+    const small = host(o, 'scans');
+    await small.ctx.writer.append(Array.from({ length: 5 }, (_, i) => rec(`s${i}`)));
+    // 5 + 8 > 10: the big append waits; small ones coming after it queue behind it.
+    const order: string[] = [];
+    const bigDone = big.ctx.writer.append(Array.from({ length: 8 }, (_, i) => rec(`f${i}`))).then(() => order.push('big'));
+    await tick();
+    const smallDone = Promise.all([1, 2].map((k) => small.ctx.writer.append([rec(`late${k}`)]).then(() => order.push(`small${k}`))));
+    for (let i = 0; i < 5; i++) await tick();
+    expect(o.waitingAppends).toBe(3);
+    // Room for a small append but not for the big one: nobody passes the big one.
+    o.ack('scans', 2);
+    for (let i = 0; i < 5; i++) await tick();
+    expect(order).toEqual([]);
+    expect(o.usage().events).toBe(3);
+    // Room for the big one: it goes first, then the small ones (8 + 2 = 10).
+    o.ack('scans', 5);
+    await Promise.all([bigDone, smallDone]);
+    expect(order).toEqual(['big', 'small1', 'small2']);
+    expect(o.usage().events).toBe(10);
+    expect(o.waitingAppends).toBe(0);
+  });
 });
 
 async function waitForSettled(settled: string[], n: number): Promise<void> {

@@ -449,7 +449,7 @@ describe('cap policy block', () => {
     o.on('full', () => events.push('full'));
     o.on('space', () => events.push('space'));
 
-    await o.waitForRoom(3, 0); // room: resolves at once
+    o.releaseRoom(await o.waitForRoom('a', 3, 0)); // room: resolves at once
     o.append('a', recs('a', 1, 3));
     expect(o.isFull()).toBe(false);
     o.append('b', recs('b', 1, 2));
@@ -458,7 +458,10 @@ describe('cap policy block', () => {
     expect(events).toEqual(['full']);
 
     let resolved = false;
-    const waiting = o.waitForRoom(1, 0).then(() => (resolved = true));
+    const waiting = o.waitForRoom('a', 1, 0).then((t) => {
+      resolved = true;
+      return t;
+    });
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setTimeout(r, 20));
     expect(resolved).toBe(false);
@@ -480,7 +483,12 @@ describe('cap policy block', () => {
     expect(resolved).toBe(true);
     expect(events).toEqual(['full', 'space']);
     expect(o.isFull()).toBe(false);
-    o.append('a', [rec('a', 4)]);
+    // The waiter holds the head of the queue: it appends first, then lets the queue move on.
+    expect(errorCode(() => o.append('b', [rec('b', 9)]))).toBe('ERP_OUTBOX_FULL');
+    const ticket = await waiting;
+    const body = '"id":"a-4","ts":1,"source":"test:a","correlation_id":null,"data":4}';
+    o.appendEncoded('a', [{ ts: T0 + 4, body, bytes: Buffer.byteLength(body) }], [], { ticket });
+    o.releaseRoom(ticket);
     expect(seqs(o, 'a')).toEqual([3, 4]);
     expect(seqs(o, 'b')).toEqual([1, 2]);
     expect(o.usage()).toEqual({ ...fileUsage(), full: false });
@@ -504,9 +512,10 @@ describe('cap policy block', () => {
     o.append('a', [rec('a', 3)]);
     expect(o.usage().bytes).toBe(rowBytes * 3);
     expect(o.isFull()).toBe(true);
-    const waiting = o.waitForRoom(1, rowBytes);
+    // Body bytes (what the writer measures): the row less its `{"seq":N,` prefix.
+    const waiting = o.waitForRoom('a', 1, rowBytes - 9);
     o.ack('a', 1);
-    await waiting;
+    o.releaseRoom(await waiting);
     expect(o.isFull()).toBe(false);
     expect(o.usage().bytes).toBe(rowBytes * 2);
   });
@@ -515,10 +524,10 @@ describe('cap policy block', () => {
     const o = open({ maxEvents: 1, capPolicy: 'block' });
     o.append('a', [rec('a', 1)]);
     const ac = new AbortController();
-    const aborted = o.waitForRoom(1, 0, ac.signal);
+    const aborted = o.waitForRoom('a', 1, 0, ac.signal);
     ac.abort();
     await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
-    const released = o.waitForRoom(1, 0);
+    const released = o.waitForRoom('a', 1, 0).then(() => undefined);
     o.close();
     await expect(released).resolves.toBeUndefined();
   });
@@ -527,14 +536,14 @@ describe('cap policy block', () => {
     const o = open({ maxEvents: 5, capPolicy: 'block', replayWindowMs: HOUR });
     o.append('a', recs('a', 1, 4));
     expect(o.isFull()).toBe(false);
-    expect(o.hasRoomFor(2, 0)).toBe(false);
+    expect(o.hasRoomFor('a', 2, 0)).toBe(false);
     expect(errorCode(() => o.append('a', recs('a', 5, 6)))).toBe('ERP_OUTBOX_FULL');
     expect(o.usage().events).toBe(4);
     o.append('a', [rec('a', 5)]);
     expect(o.usage().events).toBe(5);
     // Acked rows kept for the replay window give way to an append that needs their room.
     o.ack('a', 5);
-    expect(o.hasRoomFor(5, 0)).toBe(true);
+    expect(o.hasRoomFor('a', 5, 0)).toBe(true);
     expect(o.usage().events).toBe(0);
     // Bigger than the whole cap: refused while anything else is held, taken into an empty outbox.
     expect(o.append('b', recs('b', 1, 8)).lastSeq).toBe(8);

@@ -211,26 +211,46 @@ describe('forwarder: wire version and acks', () => {
     expect(relay.batches[1]).toMatchObject({ seqs: [], skipped: [{ from: 2, to: 3, reason: 'dead_letter' }], first: 2, last: 3 });
   });
 
-  it('conflict: the stream moves to a new epoch and what the relay does not hold is renumbered from 1, in order', async () => {
+  it('conflict: the stream moves to a new epoch and everything not acked is renumbered from 1, in order (nothing the relay did not ack is deleted)', async () => {
     const { relay, outbox, forwarder } = await setup([1, 2], { maxInflight: 2 });
     outbox.append(STREAM, recs(1, 25));
     await waitFor('two batches', () => relay.batches.length === 2, 5_000);
     const old = outbox.streamEpoch(STREAM);
+    await relay.ack({ epoch: old, upto: 3, status: 'ok' });
+    await waitFor('acked 3', () => outbox.ackedSeq(STREAM) === 3, 5_000);
     // The relay holds 1..40 of this epoch; seqs 8..20 carried other ids.
     await relay.ack({ epoch: old, upto: 40, status: 'conflict', ranges: [{ from: 8, to: 20 }], ids: ['x8'], reason: 'other records' });
     await waitFor('sent in the new epoch', () => relay.batches.some((b) => b.epoch !== old), 5_000);
     const epoch = outbox.streamEpoch(STREAM);
     expect(epoch).not.toBe(old);
     const first = relay.batches.find((b) => b.epoch === epoch)!;
+    // From the first unacked record (4), not from the first one the ack names (8): the relay's id
+    // de-duplication recognises the ones it holds.
     expect(first.seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    expect(first.ids).toEqual(['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'r16', 'r17']);
+    expect(first.ids).toEqual(['r4', 'r5', 'r6', 'r7', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13']);
     expect(forwarder.getStats().rebases).toBe(1);
     // Acks of the old epoch are ignored from now on.
     await relay.ack({ epoch: old, upto: 25, status: 'ok' });
     await relay.ack({ epoch, upto: 10, status: 'ok' });
     await waitFor('acked in the new epoch', () => outbox.ackedSeq(STREAM) === 10, 5_000);
-    await waitFor('rest sent', () => relay.batches.some((b) => b.epoch === epoch && b.seqs.includes(18)), 5_000);
-    expect(outbox.lastSeq(STREAM)).toBe(18);
+    await waitFor('rest sent', () => relay.batches.some((b) => b.epoch === epoch && b.seqs.includes(22)), 5_000);
+    expect(outbox.lastSeq(STREAM)).toBe(22);
+  });
+
+  it('an ok from a relay that holds more than this outbox ever wrote (restored from an older copy) acknowledges what was sent', async () => {
+    const { relay, outbox } = await setup([1, 2]);
+    outbox.append(STREAM, recs(1, 5));
+    await waitFor('first batch', () => relay.batches.length === 1, 5_000);
+    const epoch = outbox.streamEpoch(STREAM);
+    // The relay compared the resent records with what it holds (same ids) and holds up to 1500.
+    await relay.ack({ epoch, upto: 1_500, status: 'ok' });
+    await waitFor('acked what was sent', () => outbox.ackedSeq(STREAM) === 5, 5_000);
+    // A forged ok within what this outbox wrote, but beyond what it sent, still does nothing.
+    outbox.append(STREAM, recs(6, 30));
+    await waitFor('next batch', () => relay.batches.length === 2, 5_000);
+    await relay.ack({ epoch, upto: 30, status: 'ok' });
+    await settle(relay);
+    expect(outbox.ackedSeq(STREAM)).toBe(5);
   });
 
   it('an ack status it does not know is logged once and never loops', async () => {

@@ -316,8 +316,9 @@ describe('ingest apply (ordering, skips, conflicts, rejects, id de-duplication) 
       const forked = batchV2(4, 7, { idPrefix: 'after-restore#' });
       const o = apply(store, forked);
       expect(o).toMatchObject({ status: 'conflict', upto: 5, stored: 0, conflicts: 2, forkedFrom: 4 });
-      expect(o.ranges).toEqual([{ from: 4, to: 5 }]);
-      expect(o.ids).toEqual(['after-restore#4', 'after-restore#5']);
+      // Refused from the first conflicting seq to the end of the batch.
+      expect(o.ranges).toEqual([{ from: 4, to: 7 }]);
+      expect(o.ids).toEqual(['after-restore#4', 'after-restore#5', 'after-restore#6', 'after-restore#7']);
       expect(events(store).seqs).toEqual([1, 2, 3, 4, 5]);
       expect(row(store)).toMatchObject({ last_seq: 5, forked_from: 4, conflicts: 2 });
 
@@ -338,24 +339,79 @@ describe('ingest apply (ordering, skips, conflicts, rejects, id de-duplication) 
       expect(events(store).events.map((e) => e.id)).toEqual(['after-restore#2', 'after-restore#3', 'after-restore#4']);
     });
 
-    it('treats a resent seq whose record was not stored (a duplicate id) as a plain duplicate, not a conflict', () => {
+    it('compares a resend at a seq held by a recognised id (not stored) with that id: another id there is a conflict', () => {
       const store = openStore();
       apply(store, batchV2(1, 3));
-      // Epoch B: seq 1 carries an id held in epoch A (not stored), seq 2 a new one.
+      // Epoch B: seq 1 carries an id held in epoch A (recognised, not stored), seq 2 a new one.
       const b = batchV2(1, 2, { epoch: EPOCH_B, idPrefix: 'b#' });
       b.records[0]!.id = 'orders.csv#1';
       expect(apply(store, b)).toMatchObject({ status: 'ok', upto: 2, stored: 1, duplicateIds: 1 });
-      // The resend carries another id at seq 1: the relay holds no id for it, so it cannot tell.
-      const resend = batchV2(1, 3, { epoch: EPOCH_B, idPrefix: 'b#' });
-      expect(apply(store, resend)).toMatchObject({ status: 'ok', upto: 3, stored: 1, duplicates: 2, conflicts: 0 });
+      // The same records again: plain duplicates.
+      const same = batchV2(1, 3, { epoch: EPOCH_B, idPrefix: 'b#' });
+      same.records[0]!.id = 'orders.csv#1';
+      expect(apply(store, same)).toMatchObject({ status: 'ok', upto: 3, stored: 1, duplicates: 2, conflicts: 0 });
       // Holes in segments: listing and conflict lookups still line seqs up with their records.
       expect(events(store, { epoch: EPOCH_B }).events.map((e) => [e.seq, e.id])).toEqual([
         [2, 'b#2'],
         [3, 'b#3'],
       ]);
       expect(events(store, { epoch: EPOCH_B, after: 2 }).seqs).toEqual([3]);
-      const conflicting = batchV2(2, 3, { epoch: EPOCH_B, idPrefix: 'other#' });
-      expect(apply(store, conflicting)).toMatchObject({ status: 'conflict', ranges: [{ from: 2, to: 3 }], forkedFrom: 2 });
+      // Another record at seq 1 (the outbox went back in time): the relay remembers what seq 1 held.
+      const restored = batchV2(1, 1, { epoch: EPOCH_B, idPrefix: 'restored#' });
+      expect(apply(store, restored)).toMatchObject({ status: 'conflict', forkedFrom: 1, ranges: [{ from: 1, to: 1 }], ids: ['restored#1'] });
+    });
+
+    it('a valid record at a seq the agent declared skipped is a conflict; a stale copy of a refused record there is a duplicate', () => {
+      const store = openStore();
+      apply(store, batchV2(1, 3));
+      expect(apply(store, skipOnlyV2([{ from: 4, to: 5, reason: 'dead_letter' }]))).toMatchObject({ status: 'ok', upto: 5 });
+      const stale = batchV2(4, 4);
+      stale.records[0]!.ts = null; // the record refused before, delivered again
+      expect(apply(store, stale)).toMatchObject({ status: 'ok', upto: 5, duplicates: 1, conflicts: 0 });
+      // A new record where the agent said none would ever be: another lineage (a restored outbox).
+      expect(apply(store, batchV2(4, 6, { idPrefix: 'new#' }))).toMatchObject({ status: 'conflict', upto: 5, stored: 0, forkedFrom: 4, ranges: [{ from: 4, to: 6 }] });
+      expect(events(store).seqs).toEqual([1, 2, 3]);
+    });
+
+    it('refuses a forked epoch from the fork point only, and still compares what is resent below it', () => {
+      const store = openStore();
+      apply(store, batchV2(1, 6));
+      expect(apply(store, batchV2(5, 7, { idPrefix: 'x#' }))).toMatchObject({ status: 'conflict', forkedFrom: 5 });
+      // The original records below the fork point, then in-flight ones above it: named from the fork point.
+      expect(apply(store, batchV2(3, 8))).toMatchObject({ status: 'conflict', forkedFrom: 5, ranges: [{ from: 5, to: 8 }] });
+      // Other records below the fork point too: the fork point moves down to the first of them.
+      expect(apply(store, batchV2(2, 3, { idPrefix: 'y#' }))).toMatchObject({ status: 'conflict', conflicts: 2, forkedFrom: 2, ranges: [{ from: 2, to: 3 }] });
+      expect(row(store)).toMatchObject({ forked_from: 2 });
+      expect(apply(store, batchV2(1, 1))).toMatchObject({ status: 'ok', duplicates: 1 });
+    });
+
+    it('recognises a keyed record by its key’s latest id: a row that changes and changes back is stored again', () => {
+      const store = openStore();
+      const keyed = (seq: number, version: string, epoch = EPOCH_A) => {
+        const b = batchV2(seq, seq, { epoch });
+        Object.assign(b.records[0]!, { id: `file-drop:orders/SO-1|1/${version}`, key: 'SO-1|1' });
+        return b;
+      };
+      expect(apply(store, keyed(1, 'A'))).toMatchObject({ stored: 1 });
+      expect(apply(store, keyed(2, 'A'))).toMatchObject({ stored: 0, duplicateIds: 1 }); // re-exported unchanged
+      expect(apply(store, keyed(3, 'B'))).toMatchObject({ stored: 1 }); // changed
+      expect(apply(store, keyed(4, 'A'))).toMatchObject({ stored: 1, duplicateIds: 0 }); // changed back: the latest is A again
+      expect(apply(store, keyed(5, 'A'))).toMatchObject({ stored: 0, duplicateIds: 1 });
+      // Across epochs too (a restored outbox capturing the row again).
+      expect(apply(store, keyed(1, 'A', EPOCH_B))).toMatchObject({ stored: 0, duplicateIds: 1 });
+      expect(events(store, { epoch: EPOCH_A }).events.map((e) => e.id.split('/').at(-1))).toEqual(['A', 'B', 'A']);
+    });
+
+    it('keeps an id seen again remembered: the window slides with each sighting', () => {
+      const store = openStore({ windowMs: DAY });
+      const t0 = now;
+      apply(store, batchV2(1, 1, { idPrefix: 'daily#' }));
+      now = t0 + DAY; // rotation: daily#1 now sits in the previous generation, and is seen again
+      expect(apply(store, batchV2(1, 1, { epoch: 'epoch-00000010', idPrefix: 'daily#' }))).toMatchObject({ stored: 0, duplicateIds: 1 });
+      now = t0 + 2 * DAY; // rotation: the generation it was first stored in is cleared
+      expect(apply(store, batchV2(1, 1, { epoch: 'epoch-00000011', idPrefix: 'daily#' }))).toMatchObject({ stored: 0, duplicateIds: 1 });
+      now = t0 + 4 * DAY; // not seen for two windows: forgotten
+      expect(apply(store, batchV2(1, 1, { epoch: 'epoch-00000012', idPrefix: 'daily#' }))).toMatchObject({ stored: 1, duplicateIds: 0 });
     });
 
     it('recognises a record id stored before, across epochs and inside one batch, and does not store it again', () => {
@@ -385,10 +441,11 @@ describe('ingest apply (ordering, skips, conflicts, rejects, id de-duplication) 
       expect(store.idIndexState()).toMatchObject({ current: 1, startedAt: t0 + DAY, previousEmpty: false });
       // A new id goes into the current generation.
       apply(store, batchV2(3, 3, { idPrefix: 'x#' }));
-      // Two windows on: the older generation (x#1, x#2) is forgotten, x#3 (stored one window ago) is not.
+      // Two windows on: the older generation is forgotten: x#2 with it; x#1 was seen again one window
+      // ago (carried into the newer generation) and x#3 stored then, so both are still known.
       now = t0 + 2 * DAY;
       const again = batchV2(1, 3, { epoch: 'epoch-00000003', idPrefix: 'x#' });
-      expect(apply(store, again)).toMatchObject({ status: 'ok', upto: 3, stored: 2, duplicateIds: 1 });
+      expect(apply(store, again)).toMatchObject({ status: 'ok', upto: 3, stored: 1, duplicateIds: 2 });
       expect(store.idIndexState()).toMatchObject({ current: 0, startedAt: t0 + 2 * DAY });
       // The rotation state survives a reopen.
       store.close();

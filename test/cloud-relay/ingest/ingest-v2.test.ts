@@ -141,9 +141,9 @@ describe('relay ingest over MQTT: wire v1 and v2 at once', () => {
       epoch: EPOCH_A,
       upto: 5,
       status: 'conflict',
-      ranges: [{ from: 4, to: 5 }],
-      ids: ['restored#4', 'restored#5'],
-      reason: expect.stringMatching(/held with other record ids/),
+      ranges: [{ from: 4, to: 7 }],
+      ids: ['restored#4', 'restored#5', 'restored#6', 'restored#7'],
+      reason: expect.stringMatching(/held with other records/),
     });
     // In flight before the agent saw the conflict: refused the same way.
     expect(await agent.sendV2(batchV2(8, 9, { idPrefix: 'restored#' }))).toMatchObject({ status: 'conflict', upto: 5, ranges: [{ from: 8, to: 9 }] });

@@ -5,7 +5,11 @@ import { migrate } from '../../../cloud-relay/store/migrations.js';
 
 const WINDOW = 1_000;
 
-/** What the index must answer: each id new unless remembered in the current or the previous generation. */
+/**
+ * What the index must answer: each id new unless remembered in the current or the previous
+ * generation; an id seen again is carried into the current one (the window slides with each
+ * sighting); two windows without a rotation forget both.
+ */
 class Model {
   current = new Set<string>();
   previous = new Set<string>();
@@ -15,15 +19,15 @@ class Model {
   }
   rotateIfDue(now: number): void {
     if (now - this.startedAt < WINDOW) return;
-    this.previous = this.current;
+    this.previous = now - this.startedAt >= 2 * WINDOW ? new Set() : this.current;
     this.current = new Set();
     this.startedAt = now;
   }
   remember(key: number, id: string): boolean {
     const k = `${key}\u0000${id}`;
-    if (this.previous.has(k) || this.current.has(k)) return false;
+    const seen = this.previous.has(k) || this.current.has(k);
     this.current.add(k);
-    return true;
+    return !seen;
   }
 }
 

@@ -351,6 +351,24 @@ describe('file-drop collector', () => {
     expect(c.stats().counters).toMatchObject({ files_ingested: 0, files_duplicate: 1, records: 0 });
   });
 
+  it('forgets a hash once dedupe_window has passed while it runs (not only at start-up): the same content is ingested again', async () => {
+    const content = csv(3);
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { dedupe_window: '1s' });
+    fs.writeFileSync(path.join(drop, 'week1.csv'), content);
+    await waitArchived(outbox, content);
+    // Within the window the same content is a duplicate...
+    fs.writeFileSync(path.join(drop, 'week1-copy.csv'), content);
+    await waitFor('duplicate rejected', () => errorFiles().includes('week1-copy.csv.reason.txt'), 15_000);
+    // ...and once the window has passed (the running collector's housekeeping forgets it) it is new.
+    await waitFor('hash forgotten', () => ledger(outbox, content) === undefined, 15_000);
+    fs.writeFileSync(path.join(drop, 'week2.csv'), content);
+    await waitArchived(outbox, content);
+    await c.idle();
+    expect(records(outbox)).toHaveLength(6);
+    expect(c.stats().counters).toMatchObject({ files_ingested: 2, files_duplicate: 1 });
+  });
+
   it('resumes a file claimed before a crash from its committed row count', async () => {
     const N = 10;
     const K = 4;
