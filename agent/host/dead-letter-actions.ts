@@ -65,5 +65,5 @@ function reencode(row: DeadLetter, maxRecordBytes: number): { encoded: EncodedRe
   if (record.preview_only === true) return { reason: 'only a preview of this record could be kept (JSON cannot carry its data): it cannot be resent' };
   delete record.seq;
   const r = encodeCapture(record as Record<string, unknown> & { ts: unknown }, 0, maxRecordBytes);
-  return 'problem' in r ? { reason: `${r.problem.field}: ${r.problem.message}` } : r;
+  return 'problem' in r ? { reason: `${r.problem.field}: ${r.problem.message}` } : { encoded: r };
 }

@@ -37,6 +37,12 @@ export interface AppendResult {
   waitedMs: number;
 }
 
+/** A record the capture rules refuse, with a JSON of it for the dead-letter table. */
+export interface Refused {
+  problem: InvalidRecord;
+  payload: string;
+}
+
 export interface InvalidRecord {
   index: number;
   id: unknown;
@@ -132,7 +138,7 @@ export class CaptureWriter {
     records.forEach((r, index) => {
       const checked = this.encode(r, index, now);
       if ('problem' in checked) invalid.push({ index, problem: checked.problem, payload: checked.payload });
-      else valid.push(checked.encoded);
+      else valid.push(checked);
     });
     if (invalid.length > 0) this.reportInvalid(stream, invalid.map((i) => i.problem), opts.invalid ?? 'refuse');
     if (invalid.length > 0 && (opts.invalid ?? 'refuse') === 'refuse') {
@@ -193,7 +199,7 @@ export class CaptureWriter {
     }
   }
 
-  private encode(r: CaptureInput, index: number, now: number): { encoded: EncodedRecord } | { problem: InvalidRecord; payload: string } {
+  private encode(r: CaptureInput, index: number, now: number): EncodedRecord | Refused {
     const ts = r.ts === undefined ? now : r.ts;
     // The common case, a valid record, without building another object for zod.
     if (r.data !== undefined && captureFieldsOk(r.id, this.source, ts, r.source_ts, r.key, r.txn, r.correlation_id)) {
@@ -231,7 +237,7 @@ export function encodeCapture(
   record: Record<string, unknown> & { ts: unknown },
   index: number,
   maxRecordBytes: number,
-): { encoded: EncodedRecord } | { problem: InvalidRecord; payload: string } {
+): EncodedRecord | Refused {
   const parsed = captureRecord.safeParse(record);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -251,7 +257,7 @@ function encodeBody(
   maxRecordBytes: number,
   source = record.source,
   ts = record.ts,
-): { encoded: EncodedRecord } | { problem: InvalidRecord; payload: string } | undefined {
+): EncodedRecord | Refused | undefined {
   let body: string;
   try {
     body = encodeRecordBody(record, source, ts);
@@ -265,7 +271,7 @@ function encodeBody(
     const message = `record is ${bytes} bytes, over outbox.max_record_bytes (${maxRecordBytes})`;
     return { problem: { index, id: record.id, field: '(record)', message, code: 'ERP_RECORD_TOO_LARGE' }, payload: `{${body}` };
   }
-  return { encoded: { ts, body, bytes } };
+  return { ts, body, bytes };
 }
 
 /** `{"seq":` + up to 16 digits + `,`: what the outbox adds to a record's body. */

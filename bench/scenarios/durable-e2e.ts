@@ -1,7 +1,7 @@
 import { MosquittoProcess } from '../lib/mosquitto.js';
 import { DIST, relayTimes, startAgent, startRelay, waitStored } from '../lib/pipeline.js';
 import type { Dist } from '../types.js';
-import { sampleRss } from '../lib/proc-stats.js';
+import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';
 
 export const durableE2e: Scenario = {
@@ -22,6 +22,9 @@ export const durableE2e: Scenario = {
       for (const which of order) {
         const dist = which === 'now' ? DIST : base!.dist;
         const m = await measure(ctx, `${ctx.dir}/run-${r}-${which}`, n, batch, dist);
+        const label = which === 'now' ? '' : `, baseline ${base!.ref}`;
+        ctx.record(`agent CPU per 100k events${label}`, 'CPU s', m.agentCpu);
+        ctx.record(`relay CPU per 100k events${label}`, 'CPU s', m.relayCpu);
         if (which === 'now') {
           now.push(m.eps);
           ctx.record('durable end-to-end throughput', 'events/s', m.eps, '>= 5x broker-baseline');
@@ -39,16 +42,24 @@ export const durableE2e: Scenario = {
   },
 };
 
-async function measure(ctx: ScenarioContext, dir: string, n: number, batch: number, dist: Dist): Promise<{ eps: number; rssMb: number }> {
+/**
+ * One run: throughput from the relay's store (first capture → last commit), the agent's peak RSS,
+ * and the CPU each process used per 100 000 events (start-up included; less sensitive than
+ * throughput to what else the machine is doing, so before/after comparisons are steadier).
+ */
+async function measure(ctx: ScenarioContext, dir: string, n: number, batch: number, dist: Dist): Promise<{ eps: number; rssMb: number; agentCpu: number; relayCpu: number }> {
   const broker = await MosquittoProcess.start(ctx.dir);
   const relay = await startRelay(dir, broker.url, true, dist);
   const agent = startAgent(dir, { brokerUrl: broker.url, total: n, rate: 0, batch }, dist);
   const rss = sampleRss(agent.pid!);
   try {
     await waitStored(relay, n, 600_000);
+    const per100k = 100_000 / n;
+    const agentCpu = cpuSeconds(agent.pid!) * per100k;
+    const relayCpu = cpuSeconds(relay.proc.pid!) * per100k;
     const t = relayTimes(relay.dbPath);
     if (t.count !== n) throw new Error(`relay holds ${t.count} events, expected ${n}`);
-    return { eps: n / ((t.lastReceived - t.firstTs) / 1000), rssMb: rss.stop().max / 2 ** 20 };
+    return { eps: n / ((t.lastReceived - t.firstTs) / 1000), rssMb: rss.stop().max / 2 ** 20, agentCpu, relayCpu };
   } finally {
     rss.stop();
     await agent.kill('SIGTERM');
