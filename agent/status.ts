@@ -21,7 +21,8 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
   }
   if (s.outbox) {
     const o = s.outbox;
-    out.push(`outbox: ${o.events} events, ${o.bytes} bytes of ${o.maxEvents} / ${o.maxBytes} (${o.capPolicy})${o.full ? ' FULL: collectors paused' : ''}, dropped ${o.dropped}`);
+    const waiting = o.waitingAppends > 0 ? `, ${o.waitingAppends} append(s) waiting for room` : '';
+    out.push(`outbox: ${o.events} events, ${o.bytes} bytes of ${o.maxEvents} / ${o.maxBytes} (${o.capPolicy})${o.full ? ' FULL: collectors paused' : ''}${waiting}, dropped ${o.dropped}`);
   }
   out.push('', 'collectors', 'name\ttype\tstream\tstate\tsince\terrors\trestarts\tlast_error');
   for (const c of s.collectors) {

@@ -18,7 +18,8 @@ export interface RelayStartOptions {
 }
 
 /** What the relay subscribes to: events of both wire versions, v2 presence and health. */
-const SUBSCRIPTIONS = [EVENTS_SUBSCRIPTION, EVENTS_SUBSCRIPTION_V2, PRESENCE_SUBSCRIPTION, HEALTH_SUBSCRIPTION];
+/** v2's topics: a broker ACL written for release 0.1 may refuse them; the relay then speaks v1 only. */
+const V2_SUBSCRIPTIONS = [EVENTS_SUBSCRIPTION_V2, PRESENCE_SUBSCRIPTION, HEALTH_SUBSCRIPTION];
 
 /**
  * Composition root of the relay: config → store → ingest and fleet → HTTP API → MQTT client.
@@ -104,17 +105,33 @@ export class Relay {
   private wire(): void {
     this.client.on('connect', (connack) => {
       this.log.info({ sessionPresent: connack.sessionPresent }, 'relay connected to broker');
-      this.client.subscribe(SUBSCRIPTIONS, { qos: 1 }, (err) => {
-        if (err) return this.log.error({ err: { message: err.message } }, 'relay could not subscribe');
-        // Only once subscribed: agents that see this resend their unacked events right away.
-        const online: RelayStatus = { v: WIRE_VERSION, online: true, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
-        this.client.publish(RELAY_STATUS_TOPIC, JSON.stringify(online), { qos: 1, retain: true });
-        this.markReady();
-      });
+      void this.subscribe();
     });
     this.client.on('close', () => this.log.debug('relay broker connection closed'));
     this.client.on('error', (err) => this.log.error({ err: { message: err.message } }, 'relay broker error'));
     this.client.on('message', (topic, payload) => this.route(topic, payload));
+  }
+
+  private async subscribe(): Promise<void> {
+    try {
+      await this.client.subscribeAsync(EVENTS_SUBSCRIPTION, { qos: 1 });
+    } catch (err) {
+      this.log.error({ err: { message: (err as Error).message } }, 'relay could not subscribe to events');
+      return;
+    }
+    // Subscribed whatever wire_versions says: v2 batches a relay does not accept are counted, not unseen.
+    const refused = await this.client.subscribeAsync(V2_SUBSCRIPTIONS, { qos: 1 }).then(
+      () => false,
+      (err: Error) => {
+        this.log.warn({ err: { message: err.message } }, 'the broker refused the wire v2 topics (an ACL for release 0.1?): accepting v1 only');
+        return true;
+      },
+    );
+    const wire = refused ? this.wireVersions.filter((v) => v !== 2) : [...this.wireVersions];
+    // Only once subscribed: agents that see this resend their unacked events right away.
+    const online: RelayStatus = { v: WIRE_VERSION, online: true, id: this.clientId, started_at: this.startedAt, wire };
+    this.client.publish(RELAY_STATUS_TOPIC, JSON.stringify(online), { qos: 1, retain: true });
+    this.markReady();
   }
 
   /** Every message goes to ingest (events) or the fleet registry (status, health). */

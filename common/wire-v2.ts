@@ -313,17 +313,26 @@ export function parseAgentTopic(topic: string): { version: WireVersion; site: st
  * field by field (no intermediate object, no copy to drop a brace): this runs for every record
  * captured; test/common/record-check.test.ts checks it equals JSON.stringify of the record.
  * Throws when JSON cannot carry `data` (a BigInt, a cycle, or no JSON form at all).
- * `source` and `ts` may be given apart (the capture writer stamps them on a collector's record).
+ * `source` (as JSON: the capture writer encodes its own once) and `ts` may be given apart: the
+ * writer stamps them on a collector's record.
  */
-export function encodeRecordBody(r: CaptureRecord, source = r.source, ts = r.ts): string {
-  let s = `"id":${JSON.stringify(r.id)},"ts":${ts},"source":${JSON.stringify(source)},"correlation_id":${r.correlation_id == null ? 'null' : JSON.stringify(r.correlation_id)}`;
+export function encodeRecordBody(r: CaptureRecord, sourceJson = JSON.stringify(r.source), ts = r.ts): string {
+  let s = `"id":${jsonString(r.id)},"ts":${ts},"source":${sourceJson},"correlation_id":${r.correlation_id == null ? 'null' : jsonString(r.correlation_id)}`;
   if (r.source_ts != null) s += `,"source_ts":${r.source_ts}`;
-  if (r.key != null) s += `,"key":${JSON.stringify(r.key)}`;
-  if (r.txn != null) s += `,"txn":${JSON.stringify(r.txn)}`;
+  if (r.key != null) s += `,"key":${jsonString(r.key)}`;
+  if (r.txn != null) s += `,"txn":${jsonString(r.txn)}`;
   const data = JSON.stringify(r.data) as string | undefined;
   // undefined, a function, a symbol: the record would reach the relay without data, and be refused.
   if (data === undefined) throw new TypeError(`data (${typeof r.data}) has no JSON form`);
   return `${s},"data":${data}}`;
+}
+
+/** Characters JSON.stringify would escape (or might: any surrogate): only strings with one go through it. */
+const NEEDS_ESCAPING = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string's JSON: most ids and keys need no escaping, and quoting them is cheaper than a JSON.stringify call. */
+function jsonString(v: string): string {
+  return NEEDS_ESCAPING.test(v) ? JSON.stringify(v) : `"${v}"`;
 }
 
 export function recordLine(seq: number, body: string): string {

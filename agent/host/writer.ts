@@ -93,6 +93,8 @@ export interface CaptureWriterOptions {
 export class CaptureWriter {
   readonly source: string;
   readonly stream: string;
+  /** `source` as JSON, encoded once: every record carries it. */
+  private readonly sourceJson: string;
   private readonly outbox: Outbox;
   private readonly maxRecordBytes: number;
   private readonly log: Logger;
@@ -103,6 +105,7 @@ export class CaptureWriter {
   constructor(opts: CaptureWriterOptions) {
     this.outbox = opts.outbox;
     this.source = opts.source;
+    this.sourceJson = JSON.stringify(opts.source);
     this.stream = opts.stream;
     this.maxRecordBytes = opts.maxRecordBytes;
     this.log = opts.logger;
@@ -203,7 +206,7 @@ export class CaptureWriter {
     const ts = r.ts === undefined ? now : r.ts;
     // The common case, a valid record, without building another object for zod.
     if (r.data !== undefined && captureFieldsOk(r.id, this.source, ts, r.source_ts, r.key, r.txn, r.correlation_id)) {
-      const quick = encodeBody(r as CaptureRecord, index, this.maxRecordBytes, this.source, ts);
+      const quick = encodeBody(r as CaptureRecord, index, this.maxRecordBytes, this.sourceJson, ts);
       if (quick) return quick;
     }
     return encodeCapture({ ...r, source: this.source, ts }, index, this.maxRecordBytes);
@@ -255,12 +258,12 @@ function encodeBody(
   record: CaptureRecord,
   index: number,
   maxRecordBytes: number,
-  source = record.source,
+  sourceJson = JSON.stringify(record.source),
   ts = record.ts,
 ): EncodedRecord | Refused | undefined {
   let body: string;
   try {
-    body = encodeRecordBody(record, source, ts);
+    body = encodeRecordBody(record, sourceJson, ts);
   } catch {
     // BigInt, a cycle, a function: data that JSON cannot carry (named by encodeCapture).
     return undefined;

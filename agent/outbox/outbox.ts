@@ -612,6 +612,8 @@ export class Outbox extends EventEmitter {
   hasRoomFor(stream: string, records: number, bytes: number, ticket?: RoomTicket): boolean {
     if (this.policy !== 'block') return true;
     if (this.queue.length > 0 && this.queue[0] !== ticket) return false;
+    // Far from the caps (the usual case): an upper bound of the prefixes settles it, no lookup.
+    if (this.events + records <= this.maxEvents && this.bytes + bytes + records * 24 <= this.maxBytes) return true;
     const size = bytes + this.seqPrefixBytes(stream, records);
     const fits = () => this.events === 0 || (this.events + records <= this.maxEvents && this.bytes + size <= this.maxBytes);
     if (fits()) return true;

@@ -39,7 +39,7 @@ export interface AgentSnapshot {
   outboxPath: string;
   collectors: CollectorStatus[];
   streams: StreamSnapshot[];
-  outbox: { bytes: number; events: number; maxBytes: number; maxEvents: number; capPolicy: string; full: boolean; dropped: number } | null;
+  outbox: { bytes: number; events: number; maxBytes: number; maxEvents: number; capPolicy: string; full: boolean; dropped: number; waitingAppends: number } | null;
   deadLetters: { count: number; oldestAt: number | null };
   forwarder: (ForwarderStats & { captureRate: number; forwardRate: number }) | null;
   exceptions: ExceptionCount[];
@@ -125,6 +125,7 @@ export class AgentState {
         capPolicy: outbox.policy,
         full: usage.full,
         dropped: usage.dropped,
+        waitingAppends: outbox.waitingAppends,
       },
       deadLetters,
       forwarder: { ...this.src.forwarder(), captureRate: rates.capture, forwardRate: rates.forward },

@@ -103,8 +103,13 @@ export class Forwarder {
   private ready = false;
   private timer: NodeJS.Timeout | undefined;
   private wire: WireVersion = 1;
-  /** False when the broker refused the v2 ack topic (an ACL written for v1): v1 it stays. */
+  /**
+   * False when the broker refused the v2 ack topic, or let v2 batches vanish (an ACL written for
+   * release 0.1: Mosquitto grants the subscription and drops the messages): v1 it stays.
+   */
   private v2Allowed = true;
+  /** A v2 ack has come since this process started: v2 gets through. */
+  private v2AckSeen = false;
   private readonly stats = {
     batchesSent: 0,
     recordsSent: 0,
@@ -292,7 +297,10 @@ export class Forwarder {
     let a: AckIn | undefined;
     if (topic === ackTopicV2(site, agent)) {
       const p = ackV2.safeParse(json);
-      if (p.success) a = { version: 2, ...p.data };
+      if (p.success) {
+        a = { version: 2, ...p.data };
+        this.v2AckSeen = true;
+      }
       else return this.malformedAck(topic, p.error.issues[0]?.message);
     } else if (topic === ackTopicV1(site, agent)) {
       const p = ackV1Schema.safeParse(json);
@@ -492,6 +500,12 @@ export class Forwarder {
       if (oldest && now - oldest.sentAt > wait) {
         this.stats.timeouts++;
         s.timeoutsInARow++;
+        if (this.wire === 2 && !this.v2AckSeen && s.timeoutsInARow >= 2) {
+          // The relay says it speaks v2, yet no v2 ack ever came: the broker drops v2 (its ACL).
+          this.v2Allowed = false;
+          this.wire = 1;
+          this.log.warn({ stream }, 'no v2 ack ever came although the relay accepts v2: the broker drops erp-edge/v2 (check its ACL); speaking wire v1');
+        }
         this.log.warn({ stream, first: oldest.first, waitedMs: now - oldest.sentAt }, 'no relay ack in time; resending from the last acked seq');
         this.rewind(stream);
         this.pump(stream);

@@ -16,11 +16,12 @@ export class MosquittoProcess {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
-  static async start(dir: string, port?: number): Promise<MosquittoProcess> {
+  /** `extra`: more mosquitto.conf lines (e.g. an `acl_file`). */
+  static async start(dir: string, port?: number, extra: readonly string[] = []): Promise<MosquittoProcess> {
     const p = port ?? (await freePort());
     const conf = join(dir, `mosquitto-${p}.conf`);
     // Queue generously for the relay's persistent session: tests restart the relay mid-stream.
-    writeFileSync(conf, [`listener ${p} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'set_tcp_nodelay true', 'log_type error', ''].join('\n'));
+    writeFileSync(conf, [`listener ${p} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'set_tcp_nodelay true', 'log_type error', ...extra, ''].join('\n'));
     const m = new MosquittoProcess(p, conf);
     await m.restart();
     return m;
@@ -32,7 +33,14 @@ export class MosquittoProcess {
     let stderr = '';
     proc.stderr?.on('data', (d) => (stderr += String(d)));
     this.proc = proc;
-    await waitFor(`mosquitto on port ${this.port} (${stderr})`, () => canConnect(this.port), 10_000);
+    await waitFor(
+      `mosquitto on port ${this.port}`,
+      () => {
+        if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}: ${stderr.trim()}`);
+        return canConnect(this.port);
+      },
+      10_000,
+    );
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -3,7 +3,7 @@
  * and a real broker, with the test's own MQTT client where an old peer is needed.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { createLogger } from '../../common/logger.js';
@@ -17,6 +17,10 @@ import { makeTempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/net.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { relayYaml } from '../helpers/pipeline.js';
+import { MosquittoProcess } from '../helpers/mosquitto.js';
+import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
+
+const hasMosquitto = requireBinary('mosquitto', MOSQUITTO_INSTALL);
 
 const logger = createLogger({ level: process.env.ERP_EDGE_TEST_LOG ?? 'silent' });
 const SITE = 'site-w';
@@ -41,9 +45,9 @@ function tmp(): string {
   return dir;
 }
 
-async function startRelay(dir: string, extra = ''): Promise<Relay> {
+async function startRelay(dir: string, extra = '', brokerUrl?: string): Promise<Relay> {
   const path = join(dir, 'relay.yaml');
-  writeFileSync(path, relayYaml({ dbPath: join(dir, 'relay.db'), httpPort: 0, embeddedPort: 0, extra }));
+  writeFileSync(path, relayYaml({ dbPath: join(dir, 'relay.db'), httpPort: 0, embeddedPort: 0, brokerUrl, extra: brokerUrl ? '' : extra }));
   const relay = await Relay.start(loadRelayConfig(path), logger);
   cleanups.push(() => relay.stop());
   return relay;
@@ -246,6 +250,24 @@ describe('wire v2 end to end', () => {
     expect(list.stdout).toMatch(/\torders\t20\trelay\t/);
     const streams = await get<{ streams: { stream: string; dead_lettered: number }[] }>(`${relay.httpUrl}/api/streams`);
     expect(streams.streams.find((s) => s.stream === 'orders')?.dead_lettered).toBe(1);
+  });
+
+  it.runIf(hasMosquitto)('a broker whose ACL allows only the v1 topics: the agent falls back to v1 and delivers everything', async () => {
+    const dir = tmp();
+    const acl = join(dir, 'acl');
+    // As an ACL written for release 0.1 would be: erp-edge/v1 only.
+    writeFileSync(acl, 'topic readwrite erp-edge/v1/#\n', { mode: 0o644 });
+    chmodSync(dir, 0o755); // Mosquitto started as root reads it as the mosquitto user
+    const broker = await MosquittoProcess.start(dir, undefined, [`acl_file ${acl}`]);
+    cleanups.push(() => broker.stop());
+    const relay = await startRelay(dir, '', broker.url);
+    const agent = await startAgent(agentConfig(dir, broker.url));
+    drop(dir, 'a.csv', csvRows(1, 300));
+    // Mosquitto grants the v2 subscriptions and drops the messages: after two ack timeouts with no
+    // v2 ack ever, the agent falls back to v1.
+    await waitFor('300 rows at the relay', async () => (await allEvents(relay.httpUrl)).length === 300, 40_000);
+    expect(agent.forwarder.getStats().wire).toBe(1);
+    await waitFor('acked', () => agent.outbox.ackedSeq('orders') === 300, 10_000);
   });
 
   it('presence and health validate against the v2 schemas and the relay keeps the latest per agent', async () => {
