@@ -7,24 +7,15 @@ import { createLogger, type Logger } from '../../common/logger.js';
 import { RelayTestAgent } from './relay-agent.js';
 import { makeTempDir } from './tmp.js';
 import { AGENT, SITE } from './relay-wire.js';
+import type { StoredEvent } from '../../cloud-relay/store/store.js';
 
 export async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
   const res = await fetch(url);
   return { status: res.status, body: (await res.json()) as T };
 }
 
-export interface ServedEvent {
-  seq: number;
-  id: string;
-  ts: number;
-  source: string;
-  correlation_id: string | null;
-  source_ts: number | null;
-  key: string | null;
-  txn: string | null;
-  data: unknown;
-  received_at: number;
-}
+/** An event as GET /api/events serves it. */
+export type ServedEvent = StoredEvent;
 
 /**
  * Relays (embedded broker, free ports, a temp store) and test agents for one test file: call
