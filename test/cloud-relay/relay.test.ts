@@ -1,161 +1,34 @@
-import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { RelayConfig } from '../../cloud-relay/config.js';
 import { Relay } from '../../cloud-relay/relay.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { createLogger } from '../../common/logger.js';
-import { ack as ackSchema, ackTopic, eventsTopic, type Ack, type EventBatch, type WireRecord } from '../../common/wire-v1.js';
+import { eventsTopic } from '../../common/wire-v1.js';
 import { MosquittoProcess } from '../helpers/mosquitto.js';
 import { freePort, waitFor } from '../helpers/net.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
-import { makeTempDir } from '../helpers/tmp.js';
+import { getJson, relayHarness, type ServedEvent } from '../helpers/relay-harness.js';
+import { AGENT, EPOCH_A as EPOCH, SITE, batchV1 as batch, range, recordV1 as record, servedV1 as served } from '../helpers/relay-wire.js';
+
+const WAIT_MS = 15_000;
+const silent = createLogger({ level: 'silent' });
 
 // Under CI=true a missing mosquitto throws here and fails the file; elsewhere its test is skipped loudly.
 const HAVE_MOSQUITTO = requireBinary('mosquitto', MOSQUITTO_INSTALL);
-
-const SITE = 'plant-7';
-const AGENT = 'edge-1';
-const EPOCH = 'epoch-11111111';
-const WAIT_MS = 15_000;
-
-const silent = createLogger({ level: 'silent' });
-
-function record(seq: number, tag = 'first', idPrefix = 'orders.csv#'): WireRecord {
-  return {
-    seq,
-    id: `${idPrefix}${seq}`,
-    ts: 1_700_000_000_000 + seq,
-    source: 'file-drop:orders',
-    correlation_id: seq % 2 === 0 ? `po-${seq}` : null,
-    data: { seq, tag },
-  };
-}
-
-function batch(from: number, to: number, o: { stream?: string; epoch?: string; dropped_upto?: number; tag?: string; idPrefix?: string } = {}): EventBatch {
-  const records: WireRecord[] = [];
-  for (let s = from; s <= to; s++) records.push(record(s, o.tag, o.idPrefix));
-  return {
-    v: 1,
-    site: SITE,
-    agent: AGENT,
-    stream: o.stream ?? 'orders',
-    epoch: o.epoch ?? EPOCH,
-    ...(o.dropped_upto !== undefined ? { dropped_upto: o.dropped_upto } : {}),
-    sent_at: Date.now(),
-    records,
-  };
-}
-
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-
-interface Stats {
-  batches: number;
-  records_stored: number;
-  duplicates: number;
-  gaps: number;
-  dropped_at_agents: number;
-  new_epochs: number;
-  store_errors: number;
-  duplicate_ids: number;
-  rejected: Record<'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic' | 'unsupported_version' | 'invalid_presence' | 'invalid_health', number>;
-}
-
-/** What /api/events serves for a v1 record: v2's optional fields as null. */
-const served = (r: WireRecord) => ({ ...r, source_ts: null, key: null, txn: null });
 
 interface EventsResponse {
   site: string;
   agent: string;
   stream: string;
   epoch: string | null;
-  events: Array<{ seq: number; id: string; ts: number; source: string; correlation_id: string | null; source_ts: number | null; key: string | null; txn: string | null; data: unknown; received_at: number }>;
+  events: ServedEvent[];
   next_after: number;
 }
 
 interface StreamsResponse {
   streams: Array<{ site: string; agent: string; stream: string; epoch: string; last_seq: number; dropped: number; current: boolean }>;
-}
-
-async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(url);
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-/** A raw mqtt.js client playing an edge agent: publishes batches, collects the acks. */
-class TestAgent {
-  readonly acks: Ack[] = [];
-  readonly invalidAcks: string[] = [];
-  private warmups = 0;
-
-  private constructor(private readonly client: MqttClient) {}
-
-  static async connect(url: string): Promise<TestAgent> {
-    // No reconnects: a test that stops the broker must not leave a client knocking on a dead port.
-    const client = await mqtt.connectAsync(url, { clientId: `test-agent-${randomUUID()}`, reconnectPeriod: 0, connectTimeout: 10_000 });
-    const agent = new TestAgent(client);
-    client.on('message', (_topic, payload) => {
-      const text = payload.toString('utf8');
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      const parsed = ackSchema.safeParse(json);
-      if (parsed.success) agent.acks.push(parsed.data);
-      else agent.invalidAcks.push(text);
-    });
-    await client.subscribeAsync(ackTopic(SITE, AGENT), { qos: 1 });
-    return agent;
-  }
-
-  acksFor(stream: string, epoch = EPOCH): Ack[] {
-    return this.acks.filter((a) => a.stream === stream && a.epoch === epoch);
-  }
-
-  async publishRaw(topic: string, payload: string | Buffer): Promise<void> {
-    await this.client.publishAsync(topic, payload, { qos: 1 });
-  }
-
-  async publish(b: EventBatch): Promise<void> {
-    await this.publishRaw(eventsTopic(b.site, b.agent, b.stream), JSON.stringify(b));
-  }
-
-  /** Publishes a batch and waits for the next ack of its (stream, epoch). */
-  async send(b: EventBatch): Promise<Ack> {
-    const n = this.acksFor(b.stream, b.epoch).length;
-    await this.publish(b);
-    return waitFor(`ack #${n + 1} for ${b.stream}/${b.epoch}`, () => this.acksFor(b.stream, b.epoch)[n], WAIT_MS);
-  }
-
-  /**
-   * Relay.start() returns before the relay's subscription is in place, so the first batches may find
-   * no subscriber. Like a real agent, resend until an ack comes; each try uses a fresh `warmup-N`
-   * stream so that no try can show up later as a duplicate or a gap in the counters.
-   */
-  async handshake(): Promise<void> {
-    let lastTry = 0;
-    await waitFor(
-      'the relay to ack a warm-up batch',
-      async () => {
-        if (this.acks.some((a) => a.stream.startsWith('warmup-'))) return true;
-        if (Date.now() - lastTry > 300) {
-          lastTry = Date.now();
-          await this.publish(batch(1, 1, { stream: `warmup-${++this.warmups}` }));
-        }
-        return false;
-      },
-      WAIT_MS,
-    );
-  }
-
-  async close(): Promise<void> {
-    await this.client.endAsync(true);
-  }
 }
 
 function portOf(url: string): number {
@@ -187,74 +60,27 @@ async function expectStartFails(p: Promise<Relay>): Promise<ErpEdgeError> {
 }
 
 describe('Relay', () => {
-  let tmp: ReturnType<typeof makeTempDir>;
-  let relays: Relay[];
-  let agents: TestAgent[];
+  const h = relayHarness();
+  const { config, startRelay, connectAgent, stats, streams } = h;
+  const events = (relay: Relay, stream = 'orders', extra = ''): Promise<EventsResponse> =>
+    h.events(relay, stream, extra) as Promise<EventsResponse>;
   let servers: Server[];
   let mosquittos: MosquittoProcess[];
 
   beforeEach(() => {
-    tmp = makeTempDir('erp-edge-relay-');
-    relays = [];
-    agents = [];
+    h.setup();
     servers = [];
     mosquittos = [];
   });
 
   afterEach(async () => {
     // Clients first, so the embedded broker's close does not wait on them.
-    for (const a of agents) await a.close().catch(() => undefined);
-    for (const r of relays) await r.stop();
+    await h.cleanup();
     for (const m of mosquittos) await m.stop();
     for (const s of servers) await closeServer(s);
-    tmp.cleanup();
   });
 
-  function config(over: Partial<RelayConfig> = {}): RelayConfig {
-    return {
-      id: `relay-${randomUUID()}`,
-      log_level: 'info',
-      broker: 'embedded',
-      embedded_broker: { host: '127.0.0.1', port: 0 },
-      store: { path: join(tmp.dir, 'relay', 'relay.db'), synchronous: 'FULL' },
-      http: { host: '127.0.0.1', port: 0 },
-      ...over,
-    };
-  }
-
-  async function startRelay(over: Partial<RelayConfig> = {}): Promise<Relay> {
-    const relay = await Relay.start(config(over), silent);
-    relays.push(relay);
-    return relay;
-  }
-
-  async function connectAgent(relay: Relay): Promise<TestAgent> {
-    const agent = await TestAgent.connect(relay.brokerUrl);
-    agents.push(agent);
-    await agent.handshake();
-    return agent;
-  }
-
-  const stats = async (relay: Relay) => {
-    const { status, body } = await getJson<Stats>(`${relay.httpUrl}/api/stats`);
-    expect(status).toBe(200);
-    return body;
-  };
-
   const eventsUrl = (relay: Relay, query: string) => `${relay.httpUrl}/api/events?${query}`;
-
-  async function events(relay: Relay, stream = 'orders', extra = ''): Promise<EventsResponse> {
-    const { status, body } = await getJson<EventsResponse>(eventsUrl(relay, `site=${SITE}&agent=${AGENT}&stream=${stream}${extra}`));
-    expect(status).toBe(200);
-    return body;
-  }
-
-  /** Streams the test made, leaving out the warm-up ones. */
-  async function streams(relay: Relay) {
-    const { status, body } = await getJson<StreamsResponse>(`${relay.httpUrl}/api/streams`);
-    expect(status).toBe(200);
-    return body.streams.filter((s) => !s.stream.startsWith('warmup-'));
-  }
 
   it('acks a valid batch with status ok and the last stored seq, and serves it over HTTP', async () => {
     const relay = await startRelay();
@@ -487,7 +313,7 @@ describe('Relay', () => {
 
   it('releases the embedded broker port when the store cannot be opened', async () => {
     const brokerPort = await freePort();
-    const notADir = join(tmp.dir, 'not-a-dir');
+    const notADir = join(h.dir, 'not-a-dir');
     writeFileSync(notADir, 'a file where the store folder should be');
 
     await expect(
@@ -503,8 +329,7 @@ describe('Relay', () => {
     const agent = await connectAgent(relay);
     await agent.close();
 
-    relays.splice(relays.indexOf(relay), 1);
-    await relay.stop();
+    await h.stopRelay(relay);
     const a = await listen(brokerPort);
     const b = await listen(httpPort);
     await closeServer(a);
@@ -518,7 +343,7 @@ describe('Relay', () => {
   });
 
   it.runIf(HAVE_MOSQUITTO)('works against an external Mosquitto: ok, gap and resend', async () => {
-    const mosquitto = await MosquittoProcess.start(tmp.dir);
+    const mosquitto = await MosquittoProcess.start(h.dir);
     mosquittos.push(mosquitto);
     const relay = await startRelay({ broker: { url: mosquitto.url } });
     expect(relay.brokerUrl).toBe(mosquitto.url);
