@@ -32,6 +32,7 @@ export class Relay {
   /** Resolves once the relay has subscribed the first time. */
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
   private readonly startedAt = Date.now();
+  private stopping = false;
 
   private constructor(
     readonly metrics: RelayMetrics,
@@ -108,7 +109,12 @@ export class Relay {
       void this.subscribe();
     });
     this.client.on('close', () => this.log.debug('relay broker connection closed'));
-    this.client.on('error', (err) => this.log.error({ err: { message: err.message } }, 'relay broker error'));
+    this.client.on('error', (err) => {
+      // While stopping, a message delivered as the connection closes cannot be acknowledged
+      // ("write after end"): expected, and the broker redelivers it to the persistent session.
+      if (this.stopping) this.log.debug({ err: { message: err.message } }, 'relay broker error while stopping');
+      else this.log.error({ err: { message: err.message } }, 'relay broker error');
+    });
     this.client.on('message', (topic, payload) => this.route(topic, payload));
   }
 
@@ -149,6 +155,7 @@ export class Relay {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.client.connected) {
       const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
       await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
