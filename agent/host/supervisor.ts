@@ -216,10 +216,10 @@ export class CollectorSupervisor {
 
   private async stopInstance(): Promise<void> {
     const inst = this.instance;
-    this.instance = undefined;
     if (!inst) return;
+    this.readStats(); // its last figures stay shown while it is down
+    this.instance = undefined;
     inst.abort.abort();
-    this.lastStats = safeStats(inst.collector) ?? this.lastStats;
     const timeout = new AbortController();
     try {
       const stopped = inst.collector.stop().then(
@@ -240,13 +240,5 @@ export class CollectorSupervisor {
     if (state === this.state) return;
     this.state = state;
     this.since = Date.now();
-  }
-}
-
-function safeStats(c: Collector): CollectorStats | undefined {
-  try {
-    return c.stats?.();
-  } catch {
-    return undefined;
   }
 }

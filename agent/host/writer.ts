@@ -74,6 +74,11 @@ export interface WriterStats {
   waited_ms: number;
 }
 
+/** A writer's counters before its first append (also what `status` shows for a stopped agent). */
+export function emptyWriterStats(): WriterStats {
+  return { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0 };
+}
+
 export interface CaptureWriterOptions {
   outbox: Outbox;
   /** `<type>:<name>`: the records' source and the checkpoints' namespace. */
@@ -100,7 +105,7 @@ export class CaptureWriter {
   private readonly log: Logger;
   private readonly invalidLog = new LogThrottle(60_000);
   private readonly streams = new Set<string>();
-  private readonly counters: WriterStats = { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0 };
+  private readonly counters: WriterStats = emptyWriterStats();
 
   constructor(opts: CaptureWriterOptions) {
     this.outbox = opts.outbox;
@@ -138,10 +143,14 @@ export class CaptureWriter {
     const now = Date.now();
     const valid: EncodedRecord[] = [];
     const invalid: { index: number; problem: InvalidRecord; payload: string }[] = [];
+    let validBytes = 0;
     records.forEach((r, index) => {
       const checked = this.encode(r, index, now);
       if ('problem' in checked) invalid.push({ index, problem: checked.problem, payload: checked.payload });
-      else valid.push(checked);
+      else {
+        valid.push(checked);
+        validBytes += checked.bytes;
+      }
     });
     if (invalid.length > 0) this.reportInvalid(stream, invalid.map((i) => i.problem), opts.invalid ?? 'refuse');
     if (invalid.length > 0 && (opts.invalid ?? 'refuse') === 'refuse') {
@@ -151,10 +160,10 @@ export class CaptureWriter {
     }
     const deadLetters: DeadLetterInput[] = invalid.map((i) => ({ stream, origin: 'capture', reason: `${i.problem.field}: ${i.problem.message}`, payload: i.payload }));
     const cps = toCheckpoints(this.source, checkpoint);
-    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, cps, deadLetters, signal) : { ...this.outbox.appendEncoded(stream, [], cps, { deadLetters }), waitedMs: 0 };
+    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, deadLetters, signal) : { ...this.outbox.appendEncoded(stream, [], cps, { deadLetters }), waitedMs: 0 };
     this.counters.appends++;
     this.counters.records += valid.length;
-    this.counters.bytes += valid.reduce((n, e) => n + e.bytes, 0);
+    this.counters.bytes += validBytes;
     this.counters.dead_lettered += deadLetters.length;
     if (valid.length > 0) this.counters.last_append_at = Date.now();
     return { appended: valid.length, deadLettered: deadLetters.length, firstSeq: valid.length ? r.firstSeq : 0, lastSeq: valid.length ? r.lastSeq : 0, waitedMs: r.waitedMs };
@@ -171,11 +180,11 @@ export class CaptureWriter {
   private async appendWhenSpace(
     stream: string,
     records: EncodedRecord[],
+    bytes: number,
     cps: ReturnType<typeof toCheckpoints>,
     deadLetters: DeadLetterInput[],
     signal: AbortSignal | undefined,
   ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
-    const bytes = records.reduce((n, r) => n + r.bytes, 0);
     let waitedSince: number | undefined;
     for (;;) {
       let ticket: RoomTicket | undefined;

@@ -63,18 +63,26 @@ export function recordTs(line: string): number {
 
 const SEQ_PREFIX = /^\{"seq":(\d+),/;
 
-/** A line with its seq replaced (the record itself is untouched). */
-export function renumberLine(line: string, seq: number): string {
+/** The `{"seq":N,` a line starts with. */
+function seqPrefix(line: string): RegExpExecArray {
   const m = SEQ_PREFIX.exec(line);
   if (!m) throw new Error('outbox record line does not start with its seq');
-  return `{"seq":${seq},${line.slice(m[0].length)}`;
+  return m;
+}
+
+/** A line with its seq replaced (the record itself is untouched). */
+export function renumberLine(line: string, seq: number): string {
+  return `{"seq":${seq},${line.slice(seqPrefix(line)[0].length)}`;
 }
 
 /** The line without its seq: `"id":...}` (what a record is before the outbox numbers it). */
 export function lineBody(line: string): string {
-  const m = SEQ_PREFIX.exec(line);
-  if (!m) throw new Error('outbox record line does not start with its seq');
-  return line.slice(m[0].length);
+  return line.slice(seqPrefix(line)[0].length);
+}
+
+/** The seq a line carries, read from its prefix (no JSON parse). */
+export function lineSeq(line: string): number {
+  return Number(seqPrefix(line)[1]);
 }
 
 /** UTF-8 size of `{"seq":N,` + a body of `bodyBytes` bytes (the prefix is ASCII). */

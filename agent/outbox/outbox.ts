@@ -8,7 +8,7 @@ import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
-import { lineBytes, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { lineBytes, lineSeq, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
@@ -445,7 +445,7 @@ export class Outbox extends EventEmitter {
         const to = Math.min(r.to, s.next_seq - 1);
         if (to < from) continue;
         const out = this.cutRange(stream, from, to);
-        const seqs = out.map(seqOf);
+        const seqs = out.map(lineSeq);
         this.dead.insert(
           out.map((line, i) => ({ stream, epoch, seq: seqs[i]!, origin: 'relay' as const, reason: r.reason, payload: line })),
           now,
@@ -851,10 +851,6 @@ function encodedBytes(records: readonly EncodedRecord[]): number {
   let n = 0;
   for (const r of records) n += r.bytes;
   return n;
-}
-
-function seqOf(line: string): number {
-  return (JSON.parse(line) as { seq: number }).seq;
 }
 
 function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamStatus[] {

@@ -94,8 +94,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, handler: Control
 
 /** A request to the running agent; undefined when no agent answers on the socket. */
 export async function controlRequest<T>(path: string, method: 'GET' | 'POST', url: string, body?: unknown): Promise<T | undefined> {
-  if (!(await isAgentRunning(path))) return undefined;
-  return new Promise<T>((resolve, reject) => {
+  return new Promise<T | undefined>((resolve, reject) => {
     const req = request({ socketPath: path, method, path: url, headers: { 'content-type': 'application/json' } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -114,7 +113,11 @@ export async function controlRequest<T>(path: string, method: 'GET' | 'POST', ur
         resolve(parsed as T);
       });
     });
-    req.on('error', (err) => reject(new ErpEdgeError('ERP_CONTROL_FAILED', `cannot reach the agent: ${err.message}`, { socket: path }, { cause: err })));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // No socket, or nothing listening on it (a killed agent's): the agent is not running.
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve(undefined);
+      else reject(new ErpEdgeError('ERP_CONTROL_FAILED', `cannot reach the agent: ${err.message}`, { socket: path }, { cause: err }));
+    });
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { LoadedAgentConfig } from '../config.js';
 import { streamOf } from '../host/collector.js';
+import { emptyWriterStats } from '../host/writer.js';
 import { readOutboxStatus } from '../outbox/outbox.js';
 import { AGENT_VERSION } from '../version.js';
 import { exceptionsOf, mergeStreams, type AgentSnapshot } from './agent-state.js';
@@ -23,7 +24,7 @@ export function offlineSnapshot(cfg: LoadedAgentConfig, now = Date.now()): Agent
     retryAt: null,
     counters: {},
     exceptions: [],
-    writer: { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0 },
+    writer: emptyWriterStats(),
   }));
   const epoch = file?.epoch ?? '(no outbox yet)';
   const deadLetters = file?.deadLetters ?? { count: 0, oldestAt: null };

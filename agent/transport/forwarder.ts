@@ -262,7 +262,8 @@ export class Forwarder {
     const s = this.state(stream);
     while (s.inflight.length < maxInflight) {
       const wire = this.wire;
-      const caughtUp = s.inflight.length === 0 && outbox.ackedSeq(stream) >= s.sentUpto;
+      // v1 only (it can skip a hole only once the relay holds everything before it).
+      const caughtUp = wire === 1 && s.inflight.length === 0 && outbox.ackedSeq(stream) >= s.sentUpto;
       const plan = planBatch(outbox, stream, s.sentUpto, { maxRecords: batchMaxRecords, maxBytes: batchMaxBytes }, wire, caughtUp);
       if (!plan) return;
       const pruned = plan.skipped.filter((k) => k.reason === 'pruned');
