@@ -20,12 +20,13 @@ import { backlogReplay } from './scenarios/backlog-replay.js';
 import { latency } from './scenarios/latency.js';
 import { footprint } from './scenarios/footprint.js';
 import { mosquittoBridge } from './scenarios/mosquitto-bridge.js';
+import { fileDropBulk } from './scenarios/file-drop-bulk.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');

@@ -6,6 +6,8 @@ import Database from 'better-sqlite3';
 import { CliProcess, relayYaml, waitForHttp, relayLastSeq } from './processes.js';
 import { freePort, waitFor } from './net.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
+import { controlRequest, controlSocketPath } from '../../agent/state/control.js';
+import type { AgentSnapshot } from '../../agent/state/agent-state.js';
 import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -55,19 +57,22 @@ export interface AgentOptions {
   batch: number;
   transport?: { batch_max_records?: number; max_inflight?: number };
   synchronous?: 'FULL' | 'NORMAL';
+  /** The `collectors:` list items (YAML) instead of the synthetic or idle one. */
+  collectorsYaml?: string;
 }
 
 export function agentConfig(dir: string, o: AgentOptions): string {
   mkdirSync(dir, { recursive: true });
   const collector =
-    o.total > 0
+    o.collectorsYaml ??
+    (o.total > 0
       ? `  - type: synthetic\n    name: ${STREAM}\n    rate: ${o.rate}\n    total: ${o.total}\n    batch: ${o.batch}\n`
-      : `  - type: file-drop\n    name: idle\n    path: ${join(dir, 'inbox')}\n`;
+      : `  - type: file-drop\n    name: idle\n    path: ${join(dir, 'inbox')}\n`);
   const t = o.transport ?? {};
   const yaml = `site: ${SITE}
 agent: ${AGENT}
 log_level: warn
-data_dir: ${join(dir, 'agent-data')}
+data_dir: ${agentDataDir(dir)}
 outbox:
   synchronous: ${o.synchronous ?? 'FULL'}
   max_bytes: 20GB
@@ -89,8 +94,12 @@ export function startAgent(dir: string, o: AgentOptions, dist: Dist = DIST): Cli
   return proc;
 }
 
+export function agentDataDir(dir: string): string {
+  return join(dir, 'agent-data');
+}
+
 export function outboxPath(dir: string): string {
-  return join(dir, 'agent-data', 'outbox.db');
+  return join(agentDataDir(dir), 'outbox.db');
 }
 
 /** Waits until the agent's outbox holds `n` events of the stream (captured, whether sent or not). */
@@ -106,6 +115,19 @@ export async function waitCaptured(dir: string, n: number, timeoutMs: number): P
     },
     timeoutMs,
     200,
+  );
+}
+
+/** Waits until the running agent (its control socket, as `edge-agent status`) reports the collector `name` running. */
+export async function waitCollectorRunning(dir: string, name: string, timeoutMs: number): Promise<void> {
+  await waitFor(
+    `collector ${name} running`,
+    async () => {
+      const s = await controlRequest<AgentSnapshot>(controlSocketPath(agentDataDir(dir)), 'GET', '/status');
+      return s?.collectors.find((c) => c.name === name)?.state === 'running';
+    },
+    timeoutMs,
+    100,
   );
 }
 
@@ -133,6 +155,24 @@ export function relayTimes(dbPath: string): { count: number; firstTs: number; la
       .pluck()
       .all(STREAM) as number[];
     return { count: agg.n, firstTs: agg.firstTs, lastReceived: agg.lastReceived, firstReceived: agg.firstReceived, latencies };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * From the relay's store, cheaply (first and last segment only): records held for `stream`, the
+ * capture stamp (`ts`, set by the agent's writer just before its outbox commit) of the first and
+ * the last record, and the commit time of the last segment.
+ */
+export function relayStreamSpan(dbPath: string, stream: string): { count: number; firstTs: number; lastTs: number; lastReceived: number } {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    const where = 'FROM segments g JOIN streams st ON st.id = g.stream_id WHERE st.stream = ?';
+    const agg = db.prepare(`SELECT coalesce(sum(g.last_seq - g.first_seq + 1), 0) AS n, max(g.received_at) AS lastReceived ${where}`).get(stream) as { n: number; lastReceived: number };
+    const firstTs = db.prepare(`SELECT json_extract(g.records, '$[0].ts') ${where} ORDER BY g.first_seq LIMIT 1`).pluck().get(stream) as number;
+    const lastTs = db.prepare(`SELECT json_extract(g.records, '$[#-1].ts') ${where} ORDER BY g.last_seq DESC LIMIT 1`).pluck().get(stream) as number;
+    return { count: agg.n, firstTs, lastTs, lastReceived: agg.lastReceived };
   } finally {
     db.close();
   }

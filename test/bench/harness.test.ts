@@ -18,6 +18,7 @@ const EXPECTED: Record<string, string[]> = {
   latency: ['latency p50', 'latency p95', 'latency p99'],
   footprint: ['agent RSS idle', 'agent CPU idle', 'agent RSS with backlog on disk', 'agent RSS replaying the backlog (max)'],
   'mosquitto-bridge': ['bridge replay: cloud start → all delivered', 'bridge events lost after kill -9', 'bridge events lost after SIGTERM restart (control)'],
+  'file-drop-bulk': ['csv-parse alone, same file', 'end to end: rename → relay has every row', 'ratio to csv-parse alone', 'agent RSS (max)', 'rename → every row in the outbox'],
 };
 
 describe.skipIf(!hasMosquitto)('npm run bench -- --quick (tiny sizes)', () => {
