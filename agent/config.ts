@@ -6,7 +6,7 @@ import { loadConfigFile } from '../common/config-file.js';
 import { byteSize, durationMs } from '../common/duration.js';
 import { topicLevel } from '../common/wire-v1.js';
 import type { Logger } from '../common/logger.js';
-import type { CollectorKind } from './host/collector.js';
+import type { BaseCollectorConfig, CollectorKind } from './host/collector.js';
 import { collectorConfigSchemaOf, collectorKinds, type CollectorConfig } from './collectors/registry.js';
 import type { OutboxOptions } from './outbox/outbox.js';
 import type { ForwarderOptions } from './transport/forwarder.js';
@@ -71,7 +71,34 @@ function agentSchema(kinds: readonly CollectorKind[]) {
         if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['collectors', i, 'name'], message: `duplicate collector name "${c.name}"` });
         seen.add(c.name);
       });
+      for (const o of overlaps(cfg.collectors, kinds)) {
+        ctx.addIssue({ code: 'custom', path: ['collectors', o.second, o.key], message: o.message });
+      }
     });
+}
+
+interface OverlapIssue {
+  /** Index of the second collector of the pair. */
+  second: number;
+  key: string;
+  message: string;
+}
+
+/**
+ * Pairs of collectors of one kind that would capture the same input (the kind's `overlap` hook),
+ * reported at the second of each pair so the message points at the collector added last.
+ */
+function overlaps(collectors: readonly BaseCollectorConfig[], kinds: readonly CollectorKind[]): OverlapIssue[] {
+  const found: OverlapIssue[] = [];
+  collectors.forEach((b, j) => {
+    const check = kinds.find((k) => k.type === b.type)?.overlap;
+    if (!check) return;
+    collectors.slice(0, j).forEach((a) => {
+      const o = a.type === b.type ? check(a, b) : undefined;
+      if (o) found.push({ second: j, key: o.key, message: `collectors "${a.name}" and "${b.name}" overlap: ${o.description}` });
+    });
+  });
+  return found;
 }
 
 export const agentConfigSchema = agentSchema(collectorKinds as unknown as CollectorKind[]);

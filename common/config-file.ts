@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { ErpEdgeError } from './errors.js';
+import { HINTS, explainYamlError, unresolvedAliases, type SyntaxProblem } from './yaml-syntax.js';
 
 /**
  * YAML config loader that reports every problem as `<file>:<line>:<col> <key.path>: <problem>`,
@@ -9,7 +10,15 @@ import { ErpEdgeError } from './errors.js';
  */
 
 type PathSeg = PropertyKey;
-export interface ConfigIssue { line: number; col: number; path: string; message: string }
+export interface ConfigIssue {
+  line: number;
+  col: number;
+  /** Key path; '' for a YAML syntax error. */
+  path: string;
+  message: string;
+  /** YAML syntax errors: what to do, in plain words. */
+  hint?: string;
+}
 
 export function loadConfigFile<S extends z.ZodType>(path: string, schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
   let text: string;
@@ -29,16 +38,26 @@ export function parseConfigText<S extends z.ZodType>(text: string, fileLabel: st
   const at = (offset: number) => lineCounter.linePos(offset);
 
   if (doc.errors.length > 0) {
-    const issues = doc.errors.map((e): ConfigIssue => ({ ...at(e.pos[0]), path: '', message: e.message.split('\n')[0]! }));
-    throw new ErpEdgeError('ERP_CONFIG_INVALID', issues.map((i) => `${fileLabel}:${i.line}:${i.col} ${i.message}`).join('\n'), { file: fileLabel, issues });
+    const issues = doc.errors.map((e): ConfigIssue => syntaxIssue(explainYamlError(e, doc, text), e.message.split('\n')[0]!, '', at));
+    throw syntaxError(fileLabel, issues);
+  }
+  // Not `{}`: listing every required key would hide that the file itself is empty (wrong file, not yet written).
+  if (isEmptyDocument(doc)) {
+    const message = 'the config file is empty';
+    throw new ErpEdgeError('ERP_CONFIG_INVALID', `${fileLabel}: ${message}`, { file: fileLabel, issues: [{ line: 1, col: 1, path: '', message }] });
+  }
+  // `include: *.csv` parses (as an alias) but fails in toJS() with a bare ReferenceError and no position.
+  const aliases = unresolvedAliases(doc);
+  if (aliases.length > 0) {
+    const issues = aliases.map((a) => syntaxIssue({ offset: a.offset, hint: HINTS.alias(a.source) }, `unknown YAML alias *${a.source}`, formatPath(a.path), at));
+    throw syntaxError(fileLabel, issues);
   }
 
   // Env values that went into the config, so zod's own messages can be scrubbed of them (secrets).
   const envValues = new Map<string, string>();
   substituteEnv(doc.contents, [], { fileLabel, env, at, envValues });
 
-  // Empty (or comment-only) file → {} so the schema reports each required key.
-  const data: unknown = doc.contents === null ? {} : doc.toJS();
+  const data: unknown = doc.toJS();
   const result = schema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
 
@@ -48,6 +67,35 @@ export function parseConfigText<S extends z.ZodType>(text: string, fileLabel: st
   const message = issues.map((i) => `${fileLabel}:${i.line}:${i.col} ${i.path}: ${i.message}`).join('\n');
   // No `cause`: the zod error carries the raw input, which may include secrets.
   throw new ErpEdgeError('ERP_CONFIG_INVALID', message, { file: fileLabel, issues });
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML syntax errors
+
+/** No content at all: nothing, blanks, comments, or just the `---` marker (an empty node there; `~` is a written null, not empty). */
+function isEmptyDocument(doc: Document): boolean {
+  const c = doc.contents;
+  return c === null || (isScalar(c) && c.value === null && c.range?.[0] === c.range?.[1]);
+}
+
+function syntaxIssue(p: SyntaxProblem, message: string, path: string, at: (offset: number) => { line: number; col: number }): ConfigIssue {
+  const noticed = p.noticedAt === undefined ? undefined : at(p.noticedAt);
+  const pos = at(p.offset);
+  const where = noticed && noticed.line !== pos.line ? ` (noticed at line ${noticed.line})` : '';
+  return { ...pos, path, message: message + where, ...(p.hint ? { hint: p.hint } : {}) };
+}
+
+/**
+ * Only the first error, with its hint: yaml reports a missing ':' as a cascade (ten lines for one
+ * culprit), and the later errors mostly follow from the first. `context.issues` keeps all of them.
+ */
+function syntaxError(fileLabel: string, issues: ConfigIssue[]): ErpEdgeError {
+  const first = issues[0]!;
+  const lines = [`${fileLabel}:${first.line}:${first.col} ${first.path ? `${first.path}: ` : ''}${first.message}`];
+  if (first.hint) lines.push(`  hint: ${first.hint}`);
+  const more = issues.length - 1;
+  if (more > 0) lines.push(`  (${more} more YAML error${more === 1 ? '' : 's'})`);
+  return new ErpEdgeError('ERP_CONFIG_INVALID', lines.join('\n'), { file: fileLabel, issues });
 }
 
 // ---------------------------------------------------------------------------------------------

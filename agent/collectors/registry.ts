@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineKind, type CollectorKind } from '../host/collector.js';
+import { fileDropOverlap } from './file-drop/overlap.js';
 import { fileDropSchema } from './file-drop/schema.js';
 import { syntheticSchema } from './synthetic/schema.js';
 
@@ -9,7 +10,7 @@ import { syntheticSchema } from './synthetic/schema.js';
  * driver, and a driver that fails to load puts only its own collectors in `error`.
  */
 export const collectorKinds = [
-  defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js') }),
+  defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js'), overlap: fileDropOverlap }),
   defineKind({ type: 'synthetic', schema: syntheticSchema, load: () => import('./synthetic/synthetic.js') }),
 ] as const;
 

@@ -62,6 +62,20 @@ export interface CollectorKind<S extends z.ZodType<BaseCollectorConfig> = z.ZodT
   readonly type: string;
   readonly schema: S;
   load(): Promise<CollectorModule<z.output<S>>>;
+  /**
+   * Optional: whether two collectors of this kind would capture the same input (two file-drop
+   * collectors taking the same file race for it). The config refuses such a pair. Pure, like the
+   * schema: `validate` calls it without loading a driver.
+   */
+  overlap?(a: z.output<S>, b: z.output<S>): CollectorOverlap | undefined;
+}
+
+/** What two collectors of one kind both capture. */
+export interface CollectorOverlap {
+  /** The config key to point at in the second collector, e.g. `path`. */
+  key: string;
+  /** Completes "collectors "a" and "b" overlap: …", e.g. `both watch ./in and would both take a file named "orders.csv"`. */
+  description: string;
 }
 
 /** Identity helper that keeps the schema's type for the loader. */

@@ -92,6 +92,61 @@ describe('agent config', () => {
   });
 });
 
+describe('overlapping file-drop collectors', () => {
+  /** Two file-drop collectors, "orders" and "all-csv", with the given keys (indented here). */
+  const twoCollectors = (a: string[], b: string[]) =>
+    [
+      'site: wh-1',
+      'agent: a-1',
+      'data_dir: ./data',
+      'transport:',
+      '  url: mqtt://127.0.0.1:11883',
+      'collectors:',
+      '  - type: file-drop',
+      '    name: orders',
+      ...a.map((l) => `    ${l}`),
+      '  - type: file-drop', // line 11 when `a` has two lines
+      '    name: all-csv',
+      ...b.map((l) => `    ${l}`),
+      '',
+    ].join('\n');
+  const accepted = (text: string) => loadAgentConfig(write(text), { env: {} }).collectors.length;
+
+  it('refuses *.csv and orders* in one folder, at the second collector, naming both and a file both would take', () => {
+    const msg = loadError(twoCollectors(['path: ./in', "include: ['orders*']"], ['path: in/', "include: ['*.csv']"]));
+    expect(msg).toBe(
+      `${join(dir, 'agent.yaml')}:13:11 collectors[1].path: collectors "orders" and "all-csv" overlap: both watch the same folder (./in and in/) ` +
+        'and would both take a file named "orders.csv" (give each its own folder, or include/exclude patterns that keep them apart)',
+    );
+  });
+
+  it('patterns ignore case by default: ORDERS.CSV overlaps *.csv', () => {
+    const msg = loadError(twoCollectors(['path: ./in', "include: ['ORDERS.CSV']"], ['path: ./in', "include: ['*.csv']"]));
+    expect(msg).toContain('collectors "orders" and "all-csv" overlap: both watch ./in and would both take a file named "ORDERS.CSV"');
+  });
+
+  it('accepts the same patterns in different folders', () => {
+    expect(accepted(twoCollectors(['path: ./in/orders', "include: ['*.csv']"], ['path: ./in/stock', "include: ['*.csv']"]))).toBe(2);
+  });
+
+  it('accepts *.csv and *.tsv in one folder', () => {
+    expect(accepted(twoCollectors(['path: ./in', "include: ['*.csv']"], ['path: ./in', "include: ['*.tsv']"]))).toBe(2);
+  });
+
+  it('an exclude that removes the shared names removes the overlap', () => {
+    const a = ['path: ./in', "include: ['orders*']"];
+    expect(loadError(twoCollectors(a, ['path: ./in', "include: ['*.csv']"]))).toContain('overlap');
+    expect(accepted(twoCollectors(a, ['path: ./in', "include: ['*.csv']", "exclude: ['orders*']"]))).toBe(2);
+  });
+
+  it('case_sensitive: true on both keeps *.csv and *.CSV apart; on one only, they overlap', () => {
+    const csv = ['path: ./in', "include: ['*.csv']"];
+    const upper = ['path: ./in', "include: ['*.CSV']"];
+    expect(accepted(twoCollectors([...csv, 'case_sensitive: true'], [...upper, 'case_sensitive: true']))).toBe(2);
+    expect(loadError(twoCollectors([...csv, 'case_sensitive: true'], upper))).toContain('would both take a file named "x.csv"');
+  });
+});
+
 describe('edge-agent CLI', () => {
   it('validate prints OK for a good file and exits 0', () => {
     const r = runCli('edge-agent', ['validate', '--config', write(VALID)], { MQTT_PW: 'x' });
@@ -104,6 +159,16 @@ describe('edge-agent CLI', () => {
     const r = runCli('edge-agent', ['validate', '--config', write(VALID.replace('site: wh-1\n', ''))], { MQTT_PW: 'x' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`ERP_CONFIG_INVALID: ${join(dir, 'agent.yaml')}:1:1 site: required`);
+  });
+
+  it('validate names two overlapping collectors and a file both would take', () => {
+    const text = VALID.replace('path: ./in/stock', 'path: ./in/orders').replace('format: jsonl', "format: jsonl\n    include: ['*.JSONL', 'orders*']");
+    // A password of its own: messages are scrubbed of env values, and 'x' is in the example name.
+    const r = runCli('edge-agent', ['validate', '--config', write(text)], { MQTT_PW: 'pw-not-in-messages' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `ERP_CONFIG_INVALID: ${join(dir, 'agent.yaml')}:13:11 collectors[1].path: collectors "orders" and "stock" overlap: both watch ./in/orders and would both take a file named "x.JSONL"`,
+    );
   });
 
   it('status prints per-stream pending, oldest pending age and last ack', async () => {

@@ -128,14 +128,17 @@ describe('parseConfigText: validation issues', () => {
     expect(err.message.split('\n')[2]).toBe('config/agent.yaml:2:9 mqtt.host: expected string, got number');
   });
 
-  it('validates an empty file as {} so required keys are listed', () => {
-    for (const text of ['', '# nothing yet\n']) {
+  it('calls an empty, blank, comment-only or bare --- file empty instead of listing the required keys', () => {
+    for (const text of ['', '  \n\n', '# nothing yet\n  # still nothing\n', '---\n']) {
       const err = fail(() => parseConfigText(text, FILE, Schema, {}));
-      expect(err.message).toBe(
-        ['config/agent.yaml:1:1 site: required', 'config/agent.yaml:1:1 mqtt: required', 'config/agent.yaml:1:1 outbox: required'].join('\n'),
-      );
+      expect(err.code).toBe('ERP_CONFIG_INVALID');
+      expect(err.message).toBe('config/agent.yaml: the config file is empty');
+      expect(err.context).toEqual({ file: FILE, issues: [{ line: 1, col: 1, path: '', message: 'the config file is empty' }] });
     }
-    expect(parseConfigText('', FILE, z.object({ a: z.number().default(3) }), {})).toEqual({ a: 3 });
+    // Even when every key has a default: an empty file is the wrong file, or one not yet written.
+    expect(fail(() => parseConfigText('', FILE, z.object({ a: z.number().default(3) }), {})).message).toBe('config/agent.yaml: the config file is empty');
+    // A written null is content, not an empty file.
+    expect(fail(() => parseConfigText('~\n', FILE, Schema, {})).message).toBe('config/agent.yaml:1:1 (root): expected object, got null');
   });
 
   it('uses (root) for a root-level type error', () => {
@@ -145,16 +148,175 @@ describe('parseConfigText: validation issues', () => {
 });
 
 describe('parseConfigText: YAML syntax errors', () => {
-  it('reports file:line:col and the first line of the yaml message', () => {
-    const err = fail(() => parseConfigText(yaml(['site: a', 'mqtt:', '  host: a: b']), FILE, Schema, {}));
+  /** The printed message of a config that fails to parse, as lines. */
+  const syntaxError = (lines: string[]) => fail(() => parseConfigText(yaml(lines), FILE, Schema, {})).message.split('\n');
+  const MISSING_COLON = "  hint: this line is missing the ':' after its key (write key: value, with a space after the ':')";
+  const INDENT = '  hint: indentation does not line up with the lines above (keys of one block start in the same column; indent with spaces)';
+  const AGENT = [
+    'site: plant-7', //                  1
+    'mqtt:', //                          2
+    '  host: broker', //                 3
+    '  port: 1883', //                   4
+    'outbox:', //                        5
+    '  dir: /var/outbox', //             6
+    'collectors:', //                    7
+    '  - type: file', //                 8
+    '    path: /drop/orders', //         9
+    '  - type: erp', //                  10
+    '    url: http://erp', //            11
+  ];
+
+  it('prints only the first error with its hint, "N more", and keeps every error in context.issues', () => {
+    // yaml reports a missing ':' before a nested block as a cascade of errors.
+    const err = fail(() => parseConfigText(yaml(AGENT.map((l) => (l === 'collectors:' ? 'collectors' : l))), FILE, Schema, {}));
     expect(err.code).toBe('ERP_CONFIG_INVALID');
-    expect(err.message).toBe('config/agent.yaml:3:9 Nested mappings are not allowed in compact mappings');
-    expect(err.message).not.toContain('\n');
+    expect(err.message.split('\n')).toEqual(['config/agent.yaml:7:1 Implicit keys need to be on a single line', MISSING_COLON, '  (6 more YAML errors)']);
+    const issues = err.context.issues as { line: number; col: number; path: string; message: string; hint?: string }[];
+    expect(issues).toHaveLength(7);
+    expect(issues[0]).toEqual({ line: 7, col: 1, path: '', message: 'Implicit keys need to be on a single line', hint: MISSING_COLON.slice('  hint: '.length) });
+    expect(err.context.file).toBe(FILE);
   });
 
-  it('rejects duplicate keys', () => {
-    const err = fail(() => parseConfigText(yaml(['site: a', 'site: b']), FILE, Schema, {}));
-    expect(err.message).toBe('config/agent.yaml:2:1 Map keys must be unique');
+  describe("a missing ':' points at the key's line, wherever yaml noticed it", () => {
+    it('followed by more keys of its block', () => {
+      expect(syntaxError(['site plant-7', 'mqtt:', '  host: broker'])).toEqual(['config/agent.yaml:1:1 Implicit keys need to be on a single line', MISSING_COLON]);
+      expect(syntaxError(AGENT.map((l) => l.replace('host: broker', 'host broker')))[0]).toBe('config/agent.yaml:3:3 Implicit keys need to be on a single line');
+    });
+
+    it('as the last key of its block', () => {
+      expect(syntaxError([...AGENT.slice(0, 4), '  tls true', ...AGENT.slice(4)])).toEqual([
+        'config/agent.yaml:5:3 Implicit map keys need to be followed by map values',
+        MISSING_COLON,
+      ]);
+    });
+
+    it('in a list item', () => {
+      expect(syntaxError(AGENT.map((l) => l.replace('- type: file', '- type file')))[0]).toBe('config/agent.yaml:8:5 Implicit keys need to be on a single line');
+      expect(syntaxError(AGENT.map((l) => l.replace('url: http', 'url http')))).toEqual([
+        'config/agent.yaml:11:5 Implicit map keys need to be followed by map values',
+        MISSING_COLON,
+      ]);
+    });
+
+    it('no space after the colon', () => {
+      expect(syntaxError(['site:plant-7', 'mqtt:', '  host: broker'])).toEqual(['config/agent.yaml:1:1 Implicit keys need to be on a single line', MISSING_COLON]);
+    });
+
+    it('yaml noticing it only at the next key, after a comment line (top level and nested)', () => {
+      expect(syntaxError(['site plant-7', '# the broker', 'mqtt:', '  host: broker'])).toEqual([
+        'config/agent.yaml:1:1 Unexpected scalar token in YAML stream: "mqtt" (noticed at line 3)',
+        MISSING_COLON,
+        '  (4 more YAML errors)',
+      ]);
+      expect(syntaxError(['mqtt:', '  host broker', '  # plain MQTT', '  port: 1883'])).toEqual([
+        'config/agent.yaml:2:3 All mapping items must start at the same column (noticed at line 4)',
+        MISSING_COLON,
+      ]);
+    });
+  });
+
+  it('tabs', () => {
+    expect(syntaxError(['site: plant-7', 'mqtt:', '\thost: broker'])).toEqual([
+      'config/agent.yaml:3:1 Tabs are not allowed as indentation',
+      '  hint: YAML indents with spaces, not tabs: replace the tab with spaces',
+    ]);
+  });
+
+  describe('indentation', () => {
+    it('a key indented less than its block', () => {
+      expect(syntaxError(['mqtt:', '  host: broker', ' port: 1883'])).toEqual(['config/agent.yaml:3:1 All mapping items must start at the same column', INDENT]);
+    });
+
+    it('a key indented more than its block: at that line, not at the value above it where yaml noticed', () => {
+      expect(syntaxError(['mqtt:', '  host: broker', '   port: 1883'])).toEqual([
+        'config/agent.yaml:3:4 Nested mappings are not allowed in compact mappings (noticed at line 2)',
+        INDENT,
+        '  (1 more YAML error)',
+      ]);
+    });
+
+    it('a list item key out of line with the one above', () => {
+      expect(syntaxError(AGENT.map((l) => l.replace('    path: /drop', '   path: /drop')))[0]).toBe('config/agent.yaml:9:1 Sequence item without - indicator');
+      expect(syntaxError(AGENT.map((l) => l.replace('    path: /drop', '   path: /drop')))[1]).toBe(INDENT);
+      expect(syntaxError(AGENT.map((l) => l.replace('  - type: erp', ' - type: erp'))).slice(0, 2)).toEqual([
+        'config/agent.yaml:10:1 A block sequence may not be used as an implicit map key',
+        INDENT,
+      ]);
+    });
+
+    it('a block of text (|) is not taken for a key without its colon', () => {
+      expect(syntaxError(['site: |', '  plant 7', ' mqtt: 1'])).toEqual(['config/agent.yaml:3:1 All mapping items must start at the same column', INDENT]);
+    });
+  });
+
+  it('an unclosed quote, at the opening quote rather than at the end of the file', () => {
+    expect(syntaxError(AGENT.map((l) => l.replace('host: broker', 'host: "broker')))).toEqual([
+      'config/agent.yaml:3:9 Missing closing "quote (noticed at line 12)',
+      '  hint: a quoted value is not closed: add the closing "',
+    ]);
+    expect(syntaxError(AGENT.map((l) => l.replace('dir: /var/outbox', "dir: '/var/outbox")))[1]).toBe("  hint: a quoted value is not closed: add the closing '");
+  });
+
+  it('an unclosed [ list, at its [', () => {
+    expect(syntaxError(['site: [plant-7, plant-8', 'mqtt:', '  host: broker'])).toEqual([
+      'config/agent.yaml:1:7 Flow sequence in block collection must be sufficiently indented and end with a ] (noticed at line 2)',
+      "  hint: a '[' is not closed with ']'",
+    ]);
+  });
+
+  it('a duplicate key, naming the line of the first', () => {
+    expect(syntaxError(['site: a', 'mqtt:', '  host: b', 'site: c'])).toEqual([
+      'config/agent.yaml:4:1 Map keys must be unique',
+      '  hint: the key appears twice (first on line 1): keep one',
+    ]);
+  });
+
+  it("a value with ': ' in it", () => {
+    expect(syntaxError(['site: a', 'mqtt:', '  host: a: b'])).toEqual([
+      'config/agent.yaml:3:9 Nested mappings are not allowed in compact mappings',
+      "  hint: the value contains ': ' (a colon and a space): put the whole value in quotes",
+    ]);
+  });
+
+  it('a Windows path in double quotes', () => {
+    expect(syntaxError(['site: a', 'dir: "C:\\data\\in"'])).toEqual([
+      'config/agent.yaml:2:9 Invalid escape sequence \\d',
+      "  hint: inside double quotes a backslash starts an escape: write Windows paths in single quotes ('C:\\data\\in') or with forward slashes",
+      '  (1 more YAML error)',
+    ]);
+  });
+
+  it("text after a closing quote (an apostrophe inside '...')", () => {
+    expect(syntaxError(["site: 'plant's'"])).toEqual([
+      'config/agent.yaml:1:14 Unexpected scalar at node end',
+      "  hint: there is text after the closing quote: quote the whole value (inside '...' write a ' as '')",
+    ]);
+  });
+
+  it('a value starting with a reserved character', () => {
+    expect(syntaxError(['site: @plant'])).toEqual([
+      'config/agent.yaml:1:7 Plain value cannot start with reserved character @',
+      '  hint: a value that starts with this character must be put in quotes',
+    ]);
+  });
+
+  it('an unquoted *.csv (a YAML alias), with its key path', () => {
+    const S = z.object({ include: z.array(z.string()) });
+    const err = fail(() => parseConfigText(yaml(['include:', '  - "*.tsv"', '  - *.csv']), FILE, S, {}));
+    expect(err.message.split('\n')).toEqual([
+      'config/agent.yaml:3:5 include[1]: unknown YAML alias *.csv',
+      "  hint: a value that starts with '*' must be put in quotes, e.g. '*.csv'",
+    ]);
+    // A real alias still works.
+    expect(parseConfigText(yaml(['x: &p "*.csv"', 'include: [*p]']), FILE, z.object({ x: z.string(), include: z.array(z.string()) }), {}).include).toEqual(['*.csv']);
+  });
+
+  it('two documents in one file', () => {
+    expect(syntaxError(['site: a', '---', 'site: b'])[1]).toBe("  hint: the file holds more than one YAML document (a '---' line): a config file is one document");
+  });
+
+  it('an error with no known hint is printed as yaml gives it', () => {
+    expect(syntaxError(['site: !!int x', 'a: &x 1', 'b: &y &z 2'])).toEqual(['config/agent.yaml:3:7 A node can have at most one anchor']);
   });
 });
 
