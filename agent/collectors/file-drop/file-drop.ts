@@ -1,7 +1,7 @@
-import { mkdir, readdir, rename, stat, copyFile, unlink, writeFile, access } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { existsSync, type BigIntStats, type Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createHash } from 'node:crypto';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, join } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import { isErpEdgeError } from '../../../common/errors.js';
@@ -9,15 +9,22 @@ import { LogThrottle } from '../../../common/log-throttle.js';
 import type { Logger } from '../../../common/logger.js';
 import { EXCEPTION_KINDS } from '../../../common/wire-v2.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
-import type { CaptureInput, Writer } from '../../host/writer.js';
-import { fingerprintFile, readRows, validateFile, type FileFingerprint, type FileRow, type ReadOptions } from './formats.js';
-import type { FileDropConfig } from './schema.js';
+import type { CaptureInput, CheckpointInput, Writer } from '../../host/writer.js';
+import { endsWithLineFeed, localDate, moveFile, sha256File } from './files.js';
+import { readRows, scanFile, type FileScan, type FormatOptions } from './formats.js';
+import { rowIdentity } from './identity.js';
+import { claimKey, isClaimKey, type ClaimEntry, type ContentEntry } from './ledger.js';
+import { nameMatcher, TEMP_NAMES } from './names.js';
+import { heldForWriting } from './open-writers.js';
+import { byName, DropQueue, type QueueItem } from './queue.js';
+import { dialectOf, type FileDropConfig } from './schema.js';
 
-/**
- * Names that writers use while a file is still being written (write-to-temp-then-rename):
- * they are never read; the final name appears by rename once the file is complete.
- */
-const TEMP_NAMES = ['*.tmp', '*.temp', '*.part', '*.partial', '*.filepart', '*.crdownload', '~*', '.*'];
+export { rowIdentity } from './identity.js';
+
+/** Files whose stability is checked per tick (the head of the queue and those right behind it). */
+const OBSERVED_PER_TICK = 100;
+/** A file that could not be handled (locked, unreadable, a ledger write failed) is tried again after this. */
+const RETRY_MS = 5_000;
 
 /**
  * How often the ledger forgets hashes older than dedupe_window, and error/ is counted again: hourly,
@@ -28,31 +35,24 @@ function housekeepingMs(dedupeWindowMs: number): number {
   return Math.min(3_600_000, Math.max(250, Math.floor(dedupeWindowMs / 4)));
 }
 
-type FileState = 'claimed' | 'committed' | 'archived' | 'error';
-
-/** Ledger entry, stored as this collector's checkpoint keyed by the content's SHA-256. */
-interface LedgerEntry {
-  state: FileState;
-  /** Where the file was dropped (its name is the one records, archive and error folders use). */
-  path: string;
-  /** Where it was claimed into (`.processing/`) and is read from. */
-  processing?: string;
-  size: number;
-  mtimeMs: number;
-  /** Records committed to the outbox so far (resume point after a crash). */
-  rows: number;
-  at: number;
-  movedTo?: string;
-}
+/** done: the file left the queue; wait: not final yet (a full stable_time again); or wait at least this long. */
+type Outcome = 'done' | 'wait' | { waitMs: number };
 
 export function create(cfg: FileDropConfig, ctx: CollectorContext): Collector {
   return new FileDropCollector(cfg, ctx);
 }
 
 /**
- * Watches folders for ERP file drops. A file moves through seen → claimed → committed →
- * archived (or error), tracked in the outbox by content hash, so a restart at any point
- * resumes where it stopped and the same content is never ingested twice.
+ * Watches a folder for ERP file drops and ingests each file once, whole, in drop order.
+ *
+ * A file is taken when its size and mtime have held still for stable_time (empty files:
+ * empty_stable_time) and, on Linux, no process holds it open for writing; it is then claimed by a
+ * move into `.processing/` (on Windows the move fails while a writer has it open: the first guard
+ * there), read, and archived only if it is still unchanged. A file that changed after it was read
+ * (a writer that paused longer than stable_time) is read on from its committed row count once it
+ * is stable again; a last line without its terminator is held back until the file is final.
+ * Progress lives in the outbox with the records (see ledger.ts), so a restart at any point resumes
+ * where it stopped and the same content is never ingested twice.
  */
 export class FileDropCollector implements Collector {
   readonly name: string;
@@ -66,23 +66,28 @@ export class FileDropCollector implements Collector {
    * the drop folder afterwards (the next export) is a new file, untouched by this one's handling.
    */
   private readonly processingDir: string;
-  /** Claimed path → dropped path, for files being handled (the ledger has it once claimed there). */
-  private readonly droppedNames = new Map<string, string>();
   private readonly writer: Writer;
   private readonly log: Logger;
   private readonly fail: (err: unknown) => void;
-  private readonly isIncluded: (rel: string) => boolean;
+  private readonly isIncluded: (name: string) => boolean;
+  private readonly isTemp: (name: string) => boolean;
+  private readonly formatOptions: FormatOptions;
+  private readonly queue: DropQueue;
+  private readonly tickMs: number;
+  /** Something tells us when a writer still holds a file: /proc (writer_check) or Windows's failing rename. */
+  private readonly writerGuard: boolean;
+  private claimSeq = 0;
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
-  private readonly queue: string[] = [];
-  private readonly queued = new Set<string>();
-  /** Files being checked for a stable size by enqueueWhenStable. */
-  private readonly settling = new Set<string>();
-  private draining: Promise<void> | undefined;
+  private pumping: Promise<void> | undefined;
+  private busy = false;
+  private idleWaiters: (() => void)[] = [];
   private readonly abort = new AbortController();
-  private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, rows_dead_lettered: 0, io_errors: 0 };
+  private readonly counters = { files_ingested: 0, files_error: 0, files_duplicate: 0, records: 0, rows_dead_lettered: 0, io_errors: 0, out_of_order: 0 };
   private lastError = '';
   private readonly retryLog = new LogThrottle(60_000);
+  /** Names (unmatched files, subfolders, files held open, files waiting their turn) already logged once. */
+  private readonly noted = new Set<string>();
   private housekeepingTimer: NodeJS.Timeout | undefined;
   /** Files now in error/ (not their .reason.txt) and the oldest one's time: the open file_error exceptions. */
   private errorFiles = { count: 0, oldestAt: null as number | null };
@@ -102,11 +107,14 @@ export class FileDropCollector implements Collector {
     this.writer = ctx.writer;
     this.log = ctx.logger;
     this.fail = (err) => ctx.fail(err);
-    // The host's stop signal ends waits for outbox space and the drain loop.
+    // The host's stop signal ends waits for outbox space and the pump.
     ctx.signal.addEventListener('abort', () => this.abort.abort(), { once: true });
-    const include = picomatch(cfg.include, { dot: false });
-    const excluded = picomatch([...TEMP_NAMES, ...cfg.exclude], { dot: true });
-    this.isIncluded = (rel) => include(rel) && !excluded(rel);
+    this.isIncluded = nameMatcher(cfg);
+    this.isTemp = picomatch([...TEMP_NAMES], { dot: true, nocase: true });
+    this.formatOptions = { format: cfg.format, encoding: cfg.encoding, dialect: dialectOf(cfg), keyColumns: cfg.key };
+    this.queue = new DropQueue({ order: cfg.order, stableMs: cfg.stable_time, emptyStableMs: cfg.empty_stable_time, orderTimeoutMs: cfg.order_timeout });
+    this.tickMs = Math.max(10, Math.min(500, Math.floor(cfg.stable_time / 4)));
+    this.writerGuard = process.platform === 'win32' || (cfg.writer_check && existsSync('/proc/self/fd'));
   }
 
   async start(): Promise<void> {
@@ -119,29 +127,21 @@ export class FileDropCollector implements Collector {
       void this.countErrorFiles();
     }, housekeepingMs(this.cfg.dedupe_window));
     this.housekeepingTimer.unref();
-    // Claimed before a stop or crash: finish them first, oldest claim first.
-    for (const p of await claimedFiles(this.processingDir)) this.enqueue(p);
+    // Claimed before a stop or crash: finished first, in claim order.
+    await this.recoverClaims();
+    const internal = new Set([join(this.dir, '.processing'), this.archiveDir, this.errorDir]);
     this.watcher = chokidar.watch(this.dir, {
       depth: 0,
       ignoreInitial: false, // files already present at start are picked up
       usePolling: this.cfg.poll,
       interval: this.cfg.poll_interval,
       binaryInterval: this.cfg.poll_interval,
-      // chokidar compares sizes only from its second poll on, and emits as soon as stable_time has passed since the
-      // last change it saw: with pollInterval >= stable_time (and no change events, as when polling a share slower
-      // than stable_time) a file still being written was emitted unchecked. Several polls per stable_time fix that.
-      awaitWriteFinish: {
-        stabilityThreshold: this.cfg.stable_time,
-        pollInterval: Math.max(10, Math.min(500, Math.floor(this.cfg.stable_time / 4))),
-      },
-      ignored: (p, stats) => p !== this.dir && (stats?.isDirectory() === true || !this.isIncluded(relative(this.dir, p))),
+      // No awaitWriteFinish: its timer per file let files overtake each other. Stability is the queue's job.
+      ignored: (p) => internal.has(p),
     });
-    // chokidar applies awaitWriteFinish only to events after 'ready': before that (the initial scan, which can
-    // take a while on a big share) the size-stable check is done here.
-    let ready = false;
-    const onFile = (p: string) => (ready ? this.enqueue(p) : void this.enqueueWhenStable(p));
-    this.watcher.on('add', onFile);
-    this.watcher.on('change', onFile);
+    this.watcher.on('add', (p) => void this.see(p));
+    this.watcher.on('change', (p) => void this.see(p));
+    this.watcher.on('addDir', (p) => p !== this.dir && this.noteOnce(`dir:${p}`, () => this.log.info({ dir: p }, 'subfolder not watched: only files at the top of the drop folder are taken')));
     // The folder went away (share offline), or the OS ran out of watches: a new watcher, after the
     // host's back-off, is the way back. Files claimed meanwhile stay in .processing/ and are finished first.
     this.watcher.on('error', (err) => {
@@ -149,13 +149,13 @@ export class FileDropCollector implements Collector {
       this.fail(err);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
-    ready = true;
     // chokidar lists the folder first and only then starts watching it; a file created in between is not
-    // reported until the folder changes again (with poll: true, until after polling's first stat, which lands
-    // after 'ready'), which on a quiet share can be hours. One more listing, once watching is surely on, closes that gap.
+    // reported until the folder changes again (with poll: true, until after polling's first stat), which on
+    // a quiet share can be hours. One more listing, once watching is surely on, closes that gap.
     this.rescanTimer = setTimeout(() => void this.rescan(), this.cfg.poll ? this.cfg.poll_interval : this.cfg.stable_time);
     this.rescanTimer.unref();
-    this.log.info({ dir: this.dir, poll: this.cfg.poll, format: this.cfg.format, stream: this.stream }, 'watching for file drops');
+    this.pumping = this.pump();
+    this.log.info({ dir: this.dir, poll: this.cfg.poll, format: this.cfg.format, stream: this.stream, order: this.cfg.order }, 'watching for file drops');
   }
 
   async stop(): Promise<void> {
@@ -163,14 +163,382 @@ export class FileDropCollector implements Collector {
     clearTimeout(this.rescanTimer);
     clearInterval(this.housekeepingTimer);
     await this.watcher?.close();
-    await this.draining;
+    await this.pumping;
+    this.wakeIdle();
   }
 
   stats(): CollectorStats {
     return {
-      counters: { ...this.counters, queued: this.queue.length, last_error: this.lastError },
+      counters: { ...this.counters, queued: this.queue.size, last_error: this.lastError },
       exceptions: [{ kind: EXCEPTION_KINDS.fileError, count: this.errorFiles.count, oldest_at: this.errorFiles.oldestAt }],
     };
+  }
+
+  /** Resolves once no file is waiting or being handled (used by tests and shutdown). */
+  idle(): Promise<void> {
+    if ((this.queue.size === 0 && !this.busy) || this.abort.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** A file the watcher (or a rescan) reported: queued if its name is taken, its arrival fixed now. */
+  private async see(path: string): Promise<void> {
+    if (this.abort.signal.aborted || this.queue.has(path)) return;
+    const name = basename(path);
+    if (!this.isIncluded(name)) return this.noteUnmatched(name);
+    const st = await stat(path, { bigint: true }).catch(() => undefined);
+    if (!st?.isFile() || this.queue.has(path) || this.abort.signal.aborted) return;
+    this.queue.add(path, name, st, Date.now());
+  }
+
+  private noteUnmatched(name: string): void {
+    if (this.isTemp(name)) return; // a transfer in progress: its final name will match
+    this.noteOnce(`name:${name}`, () =>
+      this.log.info(
+        { file: name, include: this.cfg.include, exclude: this.cfg.exclude, case_sensitive: this.cfg.case_sensitive },
+        'file not taken: its name does not match the include patterns (or matches an exclude)',
+      ),
+    );
+  }
+
+  /** One log line per thing; the memory of what was logged is bounded (a folder with endless odd files). */
+  private noteOnce(what: string, log: () => void): void {
+    if (this.noted.has(what)) return;
+    if (this.noted.size >= 10_000) this.noted.clear();
+    this.noted.add(what);
+    log();
+  }
+
+  /** Finds files the watcher has not reported (see start). */
+  private async rescan(): Promise<void> {
+    if (this.abort.signal.aborted) return;
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch((err: Error) => {
+      this.log.warn({ dir: this.dir, err: { message: err.message } }, 'cannot list the drop folder');
+      return [];
+    });
+    for (const e of entries) if (e.isFile()) await this.see(join(this.dir, e.name));
+  }
+
+  /**
+   * The one loop: stat the files at the head of the queue, handle the first that is ready (in
+   * order), sleep a tick when none is. One timer for all files, so waiting files cost no listeners.
+   */
+  private async pump(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      await this.observe();
+      const pick = this.queue.next(Date.now());
+      if (pick) {
+        if (pick.overtakes) this.noteOvertake(pick.item, pick.overtakes);
+        await this.handle(pick.item);
+        continue;
+      }
+      this.noteBlocked();
+      if (this.queue.size === 0) this.wakeIdle();
+      await sleep(this.tickMs, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  private async observe(): Promise<void> {
+    const now = Date.now();
+    for (const item of this.queue.ordered().slice(0, OBSERVED_PER_TICK)) {
+      const st = await stat(item.path, { bigint: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : undefined));
+      if (st === null) this.queue.delete(item.path); // removed or renamed away before we took it
+      else if (st) this.queue.observe(item, st, now);
+    }
+  }
+
+  private noteBlocked(): void {
+    const blocked = this.queue.firstBlocked();
+    const head = this.queue.ordered()[0];
+    if (!blocked || !head || blocked === head) return;
+    this.noteOnce(`blocked:${blocked.path}`, () =>
+      this.log.info({ file: blocked.name, waits_for: head.name, order: this.cfg.order, order_timeout_ms: this.cfg.order_timeout }, 'file ready, waiting for an earlier file still being written'),
+    );
+  }
+
+  private noteOvertake(item: QueueItem, head: QueueItem): void {
+    this.counters.out_of_order++;
+    this.log.warn({ file: item.name, earlier: head.name, order_timeout_ms: this.cfg.order_timeout }, 'file taken ahead of an earlier one still being written (order_timeout passed)');
+  }
+
+  private async handle(item: QueueItem): Promise<void> {
+    this.busy = true;
+    try {
+      const outcome = await this.process(item);
+      if (outcome === 'done') this.queue.delete(item.path);
+      else if (outcome === 'wait') this.queue.unsettle(item, Date.now());
+      else this.queue.defer(item, Date.now(), outcome.waitMs);
+    } catch (err) {
+      if (this.abort.signal.aborted) return;
+      this.counters.io_errors++;
+      this.lastError = `${item.name}: ${(err as Error).message}`;
+      // A file locked for hours must not log every 5 s: one line a minute per file and error.
+      const t = this.retryLog.take(`${item.path}:${(err as Error).message}`);
+      if (t) {
+        const e = { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code };
+        this.log.error({ file: item.path, err: e, retries_since_last_line: t.suppressed }, `file not processed; retrying every ${RETRY_MS / 1000}s`);
+      }
+      // Locked or unreadable (e.g. a writer still holds it on Windows): try again later, in its place.
+      this.queue.defer(item, Date.now(), RETRY_MS);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** One step for a ready file: claim it if it is not yet, then read it. */
+  private async process(item: QueueItem): Promise<Outcome> {
+    if (await this.heldOpen(item)) return 'wait';
+    if (item.claimSeq === undefined) {
+      const st = await stat(item.path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (!st?.isFile()) return 'done';
+      if (Number(st.size) !== item.size || st.mtimeNs !== item.mtimeNs) {
+        this.queue.observe(item, st, Date.now());
+        return 'wait';
+      }
+      const work = await moveFile(item.path, this.processingDir);
+      this.queue.move(item, work, ++this.claimSeq);
+    }
+    return this.readClaimed(item);
+  }
+
+  /** Whether a process holds the file open for writing (Linux; see open-writers.ts). Logged once per file. */
+  private async heldOpen(item: QueueItem): Promise<boolean> {
+    if (!this.cfg.writer_check || (await heldForWriting(item.path)) !== true) return false;
+    this.noteOnce(`held:${item.path}`, () => this.log.info({ file: item.name }, 'file still open for writing by another process: waiting until it is closed'));
+    return true;
+  }
+
+  /** Reads a claimed file: from its committed row count, up to what is there now. */
+  private async readClaimed(item: QueueItem): Promise<Outcome> {
+    const work = item.path;
+    const st = await stat(work);
+    const claim = this.claimOf(work, st);
+    const dropped = claim?.path ?? join(this.dir, item.name);
+    // Crashed after the last commit, before the move.
+    if (claim?.state === 'committed') return this.archive(work, dropped, claim.sha256, claim.rows, st);
+    let scan: FileScan;
+    try {
+      scan = await scanFile(work, this.formatOptions, st.size);
+    } catch (err) {
+      if (!isErpEdgeError(err, 'ERP_FILE_MALFORMED')) throw err;
+      // A half-written last line fails the parse too: not malformed until the file is known final.
+      const unguarded = !(await endsWithLineFeed(work, st.size)) && this.unguardedWaitMs(st);
+      if (unguarded) return { waitMs: unguarded };
+      return this.moveToError(work, dropped, await sha256File(work), err.message);
+    }
+    const started = claim ?? (await this.firstRead(item, work, dropped, st, scan));
+    if (started === 'done') return 'done';
+    if (scan.rows < started.rows || st.size < started.size) {
+      const reason = `the file got shorter after ${started.rows} rows were ingested (${started.size} bytes then, ${st.size} now); those rows were sent`;
+      return this.moveToError(work, dropped, scan.sha256, reason);
+    }
+    if (claim && (st.size !== claim.size || st.mtimeMs !== claim.mtimeMs)) {
+      this.log.warn({ file: dropped, from_row: claim.rows }, 'file changed after it was read: reading on from its committed rows');
+    }
+    return this.ingest(work, started, scan, st);
+  }
+
+  /** The claim entry for this file, if one was written for this very file (same inode). */
+  private claimOf(work: string, st: Stats): ClaimEntry | undefined {
+    const c = this.writer.getCheckpoint<ClaimEntry>(claimKey(work));
+    return c && c.ino === st.ino && c.processing === work ? c : undefined;
+  }
+
+  /**
+   * First read of a claimed file: refuse content already ingested; take over an in-flight entry of
+   * release 0.1/0.2 (same content, keyed by its hash); write the claim.
+   */
+  private async firstRead(item: QueueItem, work: string, dropped: string, st: Stats, scan: FileScan): Promise<ClaimEntry | 'done'> {
+    const prior = this.writer.getCheckpoint<ContentEntry>(scan.sha256);
+    if (prior?.state === 'committed' && prior.processing === work) {
+      await this.archive(work, prior.path, scan.sha256, prior.rows, st);
+      return 'done';
+    }
+    // A file with no records cannot be ingested twice: a repeated empty export is just archived.
+    if (prior && prior.rows > 0 && (prior.state === 'archived' || prior.state === 'committed')) {
+      await this.rejectDuplicate(work, dropped, scan.sha256, prior);
+      return 'done';
+    }
+    const resume = prior?.state === 'claimed' ? prior.rows : 0;
+    const claim: ClaimEntry = {
+      state: 'claimed',
+      path: prior?.state === 'claimed' && prior.processing === work ? prior.path : dropped,
+      processing: work,
+      ino: st.ino,
+      seq: item.claimSeq ?? ++this.claimSeq,
+      rows: resume,
+      prefix: scan.sha256.slice(0, 16),
+      sha256: scan.sha256,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      at: Date.now(),
+    };
+    if (resume > 0) this.log.info({ file: claim.path, resumeFrom: resume }, 'resuming a partly ingested file');
+    // Same content claimed before a crash (this copy or another): its entry becomes this claim.
+    const legacy: CheckpointInput[] = prior?.state === 'claimed' ? [{ key: scan.sha256, value: null }] : [];
+    this.writer.setCheckpoints([{ key: claimKey(work), value: claim }, ...legacy]);
+    return claim;
+  }
+
+  /**
+   * Streams the rows after the committed ones into the outbox, batch by batch, each with the
+   * claim's progress as checkpoint. An unterminated last row is held back until the file is known
+   * to be final; the file is archived only if it is unchanged since `st`. The writer waits for
+   * outbox space itself; a row it cannot take (over max_record_bytes) goes to the dead-letter table
+   * with its reason, and the file goes on.
+   */
+  private async ingest(work: string, claim: ClaimEntry, scan: FileScan, st: Stats): Promise<Outcome> {
+    const file = basename(claim.path);
+    const identity = rowIdentity(this.id, claim.prefix, this.cfg.key, st.mtimeMs);
+    const progress = (rows: number, state: ClaimEntry['state']): CheckpointInput => ({
+      key: claimKey(work),
+      value: { ...claim, state, rows, sha256: scan.sha256, size: st.size, mtimeMs: st.mtimeMs, at: Date.now() } satisfies ClaimEntry,
+    });
+    let rows = claim.rows;
+    let batch: CaptureInput[] = [];
+    const commit = async (state: ClaimEntry['state']) => {
+      const r = await this.writer.append(batch, progress(rows + batch.length, state), { invalid: 'dead_letter' });
+      rows += batch.length;
+      this.counters.records += r.appended;
+      this.counters.rows_dead_lettered += r.deadLettered;
+      batch = [];
+    };
+    const last = scan.endsWithNewline ? Infinity : scan.rows; // the row that may still be half-written
+    let n = rows;
+    let held: CaptureInput | undefined;
+    for await (const row of readRows(work, this.readOptions(scan), { startAfterRow: rows, size: st.size })) {
+      const rec = identity(row, ++n, { file, line: row.line, fields: row.fields });
+      if (n === last) {
+        held = rec;
+        break;
+      }
+      batch.push(rec);
+      if (batch.length >= this.cfg.batch_size) await commit('claimed');
+      if (this.abort.signal.aborted) return 'wait'; // the claim keeps our place
+    }
+    if (!(await this.unchangedSince(work, st))) {
+      if (batch.length > 0) await commit('claimed');
+      return 'wait'; // read on from `rows` once it is stable again
+    }
+    const unguarded = held && this.unguardedWaitMs(st);
+    if (unguarded) {
+      if (batch.length > 0) await commit('claimed');
+      return { waitMs: unguarded };
+    }
+    if (held) batch.push(held);
+    await commit('committed');
+    this.counters.files_ingested++;
+    this.log.info({ file: claim.path, records: rows, sha256: scan.sha256 }, 'file ingested');
+    return this.archive(work, claim.path, scan.sha256, rows, st);
+  }
+
+  /**
+   * Where nothing tells whether a writer still has the file (writer_check off or no /proc, and not
+   * Windows, whose rename fails on an open file), an unterminated last line is trusted only once the
+   * file has not changed for empty_stable_time: the time left, or 0.
+   */
+  private unguardedWaitMs(st: Stats): number {
+    if (this.writerGuard) return 0;
+    return Math.max(0, Math.ceil(st.mtimeMs + this.cfg.empty_stable_time - Date.now()));
+  }
+
+  private readOptions(scan: FileScan) {
+    return { ...this.formatOptions, encoding: scan.encoding };
+  }
+
+  /** The file is final: the same size and mtime as when it was scanned, and no writer holds it open. */
+  private async unchangedSince(work: string, st: Stats): Promise<boolean> {
+    const now = await stat(work);
+    if (now.size !== st.size || now.mtimeMs !== st.mtimeMs) return false;
+    return !(this.cfg.writer_check && (await heldForWriting(work)) === true);
+  }
+
+  /** Moves the file to archive/<day>/ and records its content as ingested, in place of its claim. */
+  private async archive(work: string, dropped: string, sha256: string, rows: number, st: Stats): Promise<Outcome> {
+    const dest = await moveFile(work, join(this.archiveDir, localDate(new Date())), basename(dropped));
+    const entry: ContentEntry = { state: 'archived', path: dropped, size: st.size, mtimeMs: st.mtimeMs, rows, at: Date.now(), movedTo: dest };
+    this.writer.setCheckpoints([
+      { key: sha256, value: entry },
+      { key: claimKey(work), value: null },
+    ]);
+    this.log.debug({ file: dropped, to: dest }, 'file archived');
+    return 'done';
+  }
+
+  /** Moves a file that is not ingested to the error folder, with `<name>.reason.txt` beside it. */
+  private async reject(work: string, dropped: string, sha256: string, reason: string): Promise<string> {
+    const dest = await moveFile(work, this.errorDir, basename(dropped));
+    const text = [`file: ${basename(dropped)}`, `sha256: ${sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''];
+    await writeFile(`${dest}.reason.txt`, text.join('\n'));
+    this.lastError = `${basename(dropped)}: ${reason}`;
+    this.noteErrorFile();
+    return dest;
+  }
+
+  private async moveToError(work: string, dropped: string, sha256: string, reason: string): Promise<Outcome> {
+    const dest = await this.reject(work, dropped, sha256, reason);
+    const entry: ContentEntry = { state: 'error', path: dropped, size: 0, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
+    this.writer.setCheckpoints([
+      { key: sha256, value: entry },
+      { key: claimKey(work), value: null },
+    ]);
+    this.counters.files_error++;
+    this.log.error({ file: dropped, to: dest, reason }, 'file moved to the error folder');
+    return 'done';
+  }
+
+  private async rejectDuplicate(work: string, dropped: string, sha256: string, prior: ContentEntry): Promise<void> {
+    const reason = `duplicate: the same content (sha256 ${sha256}) was already ingested from ${prior.path} at ${new Date(prior.at).toISOString()}`;
+    const dest = await this.reject(work, dropped, sha256, reason);
+    this.writer.setCheckpoints({ key: claimKey(work), value: null });
+    this.counters.files_duplicate++;
+    this.log.warn({ file: dropped, to: dest, first: prior.path }, 'duplicate file not ingested again');
+  }
+
+  /**
+   * Files in `.processing/` were claimed before a stop or crash: queued first, in claim order (files
+   * claimed by release 0.2, which kept no order, oldest mtime first). A claim whose file is gone was
+   * archived (state committed) or removed by hand: its entry is settled here.
+   */
+  private async recoverClaims(): Promise<void> {
+    const entries = await readdir(this.processingDir, { withFileTypes: true }).catch(() => []);
+    const files = new Map<string, BigIntStats>();
+    for (const e of entries) {
+      if (!e.isFile()) continue;
+      const p = join(this.processingDir, e.name);
+      const st = await stat(p, { bigint: true }).catch(() => undefined);
+      if (st) files.set(p, st);
+    }
+    const claims = this.writer.listCheckpoints<ClaimEntry>().filter((c) => isClaimKey(c.key));
+    this.claimSeq = claims.reduce((m, c) => Math.max(m, c.value.seq), 0);
+    const settled: CheckpointInput[] = [];
+    const now = Date.now();
+    for (const { key, value: c } of claims) {
+      const st = files.get(c.processing);
+      if (st && Number(st.ino) === c.ino) {
+        this.queue.add(c.processing, basename(c.path), st, now, c.seq);
+        continue;
+      }
+      if (c.state === 'committed') {
+        const entry: ContentEntry = { state: 'archived', path: c.path, size: c.size, mtimeMs: c.mtimeMs, rows: c.rows, at: now };
+        settled.push({ key: c.sha256, value: entry });
+      } else {
+        this.log.warn({ file: c.path, rows: c.rows }, 'a claimed file is gone from .processing/: its ingestion stopped at the rows shown');
+      }
+      settled.push({ key, value: null });
+    }
+    if (settled.length > 0) this.writer.setCheckpoints(settled);
+    const unclaimed = [...files].filter(([p]) => !this.queue.has(p)).sort(([pa, a], [pb, b]) => (a.mtimeNs < b.mtimeNs ? -1 : a.mtimeNs > b.mtimeNs ? 1 : byName(pa, pb)));
+    for (const [p, st] of unclaimed) this.queue.add(p, basename(p), st, now, ++this.claimSeq);
   }
 
   /** Counts the files in error/ (IT fixes and removes them: a file gone from there is an exception closed). */
@@ -188,209 +556,6 @@ export class FileDropCollector implements Collector {
     this.errorFiles = { count, oldestAt: oldestAt === null ? null : Math.round(oldestAt) };
   }
 
-  /** Resolves once every queued file has been handled (used by tests and shutdown). */
-  async idle(): Promise<void> {
-    while (this.draining) await this.draining;
-  }
-
-  /**
-   * A file present at start may still be being written (a transfer in progress when the agent started):
-   * it is queued once its size and mtime have not changed for stable_time, as awaitWriteFinish does later on.
-   */
-  private async enqueueWhenStable(path: string): Promise<void> {
-    const signal = this.abort.signal;
-    if (this.settling.has(path)) return;
-    this.settling.add(path);
-    try {
-      let prev = await stat(path);
-      for (;;) {
-        await sleep(this.cfg.stable_time, undefined, { signal });
-        const cur = await stat(path);
-        if (cur.size === prev.size && cur.mtimeMs === prev.mtimeMs) break;
-        prev = cur;
-      }
-    } catch (err) {
-      if (signal.aborted || (err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      // Any other stat error: queue it anyway, handleFile reports it and retries.
-    } finally {
-      this.settling.delete(path);
-    }
-    this.enqueue(path);
-  }
-
-  /** Queues (once stable) the included files that are in the folder but that chokidar has not reported. */
-  private async rescan(): Promise<void> {
-    if (this.abort.signal.aborted || !this.watcher) return;
-    const entries = await readdir(this.dir, { withFileTypes: true }).catch((err: Error) => {
-      this.log.warn({ dir: this.dir, err: { message: err.message } }, 'cannot list the drop folder');
-      return [];
-    });
-    if (this.abort.signal.aborted || !this.watcher) return;
-    const known = new Set(this.watcher.getWatched()[this.dir] ?? []);
-    for (const e of entries) {
-      if (!e.isFile() || known.has(e.name) || !this.isIncluded(e.name)) continue;
-      const path = join(this.dir, e.name);
-      if (this.queued.has(path)) continue;
-      this.log.info({ file: path }, 'file not reported by the watcher: picked up by a rescan');
-      void this.enqueueWhenStable(path);
-    }
-  }
-
-  private enqueue(path: string): void {
-    if (this.abort.signal.aborted || this.queued.has(path)) return;
-    this.queued.add(path);
-    this.queue.push(path);
-    this.startDrain();
-  }
-
-  private startDrain(): void {
-    this.draining ??= this.drain().finally(() => {
-      this.draining = undefined;
-      // A file queued while the loop was ending must not wait for the next drop.
-      if (this.queue.length > 0 && !this.abort.signal.aborted) this.startDrain();
-    });
-  }
-
-  /** One file at a time, in arrival order: records of a stream stay in file order. */
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.abort.signal.aborted) {
-      const path = this.queue.shift()!;
-      // Free at once: a new file under this name during the handling is a new drop, queued anew.
-      this.queued.delete(path);
-      let retry = path;
-      try {
-        const claimed = await this.claim(path);
-        if (!claimed) continue;
-        retry = claimed.work; // from here on the file lives in .processing/
-        await this.handleFile(claimed);
-      } catch (err) {
-        if (this.abort.signal.aborted) return;
-        this.counters.io_errors++;
-        this.lastError = `${basename(path)}: ${(err as Error).message}`;
-        // A file locked for hours must not log every 5 s: one line a minute per file and error.
-        const t = this.retryLog.take(`${path}:${(err as Error).message}`);
-        if (t) {
-          const e = { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code };
-          this.log.error({ file: path, err: e, retries_since_last_line: t.suppressed }, 'file not processed; retrying every 5s');
-        }
-        // Locked or unreadable (e.g. a writer still holds it on Windows): try again later.
-        setTimeout(() => this.enqueue(retry), 5_000).unref();
-      }
-    }
-  }
-
-  private async handleFile(claimed: { work: string; dropped?: string }): Promise<void> {
-    const { work } = claimed;
-    const st = await stat(work);
-    const fp = await fingerprintFile(work, this.cfg.encoding);
-    const entry = this.writer.getCheckpoint<LedgerEntry>(fp.sha256);
-    // Claimed before a restart: the ledger knows the name it was dropped under (if it got that far).
-    const dropped = claimed.dropped ?? (entry?.processing === work ? entry.path : join(this.dir, basename(work)));
-    // A file with no records cannot be ingested twice: a repeated empty export is just archived.
-    const ingestedBefore = entry !== undefined && entry.rows > 0;
-    if (entry?.state === 'committed' && entry.processing === work) return this.archive(work, fp, entry); // crashed after commit, before the move
-    if (ingestedBefore && (entry.state === 'archived' || entry.state === 'committed')) return this.rejectDuplicate(work, dropped, fp, entry);
-    const opts: ReadOptions = { format: this.cfg.format, encoding: fp.encoding, delimiter: this.cfg.delimiter, keyColumns: this.cfg.key };
-    try {
-      // Validate first: a malformed file ingests nothing, rather than its first half.
-      await validateFile(work, opts);
-    } catch (err) {
-      if (isErpEdgeError(err, 'ERP_FILE_MALFORMED')) return this.moveToError(work, dropped, fp, err.message);
-      throw err;
-    }
-    // Same content claimed before a crash (this copy or another): resume after its committed rows.
-    const resumeFrom = entry?.state === 'claimed' ? entry.rows : 0;
-    const progress: LedgerEntry = { state: 'claimed', path: dropped, processing: work, size: st.size, mtimeMs: st.mtimeMs, rows: resumeFrom, at: Date.now() };
-    if (resumeFrom > 0) this.log.info({ file: dropped, resumeFrom }, 'resuming a partly ingested file');
-    this.writer.setCheckpoints({ key: fp.sha256, value: progress });
-    const committed = await this.ingest(work, fp, opts, progress);
-    if (committed) await this.archive(work, fp, committed);
-  }
-
-  /**
-   * Moves a dropped file into `.processing/` (a file already there was claimed before a restart).
-   * Returns where to read it and the path it was dropped under; undefined if it is gone.
-   */
-  private async claim(path: string): Promise<{ work: string; dropped?: string } | undefined> {
-    if (dirname(path) === this.processingDir) {
-      // A retry: the file may have moved on already (archived, then a later step failed).
-      const here = await stat(path).catch(() => undefined);
-      return here?.isFile() ? { work: path, dropped: this.droppedNames.get(path) } : undefined;
-    }
-    const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
-    if (!st?.isFile()) return undefined;
-    const work = await moveFile(path, this.processingDir);
-    this.droppedNames.set(work, path); // for retries before the ledger knows it
-    return { work, dropped: path };
-  }
-
-  /**
-   * Streams records into the outbox, batch by batch, each with the file's progress as checkpoint.
-   * The writer waits for outbox space itself; a row it cannot take (over max_record_bytes) goes to
-   * the dead-letter table with its reason, and the file goes on.
-   */
-  private async ingest(path: string, fp: FileFingerprint, opts: ReadOptions, claimed: LedgerEntry): Promise<LedgerEntry | undefined> {
-    const file = basename(claimed.path);
-    const identity = rowIdentity(this.id, fp, this.cfg.key, claimed.mtimeMs);
-    let rows = claimed.rows;
-    let batch: CaptureInput[] = [];
-    const flush = async (last: boolean) => {
-      const value: LedgerEntry = { ...claimed, rows: rows + batch.length, state: last ? 'committed' : 'claimed', at: Date.now() };
-      const r = await this.writer.append(batch, { key: fp.sha256, value }, { invalid: 'dead_letter' });
-      rows += batch.length;
-      this.counters.records += r.appended;
-      this.counters.rows_dead_lettered += r.deadLettered;
-      batch = [];
-      return value;
-    };
-    for await (const row of readRows(path, opts, claimed.rows)) {
-      batch.push(identity(row, rows + batch.length + 1, { file, line: row.line, fields: row.fields }));
-      if (batch.length >= this.cfg.batch_size) await flush(false);
-      if (this.abort.signal.aborted) return undefined; // the claim keeps our place
-    }
-    const done = await flush(true);
-    this.counters.files_ingested++;
-    this.log.info({ file: claimed.path, records: rows, sha256: fp.sha256 }, 'file ingested');
-    return done;
-  }
-
-  private async archive(work: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
-    const dest = await moveFile(work, join(this.archiveDir, localDate(new Date())), basename(entry.path));
-    this.droppedNames.delete(work);
-    this.writer.setCheckpoints({ key: fp.sha256, value: { ...entry, state: 'archived', movedTo: dest, at: Date.now() } });
-    this.log.debug({ file: entry.path, to: dest }, 'file archived');
-  }
-
-  /** Moves a file that is not ingested to the error folder, with `<name>.reason.txt` beside it. */
-  private async reject(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<string> {
-    const dest = await moveFile(work, this.errorDir, basename(dropped));
-    this.droppedNames.delete(work);
-    const text = [`file: ${basename(dropped)}`, `sha256: ${fp.sha256}`, `at: ${new Date().toISOString()}`, `collector: ${this.id}`, `reason: ${reason}`, ''];
-    await writeFile(`${dest}.reason.txt`, text.join('\n'));
-    this.lastError = `${basename(dropped)}: ${reason}`;
-    return dest;
-  }
-
-  private async moveToError(work: string, dropped: string, fp: FileFingerprint, reason: string): Promise<void> {
-    const dest = await this.reject(work, dropped, fp, reason);
-    const st: LedgerEntry = { state: 'error', path: dropped, size: fp.size, mtimeMs: 0, rows: 0, at: Date.now(), movedTo: dest };
-    this.writer.setCheckpoints({ key: fp.sha256, value: st });
-    this.counters.files_error++;
-    this.noteErrorFile();
-    this.log.error({ file: dropped, to: dest, reason }, 'malformed file moved to the error folder');
-  }
-
-  private async rejectDuplicate(work: string, dropped: string, fp: FileFingerprint, entry: LedgerEntry): Promise<void> {
-    const reason = `duplicate: the same content (sha256 ${fp.sha256}) was already ingested from ${entry.path} at ${new Date(entry.at).toISOString()}`;
-    const dest = await this.reject(work, dropped, fp, reason);
-    this.counters.files_duplicate++;
-    this.noteErrorFile();
-    this.log.warn({ file: dropped, to: dest, first: entry.path }, 'duplicate file not ingested again');
-  }
-
   private noteErrorFile(): void {
     this.errorFiles = { count: this.errorFiles.count + 1, oldestAt: this.errorFiles.oldestAt ?? Date.now() };
   }
@@ -399,69 +564,8 @@ export class FileDropCollector implements Collector {
   private forgetOldHashes(): void {
     const cutoff = Date.now() - this.cfg.dedupe_window;
     const old = this.writer
-      .listCheckpoints<LedgerEntry>()
-      .filter((e) => (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
+      .listCheckpoints<ContentEntry>()
+      .filter((e) => !isClaimKey(e.key) && (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
     if (old.length > 0) this.writer.setCheckpoints(old.map((e) => ({ key: e.key, value: null })));
   }
-}
-
-/**
- * Record identity for the rows of one file (docs/wire.md). Without key columns: the file's hash and
- * the row number (as release 0.1, so a file being ingested across an upgrade keeps its ids). With
- * them: source + key values + a hash of the row, so the same row re-exported in another file gets
- * the same id and the relay stores it once, while a changed row gets a new id with the same key.
- */
-export function rowIdentity(source: string, fp: FileFingerprint, keyColumns: readonly string[] | undefined, mtimeMs: number) {
-  const prefix = fp.sha256.slice(0, 16);
-  const common = { correlation_id: `file:${prefix}`, source_ts: Math.round(mtimeMs) };
-  if (!keyColumns) {
-    return (_row: FileRow, n: number, data: unknown): CaptureInput => ({ id: `${prefix}:${n}`, data, ...common });
-  }
-  return (row: FileRow, _n: number, data: unknown): CaptureInput => {
-    const key = keyColumns.map((k) => encodeKeyPart(String(row.fields[k]))).join('|');
-    const rowHash = createHash('sha256').update(JSON.stringify(row.fields)).digest('hex').slice(0, 16);
-    return { id: `${source}/${key}/${rowHash}`, key, data, ...common };
-  };
-}
-
-/** `%` and `|` percent-encoded, so joined key parts stay unambiguous. */
-function encodeKeyPart(v: string): string {
-  return v.replace(/[%|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}
-
-/** Moves a file into a folder, never overwriting: a taken name gets a numeric suffix. Works across volumes. */
-async function moveFile(src: string, destDir: string, name = basename(src)): Promise<string> {
-  await mkdir(destDir, { recursive: true });
-  let dest = join(destDir, name);
-  for (let i = 1; await exists(dest); i++) dest = join(destDir, `${name}.${i}`);
-  try {
-    await rename(src, dest);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await copyFile(src, dest);
-    await unlink(src);
-  }
-  return dest;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** YYYY-MM-DD in the machine's time zone: the warehouse's day, as IT reads the archive. */
-function localDate(d: Date): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-/** Files in a `.processing` folder, oldest first (claim order survives a restart that way). */
-async function claimedFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  const files = await Promise.all(
-    entries.filter((e) => e.isFile()).map(async (e) => ({ path: join(dir, e.name), mtimeMs: (await stat(join(dir, e.name))).mtimeMs })),
-  );
-  return files.sort((a, b) => a.mtimeMs - b.mtimeMs).map((f) => f.path);
 }

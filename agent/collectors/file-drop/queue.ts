@@ -100,6 +100,7 @@ export class DropQueue {
       item.size = size;
       item.mtimeNs = st.mtimeNs;
       item.changedAt = now;
+      item.notBefore = 0; // whatever it was waiting for, it is a new file to look at once stable
     }
   }
 

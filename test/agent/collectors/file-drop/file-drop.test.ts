@@ -10,6 +10,8 @@ import { waitFor } from '../../../helpers/net.js';
 import { testOutboxOptions } from '../../../helpers/outbox.js';
 import { testHost } from '../../../helpers/host.js';
 import Database from 'better-sqlite3';
+import { Writable } from 'node:stream';
+import { createLogger, type Logger } from '../../../../common/logger.js';
 
 const COLLECTOR_ID = 'file-drop:orders';
 const STREAM = 'orders';
@@ -570,7 +572,9 @@ describe('file-drop collector', () => {
     expect(outbox.isFull()).toBe(true);
     expect(outbox.usage().events).toBe(10);
     expect(records(outbox)).toHaveLength(10);
-    expect(ledger(outbox, content)).toMatchObject({ state: 'claimed', rows: 10 });
+    // In flight, the file's progress is its claim (keyed by its name in .processing/).
+    expect(outbox.getCheckpoint(COLLECTOR_ID, 'claim:big.csv')).toMatchObject({ state: 'claimed', rows: 10 });
+    expect(ledger(outbox, content)).toBeUndefined();
 
     const seen: Rec[] = [];
     let maxPending = 0;
@@ -618,5 +622,211 @@ describe('file-drop collector', () => {
     expect(entry.movedTo).toBe(second);
     expect(records(outbox).map((r) => r.data.fields.id)).toEqual(['1', '2', '50', '51']);
     expect(errorFiles()).toEqual([]);
+  });
+});
+
+/** A pino logger whose lines the test can read. */
+function captureLog(): { lines: Record<string, unknown>[]; logger: Logger } {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { lines, logger: createLogger({ level: 'debug', destination }) };
+}
+
+/** Every record of the stream, whole: ids and rows as they must arrive for `rows` rows of csv(). */
+function expectWholeRows(outbox: Outbox, rows: number): void {
+  const recs = records(outbox);
+  expect(recs.map((r) => r.data.fields.id)).toEqual(Array.from({ length: rows }, (_, i) => String(i + 1)));
+  expect(recs.map((r) => r.data.fields.qty)).toEqual(Array.from({ length: rows }, (_, i) => String((i + 1) * 10)));
+  expect(new Set(recs.map((r) => r.id)).size).toBe(rows);
+}
+
+/**
+ * An ERP job writing an export in place: it holds the file open from the start, writes `head`, pauses
+ * (a long query), then writes `tail` and closes. Resolves when closed.
+ */
+async function writeInPlace(file: string, head: string, pauseMs: number, tail: string): Promise<void> {
+  const fd = fs.openSync(file, 'w');
+  try {
+    if (head) fs.writeSync(fd, head);
+    await sleep(pauseMs); // the pause is the scenario, not a synchronisation
+    fs.writeSync(fd, tail);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+describe('file-drop collector: a writer that pauses longer than stable_time (#7)', () => {
+  const full = csv(2000);
+  // Rows 1..1000 and half of row 1001: the cut lands inside `1001,SKU-1001,10010`.
+  const cut = full.indexOf('1001,SKU-1001') + 7;
+
+  for (const writer_check of [true, false]) {
+    const guard = writer_check ? 'open-writer check (Linux /proc)' : 'no open-writer check: held-back last line and empty_stable_time';
+
+    it(`pause mid-row: every row arrives once and whole (${guard})`, async () => {
+      const outbox = openOutbox();
+      const c = await startCollector(outbox, { stable_time: '1s', writer_check });
+      await writeInPlace(path.join(drop, 'export.csv'), full.slice(0, cut), 3_000, full.slice(cut));
+      await waitArchived(outbox, full);
+      await c.idle();
+      expectWholeRows(outbox, 2000);
+      expect(errorFiles()).toEqual([]);
+      expect(outbox.listCheckpoints(COLLECTOR_ID)).toHaveLength(1);
+    });
+
+    it(`pause before the first byte: the 0-byte file is not taken as an empty export (${guard})`, async () => {
+      const outbox = openOutbox();
+      const c = await startCollector(outbox, { stable_time: '1s', writer_check });
+      await writeInPlace(path.join(drop, 'export.csv'), '', 3_000, full);
+      await waitArchived(outbox, full);
+      await c.idle();
+      expectWholeRows(outbox, 2000);
+      expect(archived()).toHaveLength(1);
+    });
+  }
+
+  it('takes an empty file as an empty export once it stayed empty for empty_stable_time', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { stable_time: '100ms', empty_stable_time: '600ms' });
+    fs.writeFileSync(path.join(drop, 'nothing.csv'), '');
+    await waitArchived(outbox, '');
+    await c.idle();
+    expect(records(outbox)).toEqual([]);
+    expect(archivedPath('nothing.csv')).toBeDefined();
+  });
+
+  it('a file that grew after it was read is read on from its committed rows (last line held back meanwhile)', async () => {
+    // No open-writer check and a writer that closes between appends: only the held-back unterminated
+    // line and the re-check before archiving stand between it and a half row.
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { stable_time: '300ms', writer_check: false, empty_stable_time: '5s', batch_size: 100 });
+    const file = path.join(drop, 'appended.csv');
+    // Cut inside the last field: `1001,SKU-1001,1` parses (as qty 1), so rows 1..1000 go in while row 1001 waits.
+    const cutInField = full.indexOf('1001,SKU-1001,') + '1001,SKU-1001,1'.length;
+    fs.writeFileSync(file, full.slice(0, cutInField));
+    await waitFor('rows before the cut committed', () => outbox.getCheckpoint<{ rows: number }>(COLLECTOR_ID, 'claim:appended.csv')?.rows === 1000, 15_000);
+    expect(records(outbox)).toHaveLength(1000);
+    fs.appendFileSync(path.join(drop, '.processing', 'orders', 'appended.csv'), full.slice(cutInField));
+    await waitArchived(outbox, full);
+    await c.idle();
+    expectWholeRows(outbox, 2000);
+  });
+});
+
+describe('file-drop collector: names (#7)', () => {
+  it('takes ORDERS.CSV with include *.csv; logs an unmatched file and a subfolder once each', async () => {
+    const outbox = openOutbox();
+    const log = captureLog();
+    const parsed = fileDropSchema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', include: ['*.csv'] });
+    const c = create(parsed, testHost(outbox, parsed, base, { logger: log.logger }).ctx) as FileDropCollector;
+    collectors.push(c);
+    await c.start();
+    const content = csv(2);
+    fs.writeFileSync(path.join(drop, 'ORDERS.CSV'), content);
+    fs.writeFileSync(path.join(drop, 'readme.txt'), 'not an export');
+    fs.writeFileSync(path.join(drop, 'upload.csv.part'), 'a transfer in progress');
+    fs.mkdirSync(path.join(drop, 'old'));
+    await waitArchived(outbox, content);
+    await c.idle();
+    await waitFor('the subfolder noted', () => log.lines.some((l) => l.dir === path.join(drop, 'old')), 5_000);
+    fs.appendFileSync(path.join(drop, 'readme.txt'), ' (changed)');
+    expect(archivedPath('ORDERS.CSV')).toBeDefined();
+    const unmatched = log.lines.filter((l) => String(l.msg).includes('does not match'));
+    expect(unmatched).toHaveLength(1);
+    expect(unmatched[0]).toMatchObject({ file: 'readme.txt', include: ['*.csv'], level: 30 });
+    expect(fs.existsSync(path.join(drop, 'readme.txt'))).toBe(true);
+    expect(fs.existsSync(path.join(drop, 'upload.csv.part'))).toBe(true);
+  });
+
+  it('case_sensitive: true leaves ORDERS.CSV alone', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { include: ['*.csv'], case_sensitive: true });
+    fs.writeFileSync(path.join(drop, 'ORDERS.CSV'), csv(1));
+    const marker = csv(1, 7);
+    fs.writeFileSync(path.join(drop, 'marker.csv'), marker);
+    await waitArchived(outbox, marker);
+    await c.idle();
+    expect(fs.existsSync(path.join(drop, 'ORDERS.CSV'))).toBe(true);
+    expect(records(outbox)).toHaveLength(1);
+  });
+});
+
+describe('file-drop collector: drop order (#7)', () => {
+  /** Writes each file under a temp name, then renames them all in, back to back (well within 1 ms). */
+  function dropAll(names: string[], contents: string[]): void {
+    names.forEach((n, i) => fs.writeFileSync(path.join(drop, `${n}.tmp`), contents[i]!));
+    for (const n of names) fs.renameSync(path.join(drop, `${n}.tmp`), path.join(drop, n));
+  }
+
+  const batchOf = (round: number) => Array.from({ length: 4 }, (_, i) => `delta-${String(round * 4 + i + 1).padStart(5, '0')}.csv`);
+  const filesInOrder = (outbox: Outbox) => [...new Set(records(outbox).map((r) => r.data.file))];
+
+  it('four files renamed in within a millisecond, 20 times over: ingested in drop order every time', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { stable_time: '100ms' });
+    const expected: string[] = [];
+    for (let round = 0; round < 20; round++) {
+      const names = batchOf(round);
+      dropAll(names, names.map((_, i) => csv(3, (round * 4 + i) * 10 + 1)));
+      expected.push(...names);
+      await waitFor(`round ${round} ingested`, () => archived().length === expected.length, 15_000);
+    }
+    await c.idle();
+    expect(filesInOrder(outbox)).toEqual(expected);
+    expect(c.stats().counters).toMatchObject({ out_of_order: 0, files_ingested: 80 });
+  });
+
+  it('keeps drop order across a restart: claimed files first, then those waiting; 50 waiting files raise no warning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const outbox = openOutbox();
+      // Before the restart: two files claimed (moved into .processing/, as a crash right after the move leaves them).
+      const c1 = await startCollector(outbox, { stable_time: '100ms', batch_size: 2 });
+      await stopCollector(c1);
+      const proc = path.join(drop, '.processing', 'orders');
+      fs.mkdirSync(proc, { recursive: true });
+      const names = Array.from({ length: 52 }, (_, i) => `delta-${String(i + 1).padStart(5, '0')}.csv`);
+      const contents = names.map((_, i) => csv(2, i * 10 + 1));
+      fs.writeFileSync(path.join(proc, names[0]!), contents[0]!);
+      fs.writeFileSync(path.join(proc, names[1]!), contents[1]!);
+      dropAll(names.slice(2), contents.slice(2));
+      const c2 = await startCollector(outbox, { stable_time: '100ms' });
+      await waitFor('all 52 files archived', () => archived().length === 52, 30_000);
+      await c2.idle();
+      expect(filesInOrder(outbox)).toEqual(names);
+      expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('a stable file waits for an earlier one still being written, and overtakes it after order_timeout (logged)', async () => {
+    const outbox = openOutbox();
+    const log = captureLog();
+    const parsed = fileDropSchema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', order_timeout: '1500ms' });
+    const c = create(parsed, testHost(outbox, parsed, base, { logger: log.logger }).ctx) as FileDropCollector;
+    collectors.push(c);
+    await c.start();
+    const slow = path.join(drop, 'a-first.csv');
+    const fd = fs.openSync(slow, 'w'); // held open: never stable while the writer has it
+    fs.writeSync(fd, 'id,sku,qty\n1,A,1\n');
+    const second = csv(1, 2);
+    fs.writeFileSync(path.join(drop, 'b-second.csv'), second);
+    await waitFor('the second file noted as waiting', () => log.lines.some((l) => String(l.msg).includes('waiting for an earlier file')), 10_000);
+    expect(records(outbox)).toEqual([]);
+    await waitArchived(outbox, second, 'the second file taken after order_timeout');
+    expect(log.lines.find((l) => String(l.msg).includes('ahead of an earlier one'))).toMatchObject({ file: 'b-second.csv', earlier: 'a-first.csv' });
+    fs.closeSync(fd);
+    await waitArchived(outbox, 'id,sku,qty\n1,A,1\n', 'the first file once closed');
+    await c.idle();
+    expect(filesInOrder(outbox)).toEqual(['b-second.csv', 'a-first.csv']);
+    expect(c.stats().counters).toMatchObject({ out_of_order: 1 });
   });
 });
