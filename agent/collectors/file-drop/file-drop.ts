@@ -10,7 +10,7 @@ import type { Logger } from '../../../common/logger.js';
 import { EXCEPTION_KINDS } from '../../../common/wire-v2.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
 import type { CaptureInput, CheckpointInput, Writer } from '../../host/writer.js';
-import { endsWithLineFeed, localDate, moveFile, sha256File } from './files.js';
+import { localDate, moveFile, sha256File } from './files.js';
 import { readRows, scanFile, type FileScan, type FormatOptions } from './formats.js';
 import { rowIdentity } from './identity.js';
 import { claimKey, isClaimKey, type ClaimEntry, type ContentEntry } from './ledger.js';
@@ -331,7 +331,7 @@ export class FileDropCollector implements Collector {
     } catch (err) {
       if (!isErpEdgeError(err, 'ERP_FILE_MALFORMED')) throw err;
       // A half-written last line fails the parse too: not malformed until the file is known final.
-      const unguarded = !(await endsWithLineFeed(work, st.size)) && this.unguardedWaitMs(st);
+      const unguarded = err.context.unterminated === true && this.unguardedWaitMs(st);
       if (unguarded) return { waitMs: unguarded };
       return this.moveToError(work, dropped, await sha256File(work), err.message);
     }

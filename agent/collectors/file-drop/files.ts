@@ -1,4 +1,4 @@
-import { access, copyFile, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, rename, unlink } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
@@ -38,18 +38,3 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/**
- * Whether bytes [0, size) end with a line feed in any encoding the collector reads: 0A last (UTF-8,
- * windows-1252, UTF-16BE's 00 0A) or 0A 00 (UTF-16LE).
- */
-export async function endsWithLineFeed(path: string, size: number): Promise<boolean> {
-  if (size === 0) return false;
-  const fh = await open(path, 'r');
-  try {
-    const n = Math.min(2, size);
-    const { buffer } = await fh.read(Buffer.alloc(n), 0, n, size - n);
-    return buffer[n - 1] === 0x0a || (n === 2 && buffer[0] === 0x0a && buffer[1] === 0x00);
-  } finally {
-    await fh.close();
-  }
-}

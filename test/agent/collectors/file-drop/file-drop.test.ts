@@ -756,6 +756,33 @@ describe('file-drop collector: names (#7)', () => {
   });
 });
 
+describe('file-drop collector: dialects and encodings (#7)', () => {
+  it('ingests an Excel "Unicode text" export (UTF-16LE with BOM, tabs, CRLF) with its characters and inch marks intact', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { format: 'tsv', include: ['*.txt'] });
+    const text = 'sku\tname\tcity\r\nP-12\tPipe 12" steel\tŁódź\r\nQ-1\t"quoted"\t東京 €\r\n';
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    fs.writeFileSync(path.join(drop, 'Export.TXT'), bytes);
+    await waitArchived(outbox, bytes);
+    await c.idle();
+    expect(records(outbox).map((r) => r.data.fields)).toEqual([
+      { sku: 'P-12', name: 'Pipe 12" steel', city: 'Łódź' },
+      { sku: 'Q-1', name: '"quoted"', city: '東京 €' },
+    ]);
+    expect(errorFiles()).toEqual([]);
+  });
+
+  it('takes a CSV with an inch mark in an unquoted value with relax_quotes: true', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { relax_quotes: true });
+    const content = 'sku,size\nP-1,12" pipe\n';
+    fs.writeFileSync(path.join(drop, 'pipes.csv'), content);
+    await waitArchived(outbox, content);
+    await c.idle();
+    expect(records(outbox).map((r) => r.data.fields)).toEqual([{ sku: 'P-1', size: '12" pipe' }]);
+  });
+});
+
 describe('file-drop collector: drop order (#7)', () => {
   /** Writes each file under a temp name, then renames them all in, back to back (well within 1 ms). */
   function dropAll(names: string[], contents: string[]): void {
