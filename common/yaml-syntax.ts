@@ -139,6 +139,10 @@ function lineProblem(doc: Document, text: string, pos: number, hint: string): Sy
   if (atLineStart(text, pos)) {
     const prev = contentLineBefore(text, lineAt(text, pos));
     if (prev && isKeyWithoutColon(prev.text) && startsPlainScalar(doc, firstCharOf(prev))) return moved(pos, firstCharOf(prev), HINTS.missingColon);
+    // yaml may place the problem on a comment or blank line: the line to fix is the next one with content.
+    const here = lineAt(text, pos);
+    const next = isContent(here) ? undefined : contentLineAfter(text, here);
+    if (next) return moved(pos, firstCharOf(next), hint);
   }
   return { offset: pos, hint };
 }

@@ -244,6 +244,13 @@ describe('parseConfigText: YAML syntax errors', () => {
       ]);
     });
 
+    it('an over-indented key below a comment: at the key, not at the comment where yaml noticed', () => {
+      expect(syntaxError(['mqtt:', '  host: broker', '  # the port', '   port: 1883']).slice(0, 2)).toEqual([
+        'config/agent.yaml:4:4 All mapping items must start at the same column (noticed at line 3)',
+        INDENT,
+      ]);
+    });
+
     it('a block of text (|) is not taken for a key without its colon', () => {
       expect(syntaxError(['site: |', '  plant 7', ' mqtt: 1'])).toEqual(['config/agent.yaml:3:1 All mapping items must start at the same column', INDENT]);
     });
