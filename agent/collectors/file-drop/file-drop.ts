@@ -1,5 +1,5 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import { existsSync, type BigIntStats, type Stats } from 'node:fs';
+import { existsSync, watch, type BigIntStats, type Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
@@ -13,7 +13,7 @@ import type { CaptureInput, CheckpointInput, Writer } from '../../host/writer.js
 import { localDate, moveFile, sha256File } from './files.js';
 import { readRows, scanFile, type FileScan, type FormatOptions } from './formats.js';
 import { rowIdentity } from './identity.js';
-import { claimKey, isClaimKey, type ClaimEntry, type ContentEntry } from './ledger.js';
+import { claimKey, isClaimKey, isContentKey, isSeenKey, seenKey, type ClaimEntry, type ContentEntry, type SeenEntry } from './ledger.js';
 import { nameMatcher, TEMP_NAMES } from './names.js';
 import { heldForWriting } from './open-writers.js';
 import { byName, DropQueue, type QueueItem } from './queue.js';
@@ -74,9 +74,16 @@ export class FileDropCollector implements Collector {
   private readonly formatOptions: FormatOptions;
   private readonly queue: DropQueue;
   private readonly tickMs: number;
-  /** Something tells us when a writer still holds a file: /proc (writer_check) or Windows's failing rename. */
-  private readonly writerGuard: boolean;
+  /** /proc can show a writer still holding a file: Linux, writer_check on, a local (not polled) folder. */
+  private readonly procGuard: boolean;
+  private readonly uid = process.getuid?.() ?? -1;
   private claimSeq = 0;
+  /** Watcher reports after start-up, counted (see QueueItem.seen). */
+  private seenSeq = 0;
+  /** Names the raw folder watch saw, with their event number, until the watcher reports them. */
+  private readonly sightings = new Map<string, number>();
+  private rawWatch: import('node:fs').FSWatcher | undefined;
+  private watching = false;
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private pumping: Promise<void> | undefined;
@@ -114,7 +121,7 @@ export class FileDropCollector implements Collector {
     this.formatOptions = { format: cfg.format, encoding: cfg.encoding, dialect: dialectOf(cfg), keyColumns: cfg.key };
     this.queue = new DropQueue({ order: cfg.order, stableMs: cfg.stable_time, emptyStableMs: cfg.empty_stable_time, orderTimeoutMs: cfg.order_timeout });
     this.tickMs = Math.max(10, Math.min(500, Math.floor(cfg.stable_time / 4)));
-    this.writerGuard = process.platform === 'win32' || (cfg.writer_check && existsSync('/proc/self/fd'));
+    this.procGuard = cfg.writer_check && !cfg.poll && existsSync('/proc/self/fd');
   }
 
   async start(): Promise<void> {
@@ -129,6 +136,7 @@ export class FileDropCollector implements Collector {
     this.housekeepingTimer.unref();
     // Claimed before a stop or crash: finished first, in claim order.
     await this.recoverClaims();
+    const sightings = this.recoverSightings();
     const internal = new Set([join(this.dir, '.processing'), this.archiveDir, this.errorDir]);
     this.watcher = chokidar.watch(this.dir, {
       depth: 0,
@@ -139,8 +147,18 @@ export class FileDropCollector implements Collector {
       // No awaitWriteFinish: its timer per file let files overtake each other. Stability is the queue's job.
       ignored: (p) => internal.has(p),
     });
-    this.watcher.on('add', (p) => void this.see(p));
-    this.watcher.on('change', (p) => void this.see(p));
+    // Not for polled shares: they send no events (and their order is the poll's).
+    if (!this.cfg.poll) {
+      this.rawWatch = watch(this.dir, { persistent: false }, (_event, name) => this.noteEvent(name));
+      this.rawWatch.on('error', () => undefined); // the folder going away is chokidar's to report
+    }
+    const initial: Promise<void>[] = [];
+    const onFile = (p: string) => {
+      const seeing = this.see(p);
+      if (!this.watching) initial.push(seeing);
+    };
+    this.watcher.on('add', onFile);
+    this.watcher.on('change', onFile);
     this.watcher.on('addDir', (p) => p !== this.dir && this.noteOnce(`dir:${p}`, () => this.log.info({ dir: p }, 'subfolder not watched: only files at the top of the drop folder are taken')));
     // The folder went away (share offline), or the OS ran out of watches: a new watcher, after the
     // host's back-off, is the way back. Files claimed meanwhile stay in .processing/ and are finished first.
@@ -149,6 +167,9 @@ export class FileDropCollector implements Collector {
       this.fail(err);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    this.watching = true;
+    await Promise.all(initial); // each found file has taken its sighting from before the restart
+    this.forgetSightings(sightings);
     // chokidar lists the folder first and only then starts watching it; a file created in between is not
     // reported until the folder changes again (with poll: true, until after polling's first stat), which on
     // a quiet share can be hours. One more listing, once watching is surely on, closes that gap.
@@ -162,6 +183,7 @@ export class FileDropCollector implements Collector {
     this.abort.abort();
     clearTimeout(this.rescanTimer);
     clearInterval(this.housekeepingTimer);
+    this.rawWatch?.close();
     await this.watcher?.close();
     await this.pumping;
     this.wakeIdle();
@@ -191,9 +213,55 @@ export class FileDropCollector implements Collector {
     if (this.abort.signal.aborted || this.queue.has(path)) return;
     const name = basename(path);
     if (!this.isIncluded(name)) return this.noteUnmatched(name);
+    // Counted before the stat: the stats of files reported together may complete in any order.
+    let seen = this.watching ? this.takeSighting(name) : 0;
     const st = await stat(path, { bigint: true }).catch(() => undefined);
     if (!st?.isFile() || this.queue.has(path) || this.abort.signal.aborted) return;
-    this.queue.add(path, name, st, Date.now());
+    // Found at start-up: the order it was reported in before the restart, if it is the same file.
+    const before = seen === 0 ? this.writer.getCheckpoint<SeenEntry>(seenKey(name)) : undefined;
+    if (before && before.ino === Number(st.ino)) seen = before.seen;
+    else if (seen > 0) this.remember(name, { seen, ino: Number(st.ino) });
+    this.queue.add(path, name, st, Date.now(), { seen });
+  }
+
+  /**
+   * The kernel's event order, recorded as each event arrives: chokidar re-lists the folder on a
+   * change and reports new files in listing order, which loses the order of back-to-back renames.
+   */
+  private noteEvent(name: string | null): void {
+    if (name === null || this.sightings.has(name) || !this.isIncluded(name)) return;
+    if (this.sightings.size >= 10_000) this.sightings.clear(); // files that came and went unreported
+    this.sightings.set(name, ++this.seenSeq);
+  }
+
+  private takeSighting(name: string): number {
+    const seen = this.sightings.get(name) ?? ++this.seenSeq;
+    this.sightings.delete(name);
+    return seen;
+  }
+
+  /** Best effort: a sighting only orders files that share a timestamp; a failed write must not lose the file. */
+  private remember(name: string, entry: SeenEntry): void {
+    try {
+      this.writer.setCheckpoints({ key: seenKey(name), value: entry });
+    } catch (err) {
+      const t = this.retryLog.take(`sighting:${(err as Error).message}`);
+      if (t) this.log.warn({ file: name, err: { message: (err as Error).message } }, 'could not record the arrival order of a file; it is ordered by its timestamps');
+    }
+  }
+
+  /** The last sighting number before a restart (new ones count on from it); the sightings kept. */
+  private recoverSightings(): string[] {
+    const keys = this.writer.listCheckpoints<SeenEntry>().filter((e) => isSeenKey(e.key));
+    this.seenSeq = keys.reduce((m, e) => Math.max(m, e.value.seen), 0);
+    return keys.map((e) => e.key);
+  }
+
+  /** Sightings of files no longer waiting (taken or removed while the agent was down). */
+  private forgetSightings(keys: string[]): void {
+    const waiting = new Set(this.queue.ordered().map((i) => seenKey(i.name)));
+    const stale = keys.filter((k) => !waiting.has(k));
+    if (stale.length > 0) this.writer.setCheckpoints(stale.map((key) => ({ key, value: null })));
   }
 
   private noteUnmatched(name: string): void {
@@ -248,17 +316,41 @@ export class FileDropCollector implements Collector {
     const now = Date.now();
     for (const item of this.queue.ordered().slice(0, OBSERVED_PER_TICK)) {
       const st = await stat(item.path, { bigint: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : undefined));
-      if (st === null) this.queue.delete(item.path); // removed or renamed away before we took it
+      if (st === null) this.gone(item);
       else if (st) this.queue.observe(item, st, now);
     }
   }
 
+  /** Removed or renamed away before it was taken; if it was claimed, its claim is settled. */
+  private gone(item: QueueItem): void {
+    this.queue.delete(item.path);
+    if (item.claimSeq === undefined) return this.writer.setCheckpoints({ key: seenKey(item.name), value: null });
+    const key = claimKey(item.path);
+    const claim = this.writer.getCheckpoint<ClaimEntry>(key);
+    if (claim) this.writer.setCheckpoints(this.settle(key, claim));
+  }
+
+  /**
+   * The ledger writes for a claim whose file is no longer in `.processing/`: committed means it was
+   * archived (the move done, the bookkeeping not); otherwise someone removed it mid-ingestion.
+   */
+  private settle(key: string, c: ClaimEntry): CheckpointInput[] {
+    if (c.state !== 'committed') {
+      this.log.warn({ file: c.path, rows: c.rows }, 'a claimed file is gone from .processing/: its ingestion stopped at the rows shown');
+      return [{ key, value: null }];
+    }
+    const entry: ContentEntry = { state: 'archived', path: c.path, size: c.size, mtimeMs: c.mtimeMs, rows: c.rows, at: Date.now() };
+    return [
+      { key: c.sha256, value: entry },
+      { key, value: null },
+    ];
+  }
+
   private noteBlocked(): void {
-    const blocked = this.queue.firstBlocked();
-    const head = this.queue.ordered()[0];
-    if (!blocked || !head || blocked === head) return;
-    this.noteOnce(`blocked:${blocked.path}`, () =>
-      this.log.info({ file: blocked.name, waits_for: head.name, order: this.cfg.order, order_timeout_ms: this.cfg.order_timeout }, 'file ready, waiting for an earlier file still being written'),
+    const b = this.queue.blocked();
+    if (!b) return;
+    this.noteOnce(`blocked:${b.waiting.path}`, () =>
+      this.log.info({ file: b.waiting.name, waits_for: b.head.name, order: this.cfg.order, order_timeout_ms: this.cfg.order_timeout }, 'file ready, waiting for an earlier file still being written'),
     );
   }
 
@@ -299,12 +391,18 @@ export class FileDropCollector implements Collector {
         if (err.code === 'ENOENT') return undefined;
         throw err;
       });
-      if (!st?.isFile()) return 'done';
+      if (!st?.isFile()) {
+        this.gone(item);
+        return 'done';
+      }
       if (Number(st.size) !== item.size || st.mtimeNs !== item.mtimeNs) {
         this.queue.observe(item, st, Date.now());
         return 'wait';
       }
       const work = await moveFile(item.path, this.processingDir);
+      // The name was free: a claim entry under it belongs to a file gone before it was settled.
+      const stale = this.writer.getCheckpoint<ClaimEntry>(claimKey(work));
+      this.writer.setCheckpoints([{ key: seenKey(item.name), value: null }, ...(stale ? this.settle(claimKey(work), stale) : [])]);
       this.queue.move(item, work, ++this.claimSeq);
     }
     return this.readClaimed(item);
@@ -320,7 +418,14 @@ export class FileDropCollector implements Collector {
   /** Reads a claimed file: from its committed row count, up to what is there now. */
   private async readClaimed(item: QueueItem): Promise<Outcome> {
     const work = item.path;
-    const st = await stat(work);
+    const st = await stat(work).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!st) {
+      this.gone(item);
+      return 'done';
+    }
     const claim = this.claimOf(work, st);
     const dropped = claim?.path ?? join(this.dir, item.name);
     // Crashed after the last commit, before the move.
@@ -350,7 +455,7 @@ export class FileDropCollector implements Collector {
   /** The claim entry for this file, if one was written for this very file (same inode). */
   private claimOf(work: string, st: Stats): ClaimEntry | undefined {
     const c = this.writer.getCheckpoint<ClaimEntry>(claimKey(work));
-    return c && c.ino === st.ino && c.processing === work ? c : undefined;
+    return c && sameFile(c, st) && c.processing === work ? c : undefined;
   }
 
   /**
@@ -374,6 +479,8 @@ export class FileDropCollector implements Collector {
       path: prior?.state === 'claimed' && prior.processing === work ? prior.path : dropped,
       processing: work,
       ino: st.ino,
+      // Only a birth time that is clearly not the ctime: some platforms report ctime there, which moves as the file grows.
+      birth: st.birthtimeMs > 0 && st.birthtimeMs < st.ctimeMs ? st.birthtimeMs : undefined,
       seq: item.claimSeq ?? ++this.claimSeq,
       rows: resume,
       prefix: scan.sha256.slice(0, 16),
@@ -429,7 +536,8 @@ export class FileDropCollector implements Collector {
       if (batch.length > 0) await commit('claimed');
       return 'wait'; // read on from `rows` once it is stable again
     }
-    const unguarded = held && this.unguardedWaitMs(st);
+    // A header and no rows yet, or a last line without its end: the writer may be mid-export.
+    const unguarded = (held !== undefined || scan.rows === 0) && this.unguardedWaitMs(st);
     if (unguarded) {
       if (batch.length > 0) await commit('claimed');
       return { waitMs: unguarded };
@@ -442,12 +550,14 @@ export class FileDropCollector implements Collector {
   }
 
   /**
-   * Where nothing tells whether a writer still has the file (writer_check off or no /proc, and not
-   * Windows, whose rename fails on an open file), an unterminated last line is trusted only once the
-   * file has not changed for empty_stable_time: the time left, or 0.
+   * Where nothing can tell whether a writer still has the file, a file that looks cut short (no
+   * rows after its header, or a last line without its end) is trusted only once it has not changed
+   * for empty_stable_time: the time left, or 0. Only /proc tells (Linux, writer_check, a local
+   * folder, a file of our own user or any as root); writers on a share are on another machine, and
+   * Windows's failing rename stops only writers that do not share delete access.
    */
   private unguardedWaitMs(st: Stats): number {
-    if (this.writerGuard) return 0;
+    if (this.procGuard && (this.uid === 0 || st.uid === this.uid)) return 0;
     return Math.max(0, Math.ceil(st.mtimeMs + this.cfg.empty_stable_time - Date.now()));
   }
 
@@ -524,21 +634,15 @@ export class FileDropCollector implements Collector {
     const now = Date.now();
     for (const { key, value: c } of claims) {
       const st = files.get(c.processing);
-      if (st && Number(st.ino) === c.ino) {
-        this.queue.add(c.processing, basename(c.path), st, now, c.seq);
+      if (st && sameFile(c, { ino: Number(st.ino), birthtimeMs: Number(st.birthtimeMs) })) {
+        this.queue.add(c.processing, basename(c.path), st, now, { claimSeq: c.seq });
         continue;
       }
-      if (c.state === 'committed') {
-        const entry: ContentEntry = { state: 'archived', path: c.path, size: c.size, mtimeMs: c.mtimeMs, rows: c.rows, at: now };
-        settled.push({ key: c.sha256, value: entry });
-      } else {
-        this.log.warn({ file: c.path, rows: c.rows }, 'a claimed file is gone from .processing/: its ingestion stopped at the rows shown');
-      }
-      settled.push({ key, value: null });
+      settled.push(...this.settle(key, c));
     }
     if (settled.length > 0) this.writer.setCheckpoints(settled);
     const unclaimed = [...files].filter(([p]) => !this.queue.has(p)).sort(([pa, a], [pb, b]) => (a.mtimeNs < b.mtimeNs ? -1 : a.mtimeNs > b.mtimeNs ? 1 : byName(pa, pb)));
-    for (const [p, st] of unclaimed) this.queue.add(p, basename(p), st, now, ++this.claimSeq);
+    for (const [p, st] of unclaimed) this.queue.add(p, basename(p), st, now, { claimSeq: ++this.claimSeq });
   }
 
   /** Counts the files in error/ (IT fixes and removes them: a file gone from there is an exception closed). */
@@ -565,7 +669,15 @@ export class FileDropCollector implements Collector {
     const cutoff = Date.now() - this.cfg.dedupe_window;
     const old = this.writer
       .listCheckpoints<ContentEntry>()
-      .filter((e) => !isClaimKey(e.key) && (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
+      .filter((e) => isContentKey(e.key) && (e.value.state === 'archived' || e.value.state === 'error') && e.value.at < cutoff);
     if (old.length > 0) this.writer.setCheckpoints(old.map((e) => ({ key: e.key, value: null })));
   }
+}
+
+/**
+ * The claim was written for this very file: same inode and, where the file system keeps one, the
+ * same birth time (an inode freed by a file that left `.processing/` is often reused by the next).
+ */
+function sameFile(c: ClaimEntry, st: { ino: number; birthtimeMs: number }): boolean {
+  return c.ino === st.ino && (c.birth === undefined || c.birth === st.birthtimeMs);
 }

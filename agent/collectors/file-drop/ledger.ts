@@ -10,6 +10,8 @@ import { basename } from 'node:path';
  *   that paused longer than stable_time) keeps its place and its ids.
  * - a **content entry**, keyed by the content's SHA-256, for each file archived (or refused):
  *   the same content dropped again within dedupe_window is refused as a duplicate.
+ * - a **sighting**, keyed `seen:<name>`, for each file waiting in the drop folder: the order the
+ *   watcher reported it in, so files that share a timestamp keep their drop order across a restart.
  *
  * Release 0.1 and 0.2 kept files in flight as content entries too (state claimed/committed, with
  * `processing` naming the claimed file since 0.2): the collector still reads those, and turns one
@@ -37,8 +39,10 @@ export interface ClaimEntry {
   /** Where the file was dropped. */
   path: string;
   processing: string;
-  /** A later file claimed under the same name in .processing/ is a different inode. */
+  /** A later file claimed under the same name in .processing/ is a different inode, or the same one born again. */
   ino: number;
+  /** Birth time (0 where the file system keeps none). */
+  birth?: number;
   /** Claim order: files claimed before a restart are finished in this order. */
   seq: number;
   /** Rows committed so far: the resume point. */
@@ -52,7 +56,27 @@ export interface ClaimEntry {
   at: number;
 }
 
+/** A file waiting in the drop folder, as first reported. */
+export interface SeenEntry {
+  seen: number;
+  ino: number;
+}
+
 const CLAIM = 'claim:';
+const SEEN = 'seen:';
+
+export function seenKey(name: string): string {
+  return SEEN + name;
+}
+
+export function isSeenKey(key: string): boolean {
+  return key.startsWith(SEEN);
+}
+
+/** Content entries are keyed by a bare SHA-256. */
+export function isContentKey(key: string): boolean {
+  return /^[0-9a-f]{64}$/.test(key);
+}
 
 export function claimKey(processingPath: string): string {
   return CLAIM + basename(processingPath);

@@ -26,14 +26,17 @@ export interface QueueItem {
   claimSeq: number | undefined;
   /** ctime when first seen: when the file got its name here (a rename or a create), whatever order the watcher reports in. */
   arrival: bigint;
+  /**
+   * The watcher's report order (0 for files found at start-up): file timestamps are coarse (a
+   * kernel tick), so files renamed in back to back share a ctime and this tells them apart.
+   */
+  seen: number;
   mtimeNs: bigint;
   size: number;
   /** When size or mtime last changed, or a writer was seen holding the file (ms). */
   changedAt: number;
   /** Not before this time (a retry after an error). */
   notBefore: number;
-  /** When this item first became ready while an earlier one blocked it (for order_timeout). */
-  blockedSince: number | undefined;
 }
 
 export interface Pick {
@@ -42,11 +45,22 @@ export interface Pick {
   overtakes?: QueueItem;
 }
 
+/** A head that is not ready while a file behind it is, since when. */
+export interface Block {
+  head: QueueItem;
+  /** The first ready file behind it, if one is waiting now. */
+  waiting?: QueueItem | undefined;
+  since: number;
+}
+
 /** Natural order (`delta-2` before `delta-10`), as an admin reads a folder. */
 export const byName = new Intl.Collator('en', { numeric: true }).compare;
 
 export class DropQueue {
   private readonly items = new Map<string, QueueItem>();
+  /** Sorted once per change, not per look (a backlog can hold tens of thousands of files). */
+  private sorted: QueueItem[] | undefined;
+  private block: Block | undefined;
 
   constructor(private readonly opts: QueueOptions) {}
 
@@ -63,26 +77,27 @@ export class DropQueue {
   }
 
   /** A file seen for the first time; its stability clock starts now. */
-  add(path: string, name: string, st: BigIntStats, now: number, claimSeq?: number): QueueItem {
+  add(path: string, name: string, st: BigIntStats, now: number, opts: { claimSeq?: number; seen?: number } = {}): QueueItem {
     const existing = this.items.get(path);
     if (existing) return existing;
     const item: QueueItem = {
       path,
       name,
-      claimSeq,
+      claimSeq: opts.claimSeq,
       arrival: st.ctimeNs,
+      seen: opts.seen ?? 0,
       mtimeNs: st.mtimeNs,
       size: Number(st.size),
       changedAt: now,
       notBefore: 0,
-      blockedSince: undefined,
     };
     this.items.set(path, item);
+    this.sorted = undefined;
     return item;
   }
 
   delete(path: string): void {
-    this.items.delete(path);
+    if (this.items.delete(path)) this.sorted = undefined;
   }
 
   /** The item moved (claimed into `.processing/`): it keeps its place. */
@@ -91,6 +106,7 @@ export class DropQueue {
     item.path = to;
     item.claimSeq = claimSeq;
     this.items.set(to, item);
+    this.sorted = undefined;
   }
 
   /** A fresh stat of the item's file: a change restarts its stability clock. */
@@ -101,6 +117,7 @@ export class DropQueue {
       item.mtimeNs = st.mtimeNs;
       item.changedAt = now;
       item.notBefore = 0; // whatever it was waiting for, it is a new file to look at once stable
+      if (this.opts.order === 'mtime') this.sorted = undefined;
     }
   }
 
@@ -115,8 +132,9 @@ export class DropQueue {
   }
 
   /** Items in ingestion order. */
-  ordered(): QueueItem[] {
-    return [...this.items.values()].sort(this.compare);
+  ordered(): readonly QueueItem[] {
+    this.sorted ??= [...this.items.values()].sort(this.compare);
+    return this.sorted;
   }
 
   isReady(item: QueueItem, now: number): boolean {
@@ -126,27 +144,30 @@ export class DropQueue {
 
   /**
    * The next item to handle: the head once it is ready. A ready item behind a head that is not
-   * ready waits; once it has waited orderTimeoutMs it goes ahead (reported as `overtakes`).
+   * ready waits; once the head has been blocking for orderTimeoutMs, every ready item behind it
+   * goes, in order (reported as `overtakes`), until the head is handled or gone.
    */
   next(now: number): Pick | undefined {
-    const [head, ...rest] = this.ordered();
-    if (!head) return undefined;
-    if (this.isReady(head, now)) {
-      head.blockedSince = undefined;
-      return { item: head };
-    }
-    for (const item of rest) {
-      if (!this.isReady(item, now)) continue;
-      item.blockedSince ??= now;
-      if (now - item.blockedSince >= this.opts.orderTimeoutMs) return { item, overtakes: head };
+    const order = this.ordered();
+    const head = order[0];
+    // The clock keeps running while the same head stays stuck (also while it is looked at again and
+    // found still held open), even between two waiting files; a new head starts afresh.
+    if (this.block && this.block.head !== head) this.block = undefined;
+    if (head && this.isReady(head, now)) return { item: head };
+    const waiting = order.find((i) => i !== head && this.isReady(i, now));
+    if (!head || !waiting) {
+      if (this.block) this.block.waiting = undefined;
       return undefined;
     }
-    return undefined;
+    this.block ??= { head, since: now };
+    this.block.waiting = waiting;
+    return now - this.block.since >= this.opts.orderTimeoutMs ? { item: waiting, overtakes: head } : undefined;
   }
 
-  /** The first ready item waiting behind the head (for the "waits for an earlier file" log line). */
-  firstBlocked(): QueueItem | undefined {
-    return this.ordered().find((i) => i.blockedSince !== undefined);
+  /** The head holding back a ready file, if any (for the "waits for an earlier file" log line). */
+  blocked(): Required<Block> | undefined {
+    const b = this.block;
+    return b?.waiting && this.items.get(b.head.path) === b.head ? (b as Required<Block>) : undefined;
   }
 
   private readonly compare = (a: QueueItem, b: QueueItem): number => {
@@ -161,7 +182,7 @@ export class DropQueue {
       case 'mtime':
         return cmp(a.mtimeNs, b.mtimeNs) || byName(a.name, b.name);
       default:
-        return cmp(a.arrival, b.arrival) || cmp(a.mtimeNs, b.mtimeNs) || byName(a.name, b.name);
+        return cmp(a.arrival, b.arrival) || a.seen - b.seen || cmp(a.mtimeNs, b.mtimeNs) || byName(a.name, b.name);
     }
   };
 }

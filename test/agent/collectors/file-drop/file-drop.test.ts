@@ -679,6 +679,17 @@ describe('file-drop collector: a writer that pauses longer than stable_time (#7)
       expect(outbox.listCheckpoints(COLLECTOR_ID)).toHaveLength(1);
     });
 
+    it(`pause after the header: a header-only file is not taken as an empty export (${guard})`, async () => {
+      const outbox = openOutbox();
+      const c = await startCollector(outbox, { stable_time: '1s', writer_check });
+      const header = full.indexOf('\n') + 1;
+      await writeInPlace(path.join(drop, 'export.csv'), full.slice(0, header), 3_000, full.slice(header));
+      await waitArchived(outbox, full);
+      await c.idle();
+      expectWholeRows(outbox, 2000);
+      expect(archived()).toHaveLength(1);
+    });
+
     it(`pause before the first byte: the 0-byte file is not taken as an empty export (${guard})`, async () => {
       const outbox = openOutbox();
       const c = await startCollector(outbox, { stable_time: '1s', writer_check });
@@ -689,6 +700,37 @@ describe('file-drop collector: a writer that pauses longer than stable_time (#7)
       expect(archived()).toHaveLength(1);
     });
   }
+
+  it('on a polled share, where /proc cannot see the writer, a half-written last row still waits', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox, { stable_time: '1s', poll: true, poll_interval: '200ms' });
+    await writeInPlace(path.join(drop, 'export.csv'), full.slice(0, full.indexOf('1001,SKU-1001,') + 15), 3_000, full.slice(full.indexOf('1001,SKU-1001,') + 15));
+    await waitArchived(outbox, full);
+    await c.idle();
+    expectWholeRows(outbox, 2000);
+  });
+
+  it('a claim left behind under a name (its file gone) is not taken for the next file claimed there, even on the same inode', async () => {
+    const outbox = openOutbox();
+    const c = await startCollector(outbox);
+    const content = csv(5);
+    const staging = path.join(base, 'a.csv');
+    fs.writeFileSync(staging, content);
+    const { ino } = fs.statSync(staging);
+    // What a file that vanished from .processing/ while the agent ran leaves, with the inode the next file gets.
+    outbox.setCheckpoint([
+      {
+        collector: COLLECTOR_ID,
+        key: 'claim:a.csv',
+        value: { state: 'claimed', path: path.join(drop, 'a.csv'), processing: path.join(drop, '.processing', 'orders', 'a.csv'), ino, seq: 1, rows: 3, prefix: 'stale', sha256: 'x', size: 1, mtimeMs: 0, at: 0 },
+      },
+    ]);
+    fs.renameSync(staging, path.join(drop, 'a.csv')); // same file system: the inode moves with it
+    await waitArchived(outbox, content);
+    await c.idle();
+    expect(records(outbox).map((r) => r.id)).toEqual([1, 2, 3, 4, 5].map((n) => `${sha256(content).slice(0, 16)}:${n}`));
+    expect(outbox.getCheckpoint(COLLECTOR_ID, 'claim:a.csv')).toBeUndefined();
+  });
 
   it('takes an empty file as an empty export once it stayed empty for empty_stable_time', async () => {
     const outbox = openOutbox();
@@ -790,7 +832,8 @@ describe('file-drop collector: drop order (#7)', () => {
     for (const n of names) fs.renameSync(path.join(drop, `${n}.tmp`), path.join(drop, n));
   }
 
-  const batchOf = (round: number) => Array.from({ length: 4 }, (_, i) => `delta-${String(round * 4 + i + 1).padStart(5, '0')}.csv`);
+  /** Four names whose alphabetical order is the reverse of their drop order, so name order cannot pass for drop order. */
+  const batchOf = (round: number) => ['d', 'c', 'b', 'a'].map((x) => `export-${String(round).padStart(2, '0')}-${x}.csv`);
   const filesInOrder = (outbox: Outbox) => [...new Set(records(outbox).map((r) => r.data.file))];
 
   it('four files renamed in within a millisecond, 20 times over: ingested in drop order every time', async () => {
@@ -806,6 +849,25 @@ describe('file-drop collector: drop order (#7)', () => {
     await c.idle();
     expect(filesInOrder(outbox)).toEqual(expected);
     expect(c.stats().counters).toMatchObject({ out_of_order: 0, files_ingested: 80 });
+  });
+
+  it('keeps drop order across a restart for files that were waiting when it stopped', async () => {
+    const outbox = openOutbox();
+    const c1 = await startCollector(outbox, { stable_time: '100ms' });
+    // The first file is still being written in place (held open): the three dropped after it wait for it.
+    const names = batchOf(0);
+    const first = fs.openSync(path.join(drop, names[0]!), 'w');
+    fs.writeSync(first, csv(2, 1));
+    await waitFor('the first file seen', () => outbox.getCheckpoint(COLLECTOR_ID, `seen:${names[0]}`), 10_000);
+    dropAll(names.slice(1), [csv(2, 11), csv(2, 21), csv(2, 31)]);
+    await waitFor('all four seen', () => outbox.listCheckpoints(COLLECTOR_ID).filter((e) => e.key.startsWith('seen:')).length === 4, 10_000);
+    await stopCollector(c1);
+    fs.closeSync(first);
+    const c2 = await startCollector(outbox, { stable_time: '100ms' });
+    await waitFor('all four archived', () => archived().length === 4, 15_000);
+    await c2.idle();
+    expect(filesInOrder(outbox)).toEqual(names);
+    expect(outbox.listCheckpoints(COLLECTOR_ID).filter((e) => !/^[0-9a-f]{64}$/.test(e.key))).toEqual([]);
   });
 
   it('keeps drop order across a restart: claimed files first, then those waiting; 50 waiting files raise no warning', async () => {

@@ -21,6 +21,15 @@ describe('DropQueue', () => {
     expect(q.ordered().map((i) => i.name)).toEqual(['a', 'b0', 'b1', 'b2', 'c']);
   });
 
+  it('tells files with one ctime apart by the order the watcher reported them, before mtime and name', () => {
+    const q = new DropQueue(opts);
+    q.add('/d/z', 'z', st(10, 10), 0, { seen: 1 });
+    q.add('/d/w', 'w', st(10, 10), 0, { seen: 4 });
+    q.add('/d/y', 'y', st(10, 10), 0, { seen: 2 });
+    q.add('/d/x', 'x', st(10, 10), 0, { seen: 3 });
+    expect(q.ordered().map((i) => i.name)).toEqual(['z', 'y', 'x', 'w']);
+  });
+
   it('orders by name naturally (delta-2 before delta-10) with order: name, and by mtime with order: mtime', () => {
     const byName = new DropQueue({ ...opts, order: 'name' });
     const byMtime = new DropQueue({ ...opts, order: 'mtime' });
@@ -35,8 +44,8 @@ describe('DropQueue', () => {
   it('puts claimed files first, in claim order', () => {
     const q = new DropQueue(opts);
     q.add('/d/new', 'new', st(1, 1), 0);
-    q.add('/p/second', 'second', st(9, 9), 0, 2);
-    q.add('/p/first', 'first', st(8, 8), 0, 1);
+    q.add('/p/second', 'second', st(9, 9), 0, { claimSeq: 2 });
+    q.add('/p/first', 'first', st(8, 8), 0, { claimSeq: 1 });
     expect(q.ordered().map((i) => i.name)).toEqual(['first', 'second', 'new']);
   });
 
@@ -64,6 +73,31 @@ describe('DropQueue', () => {
     }
     q.observe(head, st(1, t), t);
     expect(q.next(t)).toMatchObject({ item: { name: 'b' }, overtakes: { name: 'a' } });
+  });
+
+  it('once the head has blocked for orderTimeoutMs, every ready file behind it goes, in order, until the head is handled', () => {
+    const q = new DropQueue(opts);
+    const head = q.add('/d/a', 'a', st(1, 1), 0);
+    for (const n of ['b', 'c', 'd']) q.add(`/d/${n}`, n, st(2, n.charCodeAt(0)), 0);
+    const taken: string[] = [];
+    let t = 0;
+    for (; t <= 6_000; t += 100) {
+      q.unsettle(head, t); // never stable
+      const pick = q.next(t);
+      if (!pick) continue;
+      taken.push(pick.item.name);
+      q.delete(pick.item.path);
+      if (taken.length === 1) expect(t).toBeGreaterThanOrEqual(5_100);
+    }
+    expect(taken).toEqual(['b', 'c', 'd']);
+    expect(q.blocked()).toBeUndefined(); // nothing left behind the head
+    // The head is handled: a new file behind the next head waits afresh.
+    q.delete(head.path);
+    const next = q.add('/d/e', 'e', st(3, 3), t);
+    q.add('/d/f', 'f', st(4, 4), t);
+    q.unsettle(next, t + 1_000);
+    expect(q.next(t + 500)).toBeUndefined();
+    expect(q.blocked()).toMatchObject({ head: { name: 'e' }, waiting: { name: 'f' } });
   });
 
   it('never hands out a file before every earlier one while none is stuck (property)', () => {
