@@ -679,5 +679,6 @@ export class FileDropCollector implements Collector {
  * same birth time (an inode freed by a file that left `.processing/` is often reused by the next).
  */
 function sameFile(c: ClaimEntry, st: { ino: number; birthtimeMs: number }): boolean {
-  return c.ino === st.ino && (c.birth === undefined || c.birth === st.birthtimeMs);
+  // Whole ms: a bigint stat (recoverClaims) gives whole ms, a number stat a fraction.
+  return c.ino === st.ino && (c.birth === undefined || Math.floor(c.birth) === Math.floor(st.birthtimeMs));
 }

@@ -710,6 +710,37 @@ describe('file-drop collector: a writer that pauses longer than stable_time (#7)
     expectWholeRows(outbox, 2000);
   });
 
+  it('a file stopped halfway resumes after a restart from its claim, without a row twice', async () => {
+    const outbox = openOutbox({ capPolicy: 'block', maxEvents: 10 });
+    const parsed = fileDropSchema.parse({ type: 'file-drop', name: 'orders', path: 'drop', stable_time: '200ms', batch_size: 5 });
+    const host = testHost(outbox, parsed, base);
+    const c1 = create(parsed, host.ctx);
+    await c1.start();
+    const content = csv(30);
+    fs.writeFileSync(path.join(drop, 'half.csv'), content);
+    await waitFor('paused at the cap with a claim', () => outbox.getCheckpoint<{ rows: number }>(COLLECTOR_ID, 'claim:half.csv')?.rows === 10, 15_000);
+    host.abort.abort(); // as the supervisor stops an instance: its wait for room ends
+    await c1.stop();
+    const c2 = await startCollector(outbox, { batch_size: 5 });
+    const delivered: Rec[] = [];
+    await waitFor(
+      'all rows delivered',
+      () => {
+        const pending = outbox.readPending(STREAM, outbox.ackedSeq(STREAM), 1000).map((r) => JSON.parse(r.payload) as Rec);
+        if (pending.length > 0) {
+          delivered.push(...pending);
+          outbox.ack(STREAM, pending[pending.length - 1]!.seq);
+        }
+        return ledger(outbox, content)?.state === 'archived';
+      },
+      20_000,
+      20,
+    );
+    await c2.idle();
+    delivered.push(...outbox.readPending(STREAM, outbox.ackedSeq(STREAM), 1000).map((r) => JSON.parse(r.payload) as Rec));
+    expect(delivered.map((r) => r.data.fields.id)).toEqual(Array.from({ length: 30 }, (_, i) => String(i + 1)));
+  });
+
   it('a claim left behind under a name (its file gone) is not taken for the next file claimed there, even on the same inode', async () => {
     const outbox = openOutbox();
     const c = await startCollector(outbox);
