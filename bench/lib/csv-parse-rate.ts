@@ -4,8 +4,9 @@ import { pipeline } from 'node:stream/promises';
 import { parse, type Options } from 'csv-parse';
 
 /**
- * The csv-parse options the file-drop collector reads a UTF-8 CSV with (agent/collectors/file-drop/
- * formats.ts), without its per-record hook: what the parser alone costs.
+ * csv-parse with the default CSV dialect of the file-drop collector (agent/collectors/file-drop/
+ * formats.ts `csvParser`: `,`, `"` quotes, CRLF or LF), counting records and nothing else: what the
+ * parser alone costs.
  */
 export const COLLECTOR_CSV_OPTIONS: Options = { delimiter: ',', bom: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'] };
 

@@ -48,7 +48,7 @@ export const fileDropBulk: Scenario = {
       }
     }
     ctx.note('"in the outbox" times are the capture stamps (ts) of the first and last record as the relay stored them: the writer stamps a batch just before committing it to the outbox');
-    ctx.note('"rename → first row in the outbox" is stable_time plus whatever the collector does before its first append (at 19181bb: a hash pass and a validation parse of the whole file; the ingest pass parses it again)');
+    ctx.note('"rename → first row in the outbox" is stable_time plus whatever the collector does before its first append (since #7: one pass that hashes, detects the encoding and validates the whole file; the ingest pass parses it again. Release 0.2 hashed, validated and ingested in three passes)');
   },
 };
 
