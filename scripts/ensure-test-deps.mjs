@@ -36,3 +36,26 @@ if (CI && still.length > 0) {
   console.error(`ensure-test-deps: still missing after install: ${still.map((s) => s.bin).join(', ')}`);
   process.exit(1);
 }
+
+// Database servers the SQL collector's tests create their own databases on (issue #8). They are
+// services, not binaries: this only checks that they answer, and says how to get them.
+import { createConnection } from 'node:net';
+
+function answers(port) {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    sock.setTimeout(2000);
+    sock.once('connect', () => (sock.destroy(), resolve(true)));
+    sock.once('timeout', () => (sock.destroy(), resolve(false)));
+    sock.once('error', () => resolve(false));
+  });
+}
+
+const servers = [
+  { name: 'PostgreSQL', port: 5432, how: 'sudo apt-get install -y postgresql (trust auth for postgres on 127.0.0.1)' },
+  { name: 'MariaDB', port: 3306, how: 'sudo apt-get install -y mariadb-server (root without password on 127.0.0.1)' },
+];
+const down = [];
+for (const s of servers) if (!(await answers(s.port))) down.push(s);
+for (const s of down) console.error(`ensure-test-deps: ${s.name} does not answer on 127.0.0.1:${s.port} (the SQL collector tests need it): ${s.how}`);
+if (CI && down.length > 0) process.exit(1);

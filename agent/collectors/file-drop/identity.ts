@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { joinKey } from '../../../common/record-key.js';
 import type { CaptureInput } from '../../host/writer.js';
 import type { FileRow } from './formats.js';
 
@@ -15,13 +16,9 @@ export function rowIdentity(source: string, prefix: string, keyColumns: readonly
     return (_row: FileRow, n: number, data: unknown): CaptureInput => ({ id: `${prefix}:${n}`, data, ...common });
   }
   return (row: FileRow, _n: number, data: unknown): CaptureInput => {
-    const key = keyColumns.map((k) => encodeKeyPart(String(row.fields[k]))).join('|');
+    const key = joinKey(keyColumns.map((k) => String(row.fields[k])));
     const rowHash = createHash('sha256').update(JSON.stringify(row.fields)).digest('hex').slice(0, 16);
     return { id: `${source}/${key}/${rowHash}`, key, data, ...common };
   };
 }
 
-/** `%` and `|` percent-encoded, so joined key parts stay unambiguous. */
-function encodeKeyPart(v: string): string {
-  return v.replace(/[%|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}

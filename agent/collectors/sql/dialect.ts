@@ -1,0 +1,71 @@
+/**
+ * What the capture engine needs from a database driver. One small module per driver implements
+ * it (dialects/pg.ts, dialects/mysql.ts); the engine never sees a driver's API.
+ */
+
+/** A row as the engine sees it: column → value, plus the version as fixed-width text. */
+export interface SourceRow {
+  values: Record<string, unknown>;
+  /** The version column as `YYYY-MM-DDTHH:MM:SS.ffffff` (lexical order is time order). */
+  version: string;
+}
+
+/** One page of an incremental read: rows with a version at or after `from` (minus the look-back). */
+export interface IncrementalPage {
+  table: string;
+  key: readonly string[];
+  versionColumn: string;
+  /** Lower bound (inclusive), as SourceRow.version; null: from the start. */
+  from: string | null;
+  lookbackMs: number;
+  /** Keyset position after the last row of the previous page. */
+  after?: { version: string; key: readonly unknown[] } | undefined;
+  limit: number;
+}
+
+export interface SqlSource {
+  /** Rows of one page in (version, key) order. */
+  readIncremental(page: IncrementalPage): Promise<SourceRow[]>;
+  /** Ends the pool. */
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port?: number | undefined;
+  database: string;
+  user: string;
+  password: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+}
+
+export interface DialectModule {
+  connect(opts: ConnectOptions): Promise<SqlSource>;
+}
+
+/** A `schema.table` or `column` name quoted with `q` around each part, `q` doubled inside. */
+export function quoteName(name: string, q: '"' | '`'): string {
+  return name
+    .split('.')
+    .map((part) => q + part.replaceAll(q, q + q) + q)
+    .join('.');
+}
+
+/** Values as the wire carries them: exact decimals stay strings, bytes base64, big integers strings. */
+export function wireValue(v: unknown): unknown {
+  if (v instanceof Date) return v.toISOString();
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  if (typeof v === 'bigint') return v.toString();
+  return v;
+}
+
+/** Column alias the dialects give the version as fixed-width text. */
+export const VERSION_ALIAS = '__erp_version';
+
+/** A driver's row (with the version alias) as the engine's SourceRow. */
+export function sourceRow(row: Record<string, unknown>): SourceRow {
+  const values: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(row)) if (k !== VERSION_ALIAS) values[k] = wireValue(val);
+  return { values, version: String(row[VERSION_ALIAS]) };
+}

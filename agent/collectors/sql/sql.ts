@@ -1,0 +1,118 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogThrottle } from '../../../common/log-throttle.js';
+import type { Logger } from '../../../common/logger.js';
+import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
+import type { Writer } from '../../host/writer.js';
+import type { DialectModule, SqlSource } from './dialect.js';
+import { pollIncremental, type TableCapture } from './incremental.js';
+import type { SqlConfig, TableConfig } from './schema.js';
+
+/** Drivers load lazily: a collector for one database never loads another's driver. */
+const DIALECTS: Record<SqlConfig['driver'], () => Promise<DialectModule>> = {
+  pg: () => import('./dialects/pg.js'),
+  mysql: () => import('./dialects/mysql.js'),
+};
+
+export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
+  return new SqlCollector(cfg, ctx);
+}
+
+interface TableState {
+  records: number;
+  polls: number;
+  lastPollAt: number | null;
+  /** The current run of errors: the first one's time, the count and the last message. */
+  errorSince: number | null;
+  errors: number;
+  lastError: string;
+}
+
+/**
+ * Captures changes from tables of one database: one loop per table, each polling at its interval,
+ * backing off (doubling, up to retry.max) while the database fails, and resuming from the
+ * checkpoint the outbox holds with the records.
+ */
+export class SqlCollector implements Collector {
+  private source: SqlSource | undefined;
+  private readonly writer: Writer;
+  private readonly log: Logger;
+  private readonly signal: AbortSignal;
+  private readonly abort = new AbortController();
+  private loops: Promise<void>[] = [];
+  private readonly states = new Map<string, TableState>();
+  private readonly errorLog = new LogThrottle(60_000);
+
+  constructor(
+    private readonly cfg: SqlConfig,
+    ctx: CollectorContext,
+  ) {
+    this.writer = ctx.writer;
+    this.log = ctx.logger;
+    ctx.signal.addEventListener('abort', () => this.abort.abort(), { once: true });
+    this.signal = this.abort.signal;
+  }
+
+  async start(): Promise<void> {
+    const c = this.cfg.connection;
+    const dialect = await DIALECTS[this.cfg.driver]();
+    // A database unreachable at start fails the start: the host retries it with back-off and shows why.
+    this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
+    for (const t of this.cfg.tables) {
+      this.states.set(t.table, { records: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.loops.push(this.run(t));
+    }
+    this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table) }, 'capturing SQL changes');
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.all(this.loops);
+    await this.source?.close().catch(() => undefined);
+  }
+
+  stats(): CollectorStats {
+    const counters: Record<string, number | string> = {};
+    for (const [table, s] of this.states) {
+      counters[`${table}.records`] = s.records;
+      counters[`${table}.polls`] = s.polls;
+      if (s.errorSince !== null) {
+        counters[`${table}.error`] = s.lastError;
+        counters[`${table}.error_since`] = new Date(s.errorSince).toISOString();
+        counters[`${table}.errors`] = s.errors;
+      }
+    }
+    return { counters };
+  }
+
+  private async run(t: TableConfig): Promise<void> {
+    const state = this.states.get(t.table)!;
+    const capture: TableCapture = { table: t, source: this.source!, writer: this.writer, sourceId: this.writer.source, stream: t.stream ?? this.cfg.stream ?? this.cfg.name, batchSize: this.cfg.batch_size };
+    const interval = t.poll_interval ?? this.cfg.poll_interval;
+    let backoff = this.cfg.retry.initial;
+    while (!this.signal.aborted) {
+      try {
+        state.records += await pollIncremental(capture, this.signal);
+        state.polls++;
+        state.lastPollAt = Date.now();
+        if (state.errorSince !== null) this.log.info({ table: t.table, errors: state.errors }, 'table capture recovered');
+        Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
+        backoff = this.cfg.retry.initial;
+        await sleep(interval, undefined, { signal: this.signal }).catch(() => undefined);
+      } catch (err) {
+        if (this.signal.aborted) return;
+        this.noteError(t.table, state, err);
+        await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
+        backoff = Math.min(backoff * 2, this.cfg.retry.max);
+      }
+    }
+  }
+
+  private noteError(table: string, state: TableState, err: unknown): void {
+    const message = (err as Error).message;
+    state.errorSince ??= Date.now();
+    state.errors++;
+    state.lastError = message;
+    const t = this.errorLog.take(`${table}:${message}`);
+    if (t) this.log.error({ table, err: { message, code: (err as { code?: unknown }).code }, errors: state.errors, repeats_since_last_line: t.suppressed }, 'table capture failed; retrying with back-off');
+  }
+}
