@@ -23,9 +23,23 @@ export interface IncrementalPage {
   limit: number;
 }
 
+/** One page of a snapshot: rows after `after` in key order. */
+export interface SnapshotPage {
+  table: string;
+  key: readonly string[];
+  versionColumn: string;
+  /** The key of the last row of the previous page; undefined for the first page. */
+  after?: readonly unknown[] | undefined;
+  limit: number;
+}
+
 export interface SqlSource {
   /** Rows of one page in (version, key) order. */
   readIncremental(page: IncrementalPage): Promise<SourceRow[]>;
+  /** Rows of one page in key order (keyset pagination: constant cost per page, resumable). */
+  readSnapshot(page: SnapshotPage): Promise<SourceRow[]>;
+  /** The highest version in the table now (as SourceRow.version), null when it is empty. */
+  maxVersion(table: string, versionColumn: string): Promise<string | null>;
   /** Ends the pool. */
   close(): Promise<void>;
 }

@@ -15,6 +15,15 @@ export interface IncrementalCheckpoint {
   hw: string | null;
   /** Key (joined) → version last emitted, for rows within the look-back of `hw`. */
   recent: Record<string, string>;
+  /** Present while the initial snapshot runs (see snapshot.ts). */
+  snapshot?: SnapshotProgress | undefined;
+}
+
+export interface SnapshotProgress {
+  /** Key of the last row committed; null before the first page. */
+  after: unknown[] | null;
+  rows: number;
+  startedAt: number;
 }
 
 /** Keys kept in the checkpoint beyond which a warning is logged (a very busy table or a long look-back). */
@@ -35,10 +44,10 @@ export function checkpointKey(table: string): string {
 }
 
 /** One poll of one table: reads until caught up. Returns the records emitted. */
-export async function pollIncremental(c: TableCapture, signal: AbortSignal): Promise<number> {
+export async function pollIncremental(c: TableCapture, signal: AbortSignal, from?: IncrementalCheckpoint): Promise<number> {
   const t = c.table;
   const key = checkpointKey(t.table);
-  const start = c.writer.getCheckpoint<IncrementalCheckpoint>(key) ?? { hw: null, recent: {} };
+  const start = from ?? c.writer.getCheckpoint<IncrementalCheckpoint>(key) ?? { hw: null, recent: {} };
   let hw = start.hw;
   let recent = { ...start.recent };
   let after: { version: string; key: unknown[] } | undefined;
@@ -53,7 +62,7 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
       if (before === row.version) continue; // read again inside the look-back, unchanged
       recent[k] = row.version;
       if (hw === null || row.version > hw) hw = row.version;
-      records.push(toRecord(c, row, k, before === undefined ? 'upsert' : 'update'));
+      records.push(changeRecord(c, row, k, before === undefined ? 'upsert' : 'update'));
     }
     recent = withinLookback(recent, hw, t.lookback);
     await c.writer.append(records, { key, value: { hw, recent } satisfies IncrementalCheckpoint }, { stream: c.stream });
@@ -64,7 +73,7 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
   }
 }
 
-function toRecord(c: TableCapture, row: SourceRow, key: string, op: 'upsert' | 'update'): CaptureInput {
+export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: 'snapshot' | 'upsert' | 'update'): CaptureInput {
   return {
     id: `${c.sourceId}/${c.table.table}/${key}/${row.version}`,
     key: `${c.table.table}/${key}`,
@@ -77,7 +86,7 @@ function toRecord(c: TableCapture, row: SourceRow, key: string, op: 'upsert' | '
  * version text (its first 23 characters are an ISO time to the ms); rounding down keeps a few more.
  */
 export function withinLookback(recent: Record<string, string>, hw: string | null, lookbackMs: number): Record<string, string> {
-  if (hw === null) return {};
+  if (hw === null) return recent; // an empty table at the start: only rows written since, few
   const hwMs = Date.parse(`${hw.slice(0, 23)}Z`);
   if (Number.isNaN(hwMs)) return recent;
   const cutoff = new Date(hwMs - lookbackMs).toISOString().slice(0, 23);

@@ -5,8 +5,9 @@ import { topicLevel } from '../../../common/wire-v1.js';
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.
  *
- * This release captures with `mode: incremental` on PostgreSQL and MySQL/MariaDB; the other modes
- * of issue #8 (snapshot, change_tracking, rowversion, cdc, logical, query) are not accepted yet.
+ * This release captures with `mode: incremental` (after an initial snapshot) on PostgreSQL and
+ * MySQL/MariaDB; the other modes of issue #8 (change_tracking, rowversion, cdc, logical, query) are
+ * not accepted yet.
  */
 const identifier = z
   .string()
@@ -32,6 +33,12 @@ const tableSchema = z.strictObject({
    * again. 0 turns it off (late commits can then be missed).
    */
   lookback: durationMs.default(60_000),
+  /**
+   * First start: `snapshot` loads every row (op `snapshot`, in key order, resumable after a crash,
+   * between a `snapshot_start` and a `snapshot_end` record), then hands over to the changes with
+   * neither a gap nor a duplicate; `none` captures only changes from now on.
+   */
+  initial: z.enum(['snapshot', 'none']).default('snapshot'),
   /** Defaults to the collector's poll_interval. */
   poll_interval: durationMs.optional(),
   /** Stream for this table's records; default: the collector's stream. */

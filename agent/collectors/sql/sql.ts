@@ -5,6 +5,7 @@ import type { Collector, CollectorContext, CollectorStats } from '../../host/col
 import type { Writer } from '../../host/writer.js';
 import type { DialectModule, SqlSource } from './dialect.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
+import { initialLoad } from './snapshot.js';
 import type { SqlConfig, TableConfig } from './schema.js';
 
 /** Drivers load lazily: a collector for one database never loads another's driver. */
@@ -91,6 +92,7 @@ export class SqlCollector implements Collector {
     let backoff = this.cfg.retry.initial;
     while (!this.signal.aborted) {
       try {
+        state.records += await initialLoad(capture, this.signal); // nothing once done
         state.records += await pollIncremental(capture, this.signal);
         state.polls++;
         state.lastPollAt = Date.now();

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { quoteName, sourceRow, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SqlSource } from '../dialect.js';
+import { quoteName, sourceRow, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SqlSource } from '../dialect.js';
 
 
 /**
@@ -30,8 +30,28 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       const [rows] = await pool.query({ sql, values: params });
       return (rows as Record<string, unknown>[]).map(sourceRow);
     },
+    async readSnapshot(page) {
+      const { sql, params } = snapshotSql(page);
+      const [rows] = await pool.query({ sql, values: params });
+      return (rows as Record<string, unknown>[]).map(sourceRow);
+    },
+    async maxVersion(table, versionColumn) {
+      const [rows] = await pool.query(`SELECT DATE_FORMAT(max(${quoteName(versionColumn, '`')}), '${VERSION_FORMAT}') AS v FROM ${quoteName(table, '`')}`);
+      return ((rows as { v: string | null }[])[0]?.v as string | null) ?? null;
+    },
     close: () => pool.end(),
   };
+}
+
+const VERSION_FORMAT = '%Y-%m-%dT%H:%i:%s.%f';
+
+/** Keyset page: `(key) > (after)` in key order. */
+export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[] } {
+  const keys = page.key.map((k) => `t.${quoteName(k, '`')}`);
+  const params: unknown[] = [...(page.after ?? []), page.limit];
+  const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map(() => '?').join(', ')})` : '';
+  const sql = `SELECT t.*, DATE_FORMAT(t.${quoteName(page.versionColumn, '`')}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '`')} t${where} ORDER BY ${keys.join(', ')} LIMIT ?`;
+  return { sql, params };
 }
 
 export function incrementalSql(page: IncrementalPage): { sql: string; params: unknown[] } {
@@ -48,7 +68,7 @@ export function incrementalSql(page: IncrementalPage): { sql: string; params: un
     params.push(page.after.version, ...page.after.key);
   }
   const sql =
-    `SELECT t.*, DATE_FORMAT(${v}, '%Y-%m-%dT%H:%i:%s.%f') AS ${V} FROM ${quoteName(page.table, '`')} t` +
+    `SELECT t.*, DATE_FORMAT(${v}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '`')} t` +
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
     ` ORDER BY ${[v, ...keys].join(', ')} LIMIT ?`;
   params.push(page.limit);

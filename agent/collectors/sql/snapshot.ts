@@ -1,0 +1,64 @@
+import { joinKey } from '../../../common/record-key.js';
+import type { CaptureInput } from '../../host/writer.js';
+import { changeRecord, checkpointKey, withinLookback, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
+
+/**
+ * The initial load of a table: every row in key order, page by page (keyset pagination: constant
+ * memory, constant cost per page), each page committed with the table's progress, so a crash
+ * resumes after the last committed key. The stream marks the start and the end (with the row
+ * count): a snapshot cut short never looks complete.
+ *
+ * Hand-over to the changes: the highest version at the start is the first high watermark, and
+ * rows read during the snapshot whose version is inside the look-back of it are remembered, so
+ * the first incremental polls emit what changed since the snapshot began, and not what it read.
+ */
+export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise<number> {
+  const key = checkpointKey(c.table.table);
+  let cp = c.writer.getCheckpoint<IncrementalCheckpoint>(key);
+  if (cp && !cp.snapshot) return 0;
+  if (!cp && c.table.initial === 'none') {
+    const hw = await c.source.maxVersion(c.table.table, c.table.version_column);
+    await c.writer.append([], { key, value: { hw, recent: {} } satisfies IncrementalCheckpoint });
+    return 0;
+  }
+  cp ??= await begin(c);
+  let emitted = 0;
+  while (cp.snapshot) {
+    signal.throwIfAborted();
+    const progress = cp.snapshot;
+    const rows = await c.source.readSnapshot({ table: c.table.table, key: c.table.key, versionColumn: c.table.version_column, after: progress.after ?? undefined, limit: c.batchSize });
+    const records: CaptureInput[] = [];
+    const recent = { ...cp.recent };
+    for (const row of rows) {
+      const k = joinKey(c.table.key.map((col) => row.values[col]), { slash: true });
+      records.push(changeRecord(c, row, k, 'snapshot'));
+      recent[k] = row.version; // pruned below to the versions the first polls will read again
+    }
+    const last = rows.at(-1);
+    const done = rows.length < c.batchSize;
+    const counted = progress.rows + rows.length;
+    const next: IncrementalCheckpoint = {
+      hw: cp.hw,
+      recent: withinLookback(recent, cp.hw, c.table.lookback),
+      snapshot: done ? undefined : { after: c.table.key.map((col) => last!.values[col]), rows: counted, startedAt: progress.startedAt },
+    };
+    if (done) records.push(marker(c, 'snapshot_end', progress.startedAt, counted));
+    await c.writer.append(records, { key, value: next }, { stream: c.stream });
+    emitted += records.length;
+    cp = next;
+  }
+  return emitted;
+}
+
+/** First start: the watermark to hand over at, and the start marker, committed together. */
+async function begin(c: TableCapture): Promise<IncrementalCheckpoint> {
+  const startedAt = Date.now();
+  const cp: IncrementalCheckpoint = { hw: await c.source.maxVersion(c.table.table, c.table.version_column), recent: {}, snapshot: { after: null, rows: 0, startedAt } };
+  await c.writer.append([marker(c, 'snapshot_start', startedAt)], { key: checkpointKey(c.table.table), value: cp }, { stream: c.stream });
+  return cp;
+}
+
+function marker(c: TableCapture, op: 'snapshot_start' | 'snapshot_end', startedAt: number, rows?: number): CaptureInput {
+  const t = c.table.table;
+  return { id: `${c.sourceId}/${t}/${op}/${startedAt}`, key: `${t}/${op}`, data: { op, table: t, started_at: new Date(startedAt).toISOString(), ...(rows === undefined ? {} : { rows }) } };
+}
