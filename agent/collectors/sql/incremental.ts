@@ -26,8 +26,13 @@ export interface SnapshotProgress {
   startedAt: number;
 }
 
-/** Keys kept in the checkpoint beyond which a warning is logged (a very busy table or a long look-back). */
-export const RECENT_WARN = 100_000;
+/**
+ * Most keys remembered per table (the checkpoint is rewritten with every page). A bulk update can
+ * put far more rows inside the look-back; beyond this the newest versions are kept, and a row
+ * read again whose key was let go is emitted again with the same id (source/table/key/version),
+ * which the relay stores once.
+ */
+export const RECENT_MAX = 10_000;
 
 export interface TableCapture {
   table: TableConfig;
@@ -86,11 +91,11 @@ export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: '
  * version text (its first 23 characters are an ISO time to the ms); rounding down keeps a few more.
  */
 export function withinLookback(recent: Record<string, string>, hw: string | null, lookbackMs: number): Record<string, string> {
-  if (hw === null) return recent; // an empty table at the start: only rows written since, few
+  if (hw === null) return recent; // an empty table at the start: only the rows written since
   const hwMs = Date.parse(`${hw.slice(0, 23)}Z`);
   if (Number.isNaN(hwMs)) return recent;
   const cutoff = new Date(hwMs - lookbackMs).toISOString().slice(0, 23);
-  const kept: Record<string, string> = {};
-  for (const [k, v] of Object.entries(recent)) if (v.slice(0, 23) >= cutoff) kept[k] = v;
-  return kept;
+  let kept = Object.entries(recent).filter(([, v]) => v.slice(0, 23) >= cutoff);
+  if (kept.length > RECENT_MAX) kept = kept.sort(([, a], [, b]) => (a < b ? 1 : a > b ? -1 : 0)).slice(0, RECENT_MAX);
+  return Object.fromEntries(kept);
 }
