@@ -1,4 +1,4 @@
-import { joinKey } from '../../../common/record-key.js';
+import { recordId, recordKey } from './record.js';
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { SourceRow, SqlSource } from './dialect.js';
 import type { TableConfig } from './schema.js';
@@ -62,7 +62,7 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal, from
     const rows = await c.source.readIncremental({ table: t.table, key: t.key, versionColumn: t.version_column, from: start.hw, lookbackMs: t.lookback, after, limit: c.batchSize });
     const records: CaptureInput[] = [];
     for (const row of rows) {
-      const k = joinKey(t.key.map((col) => row.values[col]), { slash: true });
+      const k = recordKey(t.key.map((col) => row.values[col]));
       const before = recent[k];
       if (before === row.version) continue; // read again inside the look-back, unchanged
       recent[k] = row.version;
@@ -80,7 +80,7 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal, from
 
 export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: 'snapshot' | 'upsert' | 'update'): CaptureInput {
   return {
-    id: `${c.sourceId}/${c.table.table}/${key}/${row.version}`,
+    id: recordId(c.sourceId, c.table.table, c.table.key.map((col) => row.values[col]), row.version),
     key: `${c.table.table}/${key}`,
     data: { op, table: c.table.table, key: Object.fromEntries(c.table.key.map((col) => [col, row.values[col]])), version: row.version, values: row.values },
   };

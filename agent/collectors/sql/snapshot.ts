@@ -1,4 +1,4 @@
-import { joinKey } from '../../../common/record-key.js';
+import { recordKey } from './record.js';
 import type { CaptureInput } from '../../host/writer.js';
 import { changeRecord, checkpointKey, withinLookback, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
 
@@ -30,7 +30,7 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
     const records: CaptureInput[] = [];
     const recent = { ...cp.recent };
     for (const row of rows) {
-      const k = joinKey(c.table.key.map((col) => row.values[col]), { slash: true });
+      const k = recordKey(c.table.key.map((col) => row.values[col]));
       records.push(changeRecord(c, row, k, 'snapshot'));
       recent[k] = row.version; // pruned below to the versions the first polls will read again
     }

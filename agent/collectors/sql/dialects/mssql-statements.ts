@@ -836,41 +836,7 @@ export function mapMssqlRow(columns: readonly MssqlColumn[], row: Readonly<Recor
 // ---------------------------------------------------------------------------------------------
 // Record identity and schema version
 
-/** Longest id this collector produces (the wire allows MAX_ID_LENGTH = 512; 200 leaves room and keeps ids readable in logs). */
-export const SQL_MAX_ID_LENGTH = 200;
-
-/**
- * A key part with `%`, `/`, `|` and `~` percent-encoded: `/` separates the id's fields, `|` the
- * key's parts, `~` marks a hashed key, `%` the encoding itself; so distinct keys never share an id.
- */
-export function encodeKeyPart(v: WireValue): string {
-  const s = v === null ? '' : String(v);
-  return s.replace(/[%/|~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}
-
-/** The record's `key`: the key columns' wire values, encoded and joined by `|`. */
-export function recordKey(keyValues: readonly WireValue[]): string {
-  return keyValues.map(encodeKeyPart).join('|');
-}
-
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-/**
- * Deterministic record id `${source}/${table}/${key}/${version}` (docs/wire.md: source + table +
- * primary key + row version), so a change read twice (a replay after a crash, a snapshot row the
- * first poll re-reads) gets the same id and the relay stores it once. When that is longer than
- * SQL_MAX_ID_LENGTH, the key part becomes `~` + the first 32 hex digits (128 bits) of its SHA-256
- * (`~` cannot start an encoded key); if source and table alone are still too long, the whole id is
- * `~` + the SHA-256 of the long form. Both are stable for the same input.
- */
-export function recordId(source: string, table: string, keyValues: readonly WireValue[], version: string): string {
-  const key = recordKey(keyValues);
-  const plain = `${source}/${table}/${key}/${version}`;
-  if (plain.length <= SQL_MAX_ID_LENGTH) return plain;
-  const hashed = `${source}/${table}/~${sha256(key).slice(0, 32)}/${version}`;
-  if (hashed.length <= SQL_MAX_ID_LENGTH) return hashed;
-  return `~${sha256(plain)}`;
-}
 
 /**
  * Schema version of a table as read: 16 hex digits of the SHA-256 of the ordered `name:type` list
