@@ -11,6 +11,8 @@ import { offlineSnapshot } from './state/offline.js';
 import type { AgentSnapshot } from './state/agent-state.js';
 import { formatDeadLetters, formatStatus } from './status.js';
 import { Agent } from './agent.js';
+import { exitCode, formatResult, recordingEnv, redactor, summary, testSqlCollector, type CheckResult } from './collectors/sql/check.js';
+import type { SqlConfig } from './collectors/sql/schema.js';
 
 const USAGE = `usage: edge-agent <command> --config FILE [options]
   run                     start the agent (collectors, outbox, forwarder)
@@ -19,7 +21,10 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
                           exceptions; from the running agent, else from the outbox file
   deadletter list    [--stream S] [--limit N] [--json]
   deadletter resend  (--all | --stream S | --id N ...)   append them again as new records
-  deadletter discard (--all | --stream S | --id N ...)   delete them for good (logged)`;
+  deadletter discard (--all | --stream S | --id N ...)   delete them for good (logged)
+  sql test [--collector NAME]   connect as each sql collector (or NAME) and check its tables: exists,
+                          SELECT granted, key unique, version column type and index; prints ok/warn/FAIL
+                          with the statement that fixes each; exit 1 on any FAIL`;
 
 let parsed;
 try {
@@ -34,6 +39,7 @@ try {
       id: { type: 'string', multiple: true },
       all: { type: 'boolean' },
       limit: { type: 'string' },
+      collector: { type: 'string' },
     },
   });
 } catch (err) {
@@ -42,9 +48,12 @@ try {
 const { values, positionals } = parsed;
 const [command, sub] = positionals;
 if (values.help || !command) fail(USAGE, command ? 0 : 2);
-if (!['run', 'validate', 'status', 'deadletter'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
+if (!['run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
 if (!values.config) fail(`--config FILE is required\n${USAGE}`, 2);
-const cfg = loadOrExit(() => loadAgentConfig(values.config!));
+if (command === 'sql' && sub !== 'test') fail(`sql needs test\n${USAGE}`, 2);
+// `sql test` prints connection settings: it notes which came from ${VAR} so as to print the reference instead.
+const recorded = command === 'sql' ? recordingEnv(process.env) : undefined;
+const cfg = loadOrExit(() => loadAgentConfig(values.config!, recorded ? { env: recorded.env } : {}));
 
 try {
   if (command === 'validate') {
@@ -55,6 +64,8 @@ try {
     process.stdout.write(values.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot, Date.now()));
   } else if (command === 'deadletter') {
     await deadletter(cfg, sub);
+  } else if (command === 'sql') {
+    process.exitCode = await sqlTest(cfg, recorded!.used);
   } else {
     const logger = createLogger({ level: cfg.log_level, name: 'edge-agent' });
     await runService(logger, 'agent', () => Agent.start(cfg, logger));
@@ -89,6 +100,24 @@ async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): P
     const r = (await controlRequest<{ discarded: number }>(socket, 'POST', '/deadletters/discard', q)) ?? { discarded: withOutbox(cfg, (o) => discardDeadLetters(o, q, logger)).length };
     process.stdout.write(`discarded ${r.discarded} record(s)\n`);
   }
+}
+
+/** `sql test`: each sql collector's (or --collector's) database checked as it will be captured; 1 on any FAIL. */
+async function sqlTest(cfg: LoadedAgentConfig, fromEnv: ReadonlyMap<string, string>): Promise<number> {
+  const all = cfg.collectors.filter((c): c is SqlConfig => c.type === 'sql');
+  const names = all.map((c) => c.name).join(', ');
+  if (all.length === 0) fail(`no collector of type sql in ${values.config}`, 2);
+  const chosen = values.collector ? all.filter((c) => c.name === values.collector) : all;
+  if (chosen.length === 0) fail(`no sql collector named "${values.collector}" in ${values.config} (sql collectors: ${names})`, 2);
+  const redact = redactor(fromEnv, all.map((c) => c.connection.password));
+  const results: CheckResult[] = [];
+  for (const c of chosen) {
+    const r = await testSqlCollector(c);
+    for (const line of r) process.stdout.write(`${formatResult(line, redact)}\n`);
+    results.push(...r);
+  }
+  process.stdout.write(`${summary(results)}\n`);
+  return exitCode(results);
 }
 
 /** The agent is not running: act on the outbox file directly (it is the only writer then). */

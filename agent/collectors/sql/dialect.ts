@@ -42,6 +42,13 @@ export interface SqlSource {
   maxVersion(table: string, versionColumn: string): Promise<string | null>;
   /** Ends the pool. */
   close(): Promise<void>;
+  /**
+   * For `edge-agent sql test` (the pg and mysql dialects have both; optional so that sources that
+   * only capture, such as test wrappers, need not). Who the connection is: the GRANTs name it.
+   */
+  identity?(): Promise<SourceIdentity>;
+  /** `table` as configured (optionally schema-qualified); a missing table is a result, not an error. */
+  inspectTable?(table: string): Promise<TableInfo>;
 }
 
 export interface ConnectOptions {
@@ -82,4 +89,57 @@ export function sourceRow(row: Record<string, unknown>): SourceRow {
   const values: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(row)) if (k !== VERSION_ALIAS) values[k] = wireValue(val);
   return { values, version: String(row[VERSION_ALIAS]) };
+}
+
+/** A column as `edge-agent sql test` sees it. */
+export interface ColumnInfo {
+  name: string;
+  /** The base type, lower case: `timestamp`, `timestamptz`, `int4` (PostgreSQL); `datetime`, `int` (MySQL). */
+  type: string;
+  /** The type as the DDL would write it: `timestamp(0) without time zone`, `datetime(6)`. */
+  fullType: string;
+  /** Fractional-second digits of a time type (PostgreSQL's default is 6); undefined for other types. */
+  precision?: number | undefined;
+  nullable: boolean;
+}
+
+/** What `edge-agent sql test` needs to know about one configured table (SqlSource.inspectTable). */
+export interface TableInfo {
+  /** The schema (PostgreSQL) or database (MySQL) the name resolves to: the one given, else the default. */
+  schema: string;
+  /** The table's own name (without the schema). */
+  name: string;
+  /** null: cannot tell (MySQL hides the tables a user has no privilege on). */
+  exists: boolean | null;
+  /** The user holds SELECT on the table itself (on PostgreSQL reading it also takes schemaUsage). */
+  canSelect: boolean;
+  /** PostgreSQL: whether the user has USAGE on the schema (without it no table in it can be read). */
+  schemaUsage?: boolean | undefined;
+  /** Why SELECT failed, as the server said (MySQL's probe). */
+  selectError?: string | undefined;
+  columns: ColumnInfo[];
+  primaryKey: string[];
+  /** Unique indexes and constraints other than the primary key, columns in index order. */
+  uniqueIndexes: string[][];
+  /** Every index (primary and unique included), columns in index order. */
+  indexes: string[][];
+  /** When the table is not found: tables of that name in other schemas or with other letter case (`schema.table`). */
+  similar?: string[] | undefined;
+}
+
+/** Who the connection is (the GRANT statements name this user). */
+export interface SourceIdentity {
+  /** PostgreSQL: the role; MySQL: the account's user part. */
+  user: string;
+  /** MySQL: the account's host part (`%`, `localhost`); undefined on PostgreSQL. */
+  userHost?: string | undefined;
+  database: string;
+  /** The server's version string. */
+  server: string;
+}
+
+/** A `schema.table` name split; no schema: undefined. */
+export function splitTableName(table: string): { schema: string | undefined; name: string } {
+  const dot = table.indexOf('.');
+  return dot < 0 ? { schema: undefined, name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) };
 }

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { quoteName, sourceRow, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SqlSource } from '../dialect.js';
+import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -39,7 +39,94 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       const [rows] = await pool.query(`SELECT DATE_FORMAT(max(${quoteName(versionColumn, '`')}), '${VERSION_FORMAT}') AS v FROM ${quoteName(table, '`')}`);
       return ((rows as { v: string | null }[])[0]?.v as string | null) ?? null;
     },
+    identity: () => identity(pool),
+    inspectTable: (table) => inspectTable(pool, table),
     close: () => pool.end(),
+  };
+}
+
+type Queryable = Pick<mysql.Pool, 'query'>;
+
+async function identity(db: Queryable): Promise<SourceIdentity> {
+  const [rows] = await db.query(`SELECT CURRENT_USER() AS u, DATABASE() AS d, VERSION() AS v`);
+  const row = (rows as { u: string; d: string | null; v: string }[])[0]!;
+  const at = row.u.lastIndexOf('@');
+  return { user: at < 0 ? row.u : row.u.slice(0, at), userHost: at < 0 ? undefined : row.u.slice(at + 1), database: row.d ?? '', server: `${/mariadb/i.test(row.v) ? 'MariaDB' : 'MySQL'} ${row.v}` };
+}
+
+/** Server errors the SELECT probe maps (errno). */
+const ER_DBACCESS_DENIED = 1044;
+const ER_BAD_DB = 1049;
+const ER_TABLEACCESS_DENIED = 1142;
+const ER_NO_SUCH_TABLE = 1146;
+
+/**
+ * information_schema lists only the tables the user holds some privilege on, so the SELECT the
+ * capture needs is tried first (`LIMIT 0`: nothing is read) and its error says what is missing.
+ * Denied and missing cannot be told apart without a privilege: `exists` is null then.
+ */
+async function inspectTable(db: Queryable, table: string): Promise<TableInfo> {
+  const split = splitTableName(table);
+  const [dbRows] = await db.query(`SELECT DATABASE() AS d`);
+  const schema = split.schema ?? (dbRows as { d: string | null }[])[0]?.d ?? '';
+  const name = split.name;
+  let exists: boolean | null = true;
+  let canSelect = true;
+  let selectError: string | undefined;
+  try {
+    await db.query(`SELECT 1 FROM ${quoteName(table, '`')} LIMIT 0`);
+  } catch (err) {
+    const errno = (err as { errno?: number }).errno;
+    selectError = (err as Error).message;
+    canSelect = false;
+    if (errno === ER_NO_SUCH_TABLE || errno === ER_BAD_DB) exists = false;
+    else if (errno === ER_TABLEACCESS_DENIED || errno === ER_DBACCESS_DENIED) exists = null;
+    else throw err;
+  }
+  // information_schema compares names without case; the table itself (lower_case_table_names=0) does not.
+  const exact = <T extends { t: string }>(rows: T[]) => (rows.some((r) => r.t === name) ? rows.filter((r) => r.t === name) : exists ? rows : []);
+  const [colRows] = await db.query(
+    `SELECT TABLE_NAME AS t, COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_TYPE AS full_type, DATETIME_PRECISION AS \`precision\`, IS_NULLABLE AS nullable
+       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+    [schema, name],
+  );
+  const columns = exact(colRows as { t: string; name: string; type: string; full_type: string; precision: number | null; nullable: string }[]);
+  if (exists === null && columns.length > 0) exists = true; // some other privilege shows it
+  if (exists === false) {
+    const [similar] = await db.query(
+      `SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM information_schema.TABLES
+        WHERE LOWER(TABLE_NAME) = LOWER(?) AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY TABLE_SCHEMA = ? DESC, 1 LIMIT 5`,
+      [name, schema],
+    );
+    return { schema, name, exists, canSelect, selectError, columns: [], primaryKey: [], uniqueIndexes: [], indexes: [], similar: (similar as { t: string }[]).map((r) => r.t) };
+  }
+  const [idxRows] = await db.query(
+    `SELECT TABLE_NAME AS t, INDEX_NAME AS idx, NON_UNIQUE AS non_unique, COALESCE(COLUMN_NAME, '(expression)') AS col
+       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX`,
+    [schema, name],
+  );
+  const byIndex = new Map<string, { unique: boolean; columns: string[] }>();
+  for (const r of exact(idxRows as { t: string; idx: string; non_unique: number | string; col: string }[])) {
+    const i = byIndex.get(r.idx) ?? { unique: Number(r.non_unique) === 0, columns: [] };
+    i.columns.push(r.col);
+    byIndex.set(r.idx, i);
+  }
+  return {
+    schema,
+    name,
+    exists,
+    canSelect,
+    selectError,
+    columns: columns.map((c) => ({
+      name: c.name,
+      type: c.type.toLowerCase(),
+      fullType: c.full_type,
+      precision: c.precision === null ? undefined : Number(c.precision),
+      nullable: c.nullable === 'YES',
+    })),
+    primaryKey: byIndex.get('PRIMARY')?.columns ?? [],
+    uniqueIndexes: [...byIndex].filter(([n, i]) => i.unique && n !== 'PRIMARY').map(([, i]) => i.columns),
+    indexes: [...byIndex.values()].map((i) => i.columns),
   };
 }
 

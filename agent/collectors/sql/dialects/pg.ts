@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { quoteName, sourceRow, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SqlSource } from '../dialect.js';
+import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -38,9 +38,90 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       const r = await pool.query(`SELECT to_char(max(${v}), '${VERSION_FORMAT}') AS v FROM ${quoteName(table, '"')}`);
       return (r.rows[0]?.v as string | null) ?? null;
     },
+    identity: () => identity(pool),
+    inspectTable: (table) => inspectTable(pool, table),
     close: () => pool.end(),
   };
 }
+
+type Queryable = Pick<pg.Pool, 'query'>;
+
+async function identity(db: Queryable): Promise<SourceIdentity> {
+  const r = await db.query<{ u: string; d: string; v: string }>(`SELECT current_user AS u, current_database() AS d, 'PostgreSQL ' || current_setting('server_version') AS v`);
+  const row = r.rows[0]!;
+  return { user: row.u, database: row.d, server: row.v };
+}
+
+/** Relations a SELECT can read: tables, partitioned tables, views, materialized views, foreign tables. */
+const READABLE = `c.relkind IN ('r', 'p', 'v', 'm', 'f')`;
+
+/**
+ * The catalogs, not information_schema: information_schema hides what the user may not read, and
+ * a table the user cannot read is exactly what must be reported. An unqualified name resolves as
+ * the capture's queries resolve it (the search_path), then in `public`.
+ */
+async function inspectTable(db: Queryable, table: string): Promise<TableInfo> {
+  const { schema, name } = splitTableName(table);
+  const found = await db.query<{ oid: string; schema: string; usage: boolean; can_select: boolean; first_schema: string }>(
+    `WITH s AS (SELECT CASE WHEN $2::text IS NULL THEN current_schemas(false) || 'public'::name ELSE ARRAY[$2::name] END AS path)
+     SELECT c.oid::int8::text AS oid, n.nspname AS schema, has_schema_privilege(n.oid, 'USAGE') AS usage,
+            has_table_privilege(c.oid, 'SELECT') AS can_select, s.path[1] AS first_schema
+       FROM s LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND ${READABLE})
+         ON c.relname = $1 AND n.nspname = ANY (s.path)
+      ORDER BY array_position(s.path, n.nspname) LIMIT 1`,
+    [name, schema ?? null],
+  );
+  const hit = found.rows[0];
+  if (!hit?.oid) {
+    const similar = await db.query<{ t: string }>(
+      `SELECT n.nspname || '.' || c.relname AS t FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE ${READABLE} AND lower(c.relname) = lower($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        ORDER BY n.nspname = $2 DESC, 1 LIMIT 5`,
+      [name, schema ?? hit?.first_schema ?? 'public'],
+    );
+    const similarNames = similar.rows.map((r) => r.t);
+    return { schema: schema ?? hit?.first_schema ?? 'public', name, exists: false, canSelect: false, columns: [], primaryKey: [], uniqueIndexes: [], indexes: [], similar: similarNames };
+  }
+  const columns = await db.query<{ name: string; type: string; full_type: string; typmod: number; nullable: boolean }>(
+    `SELECT a.attname AS name, t.typname AS type, format_type(a.atttypid, a.atttypmod) AS full_type, a.atttypmod AS typmod, NOT a.attnotnull AS nullable
+       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [hit.oid],
+  );
+  // Key columns only (not INCLUDE ones); partial indexes neither make a key unique nor serve every poll.
+  const indexes = await db.query<{ is_primary: boolean; is_unique: boolean; columns: string[] }>(
+    `SELECT i.indisprimary AS is_primary, i.indisunique AS is_unique,
+            array(SELECT coalesce(a.attname::text, '(expression)') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                   WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS columns
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = $1::int8::oid AND i.indisvalid AND i.indpred IS NULL
+      ORDER BY i.indisprimary DESC, i.indexrelid`,
+    [hit.oid],
+  );
+  return {
+    schema: hit.schema,
+    name,
+    exists: true,
+    canSelect: hit.can_select,
+    schemaUsage: hit.usage,
+    columns: columns.rows.map(
+      (c): ColumnInfo => ({
+        name: c.name,
+        type: c.type,
+        fullType: c.full_type,
+        // typmod -1: no precision written, which for timestamps means microseconds.
+        precision: TIME_TYPES.has(c.type) ? (c.typmod < 0 ? 6 : c.typmod) : undefined,
+        nullable: c.nullable,
+      }),
+    ),
+    primaryKey: indexes.rows.find((i) => i.is_primary)?.columns ?? [],
+    uniqueIndexes: indexes.rows.filter((i) => i.is_unique && !i.is_primary).map((i) => i.columns),
+    indexes: indexes.rows.map((i) => i.columns),
+  };
+}
+
+const TIME_TYPES = new Set(['timestamp', 'timestamptz', 'time', 'timetz']);
 
 const VERSION_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US';
 
