@@ -5,7 +5,8 @@ import { topicLevel } from '../../common/wire-v1.js';
 import { captureRecord, encodeRecordBody, type CaptureRecord } from '../../common/wire-v2.js';
 import { captureFieldsOk } from '../../common/record-check.js';
 import type { DeadLetterInput } from '../outbox/dead-letter.js';
-import type { EncodedRecord, Outbox, RoomTicket } from '../outbox/outbox.js';
+import type { KeyVersionsInput } from '../outbox/key-versions.js';
+import type { AppendOptions as OutboxAppendOptions, EncodedRecord, Outbox, RoomTicket } from '../outbox/outbox.js';
 
 /** A record as a collector hands it to its writer: the writer stamps `source` (and `ts` when absent). */
 export type CaptureInput = Omit<CaptureRecord, 'source' | 'ts'> & { ts?: number };
@@ -25,6 +26,8 @@ export interface AppendOptions {
   invalid?: 'refuse' | 'dead_letter';
   /** Another stream than the collector's own (validated as an MQTT topic level). */
   stream?: string;
+  /** Source keys and the versions captured, stored in the same transaction (see outbox/key-versions.ts). */
+  keyVersions?: KeyVersionsInput;
 }
 
 export interface AppendResult {
@@ -60,6 +63,8 @@ export interface Writer {
   setCheckpoints(checkpoint: CheckpointInput | readonly CheckpointInput[]): void;
   getCheckpoint<T = unknown>(key: string): T | undefined;
   listCheckpoints<T = unknown>(): { key: string; value: T }[];
+  /** The versions captured for these source keys in `scope` (absent: never captured). */
+  keyVersions(scope: string, keys: readonly string[]): Map<string, string>;
 }
 
 export interface WriterStats {
@@ -126,6 +131,7 @@ export class CaptureWriter {
       setCheckpoints: (cp) => this.setCheckpoints(cp),
       getCheckpoint: <T>(key: string) => this.outbox.getCheckpoint<T>(this.source, key),
       listCheckpoints: <T>() => this.outbox.listCheckpoints<T>(this.source),
+      keyVersions: (scope, keys) => this.outbox.getKeyVersions(this.source, scope, keys),
     };
   }
 
@@ -160,7 +166,9 @@ export class CaptureWriter {
     }
     const deadLetters: DeadLetterInput[] = invalid.map((i) => ({ stream, origin: 'capture', reason: `${i.problem.field}: ${i.problem.message}`, payload: i.payload }));
     const cps = toCheckpoints(this.source, checkpoint);
-    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, deadLetters, signal) : { ...this.outbox.appendEncoded(stream, [], cps, { deadLetters }), waitedMs: 0 };
+    const keyVersions = opts.keyVersions ? { collector: this.source, ...opts.keyVersions } : undefined;
+    const alongside = { deadLetters, keyVersions };
+    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal) : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
     this.counters.appends++;
     this.counters.records += valid.length;
     this.counters.bytes += validBytes;
@@ -182,7 +190,7 @@ export class CaptureWriter {
     records: EncodedRecord[],
     bytes: number,
     cps: ReturnType<typeof toCheckpoints>,
-    deadLetters: DeadLetterInput[],
+    alongside: Pick<OutboxAppendOptions, 'deadLetters' | 'keyVersions'>,
     signal: AbortSignal | undefined,
   ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
     let waitedSince: number | undefined;
@@ -195,7 +203,7 @@ export class CaptureWriter {
         }
         // A stopped (or abandoned) instance appends nothing more: its successor owns the checkpoints.
         signal?.throwIfAborted();
-        const r = this.outbox.appendEncoded(stream, records, cps, { deadLetters, ticket });
+        const r = this.outbox.appendEncoded(stream, records, cps, { ...alongside, ticket });
         const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
         if (waitedSince !== undefined) {
           this.counters.waits++;

@@ -80,6 +80,17 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (stream, first_seq)
   );
   `,
+  // v3 (release 0.3): the version last captured per source key (key-versions.ts), for the SQL
+  // collector: new, changed or already sent, insert or update.
+  `
+  CREATE TABLE key_versions (
+    collector TEXT NOT NULL,
+    scope     TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    PRIMARY KEY (collector, scope, key)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -9,6 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
 import { lineBytes, lineSeq, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { KeyVersions, type KeyVersionsInput } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
@@ -94,6 +95,8 @@ export interface AppendOptions {
   consumeDeadLetters?: readonly number[];
   /** The place in the queue of appends waiting for room (see waitForRoom), when the caller has one. */
   ticket?: RoomTicket;
+  /** Source keys and their versions (key-versions.ts), stored in the same transaction for this collector. */
+  keyVersions?: { collector: string } & KeyVersionsInput;
 }
 
 /** A place in the queue of appends waiting for room under `block` (opaque). */
@@ -152,6 +155,7 @@ export class Outbox extends EventEmitter {
   private readonly queue: RoomTicket[] = [];
   private readonly stmts;
   private readonly dead: DeadLetters;
+  private readonly keys: KeyVersions;
   private readonly dropLog = new LogThrottle(60_000);
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
   private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
@@ -175,6 +179,7 @@ export class Outbox extends EventEmitter {
       this.epoch = this.loadEpoch();
       this.stmts = this.prepare();
       this.dead = new DeadLetters(this.db);
+      this.keys = new KeyVersions(this.db);
       // Usage is read from the database, never carried over in counters: the file is the truth.
       this.refreshUsage();
       // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
@@ -250,14 +255,14 @@ export class Outbox extends EventEmitter {
    * Appends records to a stream with contiguous seqs and stores the checkpoints, all in one
    * transaction: after a crash either both are there or neither is.
    */
-  append(stream: string, records: readonly NewRecord[], checkpoints: Checkpoint | readonly Checkpoint[] = []): { firstSeq: number; lastSeq: number } {
+  append(stream: string, records: readonly NewRecord[], checkpoints: Checkpoint | readonly Checkpoint[] = [], opts: AppendOptions = {}): { firstSeq: number; lastSeq: number } {
     const now = Date.now();
     const encoded = records.map((r): EncodedRecord => {
       const ts = r.ts ?? now;
       const body = encodeRecordBody({ ...r, ts });
       return { ts, body, bytes: Buffer.byteLength(body) };
     });
-    return this.appendEncoded(stream, encoded, checkpoints);
+    return this.appendEncoded(stream, encoded, checkpoints, opts);
   }
 
   /**
@@ -295,6 +300,7 @@ export class Outbox extends EventEmitter {
       this.writeCheckpoints(cps, now);
       if (opts.deadLetters?.length) this.dead.insert(opts.deadLetters, now);
       if (opts.consumeDeadLetters?.length) this.dead.delete(opts.consumeDeadLetters);
+      if (opts.keyVersions) this.keys.write(opts.keyVersions.collector, opts.keyVersions);
       this.bytes += added;
       this.events += records.length;
       if (this.policy === 'drop_oldest' && this.overCap()) this.dropOldest();
@@ -338,6 +344,16 @@ export class Outbox extends EventEmitter {
   getCheckpoint<T = unknown>(collector: string, key: string): T | undefined {
     const row = this.stmts.getCheckpoint.get(collector, key);
     return row ? (JSON.parse(row.value) as T) : undefined;
+  }
+
+  /** The versions stored for these keys (absent: never captured). */
+  getKeyVersions(collector: string, scope: string, keys: readonly string[]): Map<string, string> {
+    this.assertOpen();
+    return this.keys.get(collector, scope, keys);
+  }
+
+  keyVersionCount(collector: string, scope: string): number {
+    return this.keys.size(collector, scope);
   }
 
   listCheckpoints<T = unknown>(collector: string): { key: string; value: T }[] {

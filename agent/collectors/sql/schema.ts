@@ -30,7 +30,8 @@ const tableSchema = z.strictObject({
    * Rows whose version is within this much of the highest version read are read again on each
    * poll, measured on the database's values: a transaction that took its timestamp before another
    * committed, and committed after a poll, is still seen. A row read again unchanged is not emitted
-   * again. 0 turns it off (late commits can then be missed).
+   * again (the version captured per key is kept in the outbox). 0 turns it off (late commits can
+   * then be missed).
    */
   lookback: durationMs.default(60_000),
   /**

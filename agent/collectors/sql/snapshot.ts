@@ -1,16 +1,17 @@
-import { recordKey } from './record.js';
 import type { CaptureInput } from '../../host/writer.js';
-import { changeRecord, checkpointKey, withinLookback, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
+import { changeRecord, checkpointKey, keyValues, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
+import { recordKey } from './record.js';
 
 /**
  * The initial load of a table: every row in key order, page by page (keyset pagination: constant
- * memory, constant cost per page), each page committed with the table's progress, so a crash
- * resumes after the last committed key. The stream marks the start and the end (with the row
- * count): a snapshot cut short never looks complete.
+ * memory, constant cost per page), each page committed with the table's progress and the
+ * versions captured per key, so a crash resumes after the last committed key. The stream marks
+ * the start and the end (with the row count): a snapshot cut short never looks complete.
  *
- * Hand-over to the changes: the highest version at the start is the first high watermark, and
- * rows read during the snapshot whose version is inside the look-back of it are remembered, so
- * the first incremental polls emit what changed since the snapshot began, and not what it read.
+ * Hand-over to the changes: the highest version at the start is the first high watermark. The
+ * first polls read again what changed inside the look-back of it: a row the snapshot read at that
+ * same version is known and skipped, a row changed after it was read is an update, a new row an
+ * insert. Nothing is missed and nothing is sent twice.
  */
 export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise<number> {
   const key = checkpointKey(c.table.table);
@@ -18,7 +19,7 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
   if (cp && !cp.snapshot) return 0;
   if (!cp && c.table.initial === 'none') {
     const hw = await c.source.maxVersion(c.table.table, c.table.version_column);
-    await c.writer.append([], { key, value: { hw, recent: {} } satisfies IncrementalCheckpoint });
+    await c.writer.append([], { key, value: { hw } satisfies IncrementalCheckpoint });
     return 0;
   }
   cp ??= await begin(c);
@@ -28,22 +29,18 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
     const progress = cp.snapshot;
     const rows = await c.source.readSnapshot({ table: c.table.table, key: c.table.key, versionColumn: c.table.version_column, after: progress.after ?? undefined, limit: c.batchSize });
     const records: CaptureInput[] = [];
-    const recent = { ...cp.recent };
+    const captured: [string, string][] = [];
     for (const row of rows) {
-      const k = recordKey(c.table.key.map((col) => row.values[col]));
+      const k = recordKey(keyValues(c.table, row));
       records.push(changeRecord(c, row, k, 'snapshot'));
-      recent[k] = row.version; // pruned below to the versions the first polls will read again
+      captured.push([k, row.version]);
     }
     const last = rows.at(-1);
     const done = rows.length < c.batchSize;
     const counted = progress.rows + rows.length;
-    const next: IncrementalCheckpoint = {
-      hw: cp.hw,
-      recent: withinLookback(recent, cp.hw, c.table.lookback),
-      snapshot: done ? undefined : { after: c.table.key.map((col) => last!.values[col]), rows: counted, startedAt: progress.startedAt },
-    };
+    const next: IncrementalCheckpoint = { hw: cp.hw, snapshot: done ? undefined : { after: keyValues(c.table, last!), rows: counted, startedAt: progress.startedAt } };
     if (done) records.push(marker(c, 'snapshot_end', progress.startedAt, counted));
-    await c.writer.append(records, { key, value: next }, { stream: c.stream });
+    await c.writer.append(records, { key, value: next }, { stream: c.stream, keyVersions: { scope: c.table.table, set: captured } });
     emitted += records.length;
     cp = next;
   }
@@ -53,7 +50,7 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
 /** First start: the watermark to hand over at, and the start marker, committed together. */
 async function begin(c: TableCapture): Promise<IncrementalCheckpoint> {
   const startedAt = Date.now();
-  const cp: IncrementalCheckpoint = { hw: await c.source.maxVersion(c.table.table, c.table.version_column), recent: {}, snapshot: { after: null, rows: 0, startedAt } };
+  const cp: IncrementalCheckpoint = { hw: await c.source.maxVersion(c.table.table, c.table.version_column), snapshot: { after: null, rows: 0, startedAt } };
   await c.writer.append([marker(c, 'snapshot_start', startedAt)], { key: checkpointKey(c.table.table), value: cp }, { stream: c.stream });
   return cp;
 }

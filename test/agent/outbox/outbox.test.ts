@@ -412,7 +412,7 @@ describe('migrations', () => {
       expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(1);
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-      expect(tables).toEqual(['ack_log', 'checkpoints', 'chunks', 'dead_letters', 'meta', 'skips', 'streams']);
+      expect(tables).toEqual(['ack_log', 'checkpoints', 'chunks', 'dead_letters', 'key_versions', 'meta', 'skips', 'streams']);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     } finally {
       db.close();

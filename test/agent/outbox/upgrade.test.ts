@@ -216,3 +216,39 @@ describe('an outbox written by release 0.1', () => {
     ]);
   });
 });
+
+describe('an outbox written by release 0.2', () => {
+  /** Schema 2 as release 0.2 left it: records pending in a v2 chunk, a file-drop checkpoint, a dead letter. */
+  function writeRelease02(): string[] {
+    const db = new Database(dbPath());
+    db.pragma('journal_mode = WAL');
+    migrate(db, 2);
+    const lines = [1, 2].map((seq) => JSON.stringify({ id: `r${seq}`, source: 'file-drop:orders', ts: T0 + seq, data: { n: seq }, seq }));
+    db.transaction(() => {
+      db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('created_at', ?)").run(EPOCH, String(T0));
+      db.prepare('INSERT INTO streams (stream, next_seq) VALUES (?, ?)').run('orders', 3);
+      const payload = lines.join('\n');
+      db.prepare('INSERT INTO chunks (stream, first_seq, last_seq, min_ts, bytes, payload, wire) VALUES (?, ?, ?, ?, ?, ?, 2)').run('orders', 1, 2, T0 + 1, Buffer.byteLength(payload) - 1, payload);
+      db.prepare('INSERT INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)').run('file-drop:orders', 'abc', JSON.stringify({ state: 'archived', rows: 2 }), T0);
+      db.prepare("INSERT INTO dead_letters (stream, origin, reason, at, bytes, payload) VALUES ('orders', 'capture', 'too large', ?, 3, '{}')").run(T0);
+    })();
+    db.close();
+    return lines;
+  }
+
+  it('is migrated on open to schema 3 (the key-version store), keeping records, checkpoints and dead letters', () => {
+    const lines = writeRelease02();
+    expect(userVersion()).toBe(2);
+    const o = open();
+    expect(userVersion()).toBe(SCHEMA_VERSION);
+    expect(SCHEMA_VERSION).toBe(3);
+    expect(o.epoch).toBe(EPOCH);
+    expect(o.readPending('orders', 0, 10).map((r) => r.payload)).toEqual(lines);
+    expect(o.getCheckpoint('file-drop:orders', 'abc')).toEqual({ state: 'archived', rows: 2 });
+    expect(o.deadLetters.list()).toHaveLength(1);
+    // The new store works on the migrated file, in the append's transaction.
+    o.append('orders', [{ id: 'r3', source: 'sql:erp', data: {} }], { collector: 'sql:erp', key: 'table:t', value: { hw: 'v1' } }, { keyVersions: { collector: 'sql:erp', scope: 't', set: [['1', 'v1']] } });
+    expect(o.getKeyVersions('sql:erp', 't', ['1', '2'])).toEqual(new Map([['1', 'v1']]));
+    expect(o.lastSeq('orders')).toBe(3);
+  });
+});

@@ -71,9 +71,9 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(await poll(c)).toBe(0); // every row is inside the look-back: read again, not emitted
       const recs = records();
       expect(recs.map((r) => [r.data.op, r.data.key.id, r.data.values.status])).toEqual([
-        ['upsert', 1, 'new'],
-        ['upsert', 2, 'new'],
-        ['upsert', 3, 'new'],
+        ['insert', 1, 'new'],
+        ['insert', 2, 'new'],
+        ['insert', 3, 'new'],
         ['update', 2, 'picked'],
       ]);
       expect(recs[0]!.data.version).toBe('2026-01-01T00:00:01.000001');

@@ -1,0 +1,57 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * The version last captured per source key, per collector and scope (a SQL collector's table),
+ * written in the same transaction as the records: whether a row read again is new, changed or
+ * already sent, and whether a change is an insert or an update, without holding every key in
+ * memory or rewriting a checkpoint. One row per key of a captured table.
+ */
+export interface KeyVersionsInput {
+  /** e.g. the table. */
+  scope: string;
+  /** [key, version] pairs to store. */
+  set: readonly (readonly [string, string])[];
+}
+
+/** Keys looked up per statement (SQLite's host parameter limit is far above; a page is ~1 000). */
+const LOOKUP_CHUNK = 500;
+
+export class KeyVersions {
+  private readonly upsert: Database.Statement<[string, string, string, string]>;
+  private readonly count: Database.Statement<[string, string], { n: number }>;
+  private readonly lookups = new Map<number, Database.Statement<unknown[], { key: string; version: string }>>();
+
+  constructor(private readonly db: Database.Database) {
+    this.upsert = db.prepare(
+      'INSERT INTO key_versions (collector, scope, key, version) VALUES (?, ?, ?, ?) ON CONFLICT (collector, scope, key) DO UPDATE SET version = excluded.version',
+    );
+    this.count = db.prepare('SELECT count(*) AS n FROM key_versions WHERE collector = ? AND scope = ?');
+  }
+
+  /** Inside the caller's transaction. */
+  write(collector: string, input: KeyVersionsInput): void {
+    for (const [key, version] of input.set) this.upsert.run(collector, input.scope, key, version);
+  }
+
+  get(collector: string, scope: string, keys: readonly string[]): Map<string, string> {
+    const found = new Map<string, string>();
+    for (let i = 0; i < keys.length; i += LOOKUP_CHUNK) {
+      const part = keys.slice(i, i + LOOKUP_CHUNK);
+      for (const r of this.lookup(part.length).all(collector, scope, ...part)) found.set(r.key, r.version);
+    }
+    return found;
+  }
+
+  size(collector: string, scope: string): number {
+    return this.count.get(collector, scope)?.n ?? 0;
+  }
+
+  private lookup(n: number): Database.Statement<unknown[], { key: string; version: string }> {
+    let s = this.lookups.get(n);
+    if (!s) {
+      s = this.db.prepare(`SELECT key, version FROM key_versions WHERE collector = ? AND scope = ? AND key IN (${Array(n).fill('?').join(', ')})`);
+      this.lookups.set(n, s);
+    }
+    return s;
+  }
+}
