@@ -19,6 +19,7 @@ const EXPECTED: Record<string, string[]> = {
   footprint: ['agent RSS idle', 'agent CPU idle', 'agent RSS with backlog on disk', 'agent RSS replaying the backlog (max)'],
   'mosquitto-bridge': ['bridge replay: cloud start → all delivered', 'bridge events lost after kill -9', 'bridge events lost after SIGTERM restart (control)'],
   'file-drop-bulk': ['csv-parse alone, same file', 'end to end: rename → relay has every row', 'ratio to csv-parse alone', 'agent RSS (max)', 'rename → every row in the outbox'],
+  'sql-snapshot': ['plain streamed SELECT (cursor, FETCH 10000)', 'snapshot into the outbox (agent, service flags)', 'ratio to the plain SELECT', 'agent RSS during the snapshot (max)', 'snapshot into the outbox (in-process, same code)'],
 };
 
 describe.skipIf(!hasMosquitto)('npm run bench -- --quick (tiny sizes)', () => {
