@@ -17,6 +17,14 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     connectTimeout: opts.connectTimeoutMs,
     timezone: 'Z',
     dateStrings: true,
+    // As the pg dialect: DATETIME as its wall time (`2026-11-01T00:00:01.123456`), TIMESTAMP in
+    // UTC (the session's zone) with a `Z`; microseconds kept, the agent's own zone never applied.
+    typeCast: (field, next) => {
+      if (field.type !== 'DATETIME' && field.type !== 'TIMESTAMP') return next();
+      const s = field.string();
+      if (s === null) return null;
+      return field.type === 'TIMESTAMP' ? `${s.replace(' ', 'T')}Z` : s.replace(' ', 'T');
+    },
     supportBigNumbers: true,
     bigNumberStrings: true,
   });

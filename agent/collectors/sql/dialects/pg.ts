@@ -17,6 +17,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     connectionTimeoutMillis: opts.connectTimeoutMs,
     options: '-c TimeZone=UTC -c default_transaction_read_only=on',
     application_name: 'erp-edge',
+    types: { getTypeParser: typeParser },
   });
   // An idle client's error (the server went away) would otherwise be an uncaught 'error' event.
   pool.on('error', () => undefined);
@@ -133,6 +134,26 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
   const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map((k) => p(k)).join(', ')})` : '';
   const sql = `SELECT t.*, to_char(t.${quoteName(page.versionColumn, '"')}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '"')} t${where} ORDER BY ${keys.join(', ')} LIMIT ${p(page.limit)}`;
   return { sql, params };
+}
+
+/**
+ * Dates and times as text, never through a JS Date: node-postgres reads `timestamp` (no zone) as
+ * the agent machine's local time, shifting it by the agent's zone, and a Date drops microseconds.
+ * `timestamp` stays the wall time as written (`2026-11-01T00:00:01.123456`); `timestamptz` is UTC
+ * (the session's zone) with a `Z`; `date`, `time` and `timetz` as PostgreSQL writes them.
+ */
+const TEXT_TYPES: Record<number, (s: string) => string> = {
+  1114: (s) => s.replace(' ', 'T'),
+  1184: (s) => s.replace(' ', 'T').replace(/\+00$/, 'Z'),
+  1082: (s) => s,
+  1083: (s) => s,
+  1266: (s) => s,
+};
+
+function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+  const text = TEXT_TYPES[oid];
+  if (text && format !== 'binary') return text;
+  return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid, 'text');
 }
 
 /** The page query: `(version, key) > after` for the next page, `version >= from - look-back` for the first. */

@@ -84,6 +84,20 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(cp?.hw).toBe('2026-01-01T00:00:04.000000');
     });
 
+    it('carries timestamps as the database holds them, microseconds included, whatever the agent machine\'s time zone', async () => {
+      const tz = process.env.TZ;
+      process.env.TZ = 'Asia/Kolkata'; // +05:30: a shift would show
+      try {
+        const c = capture();
+        await insert(1, 'new', '2026-01-01 00:00:01.123456');
+        await poll(c);
+        expect(records()[0]!.data.values.updated_at).toBe('2026-01-01T00:00:01.123456');
+      } finally {
+        if (tz === undefined) delete process.env.TZ;
+        else process.env.TZ = tz;
+      }
+    });
+
     for (const lookback of ['60s', 0] as const) {
       it(`a transaction that took its version first and commits after a poll is ${lookback ? 'still captured (look-back 60 s)' : 'missed with look-back 0'}`, async () => {
         const c = capture(config({ lookback }));
