@@ -65,6 +65,8 @@ export interface Writer {
   listCheckpoints<T = unknown>(): { key: string; value: T }[];
   /** The versions captured for these source keys in `scope` (absent: never captured). */
   keyVersions(scope: string, keys: readonly string[]): Map<string, string>;
+  /** The captured keys of `scope` after `after` ('' first), in key order: for reconciliation. */
+  capturedKeys(scope: string, after: string, limit: number): string[];
 }
 
 export interface WriterStats {
@@ -132,6 +134,7 @@ export class CaptureWriter {
       getCheckpoint: <T>(key: string) => this.outbox.getCheckpoint<T>(this.source, key),
       listCheckpoints: <T>() => this.outbox.listCheckpoints<T>(this.source),
       keyVersions: (scope, keys) => this.outbox.getKeyVersions(this.source, scope, keys),
+      capturedKeys: (scope, after, limit) => this.outbox.listKeys(this.source, scope, after, limit),
     };
   }
 

@@ -11,6 +11,8 @@ export interface KeyVersionsInput {
   scope: string;
   /** [key, version] pairs to store. */
   set: readonly (readonly [string, string])[];
+  /** Keys to forget (the source row is gone). */
+  delete?: readonly string[];
 }
 
 /** Keys looked up per statement (SQLite's host parameter limit is far above; a page is ~1 000). */
@@ -19,6 +21,8 @@ const LOOKUP_CHUNK = 500;
 export class KeyVersions {
   private readonly upsert: Database.Statement<[string, string, string, string]>;
   private readonly count: Database.Statement<[string, string], { n: number }>;
+  private readonly remove: Database.Statement<[string, string, string]>;
+  private readonly page: Database.Statement<[string, string, string, number], { key: string }>;
   private readonly lookups = new Map<number, Database.Statement<unknown[], { key: string; version: string }>>();
 
   constructor(private readonly db: Database.Database) {
@@ -26,11 +30,19 @@ export class KeyVersions {
       'INSERT INTO key_versions (collector, scope, key, version) VALUES (?, ?, ?, ?) ON CONFLICT (collector, scope, key) DO UPDATE SET version = excluded.version',
     );
     this.count = db.prepare('SELECT count(*) AS n FROM key_versions WHERE collector = ? AND scope = ?');
+    this.remove = db.prepare('DELETE FROM key_versions WHERE collector = ? AND scope = ? AND key = ?');
+    this.page = db.prepare('SELECT key FROM key_versions WHERE collector = ? AND scope = ? AND key > ? ORDER BY key LIMIT ?');
   }
 
   /** Inside the caller's transaction. */
   write(collector: string, input: KeyVersionsInput): void {
     for (const [key, version] of input.set) this.upsert.run(collector, input.scope, key, version);
+    for (const key of input.delete ?? []) this.remove.run(collector, input.scope, key);
+  }
+
+  /** Keys after `after` in key order (paging through a scope). */
+  keys(collector: string, scope: string, after: string, limit: number): string[] {
+    return this.page.all(collector, scope, after, limit).map((r) => r.key);
   }
 
   get(collector: string, scope: string, keys: readonly string[]): Map<string, string> {

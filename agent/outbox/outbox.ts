@@ -352,6 +352,12 @@ export class Outbox extends EventEmitter {
     return this.keys.get(collector, scope, keys);
   }
 
+  /** Stored keys of a scope after `after` ('' for the first page), in key order. */
+  listKeys(collector: string, scope: string, after: string, limit: number): string[] {
+    this.assertOpen();
+    return this.keys.keys(collector, scope, after, limit);
+  }
+
   keyVersionCount(collector: string, scope: string): number {
     return this.keys.size(collector, scope);
   }

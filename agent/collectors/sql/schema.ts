@@ -40,6 +40,11 @@ const tableSchema = z.strictObject({
    * neither a gap nor a duplicate; `none` captures only changes from now on.
    */
   initial: z.enum(['snapshot', 'none']).default('snapshot'),
+  /**
+   * How often deletes are looked for (incremental capture cannot see them): every key captured is
+   * checked against the table in chunks, and a key without a row becomes a `delete` record. 0: never.
+   */
+  reconcile_interval: durationMs.default(3_600_000),
   /** Defaults to the collector's poll_interval. */
   poll_interval: durationMs.optional(),
   /** Stream for this table's records; default: the collector's stream. */

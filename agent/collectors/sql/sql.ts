@@ -5,6 +5,7 @@ import type { Collector, CollectorContext, CollectorStats } from '../../host/col
 import type { Writer } from '../../host/writer.js';
 import type { DialectModule, SqlSource } from './dialect.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
+import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
 import type { SqlConfig, TableConfig } from './schema.js';
 
@@ -20,6 +21,7 @@ export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
 
 interface TableState {
   records: number;
+  deletes: number;
   polls: number;
   lastPollAt: number | null;
   /** The current run of errors: the first one's time, the count and the last message. */
@@ -59,7 +61,7 @@ export class SqlCollector implements Collector {
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
     this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
     for (const t of this.cfg.tables) {
-      this.states.set(t.table, { records: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.states.set(t.table, { records: 0, deletes: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
       this.loops.push(this.run(t));
     }
     this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table) }, 'capturing SQL changes');
@@ -75,6 +77,7 @@ export class SqlCollector implements Collector {
     const counters: Record<string, number | string> = {};
     for (const [table, s] of this.states) {
       counters[`${table}.records`] = s.records;
+      counters[`${table}.deletes`] = s.deletes;
       counters[`${table}.polls`] = s.polls;
       if (s.errorSince !== null) {
         counters[`${table}.error`] = s.lastError;
@@ -90,10 +93,16 @@ export class SqlCollector implements Collector {
     const capture: TableCapture = { table: t, source: this.source!, writer: this.writer, sourceId: this.writer.source, stream: t.stream ?? this.cfg.stream ?? this.cfg.name, batchSize: this.cfg.batch_size };
     const interval = t.poll_interval ?? this.cfg.poll_interval;
     let backoff = this.cfg.retry.initial;
+    // The first look for deletes one interval after start, then every interval.
+    let lastReconcile = Date.now();
     while (!this.signal.aborted) {
       try {
         state.records += await initialLoad(capture, this.signal); // nothing once done
         state.records += await pollIncremental(capture, this.signal);
+        if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
+          state.deletes += await reconcileDeletes(capture, this.signal);
+          lastReconcile = Date.now();
+        }
         state.polls++;
         state.lastPollAt = Date.now();
         if (state.errorSince !== null) this.log.info({ table: t.table, errors: state.errors }, 'table capture recovered');

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -42,6 +42,14 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       const { sql, params } = snapshotSql(page);
       const [rows] = await pool.query({ sql, values: params });
       return (rows as Record<string, unknown>[]).map(sourceRow);
+    },
+    async existingKeys(table, keyColumns, keys) {
+      if (keys.length === 0) return new Set<number>();
+      const cols = keyColumns.map((k) => quoteName(k, '`'));
+      const tuples = keys.map((k) => `(${k.map(() => '?').join(', ')})`);
+      const sql = `SELECT ${cols.map((c, i) => `CAST(${c} AS CHAR) AS k${i}`).join(', ')} FROM ${quoteName(table, '`')} WHERE (${cols.join(', ')}) IN (${tuples.join(', ')})`;
+      const [rows] = await pool.query({ sql, values: keys.flat() });
+      return indexesOf(keys, (rows as Record<string, string>[]).map((row) => keyColumns.map((_, i) => row[`k${i}`]!)));
     },
     async maxVersion(table, versionColumn) {
       const [rows] = await pool.query(`SELECT DATE_FORMAT(max(${quoteName(versionColumn, '`')}), '${VERSION_FORMAT}') AS v FROM ${quoteName(table, '`')}`);

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -33,6 +33,15 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       const { sql, params } = snapshotSql(page);
       const r = await pool.query({ text: sql, values: params });
       return r.rows.map(sourceRow);
+    },
+    async existingKeys(table, keyColumns, keys) {
+      if (keys.length === 0) return new Set<number>();
+      const cols = keyColumns.map((k) => quoteName(k, '"'));
+      const params: string[] = [];
+      const tuples = keys.map((k) => `(${k.map((v) => `$${params.push(v)}`).join(', ')})`);
+      const sql = `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${quoteName(table, '"')} WHERE (${cols.join(', ')}) IN (${tuples.join(', ')})`;
+      const r = await pool.query({ text: sql, values: params });
+      return indexesOf(keys, r.rows.map((row: Record<string, string>) => keyColumns.map((_, i) => row[`k${i}`]!)));
     },
     async maxVersion(table, versionColumn) {
       const v = quoteName(versionColumn, '"');

@@ -26,6 +26,7 @@ function withHook(source: SqlSource, hook: (page: number) => Promise<void>): Sql
   return {
     readIncremental: (p) => source.readIncremental(p),
     maxVersion: (t, v) => source.maxVersion(t, v),
+    existingKeys: (t, k, keys) => source.existingKeys(t, k, keys),
     close: () => source.close(),
     async readSnapshot(p: SnapshotPage): Promise<SourceRow[]> {
       await hook(++n);

@@ -1,0 +1,50 @@
+import type { CaptureInput } from '../../host/writer.js';
+import type { TableCapture } from './incremental.js';
+import { recordId } from './record.js';
+
+/** Captured keys checked per query. */
+const CHUNK = 500;
+
+/**
+ * Deletes for a mode that cannot see them (incremental): every key captured for the table (the
+ * outbox's key store) is checked against the table in chunks; a key with no row any more becomes
+ * a `delete` record, and is forgotten in the same transaction (a row inserted again under it later
+ * is an insert). Runs between polls, so no poll of the same table interleaves. Returns the deletes.
+ */
+export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Promise<number> {
+  const t = c.table;
+  let after = '';
+  let deleted = 0;
+  for (;;) {
+    signal.throwIfAborted();
+    const keys = c.writer.capturedKeys(t.table, after, CHUNK);
+    if (keys.length === 0) return deleted;
+    const values = keys.map(decodeKey);
+    const present = await c.source.existingKeys(t.table, t.key, values);
+    const gone = keys.filter((_, i) => !present.has(i));
+    if (gone.length > 0) {
+      const at = new Date().toISOString();
+      const records = gone.map((k) => tombstone(c, k, decodeKey(k), at));
+      await c.writer.append(records, undefined, { stream: c.stream, keyVersions: { scope: t.table, set: [], delete: gone } });
+      deleted += gone.length;
+    }
+    after = keys.at(-1)!;
+  }
+}
+
+/** The key columns' values as text, from a record key (record.ts: parts percent-encoded, joined by `|`). */
+export function decodeKey(key: string): string[] {
+  return key.split('|').map((part) => decodeURIComponent(part));
+}
+
+function tombstone(c: TableCapture, key: string, values: readonly string[], at: string): CaptureInput {
+  const t = c.table;
+  // No row version to tell deletes apart: the time it was found gone stands in (a key deleted,
+  // inserted and deleted again yields two deletes with different ids).
+  const version = `deleted@${at}`;
+  return {
+    id: recordId(c.sourceId, t.table, values, version),
+    key: `${t.table}/${key}`,
+    data: { op: 'delete', table: t.table, key: Object.fromEntries(t.key.map((col, i) => [col, values[i]])), version, detected_at: at },
+  };
+}
