@@ -6,8 +6,8 @@ import { topicLevel } from '../../../common/wire-v1.js';
  * sql collector config. No driver imports here: `validate` loads schemas only.
  *
  * This release captures with `mode: incremental` (after an initial snapshot) on PostgreSQL and
- * MySQL/MariaDB; the other modes of issue #8 (change_tracking, rowversion, cdc, logical, query) are
- * not accepted yet.
+ * MySQL/MariaDB, and logical decoding (`logical:`, a replication slot with pgoutput) on PostgreSQL; the
+ * other modes of issue #8 (change_tracking, rowversion, cdc, query) are not accepted yet.
  */
 const identifier = z
   .string()
@@ -51,7 +51,24 @@ const tableSchema = z.strictObject({
   stream: topicLevel.optional(),
 });
 
-export const sqlSchema = z.strictObject({
+/**
+ * A table captured from the collector's logical replication slot (PostgreSQL, wal_level=logical):
+ * every insert, update, delete and truncate, in commit order. Changes from the slot's creation on:
+ * no initial snapshot. Listed under `logical.tables` (not `tables`, whose entries are polled).
+ */
+const logicalTableSchema = z.strictObject({
+  table: identifier,
+  mode: z.literal('logical').default('logical'),
+  /** Record key columns; default: the table's replica identity key (its primary key by default). */
+  key: z.array(identifier).min(1).optional(),
+  /** Stream for this table's records; default: the collector's stream. */
+  stream: topicLevel.optional(),
+});
+
+/** Replication slot / publication names: PostgreSQL allows lower-case letters, digits and _ in slot names. */
+const slotName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'lower-case letters, digits and _, at most 63');
+
+const sqlObject = z.strictObject({
   type: z.literal('sql'),
   name: topicLevel,
   stream: topicLevel.optional(),
@@ -72,8 +89,37 @@ export const sqlSchema = z.strictObject({
   batch_size: z.number().int().min(1).max(100_000).default(1_000),
   /** Back-off after a database error: doubling from `initial` up to `max`. */
   retry: z.strictObject({ initial: durationMs.default(1_000), max: durationMs.default(300_000) }).default({ initial: 1_000, max: 300_000 }),
-  tables: z.array(tableSchema).min(1),
+  /** Tables captured by polling (`mode: incremental`). */
+  tables: z.array(tableSchema).default([]),
+  /** PostgreSQL logical decoding: one slot and one publication for the collector, polled every poll_interval. */
+  logical: z
+    .strictObject({
+      /** Default `erp_edge_<collector name>` (see logicalNames). */
+      slot: slotName.optional(),
+      /** Default `erp_edge_<collector name>`. */
+      publication: slotName.optional(),
+      tables: z.array(logicalTableSchema).min(1),
+    })
+    .optional(),
+});
+
+export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
+  if (cfg.tables.length === 0 && !cfg.logical) ctx.addIssue({ code: 'custom', path: ['tables'], message: 'no table to capture: list at least one under tables (mode: incremental) or logical.tables' });
+  if (cfg.logical && cfg.driver !== 'pg') ctx.addIssue({ code: 'custom', path: ['logical'], message: `logical capture needs driver: pg (PostgreSQL logical decoding); driver ${cfg.driver} supports tables with mode: incremental` });
+  const seen = new Set<string>();
+  for (const t of cfg.logical?.tables ?? []) {
+    if (seen.has(t.table)) ctx.addIssue({ code: 'custom', path: ['logical', 'tables'], message: `table ${t.table} is listed twice` });
+    seen.add(t.table);
+  }
 });
 
 export type SqlConfig = z.output<typeof sqlSchema>;
+/** A table captured by polling (`mode: incremental`). */
 export type TableConfig = SqlConfig['tables'][number];
+export type LogicalTableConfig = NonNullable<SqlConfig['logical']>['tables'][number];
+
+/** The slot and publication names: configured, or `erp_edge_<collector name>` made a valid slot name. */
+export function logicalNames(cfg: Pick<SqlConfig, 'name' | 'logical'>): { slot: string; publication: string } {
+  const base = `erp_edge_${cfg.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
+  return { slot: cfg.logical?.slot ?? base, publication: cfg.logical?.publication ?? base };
+}

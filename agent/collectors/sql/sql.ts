@@ -4,6 +4,7 @@ import type { Logger } from '../../../common/logger.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
 import type { Writer } from '../../host/writer.js';
 import type { DialectModule, SqlSource } from './dialect.js';
+import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
@@ -28,7 +29,12 @@ interface TableState {
   errorSince: number | null;
   errors: number;
   lastError: string;
+  /** Logical capture: bytes of WAL the slot holds on the server, as of the last poll. */
+  lagBytes?: number | undefined;
 }
+
+/** Stats name of the logical capture's loop (one per collector: one slot). */
+const LOGICAL = 'logical';
 
 /**
  * Captures changes from tables of one database: one loop per table, each polling at its interval,
@@ -42,6 +48,7 @@ export class SqlCollector implements Collector {
   private readonly signal: AbortSignal;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  private logical: LogicalCapture | undefined;
   private readonly states = new Map<string, TableState>();
   private readonly errorLog = new LogThrottle(60_000);
 
@@ -64,12 +71,20 @@ export class SqlCollector implements Collector {
       this.states.set(t.table, { records: 0, deletes: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
       this.loops.push(this.run(t));
     }
-    this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table) }, 'capturing SQL changes');
+    if (this.cfg.logical) {
+      // Its own connection (not read-only: it creates and advances the slot), made in the loop.
+      const { LogicalCapture } = await import('./logical.js');
+      this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer });
+      this.states.set(LOGICAL, { records: 0, deletes: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.loops.push(this.runLogical(this.logical));
+    }
+    this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
     await Promise.all(this.loops);
+    await this.logical?.close();
     await this.source?.close().catch(() => undefined);
   }
 
@@ -77,13 +92,14 @@ export class SqlCollector implements Collector {
     const counters: Record<string, number | string> = {};
     for (const [table, s] of this.states) {
       counters[`${table}.records`] = s.records;
-      counters[`${table}.deletes`] = s.deletes;
+      if (table !== LOGICAL) counters[`${table}.deletes`] = s.deletes; // logical: deletes are among its records
       counters[`${table}.polls`] = s.polls;
       if (s.errorSince !== null) {
         counters[`${table}.error`] = s.lastError;
         counters[`${table}.error_since`] = new Date(s.errorSince).toISOString();
         counters[`${table}.errors`] = s.errors;
       }
+      if (s.lagBytes !== undefined) counters[`${table}.slot_lag_bytes`] = s.lagBytes;
     }
     return { counters };
   }
@@ -112,6 +128,31 @@ export class SqlCollector implements Collector {
       } catch (err) {
         if (this.signal.aborted) return;
         this.noteError(t.table, state, err);
+        await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
+        backoff = Math.min(backoff * 2, this.cfg.retry.max);
+      }
+    }
+  }
+
+  /** The collector's slot, read every poll_interval with the tables' back-off conventions (stats under `logical.*`). */
+  private async runLogical(capture: LogicalCapture): Promise<void> {
+    const state = this.states.get(LOGICAL)!;
+    let backoff = this.cfg.retry.initial;
+    while (!this.signal.aborted) {
+      try {
+        state.records += await capture.poll(this.signal);
+        state.lagBytes = await capture.lagBytes();
+        state.polls++;
+        state.lastPollAt = Date.now();
+        if (state.errorSince !== null) this.log.info({ slot: capture.slot, errors: state.errors }, 'logical capture recovered');
+        Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
+        backoff = this.cfg.retry.initial;
+        await sleep(this.cfg.poll_interval, undefined, { signal: this.signal }).catch(() => undefined);
+      } catch (err) {
+        if (this.signal.aborted) return;
+        // A broken connection is made again on the next try.
+        await capture.close();
+        this.noteError(LOGICAL, state, err);
         await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, this.cfg.retry.max);
       }

@@ -159,7 +159,7 @@ const TEXT_TYPES: Record<number, (s: string) => string> = {
   1266: (s) => s,
 };
 
-function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+export function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
   const text = TEXT_TYPES[oid];
   if (text && format !== 'binary') return text;
   return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid, 'text');

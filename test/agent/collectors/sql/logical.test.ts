@@ -1,0 +1,329 @@
+/**
+ * mode logical (PostgreSQL logical decoding, pgoutput) on the test's own cluster (wal_level=logical):
+ * inserts, updates, deletes and truncates arrive in commit order with their ops; a restart on the
+ * same outbox emits nothing twice and misses nothing; a crash after the append and before the slot
+ * is advanced (or in the middle of a transaction bigger than a page) replays without duplicates; a
+ * dropped slot is a gap record.
+ */
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Writer } from '../../../../agent/host/writer.js';
+import { LogicalCapture } from '../../../../agent/collectors/sql/logical.js';
+import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
+import { create } from '../../../../agent/collectors/sql/sql.js';
+import { Outbox } from '../../../../agent/outbox/outbox.js';
+import { testHost } from '../../../helpers/host.js';
+import { waitFor } from '../../../helpers/net.js';
+import { testOutboxOptions } from '../../../helpers/outbox.js';
+import { startPgCluster, type PgCluster } from '../../../helpers/pg-cluster.js';
+import { makeTempDir } from '../../../helpers/tmp.js';
+
+let cluster: PgCluster;
+let tmp: ReturnType<typeof makeTempDir> | undefined;
+let dbCount = 0;
+
+beforeAll(async () => {
+  cluster = await startPgCluster({ wal_level: 'logical', max_replication_slots: '4', max_wal_senders: '4' });
+}, 60_000);
+afterAll(() => cluster?.destroy());
+afterEach(async () => {
+  tmp?.cleanup();
+  // max_replication_slots is 4: each test's slot goes with it.
+  await exec('postgres', 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active');
+});
+
+async function withClient<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...cluster.connection, database });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+const exec = (database: string, ...sql: string[]) => withClient(database, async (c) => { for (const s of sql) await c.query(s); });
+
+/** A database of its own with the orders table. */
+async function ordersDb(): Promise<string> {
+  const name = `logical_${++dbCount}`;
+  await exec('postgres', `CREATE DATABASE ${name}`);
+  await exec(name, 'CREATE TABLE orders (id int PRIMARY KEY, status text, updated_at timestamptz)');
+  return name;
+}
+
+function config(database: string, name: string, extra: Record<string, unknown> = {}): SqlConfig {
+  return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders' }] }, ...extra });
+}
+
+interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string } }
+const records = (outbox: Outbox, stream: string): Rec[] => outbox.readPending(stream, 0, 10_000).map((r) => JSON.parse(r.payload) as Rec);
+const changes = (outbox: Outbox, stream: string) => records(outbox, stream).filter((r) => r.data.key).map((r) => `${r.data.op} ${r.data.key!.id}`);
+
+async function confirmedFlush(database: string, slot: string): Promise<string> {
+  return withClient(database, async (c) => (await c.query<{ l: string }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0]!.l);
+}
+
+describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical)', () => {
+  it('captures inserts, updates and deletes in commit order, typed; a restart emits nothing twice and misses nothing', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'erp');
+    try {
+      let host = testHost(outbox, cfg, tmp.dir);
+      let collector = create(cfg, host.ctx);
+      await collector.start();
+      try {
+        await waitFor('the slot made', () => Number(collector.stats!().counters?.['logical.polls']) >= 1, 15_000);
+        await exec(db, `INSERT INTO orders VALUES (1, 'new', '2026-01-01 00:00:01.123456+00')`);
+        await exec(db, `UPDATE orders SET status = 'paid' WHERE id = 1`);
+        await exec(db, 'BEGIN', `INSERT INTO orders VALUES (2, 'new', now())`, `INSERT INTO orders VALUES (3, 'new', now())`, `UPDATE orders SET status = 'held' WHERE id = 2`, 'COMMIT');
+        // Two transactions committing in the opposite order of their starts: commit order wins.
+        await withClient(db, async (a) => {
+          await withClient(db, async (b) => {
+            await a.query('BEGIN');
+            await a.query(`INSERT INTO orders VALUES (10, 'a', now())`);
+            await b.query('BEGIN');
+            await b.query(`INSERT INTO orders VALUES (20, 'b', now())`);
+            await b.query('COMMIT');
+            await a.query('COMMIT');
+          });
+        });
+        await exec(db, 'DELETE FROM orders WHERE id = 1');
+        const expected = ['insert 1', 'update 1', 'insert 2', 'insert 3', 'update 2', 'insert 20', 'insert 10', 'delete 1'];
+        await waitFor('all changes', () => changes(outbox, 'erp').length >= expected.length, 15_000);
+        expect(changes(outbox, 'erp')).toEqual(expected);
+        const first = records(outbox, 'erp')[0]!;
+        expect(first.data).toMatchObject({ op: 'insert', table: 'public.orders', key: { id: 1 }, values: { id: 1, status: 'new', updated_at: '2026-01-01T00:00:01.123456Z' } });
+        expect(first.data.version).toMatch(/^[0-9A-F]+\/[0-9A-F]+:1$/);
+        const multi = records(outbox, 'erp').filter((r) => r.data.key && [2, 3].includes(r.data.key.id)).map((r) => r.data.version!);
+        expect(new Set(multi.map((v) => v.split(':')[0])).size).toBe(1); // one transaction, one commit LSN
+        expect(multi.map((v) => v.split(':')[1])).toEqual(['1', '2', '3']);
+        await waitFor('lag reported', () => collector.stats!().counters?.['logical.slot_lag_bytes'] !== undefined, 5_000);
+      } finally {
+        host.abort.abort();
+        await collector.stop();
+      }
+      // Changes while the agent is down, then a new instance on the same outbox.
+      await exec(db, `INSERT INTO orders VALUES (30, 'new', now())`, `UPDATE orders SET status = 'done' WHERE id = 3`);
+      host = testHost(outbox, cfg, tmp.dir);
+      collector = create(cfg, host.ctx);
+      await collector.start();
+      try {
+        await waitFor('changes made while down', () => changes(outbox, 'erp').length >= 10, 15_000);
+        await exec(db, 'TRUNCATE orders');
+        await waitFor('the truncate', () => records(outbox, 'erp').some((r) => r.data.op === 'truncate'), 15_000);
+        await new Promise((r) => setTimeout(r, 500)); // more polls: nothing more may come
+        expect(changes(outbox, 'erp')).toEqual(['insert 1', 'update 1', 'insert 2', 'insert 3', 'update 2', 'insert 20', 'insert 10', 'delete 1', 'insert 30', 'update 3']);
+        const all = records(outbox, 'erp');
+        expect(new Set(all.map((r) => r.id)).size).toBe(all.length);
+        expect(all.filter((r) => r.data.op === 'truncate')).toHaveLength(1);
+      } finally {
+        host.abort.abort();
+        await collector.stop();
+      }
+    } finally {
+      outbox.close();
+    }
+  }, 90_000);
+
+  it('a crash after the append and before the slot advance replays; the checkpoint skips what is in the outbox', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'crash');
+    const host = testHost(outbox, cfg, tmp.dir);
+    try {
+      const failing = new LogicalCapture({ cfg, writer: host.ctx.writer, advance: () => Promise.reject(new Error('killed before the advance')) });
+      await failing.setup();
+      const before = await confirmedFlush(db, failing.slot);
+      await exec(db, `INSERT INTO orders VALUES (1, 'new', now())`, `UPDATE orders SET status = 'paid' WHERE id = 1`);
+      await expect(failing.poll(new AbortController().signal)).rejects.toThrow(/killed before the advance/);
+      await failing.close();
+      expect(changes(outbox, 'crash')).toEqual(['insert 1', 'update 1']);
+      expect(await confirmedFlush(db, failing.slot)).toBe(before); // the slot still holds them: they will be peeked again
+
+      const next = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      try {
+        expect(await next.poll(new AbortController().signal)).toBe(0);
+        expect(changes(outbox, 'crash')).toEqual(['insert 1', 'update 1']);
+        expect(await confirmedFlush(db, next.slot)).not.toBe(before); // advanced past the replay
+        await exec(db, 'DELETE FROM orders WHERE id = 1');
+        expect(await next.poll(new AbortController().signal)).toBe(1);
+        expect(changes(outbox, 'crash')).toEqual(['insert 1', 'update 1', 'delete 1']);
+      } finally {
+        await next.close();
+      }
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('a crash in the middle of a transaction bigger than a page resumes after its last appended change', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'pages', { batch_size: 2 });
+    const host = testHost(outbox, cfg, tmp.dir);
+    try {
+      let appends = 0;
+      const w = host.ctx.writer;
+      // The second page's append fails (the process dies): the first page is in, with its checkpoint.
+      const crashing: Writer = { ...w, append: (r, cp, o) => (++appends === 2 ? Promise.reject(new Error('killed during the append')) : w.append(r, cp, o)) };
+      const first = new LogicalCapture({ cfg, writer: w });
+      await first.setup();
+      await first.close();
+      await exec(db, 'BEGIN', ...[1, 2, 3, 4, 5].map((i) => `INSERT INTO orders VALUES (${i}, 'new', now())`), 'COMMIT');
+      const dying = new LogicalCapture({ cfg, writer: crashing });
+      await expect(dying.poll(new AbortController().signal)).rejects.toThrow(/killed during the append/);
+      await dying.close();
+      expect(changes(outbox, 'pages')).toEqual(['insert 1', 'insert 2']);
+      const next = new LogicalCapture({ cfg, writer: w });
+      try {
+        expect(await next.poll(new AbortController().signal)).toBe(3);
+      } finally {
+        await next.close();
+      }
+      expect(changes(outbox, 'pages')).toEqual(['insert 1', 'insert 2', 'insert 3', 'insert 4', 'insert 5']);
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('a slot that disappeared is a gap record naming it; capture goes on with a new slot', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'gone');
+    const host = testHost(outbox, cfg, tmp.dir);
+    try {
+      const a = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      await exec(db, `INSERT INTO orders VALUES (1, 'before the slot', now())`);
+      await a.setup();
+      await exec(db, `INSERT INTO orders VALUES (2, 'new', now())`);
+      expect(await a.poll(new AbortController().signal)).toBe(1);
+      await a.close();
+      await exec(db, `SELECT pg_drop_replication_slot('erp_edge_gone')`);
+      const b = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      try {
+        await b.setup();
+        await exec(db, `INSERT INTO orders VALUES (3, 'new', now())`);
+        await b.poll(new AbortController().signal);
+      } finally {
+        await b.close();
+      }
+      const all = records(outbox, 'gone');
+      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual(['insert 2', 'gap', 'insert 3']);
+      expect(all[1]!.data).toMatchObject({ op: 'gap', slot: 'erp_edge_gone' });
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('a slot the server invalidated (past max_slot_wal_keep_size) is a gap record; a new slot takes over', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'lost');
+    const host = testHost(outbox, cfg, tmp.dir);
+    try {
+      const a = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      await a.setup();
+      await a.close();
+      await exec('postgres', `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`, 'SELECT pg_reload_conf()');
+      try {
+        // WAL past the limit while the slot is not advanced, then a checkpoint removes it.
+        await waitFor('the slot invalidated', async () => {
+          await exec(db, `INSERT INTO orders SELECT g, repeat('x', 200), now() FROM generate_series(1, 20000) g ON CONFLICT (id) DO UPDATE SET status = excluded.status || 'y'`, 'SELECT pg_switch_wal()', 'CHECKPOINT');
+          return withClient(db, async (c) => (await c.query<{ s: string }>(`SELECT wal_status AS s FROM pg_replication_slots WHERE slot_name = 'erp_edge_lost'`)).rows[0]?.s === 'lost');
+        }, 30_000);
+      } finally {
+        await exec('postgres', 'ALTER SYSTEM RESET max_slot_wal_keep_size', 'SELECT pg_reload_conf()');
+      }
+      const b = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      try {
+        await b.setup();
+        await exec(db, 'DELETE FROM orders WHERE id = 1');
+        await b.poll(new AbortController().signal);
+      } finally {
+        await b.close();
+      }
+      const all = records(outbox, 'lost');
+      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual(['gap', 'delete 1']);
+      expect(all[0]!.data).toMatchObject({ op: 'gap', slot: 'erp_edge_lost', resnapshot: false });
+      expect(JSON.stringify(all[0]!.data)).toMatch(/invalidated/);
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 90_000);
+
+  it('a table added to the config later is added to the existing publication', async () => {
+    const db = await ordersDb();
+    await exec(db, 'CREATE TABLE erp_lines (order_id int, line int, qty numeric(12,3), PRIMARY KEY (order_id, line))');
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const first = config(db, 'grow');
+    const host = testHost(outbox, first, tmp.dir);
+    try {
+      const a = new LogicalCapture({ cfg: first, writer: host.ctx.writer });
+      await a.setup();
+      await a.close();
+      const grown = config(db, 'grow', { logical: { tables: [{ table: 'orders' }, { table: 'public.erp_lines', stream: 'lines' }] } });
+      const b = new LogicalCapture({ cfg: grown, writer: host.ctx.writer });
+      try {
+        await b.setup();
+        await exec(db, `INSERT INTO erp_lines VALUES (7, 1, 2.500)`, `INSERT INTO orders VALUES (7, 'new', now())`);
+        expect(await b.poll(new AbortController().signal)).toBe(2);
+      } finally {
+        await b.close();
+      }
+      expect(records(outbox, 'lines').map((r) => r.data)).toEqual([expect.objectContaining({ op: 'insert', table: 'public.erp_lines', key: { order_id: 7, line: 1 }, values: { order_id: 7, line: 1, qty: '2.500' } })]);
+      expect(changes(outbox, 'grow')).toEqual(['insert 7']);
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('a failing slot (here: a table the publication cannot take) shows logical.error with back-off, then recovers', async () => {
+    const db = await ordersDb();
+    tmp = makeTempDir('sql-logical-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'later', { logical: { tables: [{ table: 'late_table' }] } });
+    const host = testHost(outbox, cfg, tmp.dir);
+    const collector = create(cfg, host.ctx);
+    await collector.start();
+    try {
+      const counters = await waitFor('the error shown', () => {
+        const c = collector.stats!().counters;
+        return c?.['logical.error'] ? c : undefined;
+      }, 15_000);
+      expect(String(counters['logical.error'])).toMatch(/late_table/);
+      expect(counters['logical.error_since']).toEqual(expect.any(String));
+      const errorsThen = Number(counters['logical.errors']);
+      await waitFor('more attempts', () => Number(collector.stats!().counters?.['logical.errors']) > errorsThen, 10_000);
+      await exec(db, 'CREATE TABLE late_table (id int PRIMARY KEY, v text)');
+      await waitFor('recovered', () => collector.stats!().counters?.['logical.error'] === undefined && Number(collector.stats!().counters?.['logical.polls']) >= 1, 15_000);
+      await exec(db, `INSERT INTO late_table VALUES (1, 'x')`);
+      await waitFor('captured', () => changes(outbox, 'later').length === 1, 15_000);
+      expect(changes(outbox, 'later')).toEqual(['insert 1']);
+    } finally {
+      host.abort.abort();
+      await collector.stop();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('config: logical capture only with driver pg; slot names checked', () => {
+    const base = { type: 'sql', name: 'x', connection: { database: 'd', user: 'u' }, logical: { tables: [{ table: 'orders' }] } };
+    expect(sqlSchema.safeParse({ ...base, driver: 'mysql' }).error?.issues[0]?.message).toMatch(/needs driver: pg/);
+    expect(sqlSchema.safeParse({ ...base, driver: 'pg' }).success).toBe(true);
+    expect(sqlSchema.safeParse({ ...base, driver: 'pg', logical: { slot: 'Bad-Name', tables: [{ table: 'orders' }] } }).success).toBe(false);
+    expect(sqlSchema.safeParse({ ...base, driver: 'pg', logical: undefined }).error?.issues[0]?.message).toMatch(/no table to capture/);
+  });
+});
