@@ -13,9 +13,11 @@ export interface AgentYamlOptions {
   extraOutbox?: string;
   extraTransport?: string;
   batchSize?: number;
+  /** The whole `collectors:` list (YAML, indented under `collectors:`) instead of the CSV file drop; `inbox` is then unused. */
+  collectors?: string;
 }
 
-/** A small agent config, written by the test, with one CSV file-drop collector on stream `orders`. */
+/** A small agent config, written by the test, with one CSV file-drop collector on stream `orders` (or `collectors`). */
 export function agentYaml(o: AgentYamlOptions): string {
   return `site: ${o.site ?? 'site-a'}
 agent: ${o.agent ?? 'agent-1'}
@@ -29,13 +31,13 @@ transport:
   ack_timeout: 3s
 ${o.extraTransport ?? ''}
 collectors:
-  - type: file-drop
+${o.collectors ?? `  - type: file-drop
     name: orders
     path: ${o.inbox}
     include: ["*.csv"]
     stable_time: 200ms
     batch_size: ${o.batchSize ?? 1000}
-`;
+`}`;
 }
 
 /**
@@ -61,14 +63,14 @@ export interface RelayEvent {
   data: { file: string; line: number; fields: Record<string, string> };
 }
 
-/** Every event of a stream from the relay's HTTP API, following `next_after`. */
-export async function fetchAllEvents(httpUrl: string, site: string, agent: string, stream: string): Promise<RelayEvent[]> {
-  const out: RelayEvent[] = [];
+/** Every event of a stream from the relay's HTTP API, following `next_after` (`T`: the events' shape, file-drop rows by default). */
+export async function fetchAllEvents<T extends { seq: number } = RelayEvent>(httpUrl: string, site: string, agent: string, stream: string): Promise<T[]> {
+  const out: T[] = [];
   let after = 0;
   for (;;) {
     const res = await fetch(`${httpUrl}/api/events?site=${site}&agent=${agent}&stream=${stream}&after=${after}&limit=5000`);
     if (!res.ok) throw new Error(`GET /api/events: ${res.status} ${await res.text()}`);
-    const body = (await res.json()) as { events: RelayEvent[]; next_after: number };
+    const body = (await res.json()) as { events: T[]; next_after: number };
     out.push(...body.events);
     if (body.events.length === 0) return out;
     after = body.next_after;
