@@ -23,7 +23,9 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
   deadletter resend  (--all | --stream S | --id N ...)   append them again as new records
   deadletter discard (--all | --stream S | --id N ...)   delete them for good (logged)
   sql test [--collector NAME]   connect as each sql collector (or NAME) and check its tables: exists,
-                          SELECT granted, key unique, version column type and index; prints ok/warn/FAIL
+                          SELECT granted, key unique, version column type and index; for logical:
+                          wal_level, free slots, REPLICATION, publication, replica identity, slot
+                          state and lag; prints ok/warn/FAIL
                           with the statement that fixes each; exit 1 on any FAIL`;
 
 let parsed;

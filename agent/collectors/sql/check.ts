@@ -1,5 +1,5 @@
-import { splitTableName, type DialectModule, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
-import type { SqlConfig, TableConfig } from './schema.js';
+import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
+import { logicalNames, type LogicalTableConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /**
  * `edge-agent sql test`: what a `sql` collector needs from its database, checked before it runs,
@@ -183,6 +183,161 @@ export function checkTable(t: TableConfig, info: TableInfo, ctx: TableCheckConte
 }
 
 // ---------------------------------------------------------------------------------------------
+// Checks of the `logical:` block (PostgreSQL logical decoding)
+
+/** Slot lag above which `sql test` warns. */
+export const SLOT_LAG_WARN_BYTES = 1024 ** 3;
+
+/** `1.5 GB`, `12 MB`, `300 bytes`. */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+/** A logical table as the capture names it: schema-qualified, an unqualified name meaning `public.<name>`. */
+export function logicalTableName(table: string): string {
+  const { schema, name } = splitTableName(table);
+  return `${schema ?? 'public'}.${name}`;
+}
+
+export interface LogicalCheckContext {
+  collector: string;
+  identity: SourceIdentity;
+  slot: string;
+  publication: string;
+}
+
+/**
+ * The `logical:` block against what inspectLogical found: the server (wal_level, a free slot), the
+ * role (REPLICATION, the right to create the publication), each table (readable, a replica
+ * identity), the slot if it exists (pgoutput, this database, not invalidated, its lag) and the
+ * publication if it exists (covers the tables, publishes every op).
+ */
+export function checkLogical(tables: readonly LogicalTableConfig[], info: LogicalInfo, ctx: LogicalCheckContext): CheckResult[] {
+  const out: CheckResult[] = [];
+  const add = (level: CheckLevel, subject: string, message: string, fix?: string) => out.push({ level, collector: ctx.collector, subject, message, ...(fix ? { fix } : {}) });
+  const user = ctx.identity.user;
+  const role = sqlIdent('pg', user);
+  const slotLit = `'${ctx.slot}'`;
+  const pubRef = sqlIdent('pg', ctx.publication);
+  const ref = (t: Pick<TableInfo, 'schema' | 'name'>) => tableRef('pg', t);
+  const names = tables.map((t) => logicalTableName(t.table));
+  const found = info.tables.filter((t) => t.exists === true);
+
+  // 1. The server.
+  if (info.walLevel === 'logical') add('ok', 'server', 'wal_level is logical');
+  else add('FAIL', 'server', `wal_level is ${info.walLevel}, not logical: the server writes no WAL that logical decoding can read, so no replication slot can be created or read`, `as a superuser: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (a reload is not enough)`);
+  const free = info.maxReplicationSlots - info.slotsInUse;
+  const raiseSlots = `as a superuser: ALTER SYSTEM SET max_replication_slots = ${Math.max(info.maxReplicationSlots + 1, info.slotsInUse + 2)}; then restart PostgreSQL, or drop a slot no longer used (SELECT pg_drop_replication_slot('name');)`;
+  if (info.slot) add('ok', 'server', `max_replication_slots ${info.maxReplicationSlots}, ${info.slotsInUse} in use (slot ${ctx.slot} is one)`);
+  else if (free <= 0) add('FAIL', 'server', `max_replication_slots is ${info.maxReplicationSlots} and ${info.slotsInUse} slot${info.slotsInUse === 1 ? ' is' : 's are'} in use: no slot free for ${ctx.slot}`, raiseSlots);
+  else if (free === 1) add('warn', 'server', `max_replication_slots is ${info.maxReplicationSlots}, ${info.slotsInUse} in use: slot ${ctx.slot} takes the last free one`, raiseSlots);
+  else add('ok', 'server', `max_replication_slots ${info.maxReplicationSlots}, ${info.slotsInUse} in use: a slot is free for ${ctx.slot}`);
+
+  // Unlimited retention: warned here unless the slot's lag warning below already says it.
+  const s0 = info.slot;
+  const lagWarned = s0 !== null && s0.walStatus !== 'lost' && s0.lagBytes !== null && s0.lagBytes > SLOT_LAG_WARN_BYTES;
+  if (info.maxSlotWalKeepSize === '-1' && !lagWarned) add('warn', 'server', `max_slot_wal_keep_size is -1 (unlimited): a slot the agent stops reading (agent down, outbox full, agent removed) holds WAL until the server's disk is full`, `as a superuser: ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf(); -- the server then invalidates the slot (the agent reports a gap) rather than fill its disk`);
+
+  // 2. The role: REPLICATION for the slot (create, peek, advance), and the publication.
+  if (info.superuser) add('ok', `role ${user}`, `${user} is a superuser (may create and read the slot and the publication)`);
+  else if (info.replication) add('ok', `role ${user}`, `${user} has REPLICATION (may create and read the slot)`);
+  else add('FAIL', `role ${user}`, `${user} has neither REPLICATION nor superuser: it can neither create nor read replication slot ${ctx.slot}`, `as a superuser: ALTER ROLE ${role} REPLICATION;`);
+
+  const createPub = `CREATE PUBLICATION ${pubRef} FOR TABLE ${(found.length ? found.map(ref) : names.map((n) => tableRef('pg', splitTableName(n) as { schema: string; name: string }))).join(', ')};`;
+  if (!info.publication) {
+    const notOwned = found.filter((t) => t.isOwner === false);
+    if (info.superuser) add('ok', `publication ${ctx.publication}`, `does not exist yet: the agent creates it on start (${user} is a superuser)`);
+    else if (!info.canCreateInDatabase || notOwned.length > 0) {
+      const needs = [
+        ...(info.canCreateInDatabase ? [] : [`CREATE on database ${info.database}`]),
+        ...(notOwned.length ? [`ownership of ${notOwned.map((t) => `${t.schema}.${t.name} (owned by ${t.owner ?? '?'})`).join(', ')}`] : []),
+      ];
+      add('FAIL', `publication ${ctx.publication}`, `does not exist, and ${user} cannot create it: CREATE PUBLICATION … FOR TABLE needs ${needs.join(' and ')} (or superuser)`, `as the tables' owner or a superuser: ${createPub}`);
+    } else add('ok', `publication ${ctx.publication}`, `does not exist yet: the agent creates it on start (${user} owns the tables and may CREATE in database ${info.database})`);
+  }
+
+  // 3. Each table: readable, and a replica identity (without one the ERP's own UPDATEs and DELETEs
+  // on it fail once it is published).
+  for (const t of tables) {
+    const name = logicalTableName(t.table);
+    const ti: LogicalTableInfo | undefined = info.tables.find((x) => `${x.schema}.${x.name}` === name);
+    if (!ti) continue;
+    if (ti.exists !== true) {
+      const similar = ti.similar?.length ? `; found: ${list(ti.similar)} (names are case-sensitive)` : '';
+      add('FAIL', name, `table not found: no table "${ti.name}" in schema ${ti.schema} (logical capture reads an unqualified name as public.<name>)${similar}`, `correct \`table: ${t.table}\` under logical.tables in the config (schema-qualify it as schema.table), or create the table`);
+      continue;
+    }
+    if (ti.schemaUsage === false) add('FAIL', name, `user ${user} has no USAGE on schema ${ti.schema}${ti.canSelect ? '' : ' and no SELECT on the table'}`, `GRANT USAGE ON SCHEMA ${sqlIdent('pg', ti.schema)} TO ${role};${ti.canSelect ? '' : ` ${grantSelect('pg', ti, ctx.identity)}`}`);
+    else if (!ti.canSelect) add('FAIL', name, `user ${user} cannot SELECT from it`, grantSelect('pg', ti, ctx.identity));
+    else add('ok', name, `exists; ${user} can SELECT from it`);
+    const missingKey = (t.key ?? []).filter((k) => !ti.columns.some((c) => c.name === k));
+    if (missingKey.length) add('FAIL', name, `key column${missingKey.length > 1 ? 's' : ''} ${list(missingKey)} not in the table (its columns: ${list(ti.columns.map((c) => c.name))})`, `correct \`key:\` in the config${ti.primaryKey.length ? ` (key: [${list(ti.primaryKey)}]), or leave it out: the replica identity is the key` : ''}`);
+    const noIdentity = `: its changes cannot be decoded with their key, and once it is in the publication the server refuses UPDATE and DELETE on it (the ERP's own writes fail)`;
+    const identityFix = `ALTER TABLE ${ref(ti)} REPLICA IDENTITY FULL; -- or add a primary key: ALTER TABLE ${ref(ti)} ADD PRIMARY KEY (<key columns>);`;
+    switch (ti.replicaIdentity) {
+      case 'd':
+        if (ti.primaryKey.length) add('ok', name, `replica identity: the primary key (${list(ti.primaryKey)})`);
+        else add('FAIL', name, `no primary key and REPLICA IDENTITY DEFAULT (which means the primary key)${noIdentity}`, identityFix);
+        break;
+      case 'n':
+        add('FAIL', name, `REPLICA IDENTITY NOTHING${noIdentity}`, identityFix.replace(' -- or add a primary key: ', ' -- or, with a primary key: ').replace(/ADD PRIMARY KEY \(<key columns>\);$/, 'REPLICA IDENTITY DEFAULT;'));
+        break;
+      case 'f':
+        add('ok', name, `replica identity FULL (deletes and updates carry every column${t.key ? '' : '; without key: in the config every column is the record key'})`);
+        break;
+      case 'i':
+        add('ok', name, 'replica identity: a unique index');
+        break;
+      default:
+    }
+  }
+
+  // 4. The slot, if it exists.
+  const slotSubject = `slot ${ctx.slot}`;
+  if (!info.slot) {
+    if (info.superuser || info.replication) add('ok', slotSubject, `does not exist yet: the agent creates it (pgoutput) on start; capture begins there`);
+  } else {
+    const s = info.slot;
+    const drop = `SELECT pg_drop_replication_slot(${slotLit});`;
+    if (s.slotType !== 'logical' || s.plugin !== 'pgoutput') add('FAIL', slotSubject, `exists as a ${s.slotType} slot${s.plugin ? ` with plugin ${s.plugin}` : ''}, not a logical slot with pgoutput`, `name another slot (logical.slot in the config), or, if nothing else uses it: ${drop}`);
+    else if (s.database !== null && s.database !== info.database) add('FAIL', slotSubject, `belongs to database ${s.database}, not ${info.database}: a logical slot decodes one database only`, `name another slot (logical.slot in the config), or, if nothing else uses it, as a superuser in ${s.database}: ${drop}`);
+    else if (s.walStatus === 'lost') add('FAIL', slotSubject, `invalidated by the server (wal_status lost): WAL it needed was removed (past max_slot_wal_keep_size), so changes were lost; on start the agent drops and re-creates it and reports a gap`, `start the agent: it drops the slot, creates a new one and appends a gap record naming it (or drop it now: ${drop}); reload the tables downstream; raise max_slot_wal_keep_size (now ${info.maxSlotWalKeepSize}) or keep the agent reading`);
+    else {
+      const lag = s.lagBytes;
+      const keep = info.maxSlotWalKeepSize === '-1' ? 'unlimited (-1)' : info.maxSlotWalKeepSize;
+      const keepFix = info.maxSlotWalKeepSize === '-1' ? `as a superuser: ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf(); -- the server then invalidates the slot (a gap) rather than fill its disk` : undefined;
+      const status = s.walStatus ? `, wal_status ${s.walStatus}` : '';
+      if (lag !== null && lag > SLOT_LAG_WARN_BYTES) add('warn', slotSubject, `holds back ${formatBytes(lag)} of WAL on the server (pgoutput${status}${s.active ? ', active' : ''}): the agent has not read it for a while; max_slot_wal_keep_size is ${keep}`, keepFix ?? `start the agent so it catches up; if the agent is gone for good: ${drop}`);
+      else if (s.walStatus === 'unreserved') add('warn', slotSubject, `wal_status unreserved: WAL it needs is about to be removed (max_slot_wal_keep_size ${keep}); lag ${lag === null ? 'unknown' : formatBytes(lag)}`, 'start the agent so it catches up before the next checkpoint');
+      else add('ok', slotSubject, `pgoutput${status}, lag ${lag === null ? 'unknown' : formatBytes(lag)}`);
+    }
+  }
+
+  // 5. The publication, if it exists.
+  if (info.publication) {
+    const p = info.publication;
+    const subject = `publication ${ctx.publication}`;
+    const missing = p.allTables ? [] : found.filter((t) => !p.tables.includes(`${t.schema}.${t.name}`));
+    if (missing.length) {
+      const alter = `ALTER PUBLICATION ${pubRef} ADD TABLE ${missing.map(ref).join(', ')};`;
+      const canAlter = info.superuser || (p.isOwner && missing.every((t) => t.isOwner));
+      if (canAlter) add('warn', subject, `does not publish ${list(missing.map((t) => `${t.schema}.${t.name}`))}: the agent adds ${missing.length > 1 ? 'them' : 'it'} on start; changes made before that are not captured`, alter);
+      else add('FAIL', subject, `does not publish ${list(missing.map((t) => `${t.schema}.${t.name}`))}, and ${user} cannot add ${missing.length > 1 ? 'them' : 'it'} (ALTER PUBLICATION … ADD TABLE needs ownership of the publication, owned by ${p.owner}, and of the table${missing.length > 1 ? 's' : ''}, or superuser)`, `as the owner or a superuser: ${alter}`);
+    } else add('ok', subject, p.allTables ? 'publishes all tables' : `publishes ${list(found.map((t) => `${t.schema}.${t.name}`))}`);
+    const off = (['insert', 'update', 'delete', 'truncate'] as const).filter((op) => !p[op]);
+    if (off.length) add('warn', subject, `does not publish ${list(off)}: those changes never reach the agent`, `ALTER PUBLICATION ${pubRef} SET (publish = 'insert, update, delete, truncate');`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Connection
 
 /** `user@host:port/database`, as configured (no password, ever). */
@@ -251,6 +406,16 @@ export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) =>
         out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver: cfg.driver, identity }));
       } catch (err) {
         out.push({ level: 'FAIL', collector: cfg.name, subject: t.table, message: `could not inspect the table: ${errorText(err, c.password)}` });
+      }
+    }
+    if (cfg.logical) {
+      const { slot, publication } = logicalNames(cfg);
+      if (!source.inspectLogical) throw new Error(`the ${cfg.driver} dialect cannot inspect logical decoding (logical: needs driver: pg)`);
+      try {
+        const info = await source.inspectLogical({ slot, publication, tables: cfg.logical.tables.map((t) => logicalTableName(t.table)) });
+        out.push(...checkLogical(cfg.logical.tables, info, { collector: cfg.name, identity, slot, publication }));
+      } catch (err) {
+        out.push({ level: 'FAIL', collector: cfg.name, subject: 'logical', message: `could not inspect logical decoding: ${errorText(err, c.password)}` });
       }
     }
   } catch (err) {

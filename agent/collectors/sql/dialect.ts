@@ -51,6 +51,8 @@ export interface SqlSource {
   identity?(): Promise<SourceIdentity>;
   /** `table` as configured (optionally schema-qualified); a missing table is a result, not an error. */
   inspectTable?(table: string): Promise<TableInfo>;
+  /** PostgreSQL: the server settings, role attributes, slot, publication and tables logical decoding needs. */
+  inspectLogical?(req: LogicalRequest): Promise<LogicalInfo>;
 }
 
 export interface ConnectOptions {
@@ -154,4 +156,65 @@ export function indexesOf(asked: readonly (readonly string[])[], found: readonly
     if (present.has(JSON.stringify(k))) out.add(i);
   });
   return out;
+}
+
+/** What `edge-agent sql test` asks about the `logical:` block (SqlSource.inspectLogical, PostgreSQL). */
+export interface LogicalRequest {
+  slot: string;
+  publication: string;
+  /** The tables as the capture names them: schema-qualified (an unqualified name means `public.<name>`). */
+  tables: readonly string[];
+}
+
+/** A `logical:` table: what inspectTable says, plus what logical decoding needs of it. */
+export interface LogicalTableInfo extends TableInfo {
+  /** pg_class.relreplident: `d` default (the primary key), `n` nothing, `f` full, `i` an index; undefined when not found. */
+  replicaIdentity?: 'd' | 'n' | 'f' | 'i' | undefined;
+  /** The user owns the table (or is a member of its owner role): it may add it to a publication. */
+  isOwner?: boolean | undefined;
+  /** The table's owner role. */
+  owner?: string | undefined;
+}
+
+/** What `edge-agent sql test` needs to know about PostgreSQL logical decoding for one collector. */
+export interface LogicalInfo {
+  walLevel: string;
+  maxReplicationSlots: number;
+  /** Replication slots that exist on the server (every database, logical and physical). */
+  slotsInUse: number;
+  /** current_setting('max_slot_wal_keep_size'): `-1` (unlimited) or a size such as `10GB`. */
+  maxSlotWalKeepSize: string;
+  superuser: boolean;
+  /** The role has the REPLICATION attribute. */
+  replication: boolean;
+  /** CREATE on the current database (CREATE PUBLICATION needs it). */
+  canCreateInDatabase: boolean;
+  database: string;
+  /** The configured slot, null when it does not exist. */
+  slot: {
+    /** null for a physical slot. */
+    plugin: string | null;
+    slotType: string;
+    /** The database a logical slot belongs to. */
+    database: string | null;
+    /** reserved, extended, unreserved, lost; null when the server does not say. */
+    walStatus: string | null;
+    /** pg_current_wal_lsn() - confirmed_flush_lsn; null when unknown. */
+    lagBytes: number | null;
+    active: boolean;
+  } | null;
+  /** The configured publication, null when it does not exist. */
+  publication: {
+    owner: string;
+    /** The user owns it (or is a member of its owner): it may ALTER it. */
+    isOwner: boolean;
+    allTables: boolean;
+    insert: boolean;
+    update: boolean;
+    delete: boolean;
+    truncate: boolean;
+    /** Tables it publishes, `schema.table`. */
+    tables: string[];
+  } | null;
+  tables: LogicalTableInfo[];
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -50,6 +50,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     identity: () => identity(pool),
     inspectTable: (table) => inspectTable(pool, table),
+    inspectLogical: (req) => inspectLogical(pool, req),
     close: () => pool.end(),
   };
 }
@@ -181,3 +182,64 @@ export function incrementalSql(page: IncrementalPage): { sql: string; params: un
   return { sql, params };
 }
 
+
+/**
+ * `edge-agent sql test` for the `logical:` block: server settings, the role's attributes, the slot,
+ * the publication, and per table what inspectTable says plus its replica identity and owner. Reads
+ * catalogs and settings only (the pool is read-only).
+ */
+async function inspectLogical(db: Queryable, req: LogicalRequest): Promise<LogicalInfo> {
+  const s = await db.query<{ wal_level: string; max_slots: string; in_use: string; keep: string; superuser: boolean; replication: boolean; can_create: boolean; database: string }>(
+    `SELECT current_setting('wal_level') AS wal_level, current_setting('max_replication_slots') AS max_slots,
+            (SELECT count(*) FROM pg_catalog.pg_replication_slots)::text AS in_use,
+            current_setting('max_slot_wal_keep_size') AS keep,
+            r.rolsuper AS superuser, r.rolreplication AS replication,
+            has_database_privilege(current_database(), 'CREATE') AS can_create, current_database() AS database
+       FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`,
+  );
+  const settings = s.rows[0]!;
+  const slot = await db.query<{ plugin: string | null; slot_type: string; database: string | null; wal_status: string | null; lag: string | null; active: boolean }>(
+    `SELECT plugin, slot_type, database, wal_status, active,
+            CASE WHEN confirmed_flush_lsn IS NOT NULL AND NOT pg_is_in_recovery() THEN (pg_current_wal_lsn() - confirmed_flush_lsn)::int8::text END AS lag
+       FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
+    [req.slot],
+  );
+  const pub = await db.query<{ owner: string; is_owner: boolean; all_tables: boolean; ins: boolean; upd: boolean; del: boolean; trunc: boolean; tables: string[] }>(
+    `SELECT pg_get_userbyid(p.pubowner) AS owner, pg_has_role(p.pubowner, 'USAGE') AS is_owner, p.puballtables AS all_tables,
+            p.pubinsert AS ins, p.pubupdate AS upd, p.pubdelete AS del, p.pubtruncate AS trunc,
+            array(SELECT t.schemaname || '.' || t.tablename FROM pg_catalog.pg_publication_tables t WHERE t.pubname = p.pubname ORDER BY 1) AS tables
+       FROM pg_catalog.pg_publication p WHERE p.pubname = $1`,
+    [req.publication],
+  );
+  const tables: LogicalTableInfo[] = [];
+  for (const table of req.tables) {
+    const info = await inspectTable(db, table);
+    if (!info.exists) {
+      tables.push(info);
+      continue;
+    }
+    const rel = await db.query<{ ident: 'd' | 'n' | 'f' | 'i'; is_owner: boolean; owner: string }>(
+      `SELECT c.relreplident AS ident, pg_has_role(c.relowner, 'USAGE') AS is_owner, pg_get_userbyid(c.relowner) AS owner
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2 AND ${READABLE}`,
+      [info.schema, info.name],
+    );
+    const r = rel.rows[0];
+    tables.push({ ...info, replicaIdentity: r?.ident, isOwner: r?.is_owner, owner: r?.owner });
+  }
+  const sl = slot.rows[0];
+  const p = pub.rows[0];
+  return {
+    walLevel: settings.wal_level,
+    maxReplicationSlots: Number(settings.max_slots),
+    slotsInUse: Number(settings.in_use),
+    maxSlotWalKeepSize: settings.keep,
+    superuser: settings.superuser,
+    replication: settings.replication,
+    canCreateInDatabase: settings.can_create,
+    database: settings.database,
+    slot: sl ? { plugin: sl.plugin, slotType: sl.slot_type, database: sl.database, walStatus: sl.wal_status, lagBytes: sl.lag === null ? null : Number(sl.lag), active: sl.active } : null,
+    publication: p ? { owner: p.owner, isOwner: p.is_owner, allTables: p.all_tables, insert: p.ins, update: p.upd, delete: p.del, truncate: p.trunc, tables: p.tables } : null,
+    tables,
+  };
+}
