@@ -5,7 +5,7 @@ import { topicLevel } from '../../common/wire-v1.js';
 import { captureRecord, encodeRecordBody, type CaptureRecord } from '../../common/wire-v2.js';
 import { captureFieldsOk } from '../../common/record-check.js';
 import type { DeadLetterInput } from '../outbox/dead-letter.js';
-import type { KeyVersionsInput } from '../outbox/key-versions.js';
+import type { KeyVersionsInput, StoredKey } from '../outbox/key-versions.js';
 import type { AppendOptions as OutboxAppendOptions, EncodedRecord, Outbox, RoomTicket } from '../outbox/outbox.js';
 
 /** A record as a collector hands it to its writer: the writer stamps `source` (and `ts` when absent). */
@@ -66,7 +66,7 @@ export interface Writer {
   /** The versions captured for these source keys in `scope` (absent: never captured). */
   keyVersions(scope: string, keys: readonly string[]): Map<string, string>;
   /** The captured keys of `scope` after `after` ('' first), in key order: for reconciliation. */
-  capturedKeys(scope: string, after: string, limit: number): string[];
+  capturedKeys(scope: string, after: string, limit: number): StoredKey[];
 }
 
 export interface WriterStats {

@@ -9,40 +9,46 @@ import type Database from 'better-sqlite3';
 export interface KeyVersionsInput {
   /** e.g. the table. */
   scope: string;
-  /** [key, version] pairs to store. */
-  set: readonly (readonly [string, string])[];
+  /** [key, version, the key's values as JSON] to store. */
+  set: readonly (readonly [key: string, version: string, keyValues?: string])[];
   /** Keys to forget (the source row is gone). */
   delete?: readonly string[];
+}
+
+export interface StoredKey {
+  key: string;
+  /** JSON of the key's values, null when none was stored. */
+  values: string | null;
 }
 
 /** Keys looked up per statement (SQLite's host parameter limit is far above; a page is ~1 000). */
 const LOOKUP_CHUNK = 500;
 
 export class KeyVersions {
-  private readonly upsert: Database.Statement<[string, string, string, string]>;
+  private readonly upsert: Database.Statement<[string, string, string, string, string | null]>;
   private readonly count: Database.Statement<[string, string], { n: number }>;
   private readonly remove: Database.Statement<[string, string, string]>;
-  private readonly page: Database.Statement<[string, string, string, number], { key: string }>;
+  private readonly page: Database.Statement<[string, string, string, number], { key: string; key_values: string | null }>;
   private readonly lookups = new Map<number, Database.Statement<unknown[], { key: string; version: string }>>();
 
   constructor(private readonly db: Database.Database) {
     this.upsert = db.prepare(
-      'INSERT INTO key_versions (collector, scope, key, version) VALUES (?, ?, ?, ?) ON CONFLICT (collector, scope, key) DO UPDATE SET version = excluded.version',
+      'INSERT INTO key_versions (collector, scope, key, version, key_values) VALUES (?, ?, ?, ?, ?) ON CONFLICT (collector, scope, key) DO UPDATE SET version = excluded.version, key_values = excluded.key_values',
     );
     this.count = db.prepare('SELECT count(*) AS n FROM key_versions WHERE collector = ? AND scope = ?');
     this.remove = db.prepare('DELETE FROM key_versions WHERE collector = ? AND scope = ? AND key = ?');
-    this.page = db.prepare('SELECT key FROM key_versions WHERE collector = ? AND scope = ? AND key > ? ORDER BY key LIMIT ?');
+    this.page = db.prepare('SELECT key, key_values FROM key_versions WHERE collector = ? AND scope = ? AND key > ? ORDER BY key LIMIT ?');
   }
 
   /** Inside the caller's transaction. */
   write(collector: string, input: KeyVersionsInput): void {
-    for (const [key, version] of input.set) this.upsert.run(collector, input.scope, key, version);
+    for (const [key, version, keyValues] of input.set) this.upsert.run(collector, input.scope, key, version, keyValues ?? null);
     for (const key of input.delete ?? []) this.remove.run(collector, input.scope, key);
   }
 
-  /** Keys after `after` in key order (paging through a scope). */
-  keys(collector: string, scope: string, after: string, limit: number): string[] {
-    return this.page.all(collector, scope, after, limit).map((r) => r.key);
+  /** Keys after `after` in key order (paging through a scope), with their values as stored. */
+  keys(collector: string, scope: string, after: string, limit: number): StoredKey[] {
+    return this.page.all(collector, scope, after, limit).map((r) => ({ key: r.key, values: r.key_values }));
   }
 
   get(collector: string, scope: string, keys: readonly string[]): Map<string, string> {

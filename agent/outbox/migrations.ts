@@ -88,6 +88,9 @@ const MIGRATIONS: readonly string[] = [
     scope     TEXT NOT NULL,
     key       TEXT NOT NULL,
     version   TEXT NOT NULL,
+    -- The key's values as captured (JSON), typed as the source gave them: a delete found later
+    -- carries the same key as the insert did.
+    key_values TEXT,
     PRIMARY KEY (collector, scope, key)
   ) WITHOUT ROWID;
   `,

@@ -9,7 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
 import { lineBytes, lineSeq, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
-import { KeyVersions, type KeyVersionsInput } from './key-versions.js';
+import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
@@ -353,7 +353,7 @@ export class Outbox extends EventEmitter {
   }
 
   /** Stored keys of a scope after `after` ('' for the first page), in key order. */
-  listKeys(collector: string, scope: string, after: string, limit: number): string[] {
+  listKeys(collector: string, scope: string, after: string, limit: number): StoredKey[] {
     this.assertOpen();
     return this.keys.keys(collector, scope, after, limit);
   }

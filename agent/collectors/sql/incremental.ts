@@ -55,11 +55,11 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
     const keys = rows.map((row) => recordKey(keyValues(t, row)));
     const known = c.writer.keyVersions(t.table, keys);
     const records: CaptureInput[] = [];
-    const captured: [string, string][] = [];
+    const captured: [string, string, string][] = [];
     rows.forEach((row, i) => {
       const before = known.get(keys[i]!);
       if (before === row.version) return; // read again inside the look-back, unchanged
-      captured.push([keys[i]!, row.version]);
+      captured.push([keys[i]!, row.version, JSON.stringify(keyValues(t, row))]);
       if (hw === null || row.version > hw) hw = row.version;
       records.push(changeRecord(c, row, keys[i]!, before !== undefined ? 'update' : t.initial === 'snapshot' ? 'insert' : 'upsert'));
     });

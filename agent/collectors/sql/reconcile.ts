@@ -17,18 +17,17 @@ export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Pr
   let deleted = 0;
   for (;;) {
     signal.throwIfAborted();
-    const keys = c.writer.capturedKeys(t.table, after, CHUNK);
-    if (keys.length === 0) return deleted;
-    const values = keys.map(decodeKey);
-    const present = await c.source.existingKeys(t.table, t.key, values);
-    const gone = keys.filter((_, i) => !present.has(i));
+    const stored = c.writer.capturedKeys(t.table, after, CHUNK);
+    if (stored.length === 0) return deleted;
+    const present = await c.source.existingKeys(t.table, t.key, stored.map((s) => decodeKey(s.key)));
+    const gone = stored.filter((_, i) => !present.has(i));
     if (gone.length > 0) {
       const at = new Date().toISOString();
-      const records = gone.map((k) => tombstone(c, k, decodeKey(k), at));
-      await c.writer.append(records, undefined, { stream: c.stream, keyVersions: { scope: t.table, set: [], delete: gone } });
+      const records = gone.map((s) => tombstone(c, s.key, s.values ? (JSON.parse(s.values) as unknown[]) : decodeKey(s.key), at));
+      await c.writer.append(records, undefined, { stream: c.stream, keyVersions: { scope: t.table, set: [], delete: gone.map((s) => s.key) } });
       deleted += gone.length;
     }
-    after = keys.at(-1)!;
+    after = stored.at(-1)!.key;
   }
 }
 
@@ -37,7 +36,8 @@ export function decodeKey(key: string): string[] {
   return key.split('|').map((part) => decodeURIComponent(part));
 }
 
-function tombstone(c: TableCapture, key: string, values: readonly string[], at: string): CaptureInput {
+/** `values`: the key as captured (typed, as the insert carried it); the decoded text for keys stored without. */
+function tombstone(c: TableCapture, key: string, values: readonly unknown[], at: string): CaptureInput {
   const t = c.table;
   // No row version to tell deletes apart: the time it was found gone stands in (a key deleted,
   // inserted and deleted again yields two deletes with different ids).

@@ -29,11 +29,11 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
     const progress = cp.snapshot;
     const rows = await c.source.readSnapshot({ table: c.table.table, key: c.table.key, versionColumn: c.table.version_column, after: progress.after ?? undefined, limit: c.batchSize });
     const records: CaptureInput[] = [];
-    const captured: [string, string][] = [];
+    const captured: [string, string, string][] = [];
     for (const row of rows) {
       const k = recordKey(keyValues(c.table, row));
       records.push(changeRecord(c, row, k, 'snapshot'));
-      captured.push([k, row.version]);
+      captured.push([k, row.version, JSON.stringify(keyValues(c.table, row))]);
     }
     const last = rows.at(-1);
     const done = rows.length < c.batchSize;

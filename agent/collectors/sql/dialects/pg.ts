@@ -153,12 +153,22 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
  * (the session's zone) with a `Z`; `date`, `time` and `timetz` as PostgreSQL writes them.
  */
 const TEXT_TYPES: Record<number, (s: string) => string> = {
-  1114: (s) => s.replace(' ', 'T'),
-  1184: (s) => s.replace(' ', 'T').replace(/\+00$/, 'Z'),
+  1114: (s) => isoMicros(s, ''),
+  1184: (s) => isoMicros(s.replace(/\+00$/, ''), 'Z'),
   1082: (s) => s,
   1083: (s) => s,
   1266: (s) => s,
 };
+
+/**
+ * `2026-01-01 00:00:01.4541` → `2026-01-01T00:00:01.454100` (+ `suffix`): PostgreSQL trims
+ * trailing zeros from the fraction; six digits always, as the version and the MySQL dialect write
+ * them. Anything else (infinity, BC dates) is left as PostgreSQL wrote it.
+ */
+function isoMicros(s: string, suffix: string): string {
+  const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?$/.exec(s);
+  return m ? `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(6, '0')}${suffix}` : s;
+}
 
 export function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
   const text = TEXT_TYPES[oid];

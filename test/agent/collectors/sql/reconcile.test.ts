@@ -72,6 +72,10 @@ for (const driver of ['pg', 'mysql'] as const) {
       await db.exec(`INSERT INTO order_lines VALUES ('SO/1|A', 2, 9, '2026-01-01 00:00:04')`);
       await pollIncremental(c, signal);
       expect(summary()).toEqual(['insert SO/1|A#1', 'insert SO/1|A#2', 'insert SO-2#1', 'delete SO/1|A#2', 'insert SO/1|A#2']);
+      // The delete carries the key as the insert did, typed (line a number, not "2").
+      const [insert, del] = records().filter((r) => r.data.key?.line === 2 || r.data.key?.line === '2');
+      expect(del!.data.key).toEqual(insert!.data.key);
+      expect(del!.data.key).toEqual({ order_no: 'SO/1|A', line: 2 });
       expect(outbox.keyVersionCount('sql:erp', 'order_lines')).toBe(3);
     });
 
