@@ -40,8 +40,8 @@ export interface SqlSource {
   readSnapshot(page: SnapshotPage): Promise<SourceRow[]>;
   /** The highest version in the table now (as SourceRow.version), null when it is empty. */
   maxVersion(table: string, versionColumn: string): Promise<string | null>;
-  /** Which of these keys (values per key column, as text) have a row in the table now: their indexes. */
-  existingKeys(table: string, keyColumns: readonly string[], keys: readonly (readonly string[])[]): Promise<Set<number>>;
+  /** Which of these keys (values per key column, as captured) have a row in the table now: their indexes. */
+  existingKeys(table: string, keyColumns: readonly string[], keys: readonly (readonly unknown[])[]): Promise<Set<number>>;
   /** Ends the pool. */
   close(): Promise<void>;
   /**
@@ -146,16 +146,6 @@ export interface SourceIdentity {
 export function splitTableName(table: string): { schema: string | undefined; name: string } {
   const dot = table.indexOf('.');
   return dot < 0 ? { schema: undefined, name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) };
-}
-
-/** The indexes in `asked` of the keys found in `found` (both as text per key column). */
-export function indexesOf(asked: readonly (readonly string[])[], found: readonly (readonly string[])[]): Set<number> {
-  const present = new Set(found.map((k) => JSON.stringify(k)));
-  const out = new Set<number>();
-  asked.forEach((k, i) => {
-    if (present.has(JSON.stringify(k))) out.add(i);
-  });
-  return out;
 }
 
 /** What `edge-agent sql test` asks about the `logical:` block (SqlSource.inspectLogical, PostgreSQL). */

@@ -51,7 +51,8 @@ interface Txn {
   finalLsn: string;
   endLsn: string;
   commitTime: bigint;
-  changes: PgOutputMessage[];
+  /** Each change with the relation it was decoded with (DDL later in the same peek must not re-type it). */
+  changes: { msg: PgOutputMessage; rel: RelationMessage | undefined }[];
 }
 
 /** µs since 2000-01-01 (PostgreSQL's epoch) as ISO-8601 UTC. */
@@ -65,6 +66,8 @@ export class LogicalCapture {
   private client: pg.Client | undefined;
   private ready = false;
   private readonly relations = new Map<number, RelationMessage>();
+  /** `schema.table` → primary key columns, read at setup. */
+  private readonly primaryKeys = new Map<string, string[]>();
   private readonly tables: LogicalTableConfig[];
   private readonly cfg: LogicalCaptureOptions['cfg'];
   private readonly writer: Writer;
@@ -126,6 +129,16 @@ export class LogicalCapture {
       });
       if (missing.length > 0) await db.query(`ALTER PUBLICATION ${quoteName(this.publication, '"')} ADD TABLE ${missing.map((t) => quoteName(t.table, '"')).join(', ')}`);
     }
+    for (const t of this.tables) {
+      const { schema, name } = splitTableName(t.table);
+      const pk = await db.query<{ col: string }>(
+        `SELECT a.attname AS col FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+         WHERE i.indisprimary AND n.nspname = $1 AND c.relname = $2 ORDER BY array_position(i.indkey::int2[], a.attnum)`,
+        [schema ?? 'public', name],
+      );
+      if (pk.rows.length > 0) this.primaryKeys.set(`${schema ?? 'public'}.${name}`, pk.rows.map((r) => r.col));
+    }
     const slot = await db.query<{ wal_status: string | null; plugin: string | null }>('SELECT wal_status, plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [this.slot]);
     const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT);
     const row = slot.rows[0];
@@ -148,7 +161,9 @@ export class LogicalCapture {
           data: { op: 'gap', slot: this.slot, reason: reason === 'lost' ? 'replication slot invalidated by the server (wal_status lost): WAL it needed was removed' : 'replication slot no longer exists', previous_lsn: cp?.lsn ?? null, new_lsn: start, detected_at: at, resnapshot: false, tables: this.tables.map((t) => t.table) },
         });
       }
-      await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { lsn: cp?.lsn ?? null } satisfies LogicalCheckpoint }, { stream: this.stream });
+      // A new slot starts its own LSN sequence (after a restore or on a rebuilt server it may be lower
+      // than the old checkpoint): the old position must not make its transactions look done.
+      await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { lsn: null } satisfies LogicalCheckpoint }, { stream: this.stream });
     }
     this.ready = true;
   }
@@ -218,7 +233,7 @@ export class LogicalCapture {
         case 'update':
         case 'delete':
         case 'truncate':
-          open?.changes.push(m);
+          open?.changes.push({ msg: m, rel: 'relation' in m ? this.relations.get(m.relation) : undefined });
           break;
         default: // type, origin
       }
@@ -247,7 +262,7 @@ export class LogicalCapture {
       for (const change of txn.changes) {
         n++;
         if (n <= skip) continue;
-        for (const rec of this.records(change, txn, n)) {
+        for (const rec of this.records(change.msg, change.rel, txn, n)) {
           if (buffer.length > 0 && (rec.stream !== bufferStream || buffer.length >= this.cfg.batch_size)) await flush();
           bufferStream = rec.stream;
           buffer.push(rec.record);
@@ -269,7 +284,7 @@ export class LogicalCapture {
     });
   }
 
-  private records(change: PgOutputMessage, txn: Txn, n: number): { stream: string; record: CaptureInput }[] {
+  private records(change: PgOutputMessage, decodedWith: RelationMessage | undefined, txn: Txn, n: number): { stream: string; record: CaptureInput }[] {
     const version = `${txn.finalLsn}:${n}`;
     const committedAt = pgTime(txn.commitTime);
     if (change.tag === 'truncate') {
@@ -282,11 +297,12 @@ export class LogicalCapture {
       });
     }
     if (change.tag !== 'insert' && change.tag !== 'update' && change.tag !== 'delete') return [];
-    const rel = this.relations.get(change.relation)!;
+    const rel = decodedWith ?? this.relations.get(change.relation)!;
     const t = this.tableOf(rel);
     if (!t) return [];
     const table = `${rel.schema}.${rel.name}`;
-    const keyCols = t.key ?? (rel.columns.some((c) => c.isKey) ? rel.columns.filter((c) => c.isKey).map((c) => c.name) : rel.columns.map((c) => c.name));
+    // The configured key, else the primary key (REPLICA IDENTITY FULL flags every column as key), else the identity's columns.
+    const keyCols = t.key ?? this.primaryKeys.get(table) ?? (rel.columns.some((c) => c.isKey) ? rel.columns.filter((c) => c.isKey).map((c) => c.name) : rel.columns.map((c) => c.name));
     const tuple: TupleData = change.tag === 'delete' ? change.oldTuple : change.newTuple;
     let values = typed(rel, tuple);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));

@@ -19,11 +19,12 @@ export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Pr
     signal.throwIfAborted();
     const stored = c.writer.capturedKeys(t.table, after, CHUNK);
     if (stored.length === 0) return deleted;
-    const present = await c.source.existingKeys(t.table, t.key, stored.map((s) => decodeKey(s.key)));
+    const values = stored.map((s) => (s.values ? (JSON.parse(s.values) as unknown[]) : decodeKey(s.key)));
+    const present = await c.source.existingKeys(t.table, t.key, values);
     const gone = stored.filter((_, i) => !present.has(i));
     if (gone.length > 0) {
       const at = new Date().toISOString();
-      const records = gone.map((s) => tombstone(c, s.key, s.values ? (JSON.parse(s.values) as unknown[]) : decodeKey(s.key), at));
+      const records = gone.map((s) => tombstone(c, s.key, values[stored.indexOf(s)]!, at));
       await c.writer.append(records, undefined, { stream: c.stream, keyVersions: { scope: t.table, set: [], delete: gone.map((s) => s.key) } });
       deleted += gone.length;
     }

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -45,11 +45,11 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
-      const cols = keyColumns.map((k) => quoteName(k, '`'));
-      const tuples = keys.map((k) => `(${k.map(() => '?').join(', ')})`);
-      const sql = `SELECT ${cols.map((c, i) => `CAST(${c} AS CHAR) AS k${i}`).join(', ')} FROM ${quoteName(table, '`')} WHERE (${cols.join(', ')}) IN (${tuples.join(', ')})`;
-      const [rows] = await pool.query({ sql, values: keys.flat() });
-      return indexesOf(keys, (rows as Record<string, string>[]).map((row) => keyColumns.map((_, i) => row[`k${i}`]!)));
+      // As in pg.ts: the server says which tuples exist, comparing in the columns' own types.
+      const cols = keyColumns.map((k) => `t.${quoteName(k, '`')}`).join(', ');
+      const probes = keys.map((k, i) => `SELECT ${i} AS i FROM DUAL WHERE EXISTS (SELECT 1 FROM ${quoteName(table, '`')} t WHERE (${cols}) = (${k.map(() => '?').join(', ')}))`);
+      const [rows] = await pool.query({ sql: probes.join(' UNION ALL '), values: keys.flat() });
+      return new Set((rows as { i: number | string }[]).map((row) => Number(row.i)));
     },
     async maxVersion(table, versionColumn) {
       const [rows] = await pool.query(`SELECT DATE_FORMAT(max(${quoteName(versionColumn, '`')}), '${VERSION_FORMAT}') AS v FROM ${quoteName(table, '`')}`);
@@ -167,8 +167,10 @@ export function incrementalSql(page: IncrementalPage): { sql: string; params: un
     params.push(page.from, page.lookbackMs * 1000);
   }
   if (page.after) {
-    where.push(`(${[v, ...keys].join(', ')}) > (CAST(? AS DATETIME(6)), ${page.after.key.map(() => '?').join(', ')})`);
-    params.push(page.after.version, ...page.after.key);
+    // The redundant `v >=` lets MariaDB start the index range there: it does not for a row comparison
+    // alone, and each page would scan from the first (quadratic over a backlog).
+    where.push(`${v} >= CAST(? AS DATETIME(6))`, `(${[v, ...keys].join(', ')}) > (CAST(? AS DATETIME(6)), ${page.after.key.map(() => '?').join(', ')})`);
+    params.push(page.after.version, page.after.version, ...page.after.key);
   }
   const sql =
     `SELECT t.*, DATE_FORMAT(${v}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '`')} t` +

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { indexesOf, quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -36,12 +36,13 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
-      const cols = keyColumns.map((k) => quoteName(k, '"'));
-      const params: string[] = [];
-      const tuples = keys.map((k) => `(${k.map((v) => `$${params.push(v)}`).join(', ')})`);
-      const sql = `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${quoteName(table, '"')} WHERE (${cols.join(', ')}) IN (${tuples.join(', ')})`;
-      const r = await pool.query({ text: sql, values: params });
-      return indexesOf(keys, r.rows.map((row: Record<string, string>) => keyColumns.map((_, i) => row[`k${i}`]!)));
+      // The server says which tuples exist (by their position), comparing in the columns' own types:
+      // comparing its text output with ours would call a timestamp key written another way gone.
+      const cols = keyColumns.map((k) => `t.${quoteName(k, '"')}`).join(', ');
+      const params: unknown[] = [];
+      const probes = keys.map((k, i) => `SELECT ${i} AS i WHERE EXISTS (SELECT 1 FROM ${quoteName(table, '"')} t WHERE (${cols}) = (${k.map((v) => `$${params.push(v)}`).join(', ')}))`);
+      const r = await pool.query({ text: probes.join(' UNION ALL '), values: params });
+      return new Set(r.rows.map((row: { i: number }) => Number(row.i)));
     },
     async maxVersion(table, versionColumn) {
       const v = quoteName(versionColumn, '"');

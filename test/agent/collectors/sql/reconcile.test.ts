@@ -102,3 +102,33 @@ for (const driver of ['pg', 'mysql'] as const) {
     });
   });
 }
+
+for (const driver of ['pg', 'mysql'] as const) {
+  describe(`reconciliation with a time-typed key on ${driver === 'pg' ? 'PostgreSQL' : 'MariaDB'}`, () => {
+    it('a row whose key is a timestamp is found, not reported deleted (the server compares in the column type)', async () => {
+      const db = await createTestDatabase(driver);
+      const tmp = makeTempDir('sql-reconcile-ts-');
+      const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
+      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const source = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000 });
+      try {
+        const ts = driver === 'pg' ? 'timestamp(6)' : 'datetime(6)';
+        await db.exec(`CREATE TABLE readings (taken_at ${ts} NOT NULL, sensor int NOT NULL, v int NOT NULL, updated_at ${ts} NOT NULL, PRIMARY KEY (taken_at, sensor))`);
+        await db.exec(`INSERT INTO readings VALUES ('2026-01-01 00:00:01', 1, 5, '2026-01-01 00:00:01'), ('2026-01-01 00:00:02.5', 1, 6, '2026-01-01 00:00:02')`);
+        const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver, connection: db.connection, tables: [{ table: 'readings', key: ['taken_at', 'sensor'], mode: 'incremental', version_column: 'updated_at' }] });
+        const host = testHost(outbox, cfg, tmp.dir);
+        const c: TableCapture = { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
+        const signal = new AbortController().signal;
+        await pollIncremental(c, signal);
+        expect(await reconcileDeletes(c, signal)).toBe(0);
+        await db.exec(`DELETE FROM readings WHERE v = 6`);
+        expect(await reconcileDeletes(c, signal)).toBe(1);
+      } finally {
+        await source.close();
+        outbox.close();
+        await db.drop();
+        tmp.cleanup();
+      }
+    });
+  });
+}
