@@ -327,3 +327,29 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
     expect(sqlSchema.safeParse({ ...base, driver: 'pg', logical: undefined }).error?.issues[0]?.message).toMatch(/no table to capture/);
   });
 });
+
+describe('sql collector, mode logical: keys and relations (review fixes)', () => {
+  it('keys by the primary key under REPLICA IDENTITY FULL, and types each change with the relation it was decoded with', async () => {
+    const db = await ordersDb();
+    await exec(db, 'ALTER TABLE orders ADD COLUMN note text', 'ALTER TABLE orders REPLICA IDENTITY FULL');
+    tmp = makeTempDir('sql-logical-keys-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'keys');
+    const host = testHost(outbox, cfg, tmp.dir);
+    const capture = new LogicalCapture({ cfg, writer: host.ctx.writer });
+    try {
+      await capture.setup();
+      // All in one peek: an update under FULL identity, then a rename between two transactions.
+      await exec(db, `INSERT INTO orders VALUES (1, 'new', now(), 'x')`, `UPDATE orders SET status = 'paid' WHERE id = 1`);
+      await exec(db, `INSERT INTO orders VALUES (2, 'new', now(), 'before-rename')`, 'ALTER TABLE orders RENAME COLUMN note TO remark', `INSERT INTO orders VALUES (3, 'new', now(), 'after')`);
+      await capture.poll(new AbortController().signal);
+      const recs = records(outbox, 'keys').filter((r) => r.data.key);
+      expect(recs.map((r) => r.data.key)).toEqual([{ id: 1 }, { id: 1 }, { id: 2 }, { id: 3 }]);
+      expect(recs[2]!.data.values).toMatchObject({ id: 2, note: 'before-rename' });
+      expect(recs[3]!.data.values).toMatchObject({ id: 3, remark: 'after' });
+    } finally {
+      await capture.close();
+      outbox.close();
+    }
+  });
+});
