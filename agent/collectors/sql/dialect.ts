@@ -34,6 +34,8 @@ export interface SnapshotPage {
 }
 
 export interface SqlSource {
+  /** Which dialect this is, where the engine must tell them apart (e.g. what a type name means). */
+  readonly driver?: 'pg' | 'mysql';
   /** Rows of one page in (version, key) order. */
   readIncremental(page: IncrementalPage): Promise<SourceRow[]>;
   /** Rows of one page in key order (keyset pagination: constant cost per page, resumable). */

@@ -1,3 +1,4 @@
+import { ErpEdgeError } from '../../../common/errors.js';
 import type { CaptureInput } from '../../host/writer.js';
 import type { TableCapture } from './incremental.js';
 import { recordId } from './record.js';
@@ -13,6 +14,8 @@ const CHUNK = 500;
  */
 export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Promise<number> {
   const t = c.table;
+  const unsafe = await unmatchableKeyColumns(c);
+  if (unsafe.length > 0) throw new ErpEdgeError('ERP_COLLECTOR_FAILED', `deletes cannot be looked for in ${t.table}: key column(s) ${unsafe.join(', ')} cannot be matched back as captured; set reconcile_interval: 0 for this table`, { table: t.table, columns: unsafe });
   let after = '';
   let deleted = 0;
   for (;;) {
@@ -30,6 +33,20 @@ export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Pr
     }
     after = stored.at(-1)!.key;
   }
+}
+
+/**
+ * Key columns whose captured value the server cannot take back to find the row: bytes (captured
+ * base64) and MySQL TIMESTAMP (captured with a `Z`). Probing with them would find nothing and
+ * report rows deleted that are there, so reconciliation refuses such a table instead.
+ */
+async function unmatchableKeyColumns(c: TableCapture): Promise<string[]> {
+  if (!c.source.inspectTable) return [];
+  const info = await c.source.inspectTable(c.table.table);
+  const types = new Map(info.columns.map((col) => [col.name.toLowerCase(), col.type.toLowerCase()]));
+  // PostgreSQL's `timestamp` is captured as written and matches back; MySQL's TIMESTAMP gets a `Z`.
+  const unmatchable = c.source.driver === 'mysql' ? /^(binary|varbinary|blob|tinyblob|mediumblob|longblob|timestamp)$/ : /^bytea$/;
+  return c.table.key.filter((k) => unmatchable.test(types.get(k.toLowerCase()) ?? ''));
 }
 
 /** The key columns' values as text, from a record key (record.ts: parts percent-encoded, joined by `|`). */

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isErpEdgeError } from '../../../common/errors.js';
 import { LogThrottle } from '../../../common/log-throttle.js';
 import type { Logger } from '../../../common/logger.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
@@ -23,6 +24,8 @@ export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
 interface TableState {
   records: number;
   deletes: number;
+  /** Why deletes are not looked for in this table ('' when they are). */
+  reconcileError: string;
   polls: number;
   lastPollAt: number | null;
   /** The current run of errors: the first one's time, the count and the last message. */
@@ -68,14 +71,14 @@ export class SqlCollector implements Collector {
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
     this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
     for (const t of this.cfg.tables) {
-      this.states.set(t.table, { records: 0, deletes: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.states.set(t.table, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
       this.loops.push(this.run(t));
     }
     if (this.cfg.logical) {
       // Its own connection (not read-only: it creates and advances the slot), made in the loop.
       const { LogicalCapture } = await import('./logical.js');
       this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer });
-      this.states.set(LOGICAL, { records: 0, deletes: 0, polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.states.set(LOGICAL, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
       this.loops.push(this.runLogical(this.logical));
     }
     this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
@@ -93,6 +96,7 @@ export class SqlCollector implements Collector {
     for (const [table, s] of this.states) {
       counters[`${table}.records`] = s.records;
       if (table !== LOGICAL) counters[`${table}.deletes`] = s.deletes; // logical: deletes are among its records
+      if (s.reconcileError) counters[`${table}.reconcile_error`] = s.reconcileError;
       counters[`${table}.polls`] = s.polls;
       if (s.errorSince !== null) {
         counters[`${table}.error`] = s.lastError;
@@ -116,8 +120,8 @@ export class SqlCollector implements Collector {
         state.records += await initialLoad(capture, this.signal); // nothing once done
         state.records += await pollIncremental(capture, this.signal);
         if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
-          state.deletes += await reconcileDeletes(capture, this.signal);
           lastReconcile = Date.now();
+          state.deletes += await this.reconcile(capture, state);
         }
         state.polls++;
         state.lastPollAt = Date.now();
@@ -156,6 +160,25 @@ export class SqlCollector implements Collector {
         await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, this.cfg.retry.max);
       }
+    }
+  }
+
+  /**
+   * A table whose deletes cannot be looked for (a key that cannot be matched back) keeps being
+   * captured: the refusal is shown in stats and logged, and tried again next interval. Database
+   * errors go to the table's back-off as any other.
+   */
+  private async reconcile(capture: TableCapture, state: TableState): Promise<number> {
+    try {
+      const n = await reconcileDeletes(capture, this.signal);
+      state.reconcileError = '';
+      return n;
+    } catch (err) {
+      if (!isErpEdgeError(err, 'ERP_COLLECTOR_FAILED')) throw err;
+      state.reconcileError = err.message;
+      const t = this.errorLog.take(`reconcile:${capture.table.table}`);
+      if (t) this.log.warn({ table: capture.table.table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
+      return 0;
     }
   }
 

@@ -33,6 +33,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
   });
   await (await pool.getConnection()).release(); // fail fast on a wrong host, database or password
   return {
+    driver: 'mysql',
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
       const [rows] = await pool.query({ sql, values: params });

@@ -24,6 +24,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
   const client = await pool.connect(); // fail fast on a wrong host, database or password
   client.release();
   return {
+    driver: 'pg',
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
       const r = await pool.query({ text: sql, values: params });

@@ -132,3 +132,29 @@ for (const driver of ['pg', 'mysql'] as const) {
     });
   });
 }
+
+describe('reconciliation refuses keys it cannot match back', () => {
+  it('a bytea key: an error naming the column and the setting, never a delete for a row that is there', async () => {
+    const db = await createTestDatabase('pg');
+    const tmp = makeTempDir('sql-reconcile-bytea-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
+    const { connect } = await import('../../../../agent/collectors/sql/dialects/pg.js');
+    const source = await connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000 });
+    try {
+      await db.exec(`CREATE TABLE blobs (k bytea PRIMARY KEY, updated_at timestamp(6) NOT NULL)`);
+      await db.exec(`INSERT INTO blobs VALUES ('\\x0102', '2026-01-01 00:00:01')`);
+      const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'pg', connection: db.connection, tables: [{ table: 'blobs', key: ['k'], mode: 'incremental', version_column: 'updated_at' }] });
+      const host = testHost(outbox, cfg, tmp.dir);
+      const c: TableCapture = { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
+      const signal = new AbortController().signal;
+      await pollIncremental(c, signal);
+      await expect(reconcileDeletes(c, signal)).rejects.toThrow(/key column\(s\) k cannot be matched back.*reconcile_interval: 0/);
+      expect(outbox.readPending('erp', 0, 100).map((r) => (JSON.parse(r.payload) as Rec).data.op)).toEqual(['insert']);
+    } finally {
+      await source.close();
+      outbox.close();
+      await db.drop();
+      tmp.cleanup();
+    }
+  });
+});
