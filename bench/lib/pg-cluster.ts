@@ -2,8 +2,7 @@
  * A PostgreSQL cluster of the bench's own (initdb + pg_ctl from the installed PostgreSQL, in a
  * temp folder, on a free port), for scenarios that need settings the machine's shared server does
  * not have (wal_level=logical). initdb refuses to run as root: as root the cluster runs as the
- * `postgres` system user (`runuser -u postgres --`). A copy of test/helpers/pg-cluster.ts's
- * approach: bench code does not import from test/.
+ * `postgres` system user (`runuser -u postgres --`). The tests use it too (test/helpers/pg-cluster.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +15,9 @@ export interface BenchPgCluster {
   port: number;
   version: string;
   connection: { host: string; port: number; database: string; user: string; password: string };
+  /** Starts it again after stop() (tests stop the server under a collector). */
+  start(): void;
+  stop(): void;
   destroy(): void;
 }
 
@@ -54,8 +56,9 @@ export async function startPgCluster(settings: Record<string, string> = {}): Pro
   writeFileSync(join(data, 'postgresql.auto.conf'), Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
   const log = join(base, 'server.log');
   const stop = () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+  const start = () => run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', 'start']);
   try {
-    run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', 'start']);
+    start();
   } catch (err) {
     rmSync(base, { recursive: true, force: true });
     throw new ScenarioUnavailable(`pg_ctl start failed: ${(err as Error).message}`);
@@ -64,6 +67,8 @@ export async function startPgCluster(settings: Record<string, string> = {}): Pro
     port,
     version,
     connection: { host: '127.0.0.1', port, database: 'postgres', user: 'postgres', password: '' },
+    start,
+    stop,
     destroy() {
       try {
         stop();
