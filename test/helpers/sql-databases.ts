@@ -18,28 +18,54 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', password: '' };
-const MY = { host: '127.0.0.1', port: 3306, user: 'root', password: '' };
+interface Session {
+  exec(sql: string, params?: unknown[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How to reach each server: its admin settings, a session on a database, and how it drops one. */
+const SERVERS = {
+  pg: {
+    admin: { host: '127.0.0.1', port: 5432, user: 'postgres', password: '' },
+    adminDatabase: 'postgres' as string | undefined,
+    dropSql: (db: string) => `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`,
+    async open(database: string | undefined): Promise<Session> {
+      const c = new pg.Client({ ...this.admin, database });
+      await c.connect();
+      return { exec: async (sql, params = []) => void (await c.query(sql, params)), close: () => c.end() };
+    },
+  },
+  mysql: {
+    admin: { host: '127.0.0.1', port: 3306, user: 'root', password: '' },
+    adminDatabase: undefined as string | undefined,
+    dropSql: (db: string) => `DROP DATABASE IF EXISTS ${db}`,
+    async open(database: string | undefined): Promise<Session> {
+      const c = await mysql.createConnection({ ...this.admin, database });
+      return { exec: async (sql, params = []) => void (await c.query(sql, params)), close: () => c.end() };
+    },
+  },
+};
+
+/** Runs statements on a session of its own, closed after. */
+async function once(open: () => Promise<Session>, ...sql: string[]): Promise<void> {
+  const s = await open();
+  try {
+    for (const q of sql) await s.exec(q);
+  } finally {
+    await s.close();
+  }
+}
 
 export async function createTestDatabase(driver: 'pg' | 'mysql'): Promise<TestDatabase> {
   const database = `erp_edge_t_${randomBytes(6).toString('hex')}`;
-  return driver === 'pg' ? pgDatabase(database) : mysqlDatabase(database);
-}
-
-async function pgDatabase(database: string): Promise<TestDatabase> {
-  const admin = new pg.Client({ ...PG, database: 'postgres' });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  await admin.end();
-  const session = async () => {
-    const c = new pg.Client({ ...PG, database });
-    await c.connect();
-    return { exec: async (sql: string, params: unknown[] = []) => void (await c.query(sql, params)), close: () => c.end() };
-  };
+  const server = SERVERS[driver];
+  const admin = () => server.open(server.adminDatabase);
+  await once(admin, `CREATE DATABASE ${database}`);
+  const session = () => server.open(database);
   return {
-    driver: 'pg',
+    driver,
     database,
-    connection: { ...PG, database },
+    connection: { ...server.admin, database },
     async exec(sql, params) {
       const s = await session();
       try {
@@ -49,40 +75,6 @@ async function pgDatabase(database: string): Promise<TestDatabase> {
       }
     },
     session,
-    async drop() {
-      const c = new pg.Client({ ...PG, database: 'postgres' });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
-
-async function mysqlDatabase(database: string): Promise<TestDatabase> {
-  const admin = await mysql.createConnection(MY);
-  await admin.query(`CREATE DATABASE ${database}`);
-  await admin.end();
-  const session = async () => {
-    const c = await mysql.createConnection({ ...MY, database });
-    return { exec: async (sql: string, params: unknown[] = []) => void (await c.query(sql, params)), close: () => c.end() };
-  };
-  return {
-    driver: 'mysql',
-    database,
-    connection: { ...MY, database },
-    async exec(sql, params) {
-      const s = await session();
-      try {
-        await s.exec(sql, params);
-      } finally {
-        await s.close();
-      }
-    },
-    session,
-    async drop() {
-      const c = await mysql.createConnection(MY);
-      await c.query(`DROP DATABASE IF EXISTS ${database}`);
-      await c.end();
-    },
+    drop: () => once(admin, server.dropSql(database)),
   };
 }
