@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlSource } from '../../../../agent/collectors/sql/dialect.js';
 import { checkpointKey, pollIncremental, type IncrementalCheckpoint, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
@@ -7,8 +6,8 @@ import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/sche
 import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
 import { waitFor } from '../../../helpers/net.js';
-import { testOutboxOptions } from '../../../helpers/outbox.js';
-import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';
+import type { TestDatabase } from '../../../helpers/sql-databases.js';
+import { closeSqlFixture, openSqlFixture } from '../../../helpers/sql-fixture.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
 
 interface Rec {
@@ -30,20 +29,10 @@ for (const driver of ['pg', 'mysql'] as const) {
     let source: SqlSource;
 
     beforeEach(async () => {
-      db = await createTestDatabase(driver);
-      await db.exec(DDL[driver]);
-      tmp = makeTempDir('sql-test-');
-      outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
-      source = await dialect.connect({ ...db.connection, poolSize: 2, connectTimeoutMs: 5_000 });
+      ({ db, tmp, outbox, source } = await openSqlFixture(driver, [DDL[driver]], 'sql-test-'));
     });
 
-    afterEach(async () => {
-      await source?.close();
-      outbox?.close();
-      await db?.drop();
-      tmp?.cleanup();
-    });
+    afterEach(() => closeSqlFixture({ db, tmp, outbox, source }));
 
     function config(table: Record<string, unknown> = {}): SqlConfig {
       return sqlSchema.parse({ type: 'sql', name: 'erp', driver, connection: db.connection, batch_size: 2, tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at', ...table }] });

@@ -11,6 +11,7 @@ import { testHost } from '../../../helpers/host.js';
 import { waitFor } from '../../../helpers/net.js';
 import { testOutboxOptions } from '../../../helpers/outbox.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';
+import { closeSqlFixture, openSqlFixture } from '../../../helpers/sql-fixture.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
 
 interface Rec {
@@ -37,20 +38,10 @@ for (const driver of ['pg', 'mysql'] as const) {
     let source: SqlSource;
 
     beforeEach(async () => {
-      db = await createTestDatabase(driver);
-      await db.exec(DDL[driver]);
-      tmp = makeTempDir('sql-reconcile-');
-      outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
-      source = await dialect.connect({ ...db.connection, poolSize: 2, connectTimeoutMs: 5_000 });
+      ({ db, tmp, outbox, source } = await openSqlFixture(driver, [DDL[driver]], 'sql-reconcile-'));
     });
 
-    afterEach(async () => {
-      await source?.close();
-      outbox?.close();
-      await db?.drop();
-      tmp?.cleanup();
-    });
+    afterEach(() => closeSqlFixture({ db, tmp, outbox, source }));
 
     const table = { table: 'order_lines', key: ['order_no', 'line'], mode: 'incremental', version_column: 'updated_at' };
     const config = ({ table: tableExtra, ...extra }: Record<string, unknown> = {}) =>

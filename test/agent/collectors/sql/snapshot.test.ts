@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SnapshotPage, SourceRow, SqlSource } from '../../../../agent/collectors/sql/dialect.js';
 import { pollIncremental, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
@@ -6,8 +5,8 @@ import { sqlSchema } from '../../../../agent/collectors/sql/schema.js';
 import { initialLoad } from '../../../../agent/collectors/sql/snapshot.js';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
-import { testOutboxOptions } from '../../../helpers/outbox.js';
-import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';
+import type { TestDatabase } from '../../../helpers/sql-databases.js';
+import { closeSqlFixture, openSqlFixture } from '../../../helpers/sql-fixture.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
 
 interface Rec {
@@ -43,21 +42,10 @@ for (const driver of ['pg', 'mysql'] as const) {
     let source: SqlSource;
 
     beforeEach(async () => {
-      db = await createTestDatabase(driver);
-      await db.exec(DDL[driver]);
-      for (let i = 1; i <= 5; i++) await db.exec(`INSERT INTO orders VALUES (${i}, 'new', '2026-01-01 00:00:0${i}')`);
-      tmp = makeTempDir('sql-snapshot-');
-      outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
-      source = await dialect.connect({ ...db.connection, poolSize: 2, connectTimeoutMs: 5_000 });
+      ({ db, tmp, outbox, source } = await openSqlFixture(driver, [DDL[driver], ...[1, 2, 3, 4, 5].map((i) => `INSERT INTO orders VALUES (${i}, 'new', '2026-01-01 00:00:0${i}')`)], 'sql-snapshot-'));
     });
 
-    afterEach(async () => {
-      await source?.close();
-      outbox?.close();
-      await db?.drop();
-      tmp?.cleanup();
-    });
+    afterEach(() => closeSqlFixture({ db, tmp, outbox, source }));
 
     function capture(src: SqlSource): TableCapture {
       const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver, connection: db.connection, batch_size: 2, tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at' }] });
