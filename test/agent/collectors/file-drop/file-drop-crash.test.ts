@@ -3,13 +3,13 @@
  * one of them still growing (half its last row written) until the fourth kill: afterwards every row
  * is in the outbox exactly once, whole, in drop order, and every file is archived.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
+import { killHard, startCollectorProcess } from '../../../helpers/collector-process.js';
 import { waitFor } from '../../../helpers/net.js';
 import { testOutboxOptions } from '../../../helpers/outbox.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
@@ -27,26 +27,12 @@ let live: ChildProcess | undefined;
 
 beforeEach(() => (tmp = makeTempDir('file-drop-crash-')));
 afterEach(async () => {
-  if (live && live.exitCode === null && live.signalCode === null) {
-    live.kill('SIGKILL');
-    await once(live, 'exit');
-  }
+  await killHard(live);
   tmp.cleanup();
 });
 
-async function startChild(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, tmp.dir, JSON.stringify(CONFIG)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  live = child;
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  await waitFor('collector started', () => out.includes('started') || child.exitCode !== null, 30_000);
-  expect(child.exitCode).toBeNull();
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  child.kill('SIGKILL');
-  if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+function startChild(): Promise<ChildProcess> {
+  return startCollectorProcess(SCRIPT, [tmp.dir, JSON.stringify(CONFIG)], (c) => (live = c));
 }
 
 function csv(from: number): string {
@@ -72,7 +58,7 @@ describe('file-drop collector under kill -9', () => {
     for (let i = 0; i < KILLS; i++) {
       const child = await startChild();
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 400)); // the fault lands at a random point
-      await kill(child);
+      await killHard(child);
       if (i === GROW_AT) {
         const where = [path.join(drop, '.processing', 'orders', 'f0.csv'), path.join(drop, 'f0.csv')].find((p) => fs.existsSync(p));
         expect(where, 'f0.csv waits for its last row, unarchived').toBeDefined();
@@ -81,7 +67,7 @@ describe('file-drop collector under kill -9', () => {
     }
     const child = await startChild();
     await waitFor('all files archived', () => archived(drop).length === FILES, 60_000);
-    await kill(child);
+    await killHard(child);
 
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
     try {

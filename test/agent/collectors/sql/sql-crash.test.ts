@@ -3,13 +3,13 @@
  * 200 000 PostgreSQL rows, then a restart: every row arrives once, between one start and one end
  * marker, and the process's memory stays flat while it reads.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
+import { killHard, startCollectorProcess } from '../../../helpers/collector-process.js';
 import { waitFor } from '../../../helpers/net.js';
 import { testOutboxOptions } from '../../../helpers/outbox.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';
@@ -31,10 +31,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  if (live && live.exitCode === null && live.signalCode === null) {
-    live.kill('SIGKILL');
-    await once(live, 'exit');
-  }
+  await killHard(live);
   await db?.drop();
   tmp?.cleanup();
 });
@@ -43,19 +40,8 @@ function config() {
   return { type: 'sql', name: 'erp', driver: 'pg', connection: db.connection, batch_size: 1_000, tables: [{ table: 'order_lines', key: ['id'], mode: 'incremental', version_column: 'updated_at' }] };
 }
 
-async function startChild(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, tmp.dir, JSON.stringify(config())], { stdio: ['ignore', 'pipe', 'inherit'] });
-  live = child;
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  await waitFor('collector started', () => out.includes('started') || child.exitCode !== null, 30_000);
-  expect(child.exitCode).toBeNull();
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  child.kill('SIGKILL');
-  if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+function startChild(): Promise<ChildProcess> {
+  return startCollectorProcess(SCRIPT, [tmp.dir, JSON.stringify(config())], (c) => (live = c));
 }
 
 function rssMb(pid: number): number {
@@ -72,7 +58,7 @@ describe('sql collector under kill -9 during its initial snapshot (real PostgreS
     for (let i = 0; i < KILLS; i++) {
       const child = await startChild();
       await new Promise((r) => setTimeout(r, 100 + Math.random() * 700)); // the fault lands at a random point
-      await kill(child);
+      await killHard(child);
     }
     const child = await startChild();
     const outboxPath = path.join(tmp.dir, 'outbox.db');
@@ -85,7 +71,7 @@ describe('sql collector under kill -9 during its initial snapshot (real PostgreS
     } finally {
       clearInterval(sampler);
     }
-    await kill(child);
+    await killHard(child);
     const recs = reader.readPending('erp', 0, 1_000_000).map((r) => JSON.parse(r.payload) as Rec);
     reader.close();
     const ids = recs.filter((r) => r.data.op === 'snapshot').map((r) => Number(r.data.key!.id));
