@@ -1,3 +1,5 @@
+import { schemaVersion } from './schema-version.js';
+
 /**
  * What the capture engine needs from a database driver. One small module per driver implements
  * it (dialects/pg.ts, dialects/mysql.ts); the engine never sees a driver's API.
@@ -8,6 +10,8 @@ export interface SourceRow {
   values: Record<string, unknown>;
   /** The version column as `YYYY-MM-DDTHH:MM:SS.ffffff` (lexical order is time order). */
   version: string;
+  /** Schema version of the result the row came in (schema-version.ts): the same for every row of a page. */
+  schema: string;
 }
 
 /** One page of an incremental read: rows with a version at or after `from` (minus the look-back). */
@@ -90,11 +94,17 @@ export function wireValue(v: unknown): unknown {
 /** Column alias the dialects give the version as fixed-width text. */
 export const VERSION_ALIAS = '__erp_version';
 
-/** A driver's row (with the version alias) as the engine's SourceRow. */
-export function sourceRow(row: Record<string, unknown>): SourceRow {
+/** A driver's row (with the version alias) as the engine's SourceRow; `schema` as pageSchema made it. */
+export function sourceRow(row: Record<string, unknown>, schema: string): SourceRow {
   const values: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(row)) if (k !== VERSION_ALIAS) values[k] = wireValue(val);
-  return { values, version: String(row[VERSION_ALIAS]) };
+  return { values, version: String(row[VERSION_ALIAS]), schema };
+}
+
+/** A page's rows as SourceRows, with the schema version of its columns (`name:type…` each, the version alias left out). */
+export function pageRows(rows: readonly Record<string, unknown>[], columns: readonly { name: string; type: string }[]): SourceRow[] {
+  const schema = schemaVersion(columns.filter((c) => c.name !== VERSION_ALIAS).map((c) => `${c.name}:${c.type}`));
+  return rows.map((row) => sourceRow(row, schema));
 }
 
 /** A column as `edge-agent sql test` sees it. */

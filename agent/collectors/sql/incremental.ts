@@ -1,6 +1,7 @@
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { SourceRow, SqlSource } from './dialect.js';
 import { recordId, recordKey } from './record.js';
+import { schemaChanged } from './schema-version.js';
 import type { TableConfig } from './schema.js';
 
 /**
@@ -16,6 +17,8 @@ export interface IncrementalCheckpoint {
   hw: string | null;
   /** Present while the initial snapshot runs (see snapshot.ts). */
   snapshot?: SnapshotProgress | undefined;
+  /** Schema version of the last page captured (schema-version.ts); absent in checkpoints of 0.3.0. */
+  schema?: string | undefined;
 }
 
 export interface SnapshotProgress {
@@ -33,6 +36,8 @@ export interface TableCapture {
   sourceId: string;
   stream: string;
   batchSize: number;
+  /** Told when a page comes with another schema version than the last captured (its records are flagged). */
+  onSchemaChange?: ((table: string, from: string, to: string) => void) | undefined;
 }
 
 export type ChangeOp = 'snapshot' | 'insert' | 'update' | 'upsert';
@@ -45,8 +50,10 @@ export function checkpointKey(table: string): string {
 export async function pollIncremental(c: TableCapture, signal: AbortSignal): Promise<number> {
   const t = c.table;
   const key = checkpointKey(t.table);
-  const from = c.writer.getCheckpoint<IncrementalCheckpoint>(key)?.hw ?? null;
+  const saved = c.writer.getCheckpoint<IncrementalCheckpoint>(key);
+  const from = saved?.hw ?? null;
   let hw = from;
+  let schema = saved?.schema;
   let after: { version: string; key: unknown[] } | undefined;
   let emitted = 0;
   for (;;) {
@@ -54,6 +61,8 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
     const rows = await c.source.readIncremental({ table: t.table, key: t.key, versionColumn: t.version_column, from, lookbackMs: t.lookback, after, limit: c.batchSize });
     const keys = rows.map((row) => recordKey(keyValues(t, row)));
     const known = c.writer.keyVersions(t.table, keys);
+    // Noted with the first record emitted: rows read again unchanged say nothing of what was captured.
+    let changed: boolean | undefined;
     const records: CaptureInput[] = [];
     const captured: [string, string, string][] = [];
     rows.forEach((row, i) => {
@@ -61,9 +70,11 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
       if (before === row.version) return; // read again inside the look-back, unchanged
       captured.push([keys[i]!, row.version, JSON.stringify(keyValues(t, row))]);
       if (hw === null || row.version > hw) hw = row.version;
-      records.push(changeRecord(c, row, keys[i]!, before !== undefined ? 'update' : t.initial === 'snapshot' ? 'insert' : 'upsert'));
+      changed ??= noteSchema(c, schema, row.schema);
+      records.push(changeRecord(c, row, keys[i]!, before !== undefined ? 'update' : t.initial === 'snapshot' ? 'insert' : 'upsert', changed));
     });
-    await c.writer.append(records, { key, value: { hw } satisfies IncrementalCheckpoint }, { stream: c.stream, keyVersions: { scope: t.table, set: captured } });
+    if (records.length > 0) schema = rows[0]!.schema;
+    await c.writer.append(records, { key, value: { hw, schema } satisfies IncrementalCheckpoint }, { stream: c.stream, keyVersions: { scope: t.table, set: captured } });
     emitted += records.length;
     const last = rows.at(-1);
     if (!last || rows.length < c.batchSize) return emitted;
@@ -75,12 +86,30 @@ export function keyValues(t: TableConfig, row: SourceRow): unknown[] {
   return t.key.map((col) => row.values[col]);
 }
 
-/** `upsert`: a key not seen before when capture began without a snapshot (insert or update, unknown). */
-export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: ChangeOp): CaptureInput {
+/**
+ * `upsert`: a key not seen before when capture began without a snapshot (insert or update, unknown).
+ * `schemaChanged`: the row is among the first read with a new schema version (schema-version.ts).
+ */
+export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: ChangeOp, schemaChanged = false): CaptureInput {
   const t = c.table;
   return {
     id: recordId(c.sourceId, t.table, keyValues(t, row), row.version),
     key: `${t.table}/${key}`,
-    data: { op, table: t.table, key: Object.fromEntries(t.key.map((col) => [col, row.values[col]])), version: row.version, values: row.values },
+    data: {
+      op,
+      table: t.table,
+      key: Object.fromEntries(t.key.map((col) => [col, row.values[col]])),
+      version: row.version,
+      schema_version: row.schema,
+      ...(schemaChanged ? { schema_changed: true } : {}),
+      values: row.values,
+    },
   };
+}
+
+/** Whether a page read with `current` follows one captured with another schema; tells the collector when so. */
+export function noteSchema(c: TableCapture, previous: string | undefined, current: string | undefined): boolean {
+  if (!schemaChanged(previous, current)) return false;
+  c.onSchemaChange?.(c.table.table, previous!, current!);
+  return true;
 }

@@ -4,6 +4,7 @@ import { quoteName, splitTableName, wireValue } from './dialect.js';
 import { typeParser } from './dialects/pg.js';
 import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
 import { recordId, recordKey } from './record.js';
+import { schemaChanged, schemaVersion } from './schema-version.js';
 import { logicalNames, type LogicalTableConfig, type SqlConfig } from './schema.js';
 
 /**
@@ -38,11 +39,15 @@ export interface LogicalCheckpoint {
   lsn: string | null;
   /** A transaction appended in part: its end LSN and how many of its changes are in the outbox. */
   partial?: { end: string; done: number } | undefined;
+  /** Schema version last captured per table (`schema.table`), as schema-version.ts; absent in 0.3.0's checkpoints. */
+  schemas?: Record<string, string> | undefined;
 }
 
 export interface LogicalCaptureOptions {
   cfg: Pick<SqlConfig, 'name' | 'connection' | 'logical' | 'batch_size' | 'stream'>;
   writer: Writer;
+  /** Told when a table's changes come with another schema version than the last captured (their records are flagged). */
+  onSchemaChange?: ((table: string, from: string, to: string) => void) | undefined;
   /** Test seam: replaces the slot advance (e.g. to fail as a crash right after the append would). */
   advance?: ((slot: string, lsn: string) => Promise<void>) | undefined;
 }
@@ -72,11 +77,15 @@ export class LogicalCapture {
   private readonly cfg: LogicalCaptureOptions['cfg'];
   private readonly writer: Writer;
   private readonly advanceHook: LogicalCaptureOptions['advance'];
+  private readonly onSchemaChange: LogicalCaptureOptions['onSchemaChange'];
+  /** Schema versions as of the records built so far (committed with them in the checkpoint). */
+  private schemas: Record<string, string> = {};
 
   constructor(opts: LogicalCaptureOptions) {
     this.cfg = opts.cfg;
     this.writer = opts.writer;
     this.advanceHook = opts.advance;
+    this.onSchemaChange = opts.onSchemaChange;
     this.tables = opts.cfg.logical?.tables ?? [];
     ({ slot: this.slot, publication: this.publication } = logicalNames(opts.cfg));
   }
@@ -244,13 +253,15 @@ export class LogicalCapture {
   private async emit(txns: Txn[]): Promise<number> {
     const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT) ?? { lsn: null };
     const doneLsn = cp.lsn === null ? -1n : parseLsn(cp.lsn);
+    this.schemas = { ...cp.schemas };
     let pos: LogicalCheckpoint = cp;
     let moved = false;
     let buffer: CaptureInput[] = [];
     let bufferStream = this.stream;
     let emitted = 0;
-    const flush = async () => {
-      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: pos }, { stream: bufferStream });
+    // The schema versions committed with a page are those of its own records, not of the change being split.
+    const flush = async (schemas: Record<string, string> = this.schemas) => {
+      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: { ...pos, schemas: { ...schemas } } }, { stream: bufferStream });
       emitted += buffer.length;
       buffer = [];
       moved = false;
@@ -262,8 +273,9 @@ export class LogicalCapture {
       for (const change of txn.changes) {
         n++;
         if (n <= skip) continue;
+        const schemasBefore = { ...this.schemas };
         for (const rec of this.records(change.msg, change.rel, txn, n)) {
-          if (buffer.length > 0 && (rec.stream !== bufferStream || buffer.length >= this.cfg.batch_size)) await flush();
+          if (buffer.length > 0 && (rec.stream !== bufferStream || buffer.length >= this.cfg.batch_size)) await flush(schemasBefore);
           bufferStream = rec.stream;
           buffer.push(rec.record);
         }
@@ -307,13 +319,33 @@ export class LogicalCapture {
     let values = typed(rel, tuple);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
-    const data: Record<string, unknown> = { op: change.tag, table, key: Object.fromEntries(keyCols.map((k, i) => [k, keyValues[i]])), version, committed_at: committedAt, values };
+    const schema = this.schemaOf(table, rel);
+    const stream = t.stream ?? this.stream;
+    const out: { stream: string; record: CaptureInput }[] = [];
+    const data: Record<string, unknown> = { op: change.tag, table, key: Object.fromEntries(keyCols.map((k, i) => [k, keyValues[i]])), version, committed_at: committedAt, schema_version: schema.version, ...(schema.changed ? { schema_changed: true } : {}), values };
     if (tuple.unchanged.length > 0) data.unchanged_toast = tuple.unchanged; // not sent by the server: absent from values, not null
     if (change.tag === 'update' && change.oldTuple) {
       const old = typed(rel, change.oldTuple);
-      data.old_key = Object.fromEntries(keyCols.map((k) => [k, old[k]]));
+      const oldKey = keyCols.map((k) => old[k]);
+      data.old_key = Object.fromEntries(keyCols.map((k, i) => [k, oldKey[i]]));
+      // The key changed: the row under its old key is gone, as a delete says to a consumer keyed by it.
+      if (recordKey(oldKey) !== recordKey(keyValues)) {
+        const deleted = { op: 'delete', table, key: data.old_key, version, committed_at: committedAt, schema_version: schema.version, values: data.old_key, moved_to: data.key };
+        out.push({ stream, record: { id: recordId(this.writer.source, table, oldKey, version), key: `${table}/${recordKey(oldKey)}`, data: deleted } });
+      }
     }
-    return [{ stream: t.stream ?? this.stream, record: { id: recordId(this.writer.source, table, keyValues, version), key: `${table}/${recordKey(keyValues)}`, data } }];
+    out.push({ stream, record: { id: recordId(this.writer.source, table, keyValues, version), key: `${table}/${recordKey(keyValues)}`, data } });
+    return out;
+  }
+
+  /** The relation's schema version (as dialects/pg.ts computes it for a SELECT), and whether it differs from the one last captured. */
+  private schemaOf(table: string, rel: RelationMessage): { version: string; changed: boolean } {
+    const version = schemaVersion(rel.columns.map((c) => `${c.name}:${c.typeOid}(${c.typmod})`));
+    const previous = this.schemas[table];
+    this.schemas[table] = version;
+    const changed = schemaChanged(previous, version);
+    if (changed) this.onSchemaChange?.(table, previous!, version);
+    return { version, changed };
   }
 }
 

@@ -1,5 +1,5 @@
 import type { CaptureInput } from '../../host/writer.js';
-import { changeRecord, checkpointKey, keyValues, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
+import { changeRecord, checkpointKey, keyValues, noteSchema, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
 import { recordKey } from './record.js';
 
 /**
@@ -30,15 +30,17 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
     const rows = await c.source.readSnapshot({ table: c.table.table, key: c.table.key, versionColumn: c.table.version_column, after: progress.after ?? undefined, limit: c.batchSize });
     const records: CaptureInput[] = [];
     const captured: [string, string, string][] = [];
+    const changed = noteSchema(c, cp.schema, rows[0]?.schema);
+    const schema = rows[0]?.schema ?? cp.schema;
     for (const row of rows) {
       const k = recordKey(keyValues(c.table, row));
-      records.push(changeRecord(c, row, k, 'snapshot'));
+      records.push(changeRecord(c, row, k, 'snapshot', changed));
       captured.push([k, row.version, JSON.stringify(keyValues(c.table, row))]);
     }
     const last = rows.at(-1);
     const done = rows.length < c.batchSize;
     const counted = progress.rows + rows.length;
-    const next: IncrementalCheckpoint = { hw: cp.hw, snapshot: done ? undefined : { after: keyValues(c.table, last!), rows: counted, startedAt: progress.startedAt } };
+    const next: IncrementalCheckpoint = { hw: cp.hw, schema, snapshot: done ? undefined : { after: keyValues(c.table, last!), rows: counted, startedAt: progress.startedAt } };
     if (done) records.push(marker(c, 'snapshot_end', progress.startedAt, counted));
     await c.writer.append(records, { key, value: next }, { stream: c.stream, keyVersions: { scope: c.table.table, set: captured } });
     emitted += records.length;

@@ -32,6 +32,8 @@ interface TableState {
   errorSince: number | null;
   errors: number;
   lastError: string;
+  /** Pages read with another schema version than the one before (schema-version.ts). */
+  schemaChanges: number;
   /** Logical capture: bytes of WAL the slot holds on the server, as of the last poll. */
   lagBytes?: number | undefined;
 }
@@ -71,14 +73,15 @@ export class SqlCollector implements Collector {
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
     this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
     for (const t of this.cfg.tables) {
-      this.states.set(t.table, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.states.set(t.table, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '', schemaChanges: 0 });
       this.loops.push(this.run(t));
     }
     if (this.cfg.logical) {
       // Its own connection (not read-only: it creates and advances the slot), made in the loop.
       const { LogicalCapture } = await import('./logical.js');
-      this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer });
-      this.states.set(LOGICAL, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      const state: TableState = { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '', schemaChanges: 0 };
+      this.states.set(LOGICAL, state);
+      this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer, onSchemaChange: (table, from, to) => this.noteSchemaChange(table, state, from, to) });
       this.loops.push(this.runLogical(this.logical));
     }
     this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
@@ -97,6 +100,7 @@ export class SqlCollector implements Collector {
       counters[`${table}.records`] = s.records;
       if (table !== LOGICAL) counters[`${table}.deletes`] = s.deletes; // logical: deletes are among its records
       if (s.reconcileError) counters[`${table}.reconcile_error`] = s.reconcileError;
+      if (s.schemaChanges > 0) counters[`${table}.schema_changes`] = s.schemaChanges;
       counters[`${table}.polls`] = s.polls;
       if (s.errorSince !== null) {
         counters[`${table}.error`] = s.lastError;
@@ -110,7 +114,15 @@ export class SqlCollector implements Collector {
 
   private async run(t: TableConfig): Promise<void> {
     const state = this.states.get(t.table)!;
-    const capture: TableCapture = { table: t, source: this.source!, writer: this.writer, sourceId: this.writer.source, stream: t.stream ?? this.cfg.stream ?? this.cfg.name, batchSize: this.cfg.batch_size };
+    const capture: TableCapture = {
+      table: t,
+      source: this.source!,
+      writer: this.writer,
+      sourceId: this.writer.source,
+      stream: t.stream ?? this.cfg.stream ?? this.cfg.name,
+      batchSize: this.cfg.batch_size,
+      onSchemaChange: (table, from, to) => this.noteSchemaChange(table, state, from, to),
+    };
     const interval = t.poll_interval ?? this.cfg.poll_interval;
     let backoff = this.cfg.retry.initial;
     // The first look for deletes one interval after start, then every interval.
@@ -180,6 +192,12 @@ export class SqlCollector implements Collector {
       if (t) this.log.warn({ table: capture.table.table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
       return 0;
     }
+  }
+
+  /** Downstream mappings may need to follow a column change: one warning per change, counted in stats. */
+  private noteSchemaChange(table: string, state: TableState, from: string, to: string): void {
+    state.schemaChanges++;
+    this.log.warn({ table, from, to }, 'table schema changed; the first records read with it are flagged schema_changed');
   }
 
   private noteError(table: string, state: TableState, err: unknown): void {

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -36,13 +36,13 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     driver: 'mysql',
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
-      const [rows] = await pool.query({ sql, values: params });
-      return (rows as Record<string, unknown>[]).map(sourceRow);
+      const [rows, fields] = await pool.query({ sql, values: params });
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
-      const [rows] = await pool.query({ sql, values: params });
-      return (rows as Record<string, unknown>[]).map(sourceRow);
+      const [rows, fields] = await pool.query({ sql, values: params });
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
@@ -63,6 +63,11 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
 }
 
 type Queryable = Pick<mysql.Pool, 'query'>;
+
+/** A result's columns for the schema version: the wire type with its length and decimals. */
+function mysqlColumns(fields: readonly mysql.FieldPacket[]): { name: string; type: string }[] {
+  return fields.map((f) => ({ name: f.name, type: `${f.columnType ?? f.type}(${f.columnLength ?? ''},${f.decimals ?? ''})` }));
+}
 
 async function identity(db: Queryable): Promise<SourceIdentity> {
   const [rows] = await db.query(`SELECT CURRENT_USER() AS u, DATABASE() AS d, VERSION() AS v`);

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { quoteName, sourceRow, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -28,12 +28,12 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
       const r = await pool.query({ text: sql, values: params });
-      return r.rows.map(sourceRow);
+      return pageRows(r.rows, pgColumns(r.fields));
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
       const r = await pool.query({ text: sql, values: params });
-      return r.rows.map(sourceRow);
+      return pageRows(r.rows, pgColumns(r.fields));
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
@@ -58,6 +58,15 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
 }
 
 type Queryable = Pick<pg.Pool, 'query'>;
+
+/**
+ * A result's columns for the schema version: the type OID with its modifier (numeric(12,2),
+ * varchar(40)), as logical.ts reads them from pgoutput's relation messages, so a table's snapshot and
+ * its decoded changes carry the same version.
+ */
+function pgColumns(fields: readonly pg.FieldDef[]): { name: string; type: string }[] {
+  return fields.map((f) => ({ name: f.name, type: `${f.dataTypeID}(${f.dataTypeModifier})` }));
+}
 
 async function identity(db: Queryable): Promise<SourceIdentity> {
   const r = await db.query<{ u: string; d: string; v: string }>(`SELECT current_user AS u, current_database() AS d, 'PostgreSQL ' || current_setting('server_version') AS v`);

@@ -13,7 +13,7 @@ import { makeTempDir } from '../../../helpers/tmp.js';
 interface Rec {
   id: string;
   key: string;
-  data: { op: string; table: string; key: Record<string, unknown>; version: string; values: Record<string, unknown> };
+  data: { op: string; table: string; key: Record<string, unknown>; version: string; schema_version: string; schema_changed?: true; values: Record<string, unknown> };
 }
 
 const DDL = {
@@ -47,7 +47,7 @@ for (const driver of ['pg', 'mysql'] as const) {
     /** Row records (not the snapshot's start and end markers). */
     const rows = () => records().filter((r) => r.data.key !== undefined);
     const poll = (c: TableCapture) => pollIncremental(c, new AbortController().signal);
-    const insert = (id: number, status: string, at: string) => db.exec(`INSERT INTO orders VALUES (${id}, '${status}', ${id * 10}, ${id}.5, '${at}')`);
+    const insert = (id: number, status: string, at: string) => db.exec(`INSERT INTO orders (id, status, qty, amount, updated_at) VALUES (${id}, '${status}', ${id * 10}, ${id}.5, '${at}')`);
 
     it('captures inserts and updates in version order (pages of 2), typed values, each once; a poll with nothing new emits nothing', async () => {
       const c = capture();
@@ -71,6 +71,36 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(new Set(recs.map((r) => r.id)).size).toBe(4);
       const cp = outbox.getCheckpoint<IncrementalCheckpoint>('sql:erp', checkpointKey('orders'));
       expect(cp?.hw).toBe('2026-01-01T00:00:04.000000');
+    });
+
+    it('stamps every record with the schema version; a column added (or retyped) changes it, and the first records read with it are flagged, once, and the collector is told', async () => {
+      const seen: [string, string, string][] = [];
+      const c = { ...capture(), onSchemaChange: (table: string, from: string, to: string) => seen.push([table, from, to]) };
+      await insert(1, 'new', '2026-01-01 00:00:01');
+      await poll(c);
+      await db.exec('ALTER TABLE orders ADD COLUMN note varchar(10)');
+      await insert(2, 'new', '2026-01-01 00:00:02');
+      await poll(c);
+      await db.exec(driver === 'pg' ? 'ALTER TABLE orders ALTER COLUMN note TYPE varchar(20)' : 'ALTER TABLE orders MODIFY COLUMN note varchar(20)');
+      await insert(3, 'new', '2026-01-01 00:00:03');
+      await poll(c);
+      await insert(4, 'new', '2026-01-01 00:00:04');
+      await poll(c);
+      const recs = rows();
+      const versions = recs.map((r) => r.data.schema_version);
+      expect(versions.every((v) => /^[0-9a-f]{16}$/.test(v))).toBe(true);
+      expect(new Set(versions).size).toBe(3); // initial, column added, column retyped
+      expect(recs.map((r) => [r.data.key.id, r.data.schema_changed ?? false])).toEqual([
+        [1, false],
+        [2, true],
+        [3, true],
+        [4, false],
+      ]);
+      expect(seen).toEqual([
+        ['orders', versions[0], versions[1]],
+        ['orders', versions[1], versions[2]],
+      ]);
+      expect(outbox.getCheckpoint<IncrementalCheckpoint>('sql:erp', checkpointKey('orders'))?.schema).toBe(versions[3]);
     });
 
     it('carries timestamps as the database holds them, microseconds included, whatever the agent machine\'s time zone', async () => {

@@ -56,7 +56,7 @@ function config(database: string, name: string, extra: Record<string, unknown> =
   return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders' }] }, ...extra });
 }
 
-interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string } }
+interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string; schema_version?: string; schema_changed?: true; moved_to?: { id: number } } }
 const records = (outbox: Outbox, stream: string): Rec[] => outbox.readPending(stream, 0, 10_000).map((r) => JSON.parse(r.payload) as Rec);
 const changes = (outbox: Outbox, stream: string) => records(outbox, stream).filter((r) => r.data.key).map((r) => `${r.data.op} ${r.data.key!.id}`);
 
@@ -336,7 +336,8 @@ describe('sql collector, mode logical: keys and relations (review fixes)', () =>
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
     const cfg = config(db, 'keys');
     const host = testHost(outbox, cfg, tmp.dir);
-    const capture = new LogicalCapture({ cfg, writer: host.ctx.writer });
+    const schemaChanges: string[][] = [];
+    const capture = new LogicalCapture({ cfg, writer: host.ctx.writer, onSchemaChange: (...args) => void schemaChanges.push(args) });
     try {
       await capture.setup();
       // All in one peek: an update under FULL identity, then a rename between two transactions.
@@ -347,6 +348,42 @@ describe('sql collector, mode logical: keys and relations (review fixes)', () =>
       expect(recs.map((r) => r.data.key)).toEqual([{ id: 1 }, { id: 1 }, { id: 2 }, { id: 3 }]);
       expect(recs[2]!.data.values).toMatchObject({ id: 2, note: 'before-rename' });
       expect(recs[3]!.data.values).toMatchObject({ id: 3, remark: 'after' });
+      // The rename is a new schema version: the first change read with it is flagged, and the collector told.
+      expect(recs.map((r) => r.data.schema_changed ?? false)).toEqual([false, false, false, true]);
+      expect(new Set(recs.slice(0, 3).map((r) => r.data.schema_version)).size).toBe(1);
+      expect(recs[3]!.data.schema_version).toMatch(/^[0-9a-f]{16}$/);
+      expect(recs[3]!.data.schema_version).not.toBe(recs[0]!.data.schema_version);
+      expect(schemaChanges).toEqual([['public.orders', recs[0]!.data.schema_version, recs[3]!.data.schema_version]]);
+    } finally {
+      await capture.close();
+      outbox.close();
+    }
+  });
+
+  it('an update that changes the primary key is a delete under the old key, then the update under the new one (default and FULL identity)', async () => {
+    const db = await ordersDb();
+    await exec(db, 'CREATE TABLE lines (id int PRIMARY KEY, qty int)', 'ALTER TABLE lines REPLICA IDENTITY FULL');
+    tmp = makeTempDir('sql-logical-pk-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'pk', { logical: { tables: [{ table: 'orders' }, { table: 'lines' }] } });
+    const capture = new LogicalCapture({ cfg, writer: testHost(outbox, cfg, tmp.dir).ctx.writer });
+    try {
+      await capture.setup();
+      await exec(db, `INSERT INTO orders VALUES (1, 'new', now())`, `UPDATE orders SET id = 2 WHERE id = 1`, `UPDATE orders SET status = 'paid' WHERE id = 2`);
+      await exec(db, `INSERT INTO lines VALUES (10, 1)`, `UPDATE lines SET id = 11 WHERE id = 10`, `UPDATE lines SET qty = 2 WHERE id = 11`);
+      await capture.poll(new AbortController().signal);
+      const recs = records(outbox, 'pk').filter((r) => r.data.key);
+      expect(recs.map((r) => `${r.data.table} ${r.data.op} ${r.data.key!.id}${r.data.moved_to ? ` -> ${r.data.moved_to.id}` : ''}`)).toEqual([
+        'public.orders insert 1',
+        'public.orders delete 1 -> 2',
+        'public.orders update 2',
+        'public.orders update 2',
+        'public.lines insert 10',
+        'public.lines delete 10 -> 11',
+        'public.lines update 11',
+        'public.lines update 11', // FULL identity sends the old row on every update: same key, no delete
+      ]);
+      expect(new Set(recs.map((r) => r.id)).size).toBe(recs.length);
     } finally {
       await capture.close();
       outbox.close();
