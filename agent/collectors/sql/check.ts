@@ -1,5 +1,5 @@
 import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
-import { logicalNames, type LogicalTableConfig, type SqlConfig, type TableConfig } from './schema.js';
+import { incrementalTables, logicalNames, type LogicalTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /**
  * `edge-agent sql test`: what a `sql` collector needs from its database, checked before it runs,
@@ -363,7 +363,7 @@ export function connectFailure(cfg: SqlConfig, err: unknown): CheckResult {
   else if (code === '28000' && /pg_hba/.test(text)) fix = `the server does not admit this user from this host: add a line to pg_hba.conf (host ${c.database} ${c.user} <this host's address>/32 scram-sha-256) and reload PostgreSQL`;
   else if (code === '3D000' || errno === 1049) fix = `no database ${c.database} on this server: correct connection.database`;
   else if (code === '42501') fix = `GRANT CONNECT ON DATABASE ${sqlIdent('pg', c.database)} TO ${sqlIdent('pg', c.user)};`;
-  else if (errno === 1044) fix = cfg.tables.map((t) => grantSelect('mysql', { schema: splitTableName(t.table).schema ?? c.database, name: splitTableName(t.table).name }, { user: c.user, userHost: '%' })).join(' ');
+  else if (errno === 1044) fix = incrementalTables(cfg).map((t) => grantSelect('mysql', { schema: splitTableName(t.table).schema ?? c.database, name: splitTableName(t.table).name }, { user: c.user, userHost: '%' })).join(' ');
   return { level: 'FAIL', collector: cfg.name, subject: 'connect', message: `cannot connect to ${where} (${cfg.driver}): ${text}`, ...(fix ? { fix } : {}) };
 }
 
@@ -386,6 +386,23 @@ const DIALECTS: Record<Driver, () => Promise<DialectModule>> = {
   mysql: () => import('./dialects/mysql.js'),
 };
 
+/**
+ * A `mode: query` statement: runs its first page (one row, `:last` = start) as the capture would,
+ * which also orders by the key and version columns: a name not in the result fails there.
+ */
+async function checkQuery(q: QueryConfig, source: SqlSource, cfg: SqlConfig): Promise<CheckResult> {
+  const subject = `query ${q.name}`;
+  let rows;
+  try {
+    rows = await source.readQuery({ sql: q.query, last: q.start, key: q.key, versionColumn: q.version_column, limit: 1 });
+  } catch (err) {
+    return { level: 'FAIL', collector: cfg.name, subject, message: `the statement fails (run as SELECT q.* FROM (<query>) q ORDER BY ${[q.version_column, ...q.key].join(', ')} with :last = ${JSON.stringify(q.start)}): ${errorText(err, cfg.connection.password)}`, fix: 'correct `query` (and GRANT SELECT on what it reads to the capture user); key and version_column must be columns of its result' };
+  }
+  // The key and version columns are in the result, or the ORDER BY above would have failed.
+  if (!rows[0]) return { level: 'warn', collector: cfg.name, subject, message: `runs, but returns no row after start (${JSON.stringify(q.start)}): nothing to capture yet` };
+  return { level: 'ok', collector: cfg.name, subject, message: `runs; key (${q.key.join(', ')}) and version_column ${q.version_column} are in its result` };
+}
+
 /** Connects as the collector would, checks every table, and closes. Never throws for a database problem. */
 export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) => Promise<DialectModule> = (d) => DIALECTS[d]()): Promise<CheckResult[]> {
   const c = cfg.connection;
@@ -402,6 +419,10 @@ export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) =>
     const identity = await source.identity();
     out.push({ level: 'ok', collector: cfg.name, subject: 'connect', message: `${describeConnection(cfg)} (${cfg.driver}): ${identity.server}, as ${identity.userHost ? `${identity.user}@${identity.userHost}` : identity.user}` });
     for (const t of cfg.tables) {
+      if (t.mode === 'query') {
+        out.push(await checkQuery(t, source, cfg));
+        continue;
+      }
       try {
         out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver: cfg.driver, identity }));
       } catch (err) {

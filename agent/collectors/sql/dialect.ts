@@ -37,6 +37,20 @@ export interface SnapshotPage {
   limit: number;
 }
 
+/**
+ * One page of a `mode: query` statement: the statement (with `:last`) as a derived table, rows after
+ * `after` in (version column, key) order. The version is the column's value as the driver types it.
+ */
+export interface QueryPage {
+  sql: string;
+  /** What `:last` is bound to. */
+  last: unknown;
+  key: readonly string[];
+  versionColumn: string;
+  after?: { version: unknown; key: readonly unknown[] } | undefined;
+  limit: number;
+}
+
 export interface SqlSource {
   /** Which dialect this is, where the engine must tell them apart (e.g. what a type name means). */
   readonly driver?: 'pg' | 'mysql';
@@ -44,6 +58,8 @@ export interface SqlSource {
   readIncremental(page: IncrementalPage): Promise<SourceRow[]>;
   /** Rows of one page in key order (keyset pagination: constant cost per page, resumable). */
   readSnapshot(page: SnapshotPage): Promise<SourceRow[]>;
+  /** Rows of one page of a custom statement (mode: query). */
+  readQuery(page: QueryPage): Promise<SourceRow[]>;
   /** The highest version in the table now (as SourceRow.version), null when it is empty. */
   maxVersion(table: string, versionColumn: string): Promise<string | null>;
   /** Which of these keys (values per key column, as captured) have a row in the table now: their indexes. */

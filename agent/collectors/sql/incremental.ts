@@ -1,7 +1,7 @@
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { SourceRow, SqlSource } from './dialect.js';
-import { recordId, recordKey } from './record.js';
-import { schemaChanged } from './schema-version.js';
+import { recordKey, rowRecord } from './record.js';
+import { noteSchema, type SchemaChangeListener } from './schema-version.js';
 import type { TableConfig } from './schema.js';
 
 /**
@@ -37,7 +37,7 @@ export interface TableCapture {
   stream: string;
   batchSize: number;
   /** Told when a page comes with another schema version than the last captured (its records are flagged). */
-  onSchemaChange?: ((table: string, from: string, to: string) => void) | undefined;
+  onSchemaChange?: SchemaChangeListener | undefined;
 }
 
 export type ChangeOp = 'snapshot' | 'insert' | 'update' | 'upsert';
@@ -70,8 +70,8 @@ export async function pollIncremental(c: TableCapture, signal: AbortSignal): Pro
       if (before === row.version) return; // read again inside the look-back, unchanged
       captured.push([keys[i]!, row.version, JSON.stringify(keyValues(t, row))]);
       if (hw === null || row.version > hw) hw = row.version;
-      changed ??= noteSchema(c, schema, row.schema);
-      records.push(changeRecord(c, row, keys[i]!, before !== undefined ? 'update' : t.initial === 'snapshot' ? 'insert' : 'upsert', changed));
+      changed ??= noteSchema(t.table, schema, row.schema, c.onSchemaChange);
+      records.push(changeRecord(c, row, before !== undefined ? 'update' : t.initial === 'snapshot' ? 'insert' : 'upsert', changed));
     });
     if (records.length > 0) schema = rows[0]!.schema;
     await c.writer.append(records, { key, value: { hw, schema } satisfies IncrementalCheckpoint }, { stream: c.stream, keyVersions: { scope: t.table, set: captured } });
@@ -90,26 +90,7 @@ export function keyValues(t: TableConfig, row: SourceRow): unknown[] {
  * `upsert`: a key not seen before when capture began without a snapshot (insert or update, unknown).
  * `schemaChanged`: the row is among the first read with a new schema version (schema-version.ts).
  */
-export function changeRecord(c: TableCapture, row: SourceRow, key: string, op: ChangeOp, schemaChanged = false): CaptureInput {
-  const t = c.table;
-  return {
-    id: recordId(c.sourceId, t.table, keyValues(t, row), row.version),
-    key: `${t.table}/${key}`,
-    data: {
-      op,
-      table: t.table,
-      key: Object.fromEntries(t.key.map((col) => [col, row.values[col]])),
-      version: row.version,
-      schema_version: row.schema,
-      ...(schemaChanged ? { schema_changed: true } : {}),
-      values: row.values,
-    },
-  };
+export function changeRecord(c: TableCapture, row: SourceRow, op: ChangeOp, schemaChanged = false): CaptureInput {
+  return rowRecord(c.sourceId, c.table.table, c.table.key, keyValues(c.table, row), row, op, schemaChanged);
 }
 
-/** Whether a page read with `current` follows one captured with another schema; tells the collector when so. */
-export function noteSchema(c: TableCapture, previous: string | undefined, current: string | undefined): boolean {
-  if (!schemaChanged(previous, current)) return false;
-  c.onSchemaChange?.(c.table.table, previous!, current!);
-  return true;
-}

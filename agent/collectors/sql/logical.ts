@@ -4,7 +4,7 @@ import { quoteName, splitTableName, wireValue } from './dialect.js';
 import { typeParser } from './dialects/pg.js';
 import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
 import { recordId, recordKey } from './record.js';
-import { schemaChanged, schemaVersion } from './schema-version.js';
+import { noteSchema, schemaVersion, type SchemaChangeListener } from './schema-version.js';
 import { logicalNames, type LogicalTableConfig, type SqlConfig } from './schema.js';
 
 /**
@@ -47,7 +47,7 @@ export interface LogicalCaptureOptions {
   cfg: Pick<SqlConfig, 'name' | 'connection' | 'logical' | 'batch_size' | 'stream'>;
   writer: Writer;
   /** Told when a table's changes come with another schema version than the last captured (their records are flagged). */
-  onSchemaChange?: ((table: string, from: string, to: string) => void) | undefined;
+  onSchemaChange?: SchemaChangeListener | undefined;
   /** Test seam: replaces the slot advance (e.g. to fail as a crash right after the append would). */
   advance?: ((slot: string, lsn: string) => Promise<void>) | undefined;
 }
@@ -343,9 +343,7 @@ export class LogicalCapture {
     const version = schemaVersion(rel.columns.map((c) => `${c.name}:${c.typeOid}(${c.typmod})`));
     const previous = this.schemas[table];
     this.schemas[table] = version;
-    const changed = schemaChanged(previous, version);
-    if (changed) this.onSchemaChange?.(table, previous!, version);
-    return { version, changed };
+    return { version, changed: noteSchema(table, previous, version, this.onSchemaChange) };
   }
 }
 

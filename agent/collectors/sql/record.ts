@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { joinKey } from '../../../common/record-key.js';
+import type { CaptureInput } from '../../host/writer.js';
+import type { SourceRow } from './dialect.js';
 
 /**
  * Record identity for every SQL dialect and mode (docs/wire.md: source + table + primary key +
@@ -30,4 +32,24 @@ export function recordId(source: string, table: string, keyValues: readonly unkn
   const hashed = `${source}/${table}/~${sha256(key).slice(0, 32)}/${version}`;
   if (hashed.length <= SQL_MAX_ID_LENGTH) return hashed;
   return `~${sha256(plain)}`;
+}
+
+/**
+ * A row's record, as every polled mode writes it: op, table, key, version, schema version (with
+ * `schema_changed` on the first records read with a new one) and the typed values.
+ */
+export function rowRecord(sourceId: string, table: string, keyColumns: readonly string[], keyValues: readonly unknown[], row: SourceRow, op: string, schemaChanged = false): CaptureInput {
+  return {
+    id: recordId(sourceId, table, keyValues, row.version),
+    key: `${table}/${recordKey(keyValues)}`,
+    data: {
+      op,
+      table,
+      key: Object.fromEntries(keyColumns.map((col, i) => [col, keyValues[i]])),
+      version: row.version,
+      schema_version: row.schema,
+      ...(schemaChanged ? { schema_changed: true } : {}),
+      values: row.values,
+    },
+  };
 }

@@ -15,3 +15,13 @@ export function schemaVersion(columns: readonly string[]): string {
 export function schemaChanged(previous: string | undefined, current: string | undefined): boolean {
   return previous !== undefined && current !== undefined && previous !== current;
 }
+
+/** Told when a table's records come with another schema version than the last captured. */
+export type SchemaChangeListener = (table: string, from: string, to: string) => void;
+
+/** schemaChanged, telling `listener` when so. */
+export function noteSchema(table: string, previous: string | undefined, current: string | undefined, listener: SchemaChangeListener | undefined): boolean {
+  if (!schemaChanged(previous, current)) return false;
+  listener?.(table, previous!, current!);
+  return true;
+}

@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
+import { queryProblem } from './query-text.js';
 
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.
  *
- * This release captures with `mode: incremental` (after an initial snapshot) on PostgreSQL and
- * MySQL/MariaDB, and logical decoding (`logical:`, a replication slot with pgoutput) on PostgreSQL; the
- * other modes of issue #8 (change_tracking, rowversion, cdc, query) are not accepted yet.
+ * This release captures with `mode: incremental` (after an initial snapshot) and `mode: query` on
+ * PostgreSQL and MySQL/MariaDB, and logical decoding (`logical:`, a replication slot with pgoutput)
+ * on PostgreSQL.
  */
 const identifier = z
   .string()
@@ -52,6 +53,29 @@ const tableSchema = z.strictObject({
 });
 
 /**
+ * `mode: query`: a custom SELECT (a view, a join, a set-returning function) read after `:last`, which
+ * is bound to the highest `version_column` value the previous poll captured (query.ts).
+ */
+const querySchema = z.strictObject({
+  mode: z.literal('query'),
+  /** Names the statement's records (their `table`), its checkpoint and its stats. */
+  name: identifier,
+  /** One SELECT (or WITH … SELECT) using `:last`; read page by page as a derived table. */
+  query: z.string().min(1).superRefine((sql, ctx) => {
+    const problem = queryProblem(sql);
+    if (problem) ctx.addIssue({ code: 'custom', message: `the query ${problem}` });
+  }),
+  /** Columns of the result that identify a row (the record key, and the tie-breaker after the version). */
+  key: z.array(identifier).min(1),
+  /** A column of the result that grows with every change (a timestamp, a row version, an id); `:last` is its highest value read. */
+  version_column: identifier,
+  /** What `:last` is bound to before the first row was captured: e.g. `1970-01-01` for a timestamp, 0 for an id. */
+  start: z.union([z.string(), z.number()]),
+  poll_interval: durationMs.optional(),
+  stream: topicLevel.optional(),
+});
+
+/**
  * A table captured from the collector's logical replication slot (PostgreSQL, wal_level=logical):
  * every insert, update, delete and truncate, in commit order. Changes from the slot's creation on:
  * no initial snapshot. Listed under `logical.tables` (not `tables`, whose entries are polled).
@@ -89,8 +113,8 @@ const sqlObject = z.strictObject({
   batch_size: z.number().int().min(1).max(100_000).default(1_000),
   /** Back-off after a database error: doubling from `initial` up to `max`. */
   retry: z.strictObject({ initial: durationMs.default(1_000), max: durationMs.default(300_000) }).default({ initial: 1_000, max: 300_000 }),
-  /** Tables captured by polling (`mode: incremental`). */
-  tables: z.array(tableSchema).default([]),
+  /** Tables (`mode: incremental`) and statements (`mode: query`) captured by polling. */
+  tables: z.array(z.discriminatedUnion('mode', [tableSchema, querySchema])).default([]),
   /** PostgreSQL logical decoding: one slot and one publication for the collector, polled every poll_interval. */
   logical: z
     .strictObject({
@@ -104,8 +128,14 @@ const sqlObject = z.strictObject({
 });
 
 export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
-  if (cfg.tables.length === 0 && !cfg.logical) ctx.addIssue({ code: 'custom', path: ['tables'], message: 'no table to capture: list at least one under tables (mode: incremental) or logical.tables' });
+  if (cfg.tables.length === 0 && !cfg.logical) ctx.addIssue({ code: 'custom', path: ['tables'], message: 'no table to capture: list at least one under tables (mode: incremental or query) or logical.tables' });
   if (cfg.logical && cfg.driver !== 'pg') ctx.addIssue({ code: 'custom', path: ['logical'], message: `logical capture needs driver: pg (PostgreSQL logical decoding); driver ${cfg.driver} supports tables with mode: incremental` });
+  const labels = new Set<string>();
+  cfg.tables.forEach((t, i) => {
+    const label = t.mode === 'query' ? t.name : t.table;
+    if (labels.has(label)) ctx.addIssue({ code: 'custom', path: ['tables', i], message: `${label} is listed twice (each table or query name once: it names the checkpoint)` });
+    labels.add(label);
+  });
   const seen = new Set<string>();
   for (const t of cfg.logical?.tables ?? []) {
     if (seen.has(t.table)) ctx.addIssue({ code: 'custom', path: ['logical', 'tables'], message: `table ${t.table} is listed twice` });
@@ -115,8 +145,15 @@ export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
 
 export type SqlConfig = z.output<typeof sqlSchema>;
 /** A table captured by polling (`mode: incremental`). */
-export type TableConfig = SqlConfig['tables'][number];
+export type TableConfig = Extract<SqlConfig['tables'][number], { mode: 'incremental' }>;
+/** A custom statement captured by polling (`mode: query`). */
+export type QueryConfig = Extract<SqlConfig['tables'][number], { mode: 'query' }>;
 export type LogicalTableConfig = NonNullable<SqlConfig['logical']>['tables'][number];
+
+/** The entries of `tables` captured with `mode: incremental`. */
+export function incrementalTables(cfg: Pick<SqlConfig, 'tables'>): TableConfig[] {
+  return cfg.tables.filter((t): t is TableConfig => t.mode === 'incremental');
+}
 
 /** The slot and publication names: configured, or `erp_edge_<collector name>` made a valid slot name. */
 export function logicalNames(cfg: Pick<SqlConfig, 'name' | 'logical'>): { slot: string; publication: string } {

@@ -1,6 +1,7 @@
 import type { CaptureInput } from '../../host/writer.js';
-import { changeRecord, checkpointKey, keyValues, noteSchema, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
+import { changeRecord, checkpointKey, keyValues, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
 import { recordKey } from './record.js';
+import { noteSchema } from './schema-version.js';
 
 /**
  * The initial load of a table: every row in key order, page by page (keyset pagination: constant
@@ -30,11 +31,11 @@ export async function initialLoad(c: TableCapture, signal: AbortSignal): Promise
     const rows = await c.source.readSnapshot({ table: c.table.table, key: c.table.key, versionColumn: c.table.version_column, after: progress.after ?? undefined, limit: c.batchSize });
     const records: CaptureInput[] = [];
     const captured: [string, string, string][] = [];
-    const changed = noteSchema(c, cp.schema, rows[0]?.schema);
+    const changed = noteSchema(c.table.table, cp.schema, rows[0]?.schema, c.onSchemaChange);
     const schema = rows[0]?.schema ?? cp.schema;
     for (const row of rows) {
       const k = recordKey(keyValues(c.table, row));
-      records.push(changeRecord(c, row, k, 'snapshot', changed));
+      records.push(changeRecord(c, row, 'snapshot', changed));
       captured.push([k, row.version, JSON.stringify(keyValues(c.table, row))]);
     }
     const last = rows.at(-1);

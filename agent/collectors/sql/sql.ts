@@ -9,7 +9,8 @@ import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
-import type { SqlConfig, TableConfig } from './schema.js';
+import { pollQuery, type QueryCapture } from './query.js';
+import type { QueryConfig, SqlConfig, TableConfig } from './schema.js';
 
 /** Drivers load lazily: a collector for one database never loads another's driver. */
 const DIALECTS: Record<SqlConfig['driver'], () => Promise<DialectModule>> = {
@@ -36,6 +37,15 @@ interface TableState {
   schemaChanges: number;
   /** Logical capture: bytes of WAL the slot holds on the server, as of the last poll. */
   lagBytes?: number | undefined;
+}
+
+function newState(): TableState {
+  return { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '', schemaChanges: 0 };
+}
+
+/** A polled entry's name in stats, logs and its checkpoint: the table, or the query's name. */
+function labelOf(t: TableConfig | QueryConfig): string {
+  return t.mode === 'query' ? t.name : t.table;
 }
 
 /** Stats name of the logical capture's loop (one per collector: one slot). */
@@ -73,18 +83,19 @@ export class SqlCollector implements Collector {
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
     this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
     for (const t of this.cfg.tables) {
-      this.states.set(t.table, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '', schemaChanges: 0 });
-      this.loops.push(this.run(t));
+      const state = newState();
+      this.states.set(labelOf(t), state);
+      this.loops.push(t.mode === 'query' ? this.runQuery(t, state) : this.run(t, state));
     }
     if (this.cfg.logical) {
       // Its own connection (not read-only: it creates and advances the slot), made in the loop.
       const { LogicalCapture } = await import('./logical.js');
-      const state: TableState = { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '', schemaChanges: 0 };
+      const state = newState();
       this.states.set(LOGICAL, state);
       this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer, onSchemaChange: (table, from, to) => this.noteSchemaChange(table, state, from, to) });
-      this.loops.push(this.runLogical(this.logical));
+      this.loops.push(this.runLogical(this.logical, state));
     }
-    this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
+    this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map(labelOf), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
   }
 
   async stop(): Promise<void> {
@@ -112,63 +123,65 @@ export class SqlCollector implements Collector {
     return { counters };
   }
 
-  private async run(t: TableConfig): Promise<void> {
-    const state = this.states.get(t.table)!;
-    const capture: TableCapture = {
-      table: t,
+  private async run(t: TableConfig, state: TableState): Promise<void> {
+    const capture: TableCapture = { table: t, ...this.captureBase(t, state) };
+    // The first look for deletes one interval after start, then every interval.
+    let lastReconcile = Date.now();
+    await this.poll(t.table, state, t.poll_interval ?? this.cfg.poll_interval, async () => {
+      state.records += await initialLoad(capture, this.signal); // nothing once done
+      state.records += await pollIncremental(capture, this.signal);
+      if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
+        lastReconcile = Date.now();
+        state.deletes += await this.reconcile(capture, state);
+      }
+    });
+  }
+
+  private async runQuery(q: QueryConfig, state: TableState): Promise<void> {
+    const capture: QueryCapture = { query: q, ...this.captureBase(q, state) };
+    await this.poll(q.name, state, q.poll_interval ?? this.cfg.poll_interval, async () => {
+      state.records += await pollQuery(capture, this.signal);
+    });
+  }
+
+  /** The collector's slot, read every poll_interval (stats under `logical.*`); a broken connection is made again on the next try. */
+  private async runLogical(capture: LogicalCapture, state: TableState): Promise<void> {
+    await this.poll(LOGICAL, state, this.cfg.poll_interval, async () => {
+      state.records += await capture.poll(this.signal);
+      state.lagBytes = await capture.lagBytes();
+    }, () => capture.close());
+  }
+
+  private captureBase(t: { poll_interval?: number | undefined; stream?: string | undefined }, state: TableState) {
+    return {
       source: this.source!,
       writer: this.writer,
       sourceId: this.writer.source,
       stream: t.stream ?? this.cfg.stream ?? this.cfg.name,
       batchSize: this.cfg.batch_size,
-      onSchemaChange: (table, from, to) => this.noteSchemaChange(table, state, from, to),
+      onSchemaChange: (table: string, from: string, to: string) => this.noteSchemaChange(table, state, from, to),
     };
-    const interval = t.poll_interval ?? this.cfg.poll_interval;
+  }
+
+  /**
+   * Runs `step` every `interval` until stopped; while it fails, backs off (doubling from retry.initial
+   * up to retry.max), with the error, its first time and count in the state (and so in `status`).
+   */
+  private async poll(label: string, state: TableState, interval: number, step: () => Promise<void>, onError?: () => Promise<void>): Promise<void> {
     let backoff = this.cfg.retry.initial;
-    // The first look for deletes one interval after start, then every interval.
-    let lastReconcile = Date.now();
     while (!this.signal.aborted) {
       try {
-        state.records += await initialLoad(capture, this.signal); // nothing once done
-        state.records += await pollIncremental(capture, this.signal);
-        if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
-          lastReconcile = Date.now();
-          state.deletes += await this.reconcile(capture, state);
-        }
+        await step();
         state.polls++;
         state.lastPollAt = Date.now();
-        if (state.errorSince !== null) this.log.info({ table: t.table, errors: state.errors }, 'table capture recovered');
+        if (state.errorSince !== null) this.log.info({ table: label, errors: state.errors }, 'table capture recovered');
         Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
         backoff = this.cfg.retry.initial;
         await sleep(interval, undefined, { signal: this.signal }).catch(() => undefined);
       } catch (err) {
         if (this.signal.aborted) return;
-        this.noteError(t.table, state, err);
-        await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, this.cfg.retry.max);
-      }
-    }
-  }
-
-  /** The collector's slot, read every poll_interval with the tables' back-off conventions (stats under `logical.*`). */
-  private async runLogical(capture: LogicalCapture): Promise<void> {
-    const state = this.states.get(LOGICAL)!;
-    let backoff = this.cfg.retry.initial;
-    while (!this.signal.aborted) {
-      try {
-        state.records += await capture.poll(this.signal);
-        state.lagBytes = await capture.lagBytes();
-        state.polls++;
-        state.lastPollAt = Date.now();
-        if (state.errorSince !== null) this.log.info({ slot: capture.slot, errors: state.errors }, 'logical capture recovered');
-        Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
-        backoff = this.cfg.retry.initial;
-        await sleep(this.cfg.poll_interval, undefined, { signal: this.signal }).catch(() => undefined);
-      } catch (err) {
-        if (this.signal.aborted) return;
-        // A broken connection is made again on the next try.
-        await capture.close();
-        this.noteError(LOGICAL, state, err);
+        await onError?.();
+        this.noteError(label, state, err);
         await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, this.cfg.retry.max);
       }

@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { bindLast } from '../query-text.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -41,6 +42,11 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
+      const [rows, fields] = await pool.query({ sql, values: params });
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
+    },
+    async readQuery(page) {
+      const { sql, params } = querySql(page);
       const [rows, fields] = await pool.query({ sql, values: params });
       return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
     },
@@ -161,6 +167,20 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
   const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map(() => '?').join(', ')})` : '';
   const sql = `SELECT t.*, DATE_FORMAT(t.${quoteName(page.versionColumn, '`')}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '`')} t${where} ORDER BY ${keys.join(', ')} LIMIT ?`;
   return { sql, params };
+}
+
+/** A `mode: query` page: the statement as a derived table, each `:last` a `?` bound to the same value, the keyset condition after it. */
+export function querySql(page: QueryPage): { sql: string; params: unknown[] } {
+  const bound = bindLast(page.sql, () => '?');
+  const params: unknown[] = Array.from({ length: bound.count }, () => page.last);
+  const order = [page.versionColumn, ...page.key].map((c) => `q.${quoteName(c, '`')}`);
+  let where = '';
+  if (page.after) {
+    where = ` WHERE (${order.join(', ')}) > (${order.map(() => '?').join(', ')})`;
+    params.push(page.after.version, ...page.after.key);
+  }
+  params.push(page.limit);
+  return { sql: `SELECT q.*, q.${quoteName(page.versionColumn, '`')} AS ${V} FROM (${bound.sql}) q${where} ORDER BY ${order.join(', ')} LIMIT ?`, params };
 }
 
 export function incrementalSql(page: IncrementalPage): { sql: string; params: unknown[] } {

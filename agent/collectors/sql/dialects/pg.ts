@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { bindLast } from '../query-text.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -32,6 +33,11 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
+      const r = await pool.query({ text: sql, values: params });
+      return pageRows(r.rows, pgColumns(r.fields));
+    },
+    async readQuery(page) {
+      const { sql, params } = querySql(page);
       const r = await pool.query({ text: sql, values: params });
       return pageRows(r.rows, pgColumns(r.fields));
     },
@@ -185,6 +191,20 @@ export function typeParser(oid: number, format?: 'text' | 'binary'): (value: str
   const text = TEXT_TYPES[oid];
   if (text && format !== 'binary') return text;
   return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid, 'text');
+}
+
+/**
+ * A `mode: query` page: the statement as a derived table, every `:last` one parameter ($1, whose
+ * type PostgreSQL takes from where it is used), the keyset condition after it.
+ */
+export function querySql(page: QueryPage): { sql: string; params: unknown[] } {
+  const params: unknown[] = [page.last];
+  const p = (value: unknown) => `$${params.push(value)}`;
+  const inner = bindLast(page.sql, () => '$1').sql;
+  const order = [page.versionColumn, ...page.key].map((c) => `q.${quoteName(c, '"')}`);
+  const where = page.after ? ` WHERE (${order.join(', ')}) > (${[page.after.version, ...page.after.key].map((v) => p(v)).join(', ')})` : '';
+  const sql = `SELECT q.*, q.${quoteName(page.versionColumn, '"')} AS ${V} FROM (${inner}) q${where} ORDER BY ${order.join(', ')} LIMIT ${p(page.limit)}`;
+  return { sql, params };
 }
 
 /** The page query: `(version, key) > after` for the next page, `version >= from - look-back` for the first. */
