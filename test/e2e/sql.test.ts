@@ -222,6 +222,7 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
       let agent: CliProcess | undefined;
       try {
         await admin.query(DDL.pg);
+        await admin.query(`INSERT INTO orders VALUES (0, 'existing', '2025-12-31 23:59:59')`); // loaded by the initial snapshot
         agent = startAgent(
           agentId,
           `  - type: sql
@@ -236,7 +237,7 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
         - table: orders
 `,
         );
-        // Capture starts at the slot's creation: wait for it (and for the agent to have read it once: its position confirmed).
+        // The snapshot of the rows there, then changes: wait for the slot (and for the agent to have read it once: its position confirmed).
         await waitFor('the agent to create its slot', async () => (await admin.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'erp_edge_erp' AND confirmed_flush_lsn IS NOT NULL`)).rowCount === 1, 30_000, 100);
 
         const q = (sql: string) => admin.query(sql);
@@ -267,6 +268,9 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
         const evs = await waitForLine(agentId, 'insert 99 last');
 
         expect(summary(evs)).toEqual([
+          'snapshot_start',
+          'snapshot 0 existing',
+          'snapshot_end',
           'insert 1 new',
           'update 1 paid',
           'insert 2 new',
@@ -279,7 +283,7 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
           'insert 99 last',
         ]);
         checkStore(evs, 'public.orders');
-        expect(evs[0]!.data.values).toEqual({ id: 1, status: 'new', updated_at: '2026-01-01T00:00:01.123456' });
+        expect(evs[3]!.data.values).toEqual({ id: 1, status: 'new', updated_at: '2026-01-01T00:00:01.123456' });
         const del = evs.find((e) => e.data.op === 'delete')!.data;
         expect(del.key).toEqual({ id: 1 });
         expect(del.values).toEqual({ id: 1 });

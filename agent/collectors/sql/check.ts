@@ -1,5 +1,5 @@
 import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
-import { incrementalTables, logicalNames, type LogicalTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
+import { incrementalTables, logicalNames, logicalTableName, type LogicalTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /**
  * `edge-agent sql test`: what a `sql` collector needs from its database, checked before it runs,
@@ -200,12 +200,6 @@ export function formatBytes(n: number): string {
   return u === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
-/** A logical table as the capture names it: schema-qualified, an unqualified name meaning `public.<name>`. */
-export function logicalTableName(table: string): string {
-  const { schema, name } = splitTableName(table);
-  return `${schema ?? 'public'}.${name}`;
-}
-
 export interface LogicalCheckContext {
   collector: string;
   identity: SourceIdentity;
@@ -290,12 +284,16 @@ export function checkLogical(tables: readonly LogicalTableConfig[], info: Logica
         add('FAIL', name, `REPLICA IDENTITY NOTHING${noIdentity}`, identityFix.replace(' -- or add a primary key: ', ' -- or, with a primary key: ').replace(/ADD PRIMARY KEY \(<key columns>\);$/, 'REPLICA IDENTITY DEFAULT;'));
         break;
       case 'f':
-        add('ok', name, `replica identity FULL (deletes and updates carry every column${t.key ? '' : '; without key: in the config every column is the record key'})`);
+        add('ok', name, `replica identity FULL (deletes and updates carry every column${t.key || ti.primaryKey.length ? '' : '; without key: in the config every column is the record key'})`);
         break;
       case 'i':
         add('ok', name, 'replica identity: a unique index');
         break;
       default:
+    }
+    // The initial snapshot pages by the key (keyset): it needs one the table has, or one configured.
+    if (t.initial === 'snapshot' && !t.key && ti.primaryKey.length === 0 && (ti.replicaIdentity === 'f' || ti.replicaIdentity === 'i')) {
+      add('FAIL', name, 'initial: snapshot needs a key to page the rows by, and the table has no primary key', `set \`key: [<unique, not-null columns>]\` for it under logical.tables, or \`initial: none\` (no rows already there are loaded), or: ALTER TABLE ${ref(ti)} ADD PRIMARY KEY (<key columns>);`);
     }
   }
 

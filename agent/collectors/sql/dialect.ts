@@ -31,7 +31,8 @@ export interface IncrementalPage {
 export interface SnapshotPage {
   table: string;
   key: readonly string[];
-  versionColumn: string;
+  /** Without one (logical decoding's snapshot), SourceRow.version is empty: the caller names the version. */
+  versionColumn?: string | undefined;
   /** The key of the last row of the previous page; undefined for the first page. */
   after?: readonly unknown[] | undefined;
   limit: number;
@@ -114,7 +115,7 @@ export const VERSION_ALIAS = '__erp_version';
 export function sourceRow(row: Record<string, unknown>, schema: string): SourceRow {
   const values: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(row)) if (k !== VERSION_ALIAS) values[k] = wireValue(val);
-  return { values, version: String(row[VERSION_ALIAS]), schema };
+  return { values, version: String(row[VERSION_ALIAS] ?? ''), schema };
 }
 
 /** A page's rows as SourceRows, with the schema version of its columns (`name:type…` each, the version alias left out). */

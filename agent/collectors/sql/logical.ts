@@ -1,11 +1,13 @@
 import pg from 'pg';
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import { quoteName, splitTableName, wireValue } from './dialect.js';
-import { typeParser } from './dialects/pg.js';
+import { pageRows, type SourceRow } from './dialect.js';
+import { pgColumns, snapshotSql, typeParser } from './dialects/pg.js';
 import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
-import { recordId, recordKey } from './record.js';
+import { recordId, recordKey, rowRecord } from './record.js';
+import { snapshotMarker } from './snapshot.js';
 import { noteSchema, schemaVersion, type SchemaChangeListener } from './schema-version.js';
-import { logicalNames, type LogicalTableConfig, type SqlConfig } from './schema.js';
+import { logicalNames, logicalTableName, type LogicalTableConfig, type SqlConfig } from './schema.js';
 
 /**
  * PostgreSQL logical decoding (`logical:` in the sql collector's config): the collector's
@@ -29,7 +31,9 @@ import { logicalNames, type LogicalTableConfig, type SqlConfig } from './schema.
  *
  * A whole transaction is held in memory while it is peeked (the SQL interface returns complete
  * transactions); the slot holds WAL on the server for as long as the agent does not advance it.
- * Capture starts at the slot's creation: there is no initial snapshot of the rows already there.
+ * Rows already in a table when its capture begins (first start, a table configured later, a new slot
+ * after a gap) are loaded first (`initial: snapshot`, see LogicalSnapshot), keyset page by page on
+ * this connection, before the slot is read.
  */
 
 export const LOGICAL_CHECKPOINT = 'logical';
@@ -41,6 +45,33 @@ export interface LogicalCheckpoint {
   partial?: { end: string; done: number } | undefined;
   /** Schema version last captured per table (`schema.table`), as schema-version.ts; absent in 0.3.0's checkpoints. */
   schemas?: Record<string, string> | undefined;
+  /** The tables capture has begun for (`schema.table`): a table configured later is snapshotted. Absent in 0.3.0's checkpoints. */
+  tables?: string[] | undefined;
+  /** Tables whose rows are being loaded, with their progress; the slot is not read until none is left. */
+  snapshots?: Record<string, LogicalSnapshot> | undefined;
+  /**
+   * Per snapshotted table, the highest xmax (xid8, decimal) of its snapshot pages: a transaction
+   * with an id at or above it was seen by no page, so only changes below it are looked up.
+   */
+  handover?: Record<string, string> | undefined;
+}
+
+/**
+ * A table's snapshot under way. Its rows are read after the table was in the publication and the slot
+ * existed, each page in a REPEATABLE READ transaction whose snapshot (pg_current_snapshot) is kept
+ * with every key it read (in the key store, version `s:<xmin>:<xmax>:<xip>`). The slot then delivers
+ * every change committed since it began: a change by a transaction that page's snapshot saw is
+ * already in the row the snapshot emitted and is skipped; any other is emitted after it. Hand-over
+ * without a gap and without a duplicate, while each page stays a short transaction (a crash resumes
+ * after the last committed page).
+ */
+export interface LogicalSnapshot {
+  /** The key of the last row appended; null before the first page. */
+  after: unknown[] | null;
+  rows: number;
+  startedAt: number;
+  /** WAL position when the snapshot began: its records' version is `<at>:snapshot`. */
+  at: string;
 }
 
 export interface LogicalCaptureOptions {
@@ -53,6 +84,8 @@ export interface LogicalCaptureOptions {
 }
 
 interface Txn {
+  /** The top-level transaction id (32 bits, as pgoutput's Begin carries it). */
+  xid: number;
   finalLsn: string;
   endLsn: string;
   commitTime: bigint;
@@ -80,6 +113,8 @@ export class LogicalCapture {
   private readonly onSchemaChange: LogicalCaptureOptions['onSchemaChange'];
   /** Schema versions as of the records built so far (committed with them in the checkpoint). */
   private schemas: Record<string, string> = {};
+  /** As the checkpoint's `handover`, loaded for each emit. */
+  private handover: Record<string, string> = {};
 
   constructor(opts: LogicalCaptureOptions) {
     this.cfg = opts.cfg;
@@ -106,6 +141,8 @@ export class LogicalCapture {
       connectionTimeoutMillis: c.connect_timeout,
       options: '-c TimeZone=UTC',
       application_name: 'erp-edge-logical',
+      // The snapshot reads rows on this connection: typed as the dialect's pool types them.
+      types: { getTypeParser: typeParser },
     });
     client.on('error', () => {
       if (this.client === client) this.client = undefined;
@@ -122,8 +159,8 @@ export class LogicalCapture {
    * The publication and the slot, created when missing. A slot that disappeared while the outbox
    * holds a checkpoint, or that the server invalidated (wal_status `lost`, e.g. past
    * max_slot_wal_keep_size), is a `gap` record naming the slot, committed with a new checkpoint at
-   * the new slot's start. Changes between the two are lost to this mode: no re-snapshot is taken
-   * (not built yet); the gap record says so.
+   * the new slot's start and a snapshot of every `initial: snapshot` table to load again: changes
+   * between the two slots are lost to decoding, the rows they left are not.
    */
   async setup(): Promise<void> {
     const db = await this.db();
@@ -158,30 +195,124 @@ export class LogicalCapture {
       reason = 'lost';
       await db.query('SELECT pg_drop_replication_slot($1)', [this.slot]);
     }
-    if (!row || reason) {
-      const created = await db.query<{ lsn: string }>(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
-      const start = created.rows[0]!.lsn;
-      const records: CaptureInput[] = [];
-      if (reason) {
-        const at = new Date().toISOString();
-        records.push({
-          id: `${this.writer.source}/slot/${this.slot}/gap/${start}`,
-          key: `slot/${this.slot}/gap`,
-          data: { op: 'gap', slot: this.slot, reason: reason === 'lost' ? 'replication slot invalidated by the server (wal_status lost): WAL it needed was removed' : 'replication slot no longer exists', previous_lsn: cp?.lsn ?? null, new_lsn: start, detected_at: at, resnapshot: false, tables: this.tables.map((t) => t.table) },
-        });
-      }
-      // A new slot starts its own LSN sequence (after a restore or on a rebuilt server it may be lower
-      // than the old checkpoint): the old position must not make its transactions look done.
-      await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { lsn: null } satisfies LogicalCheckpoint }, { stream: this.stream });
+    let start: string | undefined;
+    if (!row || reason) start = (await db.query<{ lsn: string }>(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot])).rows[0]!.lsn;
+    const configured = this.tables.map((t) => logicalTableName(t.table));
+    // First start, or a new slot after a gap: every table is loaded; else the tables configured since.
+    const begun = reason || !cp ? [] : (cp.tables ?? configured);
+    const load = this.tables.filter((t) => t.initial === 'snapshot' && !begun.includes(logicalTableName(t.table))).map((t) => logicalTableName(t.table));
+    if (!start && load.length === 0 && cp?.tables) {
+      this.ready = true;
+      return;
     }
+    const at = start ?? (await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    const startedAt = Date.now();
+    const records: CaptureInput[] = [];
+    if (reason) records.push(this.gapRecord(reason, cp?.lsn ?? null, at, load));
+    const snapshots: Record<string, LogicalSnapshot> = { ...(reason ? {} : cp?.snapshots) };
+    for (const table of load) snapshots[table] = { after: null, rows: 0, startedAt, at };
+    // A new slot starts its own LSN sequence (after a restore or on a rebuilt server it may be lower
+    // than the old checkpoint): the old position must not make its transactions look done.
+    const position = start ? { lsn: null } : { lsn: cp?.lsn ?? null, partial: cp?.partial };
+    await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { ...position, schemas: cp?.schemas, tables: configured, snapshots } satisfies LogicalCheckpoint }, { stream: this.stream });
     this.ready = true;
   }
 
-  /** Reads the slot until it holds no more committed transaction; returns the records appended. */
-  async poll(signal: AbortSignal): Promise<number> {
-    if (!this.ready) await this.setup();
+  private gapRecord(reason: 'missing' | 'lost', previous: string | null, at: string, resnapshot: string[]): CaptureInput {
+    return {
+      id: `${this.writer.source}/slot/${this.slot}/gap/${at}`,
+      key: `slot/${this.slot}/gap`,
+      data: {
+        op: 'gap',
+        slot: this.slot,
+        reason: reason === 'lost' ? 'replication slot invalidated by the server (wal_status lost): WAL it needed was removed' : 'replication slot no longer exists',
+        previous_lsn: previous,
+        new_lsn: at,
+        detected_at: new Date().toISOString(),
+        // Changes between the two slots are lost to decoding; these tables are loaded again (a
+        // consumer drops the keys a snapshot_start … snapshot_end pair does not contain).
+        resnapshot: resnapshot.length > 0,
+        resnapshot_tables: resnapshot,
+        tables: this.tables.map((t) => t.table),
+      },
+    };
+  }
+
+  /** Loads the tables waiting for a snapshot, page by page, each page committed with its progress. */
+  private async loadSnapshots(signal: AbortSignal): Promise<number> {
     const db = await this.db();
     let emitted = 0;
+    for (;;) {
+      const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT);
+      const [table, progress] = Object.entries(cp?.snapshots ?? {})[0] ?? [];
+      if (!cp || !table || !progress) return emitted;
+      signal.throwIfAborted();
+      const t = this.tables.find((x) => logicalTableName(x.table) === table);
+      const snapshots = { ...cp.snapshots };
+      const records: CaptureInput[] = [];
+      if (!t) delete snapshots[table]; // no longer configured
+      else {
+        const keyCols = t.key ?? this.primaryKeys.get(table);
+        if (!keyCols) throw new Error(`logical table ${table} has no primary key to page its snapshot by: set key: for it under logical.tables, or initial: none`);
+        const { snapshot, rows } = await this.readPage(db, table, keyCols, progress.after);
+        const schemas = { ...cp.schemas };
+        const changed = rows[0] ? noteSchema(table, schemas[table], rows[0].schema, this.onSchemaChange) : false;
+        if (rows[0]) schemas[table] = rows[0].schema;
+        // The start marker goes with the first page, on the table's stream.
+        if (progress.after === null && progress.rows === 0) records.push(snapshotMarker(this.writer.source, table, 'snapshot_start', progress.startedAt));
+        const seenBy = `s:${snapshot}`;
+        const captured: [string, string, string][] = [];
+        for (const row of rows) {
+          const keyValues = keyCols.map((k) => row.values[k]);
+          records.push(rowRecord(this.writer.source, table, keyCols, keyValues, { ...row, version: `${progress.at}:snapshot` }, 'snapshot', changed));
+          captured.push([recordKey(keyValues), seenBy, JSON.stringify(keyValues)]);
+        }
+        const xmax = parseSnapshot(snapshot).xmax;
+        const handover = { ...cp.handover, [table]: String(maxBig(xmax, BigInt(cp.handover?.[table] ?? 0))) };
+        const counted = progress.rows + rows.length;
+        if (rows.length < this.cfg.batch_size) {
+          delete snapshots[table];
+          records.push(snapshotMarker(this.writer.source, table, 'snapshot_end', progress.startedAt, counted));
+        } else snapshots[table] = { ...progress, after: keyCols.map((k) => rows.at(-1)!.values[k]), rows: counted };
+        await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { ...cp, schemas, snapshots, handover } }, { stream: t.stream ?? this.stream, keyVersions: { scope: table, set: captured } });
+        emitted += records.length;
+        continue;
+      }
+      await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { ...cp, snapshots } }, { stream: this.stream });
+    }
+  }
+
+  /** One keyset page and the snapshot it was read with (`xmin:xmax:xip,…`), in one short REPEATABLE READ transaction. */
+  private async readPage(db: pg.Client, table: string, keyCols: string[], after: unknown[] | null): Promise<{ snapshot: string; rows: SourceRow[] }> {
+    const { sql, params } = snapshotSql({ table, key: keyCols, after: after ?? undefined, limit: this.cfg.batch_size });
+    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const snap = await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
+      const r = await db.query({ text: sql, values: params });
+      await db.query('COMMIT');
+      return { snapshot: snap.rows[0]!.s, rows: pageRows(r.rows, pgColumns(r.fields)) };
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Whether the snapshot page that read this key saw transaction `xid` commit: its change is in the snapshot record already. */
+  private seenBySnapshot(table: string, xid: number, keyValues: readonly unknown[]): boolean {
+    const bound = this.handover[table];
+    if (bound === undefined) return false;
+    const full = fullXid(xid, BigInt(bound));
+    if (full >= BigInt(bound)) return false;
+    const key = recordKey(keyValues);
+    const seen = this.writer.keyVersions(table, [key]).get(key);
+    return seen !== undefined && seen.startsWith('s:') && visible(full, parseSnapshot(seen.slice(2)));
+  }
+
+  /** Loads any table waiting for a snapshot, then reads the slot until it holds no more committed transaction; returns the records appended. */
+  async poll(signal: AbortSignal): Promise<number> {
+    if (!this.ready) await this.setup();
+    let emitted = await this.loadSnapshots(signal);
+    const db = await this.db();
     for (;;) {
       signal.throwIfAborted();
       const r = await db.query<{ lsn: string; data: Buffer }>({
@@ -229,7 +360,7 @@ export class LogicalCapture {
           this.relations.set(m.oid, m);
           break;
         case 'begin':
-          open = { finalLsn: m.finalLsn, endLsn: '', commitTime: m.commitTime, changes: [] };
+          open = { xid: m.xid, finalLsn: m.finalLsn, endLsn: '', commitTime: m.commitTime, changes: [] };
           break;
         case 'commit':
           if (open) {
@@ -254,6 +385,7 @@ export class LogicalCapture {
     const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT) ?? { lsn: null };
     const doneLsn = cp.lsn === null ? -1n : parseLsn(cp.lsn);
     this.schemas = { ...cp.schemas };
+    this.handover = { ...cp.handover };
     let pos: LogicalCheckpoint = cp;
     let moved = false;
     let buffer: CaptureInput[] = [];
@@ -261,7 +393,7 @@ export class LogicalCapture {
     let emitted = 0;
     // The schema versions committed with a page are those of its own records, not of the change being split.
     const flush = async (schemas: Record<string, string> = this.schemas) => {
-      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: { ...pos, schemas: { ...schemas } } }, { stream: bufferStream });
+      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: { ...pos, schemas: { ...schemas }, tables: cp.tables, handover: cp.handover } }, { stream: bufferStream });
       emitted += buffer.length;
       buffer = [];
       moved = false;
@@ -319,6 +451,7 @@ export class LogicalCapture {
     let values = typed(rel, tuple);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
+    if (this.seenBySnapshot(table, txn.xid, keyValues)) return [];
     const schema = this.schemaOf(table, rel);
     const stream = t.stream ?? this.stream;
     const out: { stream: string; record: CaptureInput }[] = [];
@@ -356,4 +489,30 @@ function typed(rel: RelationMessage, tuple: TupleData): Record<string, unknown> 
     out[col.name] = v === null || v === undefined ? null : wireValue(typeParser(col.typeOid, 'text')(v));
   }
   return out;
+}
+
+/** `xmin:xmax:xip1,xip2` (pg_current_snapshot's text) as xid8 values. */
+export function parseSnapshot(text: string): { xmin: bigint; xmax: bigint; xip: bigint[] } {
+  const [xmin, xmax, xip] = text.split(':');
+  return { xmin: BigInt(xmin!), xmax: BigInt(xmax!), xip: xip ? xip.split(',').map((x) => BigInt(x)) : [] };
+}
+
+/** Whether a snapshot sees transaction `xid` (xid8) as committed: before xmin, or before xmax and not in progress. */
+export function visible(xid: bigint, snap: { xmin: bigint; xmax: bigint; xip: bigint[] }): boolean {
+  if (xid < snap.xmin) return true;
+  if (xid >= snap.xmax) return false;
+  return !snap.xip.includes(xid);
+}
+
+/** A 32-bit xid (pgoutput's Begin) as the xid8 nearest `ref` (an xid8 of the same era): the epoch it belongs to. */
+export function fullXid(xid: number, ref: bigint): bigint {
+  const WRAP = 1n << 32n;
+  let full = (ref / WRAP) * WRAP + BigInt(xid >>> 0);
+  if (full > ref + WRAP / 2n) full -= WRAP;
+  else if (full < ref - WRAP / 2n) full += WRAP;
+  return full;
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }

@@ -77,12 +77,18 @@ const querySchema = z.strictObject({
 
 /**
  * A table captured from the collector's logical replication slot (PostgreSQL, wal_level=logical):
- * every insert, update, delete and truncate, in commit order. Changes from the slot's creation on:
- * no initial snapshot. Listed under `logical.tables` (not `tables`, whose entries are polled).
+ * every insert, update, delete and truncate, in commit order, after an initial snapshot (`initial`).
+ * Listed under `logical.tables` (not `tables`, whose entries are polled).
  */
 const logicalTableSchema = z.strictObject({
   table: identifier,
   mode: z.literal('logical').default('logical'),
+  /**
+   * `snapshot`: the rows already in the table are loaded (op `snapshot`, between `snapshot_start` and
+   * `snapshot_end`) when capture begins (first start, a table added later, a new slot after a gap),
+   * then its changes follow from the slot; `none`: changes only.
+   */
+  initial: z.enum(['snapshot', 'none']).default('snapshot'),
   /** Record key columns; default: the table's replica identity key (its primary key by default). */
   key: z.array(identifier).min(1).optional(),
   /** Stream for this table's records; default: the collector's stream. */
@@ -159,4 +165,10 @@ export function incrementalTables(cfg: Pick<SqlConfig, 'tables'>): TableConfig[]
 export function logicalNames(cfg: Pick<SqlConfig, 'name' | 'logical'>): { slot: string; publication: string } {
   const base = `erp_edge_${cfg.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
   return { slot: cfg.logical?.slot ?? base, publication: cfg.logical?.publication ?? base };
+}
+
+/** A logical table as the capture names it: schema-qualified, an unqualified name meaning `public.<name>`. */
+export function logicalTableName(table: string): string {
+  const dot = table.indexOf('.');
+  return dot < 0 ? `public.${table}` : table;
 }

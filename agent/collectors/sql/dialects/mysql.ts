@@ -165,7 +165,8 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
   const keys = page.key.map((k) => `t.${quoteName(k, '`')}`);
   const params: unknown[] = [...(page.after ?? []), page.limit];
   const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map(() => '?').join(', ')})` : '';
-  const sql = `SELECT t.*, DATE_FORMAT(t.${quoteName(page.versionColumn, '`')}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '`')} t${where} ORDER BY ${keys.join(', ')} LIMIT ?`;
+  const version = page.versionColumn ? `DATE_FORMAT(t.${quoteName(page.versionColumn, '`')}, '${VERSION_FORMAT}')` : 'NULL';
+  const sql = `SELECT t.*, ${version} AS ${V} FROM ${quoteName(page.table, '`')} t${where} ORDER BY ${keys.join(', ')} LIMIT ?`;
   return { sql, params };
 }
 

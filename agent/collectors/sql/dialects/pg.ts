@@ -70,7 +70,7 @@ type Queryable = Pick<pg.Pool, 'query'>;
  * varchar(40)), as logical.ts reads them from pgoutput's relation messages, so a table's snapshot and
  * its decoded changes carry the same version.
  */
-function pgColumns(fields: readonly pg.FieldDef[]): { name: string; type: string }[] {
+export function pgColumns(fields: readonly pg.FieldDef[]): { name: string; type: string }[] {
   return fields.map((f) => ({ name: f.name, type: `${f.dataTypeID}(${f.dataTypeModifier})` }));
 }
 
@@ -159,7 +159,8 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
   const params: unknown[] = [];
   const p = (value: unknown) => `$${params.push(value)}`;
   const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map((k) => p(k)).join(', ')})` : '';
-  const sql = `SELECT t.*, to_char(t.${quoteName(page.versionColumn, '"')}, '${VERSION_FORMAT}') AS ${V} FROM ${quoteName(page.table, '"')} t${where} ORDER BY ${keys.join(', ')} LIMIT ${p(page.limit)}`;
+  const version = page.versionColumn ? `to_char(t.${quoteName(page.versionColumn, '"')}, '${VERSION_FORMAT}')` : 'NULL';
+  const sql = `SELECT t.*, ${version} AS ${V} FROM ${quoteName(page.table, '"')} t${where} ORDER BY ${keys.join(', ')} LIMIT ${p(page.limit)}`;
   return { sql, params };
 }
 

@@ -84,12 +84,17 @@ describe('sql test, logical: the decisions (pure)', () => {
     expect(r[1]!.message).toContain('needs CREATE on database d and ownership of public.orders (owned by erp_owner)');
   });
 
-  it('no primary key under REPLICA IDENTITY DEFAULT, or NOTHING, FAILs; FULL or an index is ok', () => {
+  it('no primary key under REPLICA IDENTITY DEFAULT, or NOTHING, FAILs; FULL or an index is ok (FULL without a key FAILs for an initial snapshot)', () => {
     const t = info().tables[0]!;
     const noPk = fails(checkLogical(tables, info({ tables: [{ ...t, primaryKey: [] }] }), ctx));
     expect(noPk.map((x) => x.fix)).toEqual(['ALTER TABLE public.orders REPLICA IDENTITY FULL; -- or add a primary key: ALTER TABLE public.orders ADD PRIMARY KEY (<key columns>);']);
     expect(fails(checkLogical(tables, info({ tables: [{ ...t, replicaIdentity: 'n' }] }), ctx)).map((x) => x.message)).toEqual([expect.stringContaining('REPLICA IDENTITY NOTHING')]);
-    expect(fails(checkLogical(tables, info({ tables: [{ ...t, primaryKey: [], replicaIdentity: 'f' }] }), ctx))).toEqual([]);
+    // FULL decodes without a primary key; an initial snapshot then needs a configured key (or initial: none).
+    expect(fails(checkLogical(tables, info({ tables: [{ ...t, primaryKey: [], replicaIdentity: 'f' }] }), ctx)).map((x) => x.message)).toEqual([expect.stringContaining('initial: snapshot needs a key')]);
+    const keyed = logicalConfig({ database: 'd', user: 'u' }, [{ table: 'orders', key: ['id'] }]).logical!.tables;
+    const changesOnly = logicalConfig({ database: 'd', user: 'u' }, [{ table: 'orders', initial: 'none' }]).logical!.tables;
+    expect(fails(checkLogical(keyed, info({ tables: [{ ...t, primaryKey: [], replicaIdentity: 'f' }] }), ctx))).toEqual([]);
+    expect(fails(checkLogical(changesOnly, info({ tables: [{ ...t, primaryKey: [], replicaIdentity: 'f' }] }), ctx))).toEqual([]);
     expect(fails(checkLogical(tables, info({ tables: [{ ...t, replicaIdentity: 'i' }] }), ctx))).toEqual([]);
   });
 
@@ -217,7 +222,11 @@ describe('sql test, logical, on the own cluster (wal_level=logical)', () => {
     expect(fails(r)[0]!.message).toContain('the server refuses UPDATE and DELETE on it');
 
     await exec(db, 'ALTER TABLE public.audit_log REPLICA IDENTITY FULL');
-    const fixed = await testSqlCollector(logicalConfig(conn(db), [{ table: 'orders' }, { table: 'audit_log' }]));
+    // Decodable now; but its initial snapshot has no key to page by.
+    const noKey = await testSqlCollector(logicalConfig(conn(db), [{ table: 'orders' }, { table: 'audit_log' }]));
+    expect(fails(noKey).map((x) => [x.subject, x.message]), formatResults(noKey)).toEqual([['public.audit_log', expect.stringContaining('initial: snapshot needs a key to page the rows by')]]);
+    expect(fails(noKey)[0]!.fix).toContain('`initial: none`');
+    const fixed = await testSqlCollector(logicalConfig(conn(db), [{ table: 'orders' }, { table: 'audit_log', initial: 'none' }]));
     expect(fails(fixed), formatResults(fixed)).toEqual([]);
   });
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Writer } from '../../../../agent/host/writer.js';
-import { LogicalCapture } from '../../../../agent/collectors/sql/logical.js';
+import { fullXid, LogicalCapture, parseSnapshot, visible } from '../../../../agent/collectors/sql/logical.js';
 import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { create } from '../../../../agent/collectors/sql/sql.js';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
@@ -53,7 +53,7 @@ async function ordersDb(): Promise<string> {
 }
 
 function config(database: string, name: string, extra: Record<string, unknown> = {}): SqlConfig {
-  return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders' }] }, ...extra });
+  return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders', initial: 'none' }] }, ...extra });
 }
 
 interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string; schema_version?: string; schema_changed?: true; moved_to?: { id: number } } }
@@ -197,14 +197,14 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
     const db = await ordersDb();
     tmp = makeTempDir('sql-logical-');
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
-    const cfg = config(db, 'gone');
+    const cfg = config(db, 'gone', { logical: { tables: [{ table: 'orders' }] } }); // initial: snapshot
     const host = testHost(outbox, cfg, tmp.dir);
     try {
       const a = new LogicalCapture({ cfg, writer: host.ctx.writer });
       await exec(db, `INSERT INTO orders VALUES (1, 'before the slot', now())`);
       await a.setup();
       await exec(db, `INSERT INTO orders VALUES (2, 'new', now())`);
-      expect(await a.poll(new AbortController().signal)).toBe(1);
+      expect(await a.poll(new AbortController().signal)).toBe(4); // start, 1, 2, end: the insert of 2 is in the snapshot already
       await a.close();
       await exec(db, `SELECT pg_drop_replication_slot('erp_edge_gone')`);
       const b = new LogicalCapture({ cfg, writer: host.ctx.writer });
@@ -216,8 +216,14 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
         await b.close();
       }
       const all = records(outbox, 'gone');
-      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual(['insert 2', 'gap', 'insert 3']);
-      expect(all[1]!.data).toMatchObject({ op: 'gap', slot: 'erp_edge_gone' });
+      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual([
+        'snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot_end',
+        'gap',
+        // Changes between the two slots are lost to decoding: the table is loaded again.
+        'snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot 3', 'snapshot_end',
+      ]);
+      expect(all[4]!.data).toMatchObject({ op: 'gap', slot: 'erp_edge_gone', resnapshot: true, resnapshot_tables: ['public.orders'] });
+      expect(new Set(all.map((r) => r.id)).size).toBe(all.length);
     } finally {
       host.abort.abort();
       outbox.close();
@@ -273,17 +279,25 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
       const a = new LogicalCapture({ cfg: first, writer: host.ctx.writer });
       await a.setup();
       await a.close();
-      const grown = config(db, 'grow', { logical: { tables: [{ table: 'orders' }, { table: 'public.erp_lines', stream: 'lines' }] } });
+      await exec(db, `INSERT INTO erp_lines VALUES (6, 1, 1.000)`, `INSERT INTO orders VALUES (6, 'before', now())`);
+      // erp_lines (initial: snapshot) is new to this capture: its rows are loaded; orders was begun before.
+      const grown = config(db, 'grow', { logical: { tables: [{ table: 'orders', initial: 'none' }, { table: 'public.erp_lines', stream: 'lines' }] } });
       const b = new LogicalCapture({ cfg: grown, writer: host.ctx.writer });
       try {
         await b.setup();
+        expect(await b.poll(new AbortController().signal)).toBe(4); // the insert of order 6; start, line (6, 1), end
         await exec(db, `INSERT INTO erp_lines VALUES (7, 1, 2.500)`, `INSERT INTO orders VALUES (7, 'new', now())`);
         expect(await b.poll(new AbortController().signal)).toBe(2);
+        await b.close();
+        await b.setup(); // again: nothing more to load
+        expect(await b.poll(new AbortController().signal)).toBe(0);
       } finally {
         await b.close();
       }
-      expect(records(outbox, 'lines').map((r) => r.data)).toEqual([expect.objectContaining({ op: 'insert', table: 'public.erp_lines', key: { order_id: 7, line: 1 }, values: { order_id: 7, line: 1, qty: '2.500' } })]);
-      expect(changes(outbox, 'grow')).toEqual(['insert 7']);
+      expect(records(outbox, 'lines').map((r) => r.data.op)).toEqual(['snapshot_start', 'snapshot', 'snapshot_end', 'insert']);
+      expect(records(outbox, 'lines')[1]!.data).toMatchObject({ table: 'public.erp_lines', key: { order_id: 6, line: 1 }, values: { qty: '1.000' } });
+      expect(records(outbox, 'lines')[3]!.data).toEqual(expect.objectContaining({ op: 'insert', table: 'public.erp_lines', key: { order_id: 7, line: 1 }, values: { order_id: 7, line: 1, qty: '2.500' } }));
+      expect(changes(outbox, 'grow')).toEqual(['insert 6', 'insert 7']);
     } finally {
       host.abort.abort();
       outbox.close();
@@ -294,7 +308,7 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
     const db = await ordersDb();
     tmp = makeTempDir('sql-logical-');
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
-    const cfg = config(db, 'later', { logical: { tables: [{ table: 'late_table' }] } });
+    const cfg = config(db, 'later', { logical: { tables: [{ table: 'late_table', initial: 'none' }] } });
     const host = testHost(outbox, cfg, tmp.dir);
     const collector = create(cfg, host.ctx);
     await collector.start();
@@ -365,7 +379,7 @@ describe('sql collector, mode logical: keys and relations (review fixes)', () =>
     await exec(db, 'CREATE TABLE lines (id int PRIMARY KEY, qty int)', 'ALTER TABLE lines REPLICA IDENTITY FULL');
     tmp = makeTempDir('sql-logical-pk-');
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
-    const cfg = config(db, 'pk', { logical: { tables: [{ table: 'orders' }, { table: 'lines' }] } });
+    const cfg = config(db, 'pk', { logical: { tables: [{ table: 'orders', initial: 'none' }, { table: 'lines', initial: 'none' }] } });
     const capture = new LogicalCapture({ cfg, writer: testHost(outbox, cfg, tmp.dir).ctx.writer });
     try {
       await capture.setup();
@@ -389,4 +403,131 @@ describe('sql collector, mode logical: keys and relations (review fixes)', () =>
       outbox.close();
     }
   });
+});
+
+describe('sql collector, mode logical: initial snapshot and hand-over (own cluster)', () => {
+  const ops = (outbox: Outbox, stream: string) => records(outbox, stream).map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op));
+
+  it('loads the rows first; a change the snapshot already holds is not sent again, one it missed (committed after its page, or in progress during it) is sent after', async () => {
+    const db = await ordersDb();
+    await exec(db, `INSERT INTO orders SELECT g, 'new', now() FROM generate_series(1, 5) g`);
+    tmp = makeTempDir('sql-logical-snap-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'snap', { batch_size: 2, logical: { tables: [{ table: 'orders' }] } });
+    const host = testHost(outbox, cfg, tmp.dir);
+    const w = host.ctx.writer;
+    const pending = new pg.Client({ ...cluster.connection, database: db });
+    await pending.connect();
+    // Runs after each snapshot page is in the outbox, as the ERP's writes land between pages.
+    const afterPage = async (lastKey: number) => {
+      if (lastKey === 2) {
+        await exec(db, `UPDATE orders SET status = 'after page 1' WHERE id = 1`); // read already: sent
+        await exec(db, `UPDATE orders SET status = 'before page 3' WHERE id = 5`, `INSERT INTO orders VALUES (6, 'before page 3', now())`); // read later: in the snapshot
+      }
+      if (lastKey === 4) await pending.query('COMMIT'); // in progress while page 2 was read: sent
+    };
+    const hooked: Writer = {
+      ...w,
+      append: async (recs, cp, o) => {
+        const r = await w.append(recs, cp, o);
+        const rows = recs.filter((x) => (x.data as Rec['data']).op === 'snapshot');
+        if (rows.length > 0) await afterPage((rows.at(-1)!.data as Rec['data']).key!.id);
+        return r;
+      },
+    };
+    const capture = new LogicalCapture({ cfg, writer: hooked });
+    try {
+      await capture.setup();
+      await exec(db, `UPDATE orders SET status = 'before page 1' WHERE id = 2`); // after the slot, before its page: in the snapshot
+      await pending.query('BEGIN');
+      await pending.query(`UPDATE orders SET status = 'in progress' WHERE id = 4`);
+      await capture.poll(new AbortController().signal);
+      expect(ops(outbox, 'snap')).toEqual(['snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot 3', 'snapshot 4', 'snapshot 5', 'snapshot 6', 'snapshot_end', 'update 1', 'update 4']);
+      const byOp = (op: string, id: number) => records(outbox, 'snap').find((r) => r.data.op === op && r.data.key?.id === id)!.data.values!.status;
+      expect([byOp('snapshot', 2), byOp('snapshot', 4), byOp('snapshot', 5), byOp('update', 1), byOp('update', 4)]).toEqual(['before page 1', 'new', 'before page 3', 'after page 1', 'in progress']);
+      await exec(db, `UPDATE orders SET status = 'later' WHERE id = 2`, 'DELETE FROM orders WHERE id = 6');
+      await capture.poll(new AbortController().signal);
+      expect(ops(outbox, 'snap').slice(10)).toEqual(['update 2', 'delete 6']);
+      const all = records(outbox, 'snap');
+      expect(new Set(all.map((r) => r.id)).size).toBe(all.length);
+      expect(all[1]!.data.version).toMatch(/^[0-9A-F]+\/[0-9A-F]+:snapshot$/);
+    } finally {
+      await capture.close();
+      await pending.end();
+      outbox.close();
+    }
+  }, 60_000);
+
+  it('a crash in the middle of the snapshot resumes after its last committed page: every row once, one start and one end', async () => {
+    const db = await ordersDb();
+    await exec(db, `INSERT INTO orders SELECT g, 'new', now() FROM generate_series(1, 7) g`);
+    tmp = makeTempDir('sql-logical-snap-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'resume', { batch_size: 2, logical: { tables: [{ table: 'orders' }] } });
+    const host = testHost(outbox, cfg, tmp.dir);
+    const w = host.ctx.writer;
+    let pages = 0;
+    const crashing: Writer = { ...w, append: (r, cp, o) => (r.some((x) => (x.data as Rec['data']).op === 'snapshot') && ++pages === 3 ? Promise.reject(new Error('killed during the snapshot')) : w.append(r, cp, o)) };
+    const dying = new LogicalCapture({ cfg, writer: crashing });
+    try {
+      await expect(dying.poll(new AbortController().signal)).rejects.toThrow(/killed during the snapshot/);
+    } finally {
+      await dying.close();
+    }
+    expect(ops(outbox, 'resume')).toEqual(['snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot 3', 'snapshot 4']);
+    await exec(db, `UPDATE orders SET status = 'changed' WHERE id = 1`, `UPDATE orders SET status = 'changed' WHERE id = 7`);
+    const next = new LogicalCapture({ cfg, writer: w });
+    try {
+      await next.poll(new AbortController().signal);
+    } finally {
+      await next.close();
+    }
+    expect(ops(outbox, 'resume')).toEqual(['snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot 3', 'snapshot 4', 'snapshot 5', 'snapshot 6', 'snapshot 7', 'snapshot_end', 'update 1']);
+    expect(records(outbox, 'resume').at(-2)!.data).toMatchObject({ op: 'snapshot_end', rows: 7 });
+  }, 60_000);
+
+  it('unit: snapshot visibility and 32-bit xids placed in their epoch', () => {
+    const snap = parseSnapshot('100:110:103,107');
+    expect([99n, 100n, 103n, 105n, 107n, 110n].map((x) => visible(x, snap))).toEqual([true, true, false, true, false, false]);
+    expect(parseSnapshot('5:5:')).toEqual({ xmin: 5n, xmax: 5n, xip: [] });
+    const epoch1 = 1n << 32n;
+    expect(fullXid(10, epoch1 + 20n)).toBe(epoch1 + 10n);
+    expect(fullXid(0xffff_fff0, epoch1 + 20n)).toBe(epoch1 - 16n); // just before the wrap: the previous epoch
+    expect(fullXid(30, epoch1 - 16n)).toBe(epoch1 + 30n); // just after it: the next
+  });
+
+  it('upgrade: a slot begun by release 0.3.0 (its checkpoint names no tables) is not loaded again; a table configured since is', async () => {
+    const db = await ordersDb();
+    await exec(db, 'CREATE TABLE lines (id int PRIMARY KEY)', `INSERT INTO orders VALUES (1, 'old', now())`, 'INSERT INTO lines VALUES (1)');
+    tmp = makeTempDir('sql-logical-upgrade-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'up', { logical: { tables: [{ table: 'orders' }] } });
+    const host = testHost(outbox, cfg, tmp.dir);
+    try {
+      // What 0.3.0 left: its slot, and a checkpoint with the position only.
+      const lsn = await withClient(db, async (c) => (await c.query<{ l: string }>(`SELECT lsn::text AS l FROM pg_create_logical_replication_slot('erp_edge_up', 'pgoutput')`)).rows[0]!.l);
+      await exec(db, 'CREATE PUBLICATION erp_edge_up FOR TABLE orders');
+      await host.ctx.writer.append([], { key: 'logical', value: { lsn } });
+      const capture = new LogicalCapture({ cfg, writer: host.ctx.writer });
+      try {
+        await exec(db, `INSERT INTO orders VALUES (2, 'new', now())`);
+        await capture.poll(new AbortController().signal);
+        expect(ops(outbox, 'up')).toEqual(['insert 2']);
+      } finally {
+        await capture.close();
+      }
+      const grown = config(db, 'up', { logical: { tables: [{ table: 'orders' }, { table: 'lines' }] } });
+      const again = new LogicalCapture({ cfg: grown, writer: host.ctx.writer });
+      try {
+        await again.poll(new AbortController().signal);
+      } finally {
+        await again.close();
+      }
+      expect(ops(outbox, 'up')).toEqual(['insert 2', 'snapshot_start', 'snapshot 1', 'snapshot_end']);
+      expect(records(outbox, 'up')[2]!.data.table).toBe('public.lines');
+    } finally {
+      host.abort.abort();
+      outbox.close();
+    }
+  }, 60_000);
 });
