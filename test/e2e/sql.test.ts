@@ -15,7 +15,7 @@ import { MosquittoProcess } from '../helpers/mosquitto.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
 import { agentYaml, CliProcess, fetchAllEvents, relayYaml, waitForHttp } from '../helpers/pipeline.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/sql-databases.js';
-import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.js';
+import { useLogicalCluster } from '../helpers/pg-cluster.js';
 
 const hasMosquitto = requireBinary('mosquitto', MOSQUITTO_INSTALL);
 const SITE = 'site-sql';
@@ -205,14 +205,10 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
   }
 
   describe('PostgreSQL, logical decoding (own cluster, wal_level=logical)', () => {
-    let cluster: PgCluster | undefined;
-    beforeAll(async () => {
-      cluster = await startPgCluster({ wal_level: 'logical', max_replication_slots: '4', max_wal_senders: '4' });
-    }, 60_000);
-    afterAll(() => cluster?.destroy());
+    const own = useLogicalCluster();
 
     it('inserts, updates and deletes arrive in commit order with their ops', async () => {
-      const conn = { ...cluster!.connection, database: 'postgres' };
+      const conn = { ...own.cluster.connection, database: 'postgres' };
       const client = () => {
         const cl = new pg.Client(conn);
         return cl.connect().then(() => cl);

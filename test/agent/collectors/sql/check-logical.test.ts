@@ -7,12 +7,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkLogical, exitCode, formatResults, SLOT_LAG_WARN_BYTES, testSqlCollector, type CheckResult } from '../../../../agent/collectors/sql/check.js';
 import type { LogicalInfo } from '../../../../agent/collectors/sql/dialect.js';
 import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { runCli } from '../../../helpers/cli.js';
-import { startPgCluster, type PgCluster } from '../../../helpers/pg-cluster.js';
+import { useLogicalCluster } from '../../../helpers/pg-cluster.js';
 import { waitFor } from '../../../helpers/net.js';
 import { createTestDatabase } from '../../../helpers/sql-databases.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
@@ -141,33 +141,16 @@ describe('sql test, logical, on the shared PostgreSQL', () => {
 });
 
 describe('sql test, logical, on the own cluster (wal_level=logical)', () => {
-  let cluster: PgCluster;
+  const own = useLogicalCluster();
+  const { exec, withClient } = own;
   let n = 0;
-  beforeAll(async () => {
-    cluster = await startPgCluster({ wal_level: 'logical', max_replication_slots: '4', max_wal_senders: '4' });
-  }, 60_000);
-  afterAll(() => cluster?.destroy());
-  afterEach(async () => {
-    await exec('postgres', 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active');
-  });
-
-  async function withClient<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ ...cluster.connection, database });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  }
-  const exec = (database: string, ...sql: string[]) => withClient(database, async (c) => { for (const s of sql) await c.query(s); });
   async function database(...ddl: string[]): Promise<string> {
     const name = `check_logical_${++n}`;
     await exec('postgres', `CREATE DATABASE ${name}`);
     await exec(name, 'CREATE TABLE orders (id int PRIMARY KEY, status text)', ...ddl);
     return name;
   }
-  const conn = (database: string, over: Record<string, unknown> = {}) => ({ ...cluster.connection, database, ...over });
+  const conn = (database: string, over: Record<string, unknown> = {}) => ({ ...own.cluster.connection, database, ...over });
 
   it('all good, before and after the slot and publication exist: exit 0', async () => {
     const db = await database();
@@ -273,7 +256,7 @@ collectors:
   - type: sql
     name: erp
     driver: pg
-    connection: { host: 127.0.0.1, port: ${cluster.port}, database: cli_db, user: cli_reader, password: "" }
+    connection: { host: 127.0.0.1, port: ${own.cluster.port}, database: cli_db, user: cli_reader, password: "" }
     logical:
       tables:
         - table: orders

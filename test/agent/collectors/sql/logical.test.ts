@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Writer } from '../../../../agent/host/writer.js';
 import { fullXid, LogicalCapture, parseSnapshot, visible } from '../../../../agent/collectors/sql/logical.js';
 import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
@@ -16,33 +16,15 @@ import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
 import { waitFor } from '../../../helpers/net.js';
 import { testOutboxOptions } from '../../../helpers/outbox.js';
-import { startPgCluster, type PgCluster } from '../../../helpers/pg-cluster.js';
+import { useLogicalCluster } from '../../../helpers/pg-cluster.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
 
-let cluster: PgCluster;
+const own = useLogicalCluster();
+const { exec, withClient } = own;
 let tmp: ReturnType<typeof makeTempDir> | undefined;
 let dbCount = 0;
 
-beforeAll(async () => {
-  cluster = await startPgCluster({ wal_level: 'logical', max_replication_slots: '4', max_wal_senders: '4' });
-}, 60_000);
-afterAll(() => cluster?.destroy());
-afterEach(async () => {
-  tmp?.cleanup();
-  // max_replication_slots is 4: each test's slot goes with it.
-  await exec('postgres', 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active');
-});
-
-async function withClient<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ ...cluster.connection, database });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-const exec = (database: string, ...sql: string[]) => withClient(database, async (c) => { for (const s of sql) await c.query(s); });
+afterEach(() => tmp?.cleanup());
 
 /** A database of its own with the orders table. */
 async function ordersDb(): Promise<string> {
@@ -53,7 +35,7 @@ async function ordersDb(): Promise<string> {
 }
 
 function config(database: string, name: string, extra: Record<string, unknown> = {}): SqlConfig {
-  return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders', initial: 'none' }] }, ...extra });
+  return sqlSchema.parse({ type: 'sql', name, driver: 'pg', connection: { ...own.cluster.connection, database, connect_timeout: '2s' }, poll_interval: '100ms', retry: { initial: '100ms', max: '400ms' }, logical: { tables: [{ table: 'orders', initial: 'none' }] }, ...extra });
 }
 
 interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string; schema_version?: string; schema_changed?: true; moved_to?: { id: number } } }
@@ -416,7 +398,7 @@ describe('sql collector, mode logical: initial snapshot and hand-over (own clust
     const cfg = config(db, 'snap', { batch_size: 2, logical: { tables: [{ table: 'orders' }] } });
     const host = testHost(outbox, cfg, tmp.dir);
     const w = host.ctx.writer;
-    const pending = new pg.Client({ ...cluster.connection, database: db });
+    const pending = new pg.Client({ ...own.cluster.connection, database: db });
     await pending.connect();
     // Runs after each snapshot page is in the outbox, as the ERP's writes land between pages.
     const afterPage = async (lastKey: number) => {
