@@ -5,7 +5,7 @@ import { defaultOutboxConfig, outboxOptions } from '../../agent/config.js';
 import { connect } from '../../agent/collectors/sql/dialects/pg.js';
 import type { SqlSource } from '../../agent/collectors/sql/dialect.js';
 import type { TableCapture } from '../../agent/collectors/sql/incremental.js';
-import { sqlSchema, type SqlConfig } from '../../agent/collectors/sql/schema.js';
+import { incrementalTables, sqlSchema, type SqlConfig } from '../../agent/collectors/sql/schema.js';
 import { initialLoad } from '../../agent/collectors/sql/snapshot.js';
 import { streamOf } from '../../agent/host/collector.js';
 import type { Writer } from '../../agent/host/writer.js';
@@ -104,7 +104,7 @@ function collectorConfig(db: BenchPgDatabase): SqlConfig {
 
 function collectorYaml(cfg: SqlConfig): string {
   const c = cfg.connection;
-  const t = cfg.tables[0]!;
+  const t = incrementalTables(cfg)[0]!;
   return `  - type: sql
     name: ${cfg.name}
     driver: pg
@@ -129,7 +129,7 @@ async function pgSource(cfg: SqlConfig): Promise<SqlSource> {
 /** The collector's snapshot reads alone: the pg dialect's keyset pages, the collector's page size, nothing written. */
 async function keysetReadAlone(db: BenchPgDatabase, cfg: SqlConfig): Promise<{ rows: number; seconds: number }> {
   const source = await pgSource(cfg);
-  const t = cfg.tables[0]!;
+  const t = incrementalTables(cfg)[0]!;
   try {
     const t0 = performance.now();
     let rows = 0;
@@ -286,7 +286,7 @@ async function inProcessSnapshot(db: BenchPgDatabase, cfg: SqlConfig, dir: strin
       readSnapshot: (page) => timedAsync('read', () => source.readSnapshot(page)),
       maxVersion: (table, column) => timedAsync('read', () => source.maxVersion(table, column)),
     };
-    const t = cfg.tables[0]!;
+    const t = incrementalTables(cfg)[0]!;
     const capture: TableCapture = { table: t, source: timedSource, writer: timedWriter, sourceId: writer.source, stream: t.stream ?? streamOf(cfg), batchSize: cfg.batch_size };
     const t0 = performance.now();
     const emitted = await initialLoad(capture, abort.signal);

@@ -1,5 +1,5 @@
 import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
-import { logicalNames, type LogicalTableConfig, type SqlConfig, type TableConfig } from './schema.js';
+import { incrementalTables, logicalNames, type LogicalTableConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /**
  * `edge-agent sql test`: what a `sql` collector needs from its database, checked before it runs,
@@ -21,7 +21,8 @@ export interface CheckResult {
   fix?: string | undefined;
 }
 
-type Driver = SqlConfig['driver'];
+/** The drivers whose checks are here (SQL Server's are in mssql-check.ts). */
+type Driver = Exclude<SqlConfig['driver'], 'mssql'>;
 
 /** What the checks of one table need besides the table. */
 export interface TableCheckContext {
@@ -388,10 +389,12 @@ const DIALECTS: Record<Driver, () => Promise<DialectModule>> = {
 
 /** Connects as the collector would, checks every table, and closes. Never throws for a database problem. */
 export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) => Promise<DialectModule> = (d) => DIALECTS[d]()): Promise<CheckResult[]> {
+  if (cfg.driver === 'mssql') return (await import('./mssql-check.js')).testMssqlCollector(cfg);
+  const driver: Driver = cfg.driver;
   const c = cfg.connection;
   let source: SqlSource;
   try {
-    const dialect = await load(cfg.driver);
+    const dialect = await load(driver);
     source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: 1, connectTimeoutMs: c.connect_timeout });
   } catch (err) {
     return [connectFailure(cfg, err)];
@@ -401,9 +404,9 @@ export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) =>
     if (!source.identity || !source.inspectTable) throw new Error(`the ${cfg.driver} dialect cannot inspect tables`);
     const identity = await source.identity();
     out.push({ level: 'ok', collector: cfg.name, subject: 'connect', message: `${describeConnection(cfg)} (${cfg.driver}): ${identity.server}, as ${identity.userHost ? `${identity.user}@${identity.userHost}` : identity.user}` });
-    for (const t of cfg.tables) {
+    for (const t of incrementalTables(cfg)) {
       try {
-        out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver: cfg.driver, identity }));
+        out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver, identity }));
       } catch (err) {
         out.push({ level: 'FAIL', collector: cfg.name, subject: t.table, message: `could not inspect the table: ${errorText(err, c.password)}` });
       }

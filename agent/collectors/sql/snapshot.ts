@@ -56,6 +56,10 @@ async function begin(c: TableCapture): Promise<IncrementalCheckpoint> {
 }
 
 function marker(c: TableCapture, op: 'snapshot_start' | 'snapshot_end', startedAt: number, rows?: number): CaptureInput {
-  const t = c.table.table;
-  return { id: `${c.sourceId}/${t}/${op}/${startedAt}`, key: `${t}/${op}`, data: { op, table: t, started_at: new Date(startedAt).toISOString(), ...(rows === undefined ? {} : { rows }) } };
+  return snapshotMarker(c.sourceId, c.table.table, op, startedAt, rows);
+}
+
+/** The record that marks a table's snapshot start or end (every mode's snapshot: mssql-capture.ts too). */
+export function snapshotMarker(sourceId: string, table: string, op: 'snapshot_start' | 'snapshot_end', startedAt: number, rows?: number): CaptureInput {
+  return { id: `${sourceId}/${table}/${op}/${startedAt}`, key: `${table}/${op}`, data: { op, table, started_at: new Date(startedAt).toISOString(), ...(rows === undefined ? {} : { rows }) } };
 }

@@ -7,15 +7,19 @@ import type { Writer } from '../../host/writer.js';
 import type { DialectModule, SqlSource } from './dialect.js';
 import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
+import type { MssqlCapture } from './mssql-capture.js';
+import type { MssqlRunner } from './mssql-runner.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
-import type { SqlConfig, TableConfig } from './schema.js';
+import { incrementalTables, mssqlTables, type MssqlTableConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /** Drivers load lazily: a collector for one database never loads another's driver. */
-const DIALECTS: Record<SqlConfig['driver'], () => Promise<DialectModule>> = {
+const DIALECTS: Record<Exclude<SqlConfig['driver'], 'mssql'>, () => Promise<DialectModule>> = {
   pg: () => import('./dialects/pg.js'),
   mysql: () => import('./dialects/mysql.js'),
 };
+/** SQL Server's module gives a runner (mssql-runner.ts), not a SqlSource: its modes have their own engine. */
+const MSSQL = () => import('./dialects/mssql.js');
 
 export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
   return new SqlCollector(cfg, ctx);
@@ -36,6 +40,10 @@ interface TableState {
   lagBytes?: number | undefined;
 }
 
+function newState(): TableState {
+  return { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' };
+}
+
 /** Stats name of the logical capture's loop (one per collector: one slot). */
 const LOGICAL = 'logical';
 
@@ -46,6 +54,7 @@ const LOGICAL = 'logical';
  */
 export class SqlCollector implements Collector {
   private source: SqlSource | undefined;
+  private mssql: MssqlRunner | undefined;
   private readonly writer: Writer;
   private readonly log: Logger;
   private readonly signal: AbortSignal;
@@ -67,18 +76,35 @@ export class SqlCollector implements Collector {
 
   async start(): Promise<void> {
     const c = this.cfg.connection;
-    const dialect = await DIALECTS[this.cfg.driver]();
+    const opts = { host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout };
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
-    this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
-    for (const t of this.cfg.tables) {
-      this.states.set(t.table, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+    if (this.cfg.driver === 'mssql') this.mssql = await (await MSSQL()).connect({ ...opts, encrypt: c.encrypt, trustServerCertificate: c.trust_server_certificate });
+    else this.source = await (await DIALECTS[this.cfg.driver]()).connect(opts);
+    for (const t of incrementalTables(this.cfg)) {
+      this.states.set(t.table, newState());
       this.loops.push(this.run(t));
+    }
+    if (this.mssql) {
+      const { MssqlCapture } = await import('./mssql-capture.js');
+      for (const t of mssqlTables(this.cfg)) {
+        this.states.set(t.table, newState());
+        const capture = new MssqlCapture({
+          table: t,
+          runner: this.mssql,
+          writer: this.writer,
+          sourceId: this.writer.source,
+          stream: t.stream ?? this.cfg.stream ?? this.cfg.name,
+          batchSize: this.cfg.batch_size,
+          onSchemaChange: (table, from, to) => this.log.warn({ table, from, to }, 'table columns changed: records carry the new schema_version'),
+        });
+        this.loops.push(this.runMssql(t, capture));
+      }
     }
     if (this.cfg.logical) {
       // Its own connection (not read-only: it creates and advances the slot), made in the loop.
       const { LogicalCapture } = await import('./logical.js');
       this.logical = new LogicalCapture({ cfg: this.cfg, writer: this.writer });
-      this.states.set(LOGICAL, { records: 0, deletes: 0, reconcileError: '', polls: 0, lastPollAt: null, errorSince: null, errors: 0, lastError: '' });
+      this.states.set(LOGICAL, newState());
       this.loops.push(this.runLogical(this.logical));
     }
     this.log.info({ driver: this.cfg.driver, host: c.host, database: c.database, tables: this.cfg.tables.map((t) => t.table), logical: this.cfg.logical?.tables.map((t) => t.table) }, 'capturing SQL changes');
@@ -89,6 +115,7 @@ export class SqlCollector implements Collector {
     await Promise.all(this.loops);
     await this.logical?.close();
     await this.source?.close().catch(() => undefined);
+    await this.mssql?.close().catch(() => undefined);
   }
 
   stats(): CollectorStats {
@@ -111,52 +138,64 @@ export class SqlCollector implements Collector {
   private async run(t: TableConfig): Promise<void> {
     const state = this.states.get(t.table)!;
     const capture: TableCapture = { table: t, source: this.source!, writer: this.writer, sourceId: this.writer.source, stream: t.stream ?? this.cfg.stream ?? this.cfg.name, batchSize: this.cfg.batch_size };
-    const interval = t.poll_interval ?? this.cfg.poll_interval;
-    let backoff = this.cfg.retry.initial;
     // The first look for deletes one interval after start, then every interval.
     let lastReconcile = Date.now();
-    while (!this.signal.aborted) {
-      try {
-        state.records += await initialLoad(capture, this.signal); // nothing once done
-        state.records += await pollIncremental(capture, this.signal);
-        if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
-          lastReconcile = Date.now();
-          state.deletes += await this.reconcile(capture, state);
-        }
-        state.polls++;
-        state.lastPollAt = Date.now();
-        if (state.errorSince !== null) this.log.info({ table: t.table, errors: state.errors }, 'table capture recovered');
-        Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
-        backoff = this.cfg.retry.initial;
-        await sleep(interval, undefined, { signal: this.signal }).catch(() => undefined);
-      } catch (err) {
-        if (this.signal.aborted) return;
-        this.noteError(t.table, state, err);
-        await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, this.cfg.retry.max);
+    await this.loop(t.table, state, t.poll_interval ?? this.cfg.poll_interval, async () => {
+      state.records += await initialLoad(capture, this.signal); // nothing once done
+      state.records += await pollIncremental(capture, this.signal);
+      if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
+        lastReconcile = Date.now();
+        state.deletes += await this.reconcile(capture, state);
       }
-    }
+    });
+  }
+
+  /** A SQL Server table (change_tracking, rowversion, cdc): the same loop, back-off and stats as run(). */
+  private async runMssql(t: MssqlTableConfig, capture: MssqlCapture): Promise<void> {
+    const state = this.states.get(t.table)!;
+    await this.loop(t.table, state, t.poll_interval ?? this.cfg.poll_interval, async () => {
+      const r = await capture.poll(this.signal);
+      state.records += r.records;
+      state.deletes += r.deletes;
+    });
   }
 
   /** The collector's slot, read every poll_interval with the tables' back-off conventions (stats under `logical.*`). */
   private async runLogical(capture: LogicalCapture): Promise<void> {
     const state = this.states.get(LOGICAL)!;
+    await this.loop(
+      LOGICAL,
+      state,
+      this.cfg.poll_interval,
+      async () => {
+        state.records += await capture.poll(this.signal);
+        state.lagBytes = await capture.lagBytes();
+      },
+      // A broken connection is made again on the next try.
+      () => capture.close(),
+    );
+  }
+
+  /**
+   * Every capture loop: `step` every `interval` until stopped; while it fails, back-off doubling
+   * from retry.initial up to retry.max, the error and its age in stats, logged (throttled), and a
+   * line when it recovers.
+   */
+  private async loop(name: string, state: TableState, interval: number, step: () => Promise<void>, onError?: () => Promise<void>): Promise<void> {
     let backoff = this.cfg.retry.initial;
     while (!this.signal.aborted) {
       try {
-        state.records += await capture.poll(this.signal);
-        state.lagBytes = await capture.lagBytes();
+        await step();
         state.polls++;
         state.lastPollAt = Date.now();
-        if (state.errorSince !== null) this.log.info({ slot: capture.slot, errors: state.errors }, 'logical capture recovered');
+        if (state.errorSince !== null) this.log.info({ [name === LOGICAL ? 'slot' : 'table']: name === LOGICAL ? this.logical?.slot : name, errors: state.errors }, `${name === LOGICAL ? 'logical' : 'table'} capture recovered`);
         Object.assign(state, { errorSince: null, errors: 0, lastError: '' });
         backoff = this.cfg.retry.initial;
-        await sleep(this.cfg.poll_interval, undefined, { signal: this.signal }).catch(() => undefined);
+        await sleep(interval, undefined, { signal: this.signal }).catch(() => undefined);
       } catch (err) {
         if (this.signal.aborted) return;
-        // A broken connection is made again on the next try.
-        await capture.close();
-        this.noteError(LOGICAL, state, err);
+        await onError?.();
+        this.noteError(name, state, err);
         await sleep(backoff, undefined, { signal: this.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, this.cfg.retry.max);
       }

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlSource } from '../../../../agent/collectors/sql/dialect.js';
 import { checkpointKey, pollIncremental, type IncrementalCheckpoint, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
 import { create } from '../../../../agent/collectors/sql/sql.js';
-import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
+import { incrementalTables, sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
 import { waitFor } from '../../../helpers/net.js';
@@ -40,7 +40,7 @@ for (const driver of ['pg', 'mysql'] as const) {
 
     function capture(cfg = config()): TableCapture {
       const host = testHost(outbox, cfg, tmp.dir);
-      return { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: cfg.batch_size };
+      return { table: incrementalTables(cfg)[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: cfg.batch_size };
     }
 
     const records = () => outbox.readPending('erp', 0, 100_000).map((r) => JSON.parse(r.payload) as Rec);

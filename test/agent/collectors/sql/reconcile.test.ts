@@ -4,7 +4,7 @@ import type { SqlSource } from '../../../../agent/collectors/sql/dialect.js';
 import { pollIncremental, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
 import { decodeKey, reconcileDeletes } from '../../../../agent/collectors/sql/reconcile.js';
 import { recordKey } from '../../../../agent/collectors/sql/record.js';
-import { sqlSchema } from '../../../../agent/collectors/sql/schema.js';
+import { incrementalTables, sqlSchema } from '../../../../agent/collectors/sql/schema.js';
 import { create } from '../../../../agent/collectors/sql/sql.js';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
@@ -52,7 +52,7 @@ for (const driver of ['pg', 'mysql'] as const) {
     it('a deleted row becomes one delete record (composite key with / and | in it); inserted again, it is an insert', async () => {
       const cfg = config();
       const host = testHost(outbox, cfg, tmp.dir);
-      const c: TableCapture = { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
+      const c: TableCapture = { table: incrementalTables(cfg)[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
       const signal = new AbortController().signal;
       await db.exec(`INSERT INTO order_lines VALUES ('SO/1|A', 1, 5, '2026-01-01 00:00:01'), ('SO/1|A', 2, 6, '2026-01-01 00:00:02'), ('SO-2', 1, 7, '2026-01-01 00:00:03')`);
       await pollIncremental(c, signal);
@@ -108,7 +108,7 @@ for (const driver of ['pg', 'mysql'] as const) {
         await db.exec(`INSERT INTO readings VALUES ('2026-01-01 00:00:01', 1, 5, '2026-01-01 00:00:01'), ('2026-01-01 00:00:02.5', 1, 6, '2026-01-01 00:00:02')`);
         const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver, connection: db.connection, tables: [{ table: 'readings', key: ['taken_at', 'sensor'], mode: 'incremental', version_column: 'updated_at' }] });
         const host = testHost(outbox, cfg, tmp.dir);
-        const c: TableCapture = { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
+        const c: TableCapture = { table: incrementalTables(cfg)[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
         const signal = new AbortController().signal;
         await pollIncremental(c, signal);
         expect(await reconcileDeletes(c, signal)).toBe(0);
@@ -136,7 +136,7 @@ describe('reconciliation refuses keys it cannot match back', () => {
       await db.exec(`INSERT INTO blobs VALUES ('\\x0102', '2026-01-01 00:00:01')`);
       const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'pg', connection: db.connection, tables: [{ table: 'blobs', key: ['k'], mode: 'incremental', version_column: 'updated_at' }] });
       const host = testHost(outbox, cfg, tmp.dir);
-      const c: TableCapture = { table: cfg.tables[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
+      const c: TableCapture = { table: incrementalTables(cfg)[0]!, source, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 1_000 };
       const signal = new AbortController().signal;
       await pollIncremental(c, signal);
       await expect(reconcileDeletes(c, signal)).rejects.toThrow(/key column\(s\) k cannot be matched back.*reconcile_interval: 0/);

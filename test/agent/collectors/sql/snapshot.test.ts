@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SnapshotPage, SourceRow, SqlSource } from '../../../../agent/collectors/sql/dialect.js';
 import { pollIncremental, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
-import { sqlSchema } from '../../../../agent/collectors/sql/schema.js';
+import { incrementalTables, sqlSchema } from '../../../../agent/collectors/sql/schema.js';
 import { initialLoad } from '../../../../agent/collectors/sql/snapshot.js';
 import { Outbox } from '../../../../agent/outbox/outbox.js';
 import { testHost } from '../../../helpers/host.js';
@@ -50,7 +50,7 @@ for (const driver of ['pg', 'mysql'] as const) {
     function capture(src: SqlSource): TableCapture {
       const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver, connection: db.connection, batch_size: 2, tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at' }] });
       const host = testHost(outbox, cfg, tmp.dir);
-      return { table: cfg.tables[0]!, source: src, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: cfg.batch_size };
+      return { table: incrementalTables(cfg)[0]!, source: src, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: cfg.batch_size };
     }
     const records = () => outbox.readPending('erp', 0, 100_000).map((r) => JSON.parse(r.payload) as Rec);
     const summary = () => records().map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id} ${r.data.values!.status}` : `${r.data.op}${r.data.rows === undefined ? '' : ` ${r.data.rows}`}`));
