@@ -12,6 +12,7 @@ import {
   type MssqlTable,
   type Statement,
 } from '../../agent/collectors/sql/dialects/mssql-statements.js';
+import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../agent/collectors/sql/dialects/mssql-metadata.js';
 import type { MssqlQuery, MssqlRows, MssqlRunner } from '../../agent/collectors/sql/mssql-runner.js';
 
 /**
@@ -73,6 +74,8 @@ export class FakeSqlServer implements MssqlRunner {
   /** Throws instead of answering the statement `log` would name with this prefix, `times` times. */
   failOn: { prefix: string; skip: number } | null = null;
   closed = false;
+  /** What `edge-agent sql test` reads: the database's and the table's settings and grants. */
+  settings = { ctDatabase: true, snapshotIsolation: true, cdcDatabase: true, ctTable: true, canSelect: true, canViewCt: true, cdcInstance: true };
   /** Runs before the named statement is answered (e.g. to change rows between snapshot chunks). */
   hook: ((name: string) => void) | null = null;
 
@@ -190,7 +193,7 @@ export class FakeSqlServer implements MssqlRunner {
         .slice(0, Number(p.limit))
         .map((r) => this.wire(r));
     }
-    if (sql.includes('fn_cdc_get_min_lsn')) {
+    if (sql.includes('fn_cdc_get_max_lsn')) {
       const saved = p.lsn === null ? null : binaryHex(p.lsn as Buffer);
       same(cdcBounds(INSTANCE, saved), `cdc.bounds(${saved})`);
       return [{ min_lsn: buf(this.cdcMinLsn, 10), max_lsn: buf(this.lsn, 10), next_lsn: saved === null ? null : buf(big(p.lsn) + 1n, 10) }];
@@ -215,6 +218,21 @@ export class FakeSqlServer implements MssqlRunner {
           const t = this.tracked.get(r.id);
           return ct ? { SYS_CHANGE_VERSION: t && t.last >= this.ctMinValid ? String(t.last) : null, ...this.wire(r) } : this.wire(r);
         });
+    }
+    if (sql.includes('SUSER_SNAME()')) {
+      same(prerequisitesStatement(), 'check.prerequisites');
+      const on = (b: boolean) => (b ? 1 : 0);
+      return [{ login: 'edge', db_user: 'edge', db: 'erp', server: '16.0.4135.4', snapshot_isolation: on(this.settings.snapshotIsolation), cdc_enabled: this.settings.cdcDatabase, ct_enabled: on(this.settings.ctDatabase) }];
+    }
+    if (sql.includes('HAS_PERMS_BY_NAME')) {
+      const table = String(p.table).replace(/\[|\]/g, '');
+      same(tableAccessStatement(table), `check.table(${table})`);
+      const on = (b: boolean) => (b ? 1 : 0);
+      return [{ object_id: table === TABLE ? 581577110 : null, can_select: on(this.settings.canSelect), can_view_ct: on(this.settings.canViewCt), ct_enabled: on(this.settings.ctTable) }];
+    }
+    if (sql.includes('fn_cdc_get_min_lsn(@instance) AS min_lsn')) {
+      same(captureInstanceStatement(String(p.instance)), `check.cdc(${p.instance})`);
+      return [{ min_lsn: buf(p.instance === INSTANCE && this.settings.cdcInstance ? this.cdcMinLsn : 0n, 10) }];
     }
     throw new Error(`the fake SQL Server does not know this statement: ${sql}`);
   }

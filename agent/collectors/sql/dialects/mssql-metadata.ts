@@ -38,3 +38,45 @@ export function columnFromRow(row: Record<string, unknown>): MssqlColumn {
   const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return { name: String(row.name), type: String(row.type), length: num(row.length), precision: num(row.precision), scale: num(row.scale) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// What `edge-agent sql test` reads (mssql-check.ts)
+
+/**
+ * Who the login is and the database-wide prerequisites, one row: `login`, `db_user`, `db`,
+ * `server`, `snapshot_isolation` (sys.databases.snapshot_isolation_state: 1 on), `ct_enabled`
+ * (a row in sys.change_tracking_databases), `cdc_enabled` (sys.databases.is_cdc_enabled).
+ */
+export function prerequisitesStatement(): Statement {
+  return {
+    sql:
+      'SELECT SUSER_SNAME() AS login, USER_NAME() AS db_user, DB_NAME() AS db, CAST(SERVERPROPERTY(\'ProductVersion\') AS nvarchar(128)) AS server, ' +
+      'd.snapshot_isolation_state AS snapshot_isolation, d.is_cdc_enabled AS cdc_enabled, ' +
+      'CASE WHEN EXISTS (SELECT 1 FROM sys.change_tracking_databases AS c WHERE c.database_id = DB_ID()) THEN 1 ELSE 0 END AS ct_enabled ' +
+      'FROM sys.databases AS d WHERE d.database_id = DB_ID()',
+    params: [],
+  };
+}
+
+/**
+ * One table's access, one row: `object_id` (NULL: no such table, or not visible to the login),
+ * `can_select`, `can_view_ct` (HAS_PERMS_BY_NAME: 1/0), `ct_enabled` (a row in
+ * sys.change_tracking_tables).
+ */
+export function tableAccessStatement(table: string): Statement {
+  return {
+    sql:
+      "SELECT OBJECT_ID(@table) AS object_id, HAS_PERMS_BY_NAME(@table, 'OBJECT', 'SELECT') AS can_select, " +
+      "HAS_PERMS_BY_NAME(@table, 'OBJECT', 'VIEW CHANGE TRACKING') AS can_view_ct, " +
+      'CASE WHEN EXISTS (SELECT 1 FROM sys.change_tracking_tables AS c WHERE c.object_id = OBJECT_ID(@table)) THEN 1 ELSE 0 END AS ct_enabled',
+    params: [{ name: 'table', type: 'nvarchar(517)', value: quoteTable(table) }],
+  };
+}
+
+/**
+ * A CDC capture instance as this login sees it, one row: `min_lsn` (all zeros when the instance
+ * does not exist or the login may not read it: the documented answer of fn_cdc_get_min_lsn).
+ */
+export function captureInstanceStatement(instance: string): Statement {
+  return { sql: 'SELECT sys.fn_cdc_get_min_lsn(@instance) AS min_lsn', params: [{ name: 'instance', type: 'nvarchar(100)', value: instance }] };
+}
