@@ -74,6 +74,8 @@ export class FakeSqlServer implements MssqlRunner {
   /** Throws instead of answering the statement `log` would name with this prefix, `times` times. */
   failOn: { prefix: string; skip: number } | null = null;
   closed = false;
+  /** While true every statement fails, as a server that is down. */
+  down = false;
   /** What `edge-agent sql test` reads: the database's and the table's settings and grants. */
   settings = { ctDatabase: true, snapshotIsolation: true, cdcDatabase: true, ctTable: true, canSelect: true, canViewCt: true, cdcInstance: true };
   /** Runs before the named statement is answered (e.g. to change rows between snapshot chunks). */
@@ -239,6 +241,7 @@ export class FakeSqlServer implements MssqlRunner {
 
   private note(name: string): void {
     this.hook?.(name);
+    if (this.down) throw Object.assign(new Error('Failed to connect to erp-db:1433 - connect ECONNREFUSED'), { code: 'ESOCKET' });
     if (this.failOn && name.startsWith(this.failOn.prefix)) {
       if (this.failOn.skip === 0) {
         this.failOn = null;

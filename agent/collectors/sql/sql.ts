@@ -8,7 +8,7 @@ import type { DialectModule, SqlSource } from './dialect.js';
 import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
 import type { MssqlCapture } from './mssql-capture.js';
-import type { MssqlRunner } from './mssql-runner.js';
+import type { MssqlConnectOptions, MssqlRunner } from './mssql-runner.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
 import { incrementalTables, mssqlTables, type MssqlTableConfig, type SqlConfig, type TableConfig } from './schema.js';
@@ -23,6 +23,11 @@ const MSSQL = () => import('./dialects/mssql.js');
 
 export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
   return new SqlCollector(cfg, ctx);
+}
+
+/** Test seam: how a driver: mssql collector connects (SQL Server cannot run where the tests run). */
+export interface SqlCollectorDeps {
+  connectMssql?: ((opts: MssqlConnectOptions) => Promise<MssqlRunner>) | undefined;
 }
 
 interface TableState {
@@ -67,6 +72,7 @@ export class SqlCollector implements Collector {
   constructor(
     private readonly cfg: SqlConfig,
     ctx: CollectorContext,
+    private readonly deps: SqlCollectorDeps = {},
   ) {
     this.writer = ctx.writer;
     this.log = ctx.logger;
@@ -78,7 +84,10 @@ export class SqlCollector implements Collector {
     const c = this.cfg.connection;
     const opts = { host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout };
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
-    if (this.cfg.driver === 'mssql') this.mssql = await (await MSSQL()).connect({ ...opts, encrypt: c.encrypt, trustServerCertificate: c.trust_server_certificate });
+    if (this.cfg.driver === 'mssql') {
+      const connect = this.deps.connectMssql ?? (await MSSQL()).connect;
+      this.mssql = await connect({ ...opts, encrypt: c.encrypt, trustServerCertificate: c.trust_server_certificate });
+    }
     else this.source = await (await DIALECTS[this.cfg.driver]()).connect(opts);
     for (const t of incrementalTables(this.cfg)) {
       this.states.set(t.table, newState());
