@@ -87,8 +87,7 @@ export class SqlCollector implements Collector {
     if (this.cfg.driver === 'mssql') {
       const connect = this.deps.connectMssql ?? (await MSSQL()).connect;
       this.mssql = await connect({ ...opts, encrypt: c.encrypt, trustServerCertificate: c.trust_server_certificate });
-    }
-    else this.source = await (await DIALECTS[this.cfg.driver]()).connect(opts);
+    } else this.source = await (await DIALECTS[this.cfg.driver]()).connect(opts);
     for (const t of incrementalTables(this.cfg)) {
       this.states.set(t.table, newState());
       this.loops.push(this.run(t));
