@@ -32,7 +32,6 @@ export const COLUMNS: MssqlColumn[] = [
   { name: 'amount', type: 'decimal', precision: 10, scale: 2 },
   { name: 'rv', type: 'timestamp' },
 ];
-const SHAPE: MssqlTable = { name: TABLE, key: ['id'], columns: COLUMNS };
 
 interface Row {
   id: number;
@@ -60,6 +59,8 @@ const big = (b: unknown) => BigInt(`0x${(b as Buffer).toString('hex')}`);
 
 export class FakeSqlServer implements MssqlRunner {
   readonly rows = new Map<number, Row>();
+  /** The table's columns now (ALTER TABLE … ADD in a test: `cols.push`); rows hold no value for an added one (NULL). */
+  readonly cols: MssqlColumn[] = COLUMNS.map((c) => ({ ...c }));
   private readonly tracked = new Map<number, Tracked>();
   ctVersion = 10n;
   ctMinValid = 0n;
@@ -153,7 +154,7 @@ export class FakeSqlServer implements MssqlRunner {
   }
 
   async columns(table: string): Promise<MssqlColumn[]> {
-    return table === TABLE ? COLUMNS.map((c) => ({ ...c })) : [];
+    return table === TABLE ? this.cols.map((c) => ({ ...c })) : [];
   }
 
   async primaryKey(table: string): Promise<string[]> {
@@ -166,7 +167,12 @@ export class FakeSqlServer implements MssqlRunner {
 
   // -- statements ----------------------------------------------------------------------------------
 
+  private get shape(): MssqlTable {
+    return { name: TABLE, key: ['id'], columns: this.cols };
+  }
+
   private async answer(stmt: Statement): Promise<MssqlRows> {
+    const SHAPE = this.shape;
     const p = Object.fromEntries(stmt.params.map((x) => [x.name, x.value]));
     const same = (built: Statement, name: string) => {
       expect(stmt, `statement sent for ${name}`).toEqual(built);
@@ -203,7 +209,7 @@ export class FakeSqlServer implements MssqlRunner {
     if (sql.includes('fn_cdc_get_all_changes_')) {
       const from = binaryHex(p.from_lsn as Buffer);
       const to = binaryHex(p.to_lsn as Buffer);
-      same(cdcPoll(INSTANCE, COLUMNS, from, to), `cdc.poll(${from},${to})`);
+      same(cdcPoll(INSTANCE, this.cols, from, to), `cdc.poll(${from},${to})`);
       return this.cdc
         .filter((e) => e.lsn >= big(p.from_lsn) && e.lsn <= big(p.to_lsn))
         .map((e) => ({ __$start_lsn: buf(e.lsn, 10), __$seqval: buf(e.seq, 10), __$operation: e.op, ...this.wire(e.row) }));

@@ -37,10 +37,10 @@ describe('SQL Server capture (fake server, real outbox)', () => {
   });
 
   /** A capture instance as the collector makes one (a new one is a restart on the same outbox). */
-  function capture(table: Record<string, unknown>, batchSize = 2): MssqlCapture {
+  function capture(table: Record<string, unknown>, batchSize = 2, onSchemaChange?: (table: string, from: string, to: string) => void): MssqlCapture {
     const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'mssql', connection: { database: 'erp', user: 'edge' }, batch_size: batchSize, tables: [{ table: TABLE, ...table }] });
     const host = testHost(outbox, cfg, tmp.dir);
-    return new MssqlCapture({ table: mssqlTables(cfg)[0]!, runner: db, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize });
+    return new MssqlCapture({ table: mssqlTables(cfg)[0]!, runner: db, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize, onSchemaChange });
   }
   const records = () => outbox.readPending('erp', 0, 100_000).map((r) => JSON.parse(r.payload) as Rec);
   const summary = () => records().map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}${r.data.values?.status ? ` ${r.data.values.status}` : ''}` : `${r.data.op}${r.data.rows === undefined ? '' : ` ${r.data.rows}`}`));
@@ -125,6 +125,30 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       await capture({ mode: 'change_tracking' }).poll(signal); // the restarted agent
       expect(db.log.filter((l) => l.startsWith('snapshot('))).toEqual(['snapshot(4)', 'snapshot(6)']);
       expect(summary()).toEqual(['snapshot_start', ...[1, 2, 3, 4, 5, 6, 7].map((i) => `snapshot ${i} new`), 'snapshot_end 7']);
+    });
+
+    it('a checkpoint ahead of the database (restored from a backup) is a gap too', async () => {
+      const c = capture({ mode: 'change_tracking' });
+      await c.poll(signal);
+      db.ctVersion = 12n; // the database went back in time
+      await c.poll(signal);
+      expect(records().filter((r) => r.data.op === 'gap').map((r) => r.data)).toEqual([expect.objectContaining({ reason: 'ahead_of_database', saved_version: '15' })]);
+      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '12' });
+    });
+
+    it('a column added: records carry the new schema_version and the change is reported once', async () => {
+      const changes: string[][] = [];
+      const c = capture({ mode: 'change_tracking' }, 10, (table, from, to) => changes.push([table, from, to]));
+      await c.poll(signal);
+      const before = records().find((r) => r.data.op === 'snapshot')!.data.schema_version;
+      db.cols.push({ name: 'note', type: 'nvarchar', length: 100 });
+      db.update(1, 'picked');
+      await c.poll(signal);
+      await c.poll(signal);
+      const last = records().at(-1)!.data;
+      expect(last).toMatchObject({ op: 'update', values: { id: 1, status: 'picked', note: null } });
+      expect(last.schema_version).not.toBe(before);
+      expect(changes).toEqual([[TABLE, before, last.schema_version]]);
     });
 
     it('initial: none captures only the changes from now on', async () => {
