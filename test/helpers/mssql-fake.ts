@@ -13,7 +13,7 @@ import {
   type Statement,
 } from '../../agent/collectors/sql/dialects/mssql-statements.js';
 import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../agent/collectors/sql/dialects/mssql-metadata.js';
-import type { MssqlQuery, MssqlRows, MssqlRunner } from '../../agent/collectors/sql/mssql-runner.js';
+import type { MssqlQuery, MssqlRows, MssqlRunner, MssqlSession, MssqlStream } from '../../agent/collectors/sql/mssql-runner.js';
 
 /**
  * An in-memory SQL Server for the mssql capture tests (SQL Server cannot run here): one table,
@@ -141,10 +141,16 @@ export class FakeSqlServer implements MssqlRunner {
 
   query: MssqlQuery = async (stmt) => this.answer(stmt);
 
-  async inSnapshotTransaction<T>(fn: (q: MssqlQuery) => Promise<T>): Promise<T> {
+  /** The rows in pages, each handed over before the next (as the driver's paused stream). */
+  stream: MssqlStream = async (stmt, pageSize, onPage) => {
+    const rows = await this.answer(stmt);
+    for (let i = 0; i < rows.length; i += pageSize) await onPage(rows.slice(i, i + pageSize));
+  };
+
+  async inSnapshotTransaction<T>(fn: (s: MssqlSession) => Promise<T>): Promise<T> {
     this.log.push('begin');
     try {
-      const r = await fn((s) => this.answer(s));
+      const r = await fn({ query: this.query, stream: this.stream });
       this.log.push('commit');
       return r;
     } catch (err) {

@@ -225,22 +225,30 @@ export class MssqlCapture {
     }
   }
 
-  /** The min-valid check and the CHANGETABLE read in one snapshot transaction (see SNAPSHOT_TRANSACTION). */
+  /**
+   * The min-valid check and the CHANGETABLE read in one snapshot transaction (see
+   * SNAPSHOT_TRANSACTION), its rows streamed into the outbox page by page while it is open.
+   */
   private async changeTracking(shape: Shape, cp: MssqlCheckpoint, out: PollResult, signal: AbortSignal): Promise<void> {
-    const { decision, rows } = await this.o.runner.inSnapshotTransaction(async (q) => {
-      const v = (await q(changeTrackingVersions(this.t.table)))[0] ?? {};
+    const decision = await this.o.runner.inSnapshotTransaction(async (s) => {
+      const v = (await s.query(changeTrackingVersions(this.t.table)))[0] ?? {};
       const d = decideChangeTracking(cp.position, text(v.min_valid_version), text(v.current_version));
-      return { decision: d, rows: d.kind === 'poll' ? await q(changeTrackingPoll(shape.table, d.from, d.to)) : [] };
+      if (d.kind !== 'poll') return d;
+      const pages = this.pages(cp, { ...cp, position: d.to }, out, signal);
+      await s.stream(changeTrackingPoll(shape.table, d.from, d.to), this.o.batchSize, (rows) =>
+        pages.push(
+          rows.map((row) => {
+            const op = changeTrackingOperation(String(row.SYS_CHANGE_OPERATION));
+            const values = mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone });
+            // A deleted row is not there to join back to: only its key is known.
+            return this.change(shape, op, text(row.SYS_CHANGE_VERSION)!, op === 'delete' ? Object.fromEntries(shape.key.map((k) => [k, values[k]!])) : values);
+          }),
+        ),
+      );
+      await pages.finish();
+      return d;
     });
-    if (decision.kind === 'gap') return this.gap(shape, cp, decision, out, signal);
-    if (decision.kind !== 'poll') return;
-    const changes = rows.map((row) => {
-      const op = changeTrackingOperation(String(row.SYS_CHANGE_OPERATION));
-      const values = mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone });
-      // A deleted row is not there to join back to: only its key is known.
-      return this.change(shape, op, text(row.SYS_CHANGE_VERSION)!, op === 'delete' ? Object.fromEntries(shape.key.map((k) => [k, values[k]!])) : values);
-    });
-    await this.appendPages(changes, cp, { ...cp, position: decision.to }, out, signal);
+    if (decision.kind === 'gap') await this.gap(shape, cp, decision, out, signal);
   }
 
   /** `rv >= checkpoint AND rv < MIN_ACTIVE_ROWVERSION()`, page by page; each page moves the checkpoint past its last row. */
@@ -268,14 +276,17 @@ export class MssqlCapture {
     const decision = decideCdc(cp.position, await this.cdcBounds(cp.position));
     if (decision.kind === 'gap') return this.gap(shape, cp, decision, out, signal);
     if (decision.kind !== 'poll') return;
-    const rows = await this.o.runner.query(cdcPoll(captureInstanceOf(this.t), shape.columns, decision.from, decision.to));
-    const changes: Change[] = [];
-    for (const row of rows) {
-      const op = cdcOperation(Number(row.__$operation));
-      if (op === null) continue; // an update's before image
-      changes.push(this.change(shape, op, cdcVersion(row.__$start_lsn as Uint8Array | string, row.__$seqval as Uint8Array | string), mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone })));
-    }
-    await this.appendPages(changes, cp, { mode: cp.mode, position: decision.to }, out, signal);
+    const pages = this.pages(cp, { mode: cp.mode, position: decision.to }, out, signal);
+    await this.o.runner.stream(cdcPoll(captureInstanceOf(this.t), shape.columns, decision.from, decision.to), this.o.batchSize, (rows) => {
+      const changes: Change[] = [];
+      for (const row of rows) {
+        const op = cdcOperation(Number(row.__$operation));
+        if (op === null) continue; // an update's before image
+        changes.push(this.change(shape, op, cdcVersion(row.__$start_lsn as Uint8Array | string, row.__$seqval as Uint8Array | string), mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone })));
+      }
+      return pages.push(changes);
+    });
+    await pages.finish();
   }
 
   private async cdcBounds(saved: string | null): Promise<{ min: string | null; max: string | null; next: string | null }> {
@@ -301,22 +312,40 @@ export class MssqlCapture {
   }
 
   /**
-   * Changes in pages of batch_size, each one append. Pages before the last keep `during` (a crash
-   * repeats the read; the key store drops what was appended); the last commits `after`. A change
-   * whose key was captured at the same version (the snapshot's hand-over, a repeated read) is not
-   * appended again.
+   * Changes in pages of batch_size, each one append (appendPage). Pages before the last keep
+   * `during` (a crash repeats the read; the key store drops what was appended); the last commits
+   * `after`. Used by rowversion, whose pages each move the checkpoint, directly.
    */
   private async appendPages(changes: Change[], during: MssqlCheckpoint, after: MssqlCheckpoint, out: PollResult, signal: AbortSignal): Promise<void> {
+    const pages = this.pages(during, after, out, signal);
+    for (let i = 0; i < changes.length; i += this.o.batchSize) await pages.push(changes.slice(i, i + this.o.batchSize));
+    await pages.finish();
+  }
+
+  /**
+   * A streamed poll's pages: each page is appended when the next one comes (with `during`), the
+   * last one at finish (with `after`), so the page that ends the poll carries the new checkpoint
+   * in its own transaction. Holds at most one page.
+   */
+  private pages(during: MssqlCheckpoint, after: MssqlCheckpoint, out: PollResult, signal: AbortSignal): { push: (changes: Change[]) => Promise<void>; finish: () => Promise<void> } {
+    let held: Change[] | undefined;
+    return {
+      push: async (changes) => {
+        if (held) await this.appendPage(held, during, out, signal);
+        held = changes;
+      },
+      finish: () => this.appendPage(held ?? [], after, out, signal),
+    };
+  }
+
+  /** One append: the changes not captured before at the same version (the hand-over, a repeated read), the checkpoint, the key versions. */
+  private async appendPage(changes: Change[], checkpoint: MssqlCheckpoint, out: PollResult, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     const known = this.o.writer.keyVersions(this.t.table, changes.map((c) => c.key));
     const fresh = changes.filter((c) => known.get(c.key) !== c.version);
-    for (let i = 0; i === 0 || i < fresh.length; i += this.o.batchSize) {
-      signal.throwIfAborted();
-      const page = fresh.slice(i, i + this.o.batchSize);
-      const last = i + this.o.batchSize >= fresh.length;
-      await this.o.writer.append(page.map((c) => c.record), { key: this.cpKey, value: last ? after : during }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: page.map(stored) } });
-      out.records += page.length;
-      out.deletes += page.filter((c) => (c.record.data as { op: string }).op === 'delete').length;
-    }
+    await this.o.writer.append(fresh.map((c) => c.record), { key: this.cpKey, value: checkpoint }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: fresh.map(stored) } });
+    out.records += fresh.length;
+    out.deletes += fresh.filter((c) => (c.record.data as { op: string }).op === 'delete').length;
   }
 
   private change(shape: Shape, op: string, version: string, values: Record<string, WireValue>): Change {

@@ -13,13 +13,26 @@ export type MssqlRows = Record<string, unknown>[];
 
 export type MssqlQuery = (stmt: Statement) => Promise<MssqlRows>;
 
-export interface MssqlRunner {
+/**
+ * Runs a statement and hands its rows to `onPage` in pages of `pageSize` (the last one shorter;
+ * none for no rows), reading no further until `onPage` resolves: constant memory for statements
+ * without TOP (a Change Tracking or CDC poll). An `onPage` that throws stops the statement and
+ * the error is passed on.
+ */
+export type MssqlStream = (stmt: Statement, pageSize: number, onPage: (rows: MssqlRows) => Promise<void>) => Promise<void>;
+
+/** Statements on the pool, or on one transaction's connection. */
+export interface MssqlSession {
   query: MssqlQuery;
+  stream: MssqlStream;
+}
+
+export interface MssqlRunner extends MssqlSession {
   /**
    * Runs `fn` in one transaction at SNAPSHOT isolation on one connection (SNAPSHOT_TRANSACTION):
    * committed when `fn` resolves, rolled back when it throws (and the error passed on).
    */
-  inSnapshotTransaction<T>(fn: (query: MssqlQuery) => Promise<T>): Promise<T>;
+  inSnapshotTransaction<T>(fn: (session: MssqlSession) => Promise<T>): Promise<T>;
   /** The table's columns in ordinal order (`table` as configured: `dbo.T` or `T`); empty when there is no such table. */
   columns(table: string): Promise<MssqlColumn[]>;
   /** The primary key's columns in key order; empty when the table has none. */

@@ -1,6 +1,6 @@
 import sql from 'mssql';
 import { ErpEdgeError } from '../../../../common/errors.js';
-import type { MssqlConnectOptions, MssqlQuery, MssqlRows, MssqlRunner } from '../mssql-runner.js';
+import type { MssqlConnectOptions, MssqlRows, MssqlRunner, MssqlSession } from '../mssql-runner.js';
 import { columnFromRow, columnsStatement, primaryKeyStatement } from './mssql-metadata.js';
 import type { Statement } from './mssql-statements.js';
 
@@ -76,6 +76,72 @@ async function run(request: sql.Request, stmt: Statement): Promise<MssqlRows> {
   return r.recordset ?? [];
 }
 
+/** What streamPages uses of an mssql Request (an interface so it is tested with an emitter). */
+export interface StreamingRequest {
+  stream: boolean;
+  input(name: string, type: sql.ISqlType, value: unknown): unknown;
+  on(event: 'row', listener: (row: Record<string, unknown>) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'done', listener: () => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  cancel(): unknown;
+  query(command: string): unknown;
+}
+
+/**
+ * The rows of `stmt` in pages (MssqlStream): the request is paused while a page is handed over,
+ * so at most one page is held. A failing `onPage` cancels the request; its error is the one passed
+ * on (the cancel's own error is not). The last, shorter page is handed over once the server is done.
+ */
+export function streamPages(request: StreamingRequest, stmt: Statement, pageSize: number, onPage: (rows: MssqlRows) => Promise<void>): Promise<void> {
+  for (const p of stmt.params) request.input(p.name, mssqlType(p.type), p.value);
+  request.stream = true;
+  return new Promise((resolve, reject) => {
+    let page: MssqlRows = [];
+    let failed: unknown;
+    let handing: Promise<void> = Promise.resolve();
+    request.on('row', (row) => {
+      if (failed !== undefined) return;
+      page.push(row);
+      if (page.length < pageSize) return;
+      const full = page;
+      page = [];
+      request.pause();
+      handing = handing
+        .then(() => onPage(full))
+        .then(
+          () => {
+            request.resume();
+          },
+          (err: unknown) => {
+            failed = err;
+            request.cancel();
+          },
+        );
+    });
+    request.on('error', (err) => {
+      failed ??= err;
+    });
+    request.on('done', () => {
+      handing
+        .then(async () => {
+          if (failed !== undefined) throw failed;
+          if (page.length > 0) await onPage(page);
+        })
+        .then(resolve, reject);
+    });
+    request.query(stmt.sql);
+  });
+}
+
+function session(request: () => sql.Request): MssqlSession {
+  return {
+    query: (stmt) => run(request(), stmt),
+    stream: (stmt, pageSize, onPage) => streamPages(request() as unknown as StreamingRequest, stmt, pageSize, onPage),
+  };
+}
+
 export async function connect(opts: MssqlConnectOptions): Promise<MssqlRunner> {
   const pool = new sql.ConnectionPool({
     server: opts.host,
@@ -92,19 +158,21 @@ export async function connect(opts: MssqlConnectOptions): Promise<MssqlRunner> {
   // A pool error event without a listener would crash the process; failures reach the caller as rejected queries.
   pool.on('error', () => undefined);
   await pool.connect();
-  const query: MssqlQuery = (stmt) => run(pool.request(), stmt);
+  const onPool = session(() => pool.request());
+  const { query } = onPool;
   return {
-    query,
-    async inSnapshotTransaction<T>(fn: (q: MssqlQuery) => Promise<T>): Promise<T> {
+    ...onPool,
+    async inSnapshotTransaction<T>(fn: (s: MssqlSession) => Promise<T>): Promise<T> {
       const tx = new sql.Transaction(pool);
       await tx.begin(sql.ISOLATION_LEVEL.SNAPSHOT);
-      const inTx: MssqlQuery = (stmt) => run(new sql.Request(tx), stmt);
+      const onTx = session(() => new sql.Request(tx));
+      const inTx = onTx.query;
       // The isolation level is a session setting and the connection goes back to the pool: set
       // back to READ COMMITTED (SNAPSHOT_TRANSACTION.commit) before the transaction ends.
       const reset = { sql: 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED', params: [] };
       let result: T;
       try {
-        result = await fn(inTx);
+        result = await fn(onTx);
         await inTx(reset);
       } catch (err) {
         await inTx(reset).catch(() => undefined); // the connection may be gone: the rollback says so

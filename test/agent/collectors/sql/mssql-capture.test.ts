@@ -127,6 +127,25 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       expect(summary()).toEqual(['snapshot_start', ...[1, 2, 3, 4, 5, 6, 7].map((i) => `snapshot ${i} new`), 'snapshot_end 7']);
     });
 
+    it('a poll of more changes than batch_size: pages of their own, the last with the new checkpoint; a crash between pages repeats none', async () => {
+      await capture({ mode: 'change_tracking' }).poll(signal);
+      const n = records().length;
+      for (let i = 1; i <= 5; i++) db.update(i, 'picked'); // versions 16..20
+      // An instance whose third append (the third page) fails, as a crash there would.
+      const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'mssql', connection: { database: 'erp', user: 'edge' }, batch_size: 2, tables: [{ table: TABLE, mode: 'change_tracking' }] });
+      const writer = testHost(outbox, cfg, tmp.dir).ctx.writer;
+      let appends = 0;
+      const crashing = { ...writer, append: (...a: Parameters<typeof writer.append>) => (++appends === 3 ? Promise.reject(new Error('crash')) : writer.append(...a)) };
+      const c = new MssqlCapture({ table: mssqlTables(cfg)[0]!, runner: db, writer: crashing, sourceId: writer.source, stream: 'erp', batchSize: 2 });
+      await expect(c.poll(signal)).rejects.toThrow('crash');
+      expect(db.log.at(-1)).toBe('rollback');
+      expect(summary().slice(n)).toEqual(['update 1 picked', 'update 2 picked', 'update 3 picked', 'update 4 picked']);
+      expect(checkpoint()?.position).toBe('15'); // pages before the last keep the old position
+      await capture({ mode: 'change_tracking' }).poll(signal);
+      expect(summary().slice(n)).toEqual([1, 2, 3, 4, 5].map((i) => `update ${i} picked`));
+      expect(checkpoint()?.position).toBe('20');
+    });
+
     it('a checkpoint ahead of the database (restored from a backup) is a gap too', async () => {
       const c = capture({ mode: 'change_tracking' });
       await c.poll(signal);

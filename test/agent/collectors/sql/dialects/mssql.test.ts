@@ -1,6 +1,7 @@
+import { EventEmitter } from 'node:events';
 import sql from 'mssql';
 import { describe, expect, it } from 'vitest';
-import { mssqlType } from '../../../../../agent/collectors/sql/dialects/mssql.js';
+import { mssqlType, streamPages, type StreamingRequest } from '../../../../../agent/collectors/sql/dialects/mssql.js';
 import { cdcBounds, cdcPoll, changeTrackingPoll, changeTrackingVersions, rowversionPoll, snapshotChunk, type MssqlColumn } from '../../../../../agent/collectors/sql/dialects/mssql-statements.js';
 import { columnsStatement, primaryKeyStatement } from '../../../../../agent/collectors/sql/dialects/mssql-metadata.js';
 
@@ -61,5 +62,74 @@ describe('mssql runner parameter types', () => {
       primaryKeyStatement('dbo.T'),
     ];
     for (const s of statements) for (const p of s.params) expect(() => mssqlType(p.type), `${p.name}: ${p.type}`).not.toThrow();
+  });
+});
+
+/** A stand-in for an mssql Request in stream mode: rows are emitted by the test, pause/resume/cancel recorded. */
+class FakeRequest extends EventEmitter {
+  stream = false;
+  readonly calls: string[] = [];
+  readonly inputs: [string, unknown, unknown][] = [];
+  input(name: string, type: unknown, value: unknown) {
+    this.inputs.push([name, type, value]);
+    return this;
+  }
+  pause() {
+    this.calls.push('pause');
+  }
+  resume() {
+    this.calls.push('resume');
+  }
+  cancel() {
+    this.calls.push('cancel');
+    this.emit('error', Object.assign(new Error('Canceled.'), { code: 'ECANCEL' }));
+    this.emit('done');
+  }
+  query(sqlText: string) {
+    this.calls.push(`query ${sqlText}`);
+  }
+}
+
+describe('mssql runner streaming (streamPages)', () => {
+  const stmt = changeTrackingPoll({ name: 'dbo.T', key: ['id'], columns: [{ name: 'id', type: 'int' }] }, '1', '9');
+  const flush = () => new Promise((r) => setImmediate(r));
+
+  it('hands rows over in pages, paused while each is handled, the short last page when the server is done', async () => {
+    const req = new FakeRequest();
+    const pages: number[][] = [];
+    const done = streamPages(req as unknown as StreamingRequest, stmt, 2, async (rows) => {
+      pages.push(rows.map((r) => r.id as number));
+    });
+    expect(req.stream).toBe(true);
+    expect(req.inputs).toEqual([['last', sql.BigInt(), '1'], ['to', sql.BigInt(), '9']]);
+    for (const id of [1, 2, 3, 4, 5]) req.emit('row', { id });
+    await flush();
+    req.emit('done');
+    await done;
+    expect(pages).toEqual([[1, 2], [3, 4], [5]]);
+    expect(req.calls.filter((c) => !c.startsWith('query'))).toEqual(['pause', 'pause', 'resume', 'resume']);
+  });
+
+  it('a page that fails cancels the statement and its error is the one passed on', async () => {
+    const req = new FakeRequest();
+    const done = streamPages(req as unknown as StreamingRequest, stmt, 1, async () => {
+      throw new Error('outbox refused');
+    });
+    req.emit('row', { id: 1 });
+    await expect(done).rejects.toThrow('outbox refused');
+    expect(req.calls).toContain('cancel');
+  });
+
+  it('a server error is passed on; no page is handed over after it', async () => {
+    const req = new FakeRequest();
+    const pages: unknown[] = [];
+    const done = streamPages(req as unknown as StreamingRequest, stmt, 10, async (rows) => {
+      pages.push(rows);
+    });
+    req.emit('row', { id: 1 });
+    req.emit('error', new Error('Transaction failed because this DDL statement is not allowed inside a snapshot isolation transaction'));
+    req.emit('done');
+    await expect(done).rejects.toThrow(/snapshot isolation/);
+    expect(pages).toEqual([]);
   });
 });
