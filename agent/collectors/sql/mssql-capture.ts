@@ -134,9 +134,14 @@ export class MssqlCapture {
   private async shape(): Promise<Shape> {
     const columns = await this.o.runner.columns(this.t.table);
     if (columns.length === 0) throw new ErpEdgeError('ERP_COLLECTOR_FAILED', `table ${this.t.table} not found, or this login may not see it`, { table: this.t.table });
-    const key = this.t.key ?? (await this.o.runner.primaryKey(this.t.table));
+    const primaryKey = await this.o.runner.primaryKey(this.t.table);
+    const key = this.t.key ?? primaryKey;
     if (key.length === 0) throw new ErpEdgeError('ERP_CONFIG_INVALID', `table ${this.t.table} has no primary key: name its unique key columns with key: [...]`, { table: this.t.table });
     const t = this.t;
+    // CHANGETABLE returns the primary key's columns only: a deleted row is known by nothing else.
+    if (t.mode === 'change_tracking' && key.join('\u0000') !== primaryKey.join('\u0000')) {
+      throw new ErpEdgeError('ERP_CONFIG_INVALID', `change tracking identifies the rows of ${t.table} by its primary key (${primaryKey.join(', ') || 'none'}): remove key: from the config or set it to that`, { table: t.table });
+    }
     if (t.mode === 'rowversion' && !columns.some((c) => c.name === t.rowversion_column)) {
       throw new ErpEdgeError('ERP_CONFIG_INVALID', `rowversion_column ${t.rowversion_column} is not a column of ${t.table}`, { table: t.table });
     }

@@ -89,6 +89,7 @@ async function checkTable(collector: string, t: MssqlTableConfig, runner: MssqlR
   if (missing.length > 0) fail(`key column(s) ${missing.join(', ')} not in the table`, `correct key: in the config (the table's columns: ${columns.map((c) => c.name).join(', ')})`);
   switch (t.mode) {
     case 'change_tracking':
+      if (primaryKey.length > 0 && t.key && t.key.join('\u0000') !== primaryKey.join('\u0000')) fail(`change tracking identifies rows by the primary key (${primaryKey.join(', ')}), not key: [${t.key.join(', ')}]`, `remove key: from the config, or set key: [${primaryKey.join(', ')}]`);
       if (primaryKey.length === 0) fail('change tracking needs a primary key on the table', `ALTER TABLE ${tn} ADD CONSTRAINT ${name(`PK_${t.table.split('.').at(-1)}`)} PRIMARY KEY (${key.map(name).join(', ') || '<columns>'});`);
       if (Number(a.ct_enabled) !== 1) fail('change tracking is not enabled on the table', `ALTER TABLE ${tn} ENABLE CHANGE_TRACKING;`);
       if (Number(a.can_view_ct) !== 1) fail(`user ${user} has no VIEW CHANGE TRACKING on it`, `GRANT VIEW CHANGE TRACKING ON ${tn} TO ${name(user)};`);

@@ -255,11 +255,12 @@ describe('SQL Server capture (fake server, real outbox)', () => {
     });
   });
 
-  it('a table that does not exist, or a mode changed under a checkpoint, is an error, not a silent start over', async () => {
+  it('a table that does not exist, a change tracking key other than the primary key, or a mode changed under a checkpoint, is an error, not a silent start over', async () => {
     const missing = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'mssql', connection: { database: 'erp', user: 'edge' }, tables: [{ table: 'dbo.Nope', mode: 'change_tracking' }] });
     const host = testHost(outbox, missing, tmp.dir);
     const c = new MssqlCapture({ table: mssqlTables(missing)[0]!, runner: db, writer: host.ctx.writer, sourceId: host.ctx.writer.source, stream: 'erp', batchSize: 2 });
     await expect(c.poll(signal)).rejects.toThrow(/dbo\.Nope not found/);
+    await expect(capture({ mode: 'change_tracking', key: ['status'] }).poll(signal)).rejects.toThrow(/change tracking identifies the rows of dbo\.Orders by its primary key \(id\)/);
     await capture({ mode: 'change_tracking' }).poll(signal);
     await expect(capture({ mode: 'cdc' }).poll(signal)).rejects.toThrow(/captured with mode change_tracking, now configured as cdc/);
   });

@@ -53,6 +53,11 @@ describe('edge-agent sql test, driver: mssql (fake server)', () => {
     ]);
   });
 
+  it('change_tracking with a key other than the primary key names the fix', async () => {
+    const lines = await check(new FakeSqlServer(), [{ table: TABLE, mode: 'change_tracking', key: ['status'] }]);
+    expect(lines.at(-1)).toBe(`FAIL  erp  ${TABLE}  change tracking identifies rows by the primary key (id), not key: [status]  fix: remove key: from the config, or set key: [id]`);
+  });
+
   it('a wrong rowversion column names the fix', async () => {
     const lines = await check(new FakeSqlServer(), [{ table: TABLE, mode: 'rowversion', rowversion_column: 'status' }]);
     expect(lines.at(-1)).toBe(`FAIL  erp  ${TABLE}  column status is nvarchar, not rowversion  fix: set rowversion_column: to the table's rowversion column, or: ALTER TABLE dbo.Orders ADD erp_rv rowversion;`);
