@@ -12,6 +12,7 @@ import {
   type MssqlTable,
   type Statement,
 } from '../../agent/collectors/sql/dialects/mssql-statements.js';
+import { existingKeysStatement } from '../../agent/collectors/sql/dialects/mssql-keys.js';
 import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../agent/collectors/sql/dialects/mssql-metadata.js';
 import type { MssqlQuery, MssqlRows, MssqlRunner, MssqlSession, MssqlStream } from '../../agent/collectors/sql/mssql-runner.js';
 
@@ -232,6 +233,15 @@ export class FakeSqlServer implements MssqlRunner {
           const t = this.tracked.get(r.id);
           return ct ? { SYS_CHANGE_VERSION: t && t.last >= this.ctMinValid ? String(t.last) : null, ...this.wire(r) } : this.wire(r);
         });
+    }
+    if (sql.includes('WHERE EXISTS (SELECT 1 FROM')) {
+      const keys: unknown[][] = [];
+      for (const x of stmt.params) {
+        const [, i, j] = /^p(\d+)_(\d+)$/.exec(x.name)!;
+        (keys[Number(i)] ??= [])[Number(j)] = x.value;
+      }
+      same(existingKeysStatement(SHAPE, keys), `keys(${keys.map((k) => k.join('|')).join(',')})`);
+      return keys.flatMap((k, i) => (this.rows.has(Number(k[0])) ? [{ i }] : []));
     }
     if (sql.includes('SUSER_SNAME()')) {
       same(prerequisitesStatement(), 'check.prerequisites');

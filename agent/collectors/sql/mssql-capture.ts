@@ -24,8 +24,10 @@ import {
   type MssqlTable,
   type WireValue,
 } from './dialects/mssql-statements.js';
+import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from './dialects/mssql-keys.js';
 import { checkpointKey } from './incremental.js';
 import type { MssqlRows, MssqlRunner } from './mssql-runner.js';
+import { reconcileDeletes, type ReconcileTarget } from './reconcile.js';
 import { recordId, recordKey } from './record.js';
 import { captureInstanceOf, type MssqlTableConfig } from './schema.js';
 import { snapshotMarker } from './snapshot.js';
@@ -125,6 +127,37 @@ export class MssqlCapture {
     if (cp.snapshot) cp = await this.snapshot(shape, cp, out, signal);
     await this.changes(shape, cp, out, signal);
     return out;
+  }
+
+  /**
+   * rowversion mode cannot see deletes: every captured key is checked against the table
+   * (reconcile.ts, as for incremental capture); a key without a row becomes a `delete` record.
+   * A key the server cannot match back as captured (datetime, binary, …) is refused with
+   * ERP_COLLECTOR_FAILED, which the collector shows as the table's reconcile_error.
+   */
+  async reconcile(signal: AbortSignal): Promise<number> {
+    const shape = await this.shape();
+    const unsafe = unmatchableKeyColumns(shape.table);
+    if (unsafe.length > 0) {
+      throw new ErpEdgeError('ERP_COLLECTOR_FAILED', `deletes cannot be looked for in ${this.t.table}: key column(s) ${unsafe.join(', ')} cannot be matched back as captured; set reconcile_interval: 0 for this table`, { table: this.t.table, columns: unsafe });
+    }
+    const per = keysPerStatement(shape.key.length);
+    const target: ReconcileTarget = {
+      table: { table: this.t.table, key: shape.key },
+      source: {
+        existingKeys: async (_table, _columns, keys) => {
+          const found = new Set<number>();
+          for (let i = 0; i < keys.length; i += per) {
+            for (const row of await this.o.runner.query(existingKeysStatement(shape.table, keys.slice(i, i + per)))) found.add(i + Number(row.i));
+          }
+          return found;
+        },
+      },
+      writer: this.o.writer,
+      sourceId: this.o.sourceId,
+      stream: this.o.stream,
+    };
+    return reconcileDeletes(target, signal);
   }
 
   private checkpoint(): MssqlCheckpoint | undefined {

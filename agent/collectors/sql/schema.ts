@@ -94,6 +94,11 @@ const rowversionTableSchema = z.strictObject({
   mode: z.literal('rowversion'),
   /** The table's rowversion (timestamp) column. */
   rowversion_column: identifier,
+  /**
+   * How often deletes are looked for (a rowversion cannot show them): every key captured is
+   * checked against the table in chunks, and a key without a row becomes a `delete` record. 0: never.
+   */
+  reconcile_interval: durationMs.default(3_600_000),
 });
 
 /** SQL Server CDC (enabled by the DBA): cdc.fn_cdc_get_all_changes_<capture_instance>. */

@@ -153,7 +153,7 @@ export class SqlCollector implements Collector {
       state.records += await pollIncremental(capture, this.signal);
       if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
         lastReconcile = Date.now();
-        state.deletes += await this.reconcile(capture, state);
+        state.deletes += await this.reconcile(t.table, state, () => reconcileDeletes(capture, this.signal));
       }
     });
   }
@@ -161,10 +161,16 @@ export class SqlCollector implements Collector {
   /** A SQL Server table (change_tracking, rowversion, cdc): the same loop, back-off and stats as run(). */
   private async runMssql(t: MssqlTableConfig, capture: MssqlCapture): Promise<void> {
     const state = this.states.get(t.table)!;
+    const reconcileInterval = t.mode === 'rowversion' ? t.reconcile_interval : 0;
+    let lastReconcile = Date.now();
     await this.loop(t.table, state, t.poll_interval ?? this.cfg.poll_interval, async () => {
       const r = await capture.poll(this.signal);
       state.records += r.records;
       state.deletes += r.deletes;
+      if (reconcileInterval > 0 && Date.now() - lastReconcile >= reconcileInterval) {
+        lastReconcile = Date.now();
+        state.deletes += await this.reconcile(t.table, state, () => capture.reconcile(this.signal));
+      }
     });
   }
 
@@ -215,16 +221,16 @@ export class SqlCollector implements Collector {
    * captured: the refusal is shown in stats and logged, and tried again next interval. Database
    * errors go to the table's back-off as any other.
    */
-  private async reconcile(capture: TableCapture, state: TableState): Promise<number> {
+  private async reconcile(table: string, state: TableState, run: () => Promise<number>): Promise<number> {
     try {
-      const n = await reconcileDeletes(capture, this.signal);
+      const n = await run();
       state.reconcileError = '';
       return n;
     } catch (err) {
       if (!isErpEdgeError(err, 'ERP_COLLECTOR_FAILED')) throw err;
       state.reconcileError = err.message;
-      const t = this.errorLog.take(`reconcile:${capture.table.table}`);
-      if (t) this.log.warn({ table: capture.table.table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
+      const t = this.errorLog.take(`reconcile:${table}`);
+      if (t) this.log.warn({ table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
       return 0;
     }
   }

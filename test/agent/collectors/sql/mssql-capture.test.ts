@@ -220,6 +220,30 @@ describe('SQL Server capture (fake server, real outbox)', () => {
     });
   });
 
+  describe('rowversion deletes (reconciliation)', () => {
+    it('a captured key without a row becomes one delete record and is forgotten: inserted again, it is an insert', async () => {
+      const c = capture({ mode: 'rowversion', rowversion_column: 'rv' }, 10);
+      await c.poll(signal);
+      db.delete(2);
+      db.delete(4);
+      expect(await c.reconcile(signal)).toBe(2);
+      expect(db.log.filter((l) => l.startsWith('keys('))).toEqual(['keys(1,2,3,4,5)']);
+      const deletes = records().filter((r) => r.data.op === 'delete');
+      expect(deletes.map((r) => r.data.key)).toEqual([{ id: 2 }, { id: 4 }]);
+      expect(deletes[0]!.data.version).toMatch(/^deleted@/);
+      expect(await c.reconcile(signal)).toBe(0); // forgotten: not reported twice
+      db.insert(2, 'again');
+      await c.poll(signal);
+      expect(summary().at(-1)).toBe('insert 2 again');
+    });
+
+    it('a key the server cannot match back as captured is refused, not probed', async () => {
+      const c = capture({ mode: 'rowversion', rowversion_column: 'rv', key: ['rv'] }, 10);
+      await expect(c.reconcile(signal)).rejects.toThrow(/deletes cannot be looked for in dbo\.Orders: key column\(s\) rv cannot be matched back as captured; set reconcile_interval: 0/);
+      expect(db.log).toEqual([]);
+    });
+  });
+
   describe('cdc', () => {
     it('snapshot, then inserts, updates (after image only) and deletes (with their values) in LSN order', async () => {
       const c = capture({ mode: 'cdc' });

@@ -57,4 +57,25 @@ describe('sql collector, driver: mssql (fake server)', () => {
     }
     expect(db.closed).toBe(true);
   });
+
+  it('a rowversion table looks for deletes every reconcile_interval: a deleted row becomes a delete record, counted in stats', async () => {
+    const db = new FakeSqlServer();
+    db.insert(1, 'new');
+    db.insert(2, 'new');
+    const cfg = sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'mssql', connection: { database: 'erp', user: 'edge' }, poll_interval: '20ms', tables: [{ table: TABLE, mode: 'rowversion', rowversion_column: 'rv', reconcile_interval: '20ms' }] });
+    const host = testHost(outbox, cfg, tmp.dir);
+    const collector = new SqlCollector(cfg, host.ctx, { connectMssql: async () => db });
+    const ops = () => outbox.readPending('erp', 0, 1000).map((r) => (JSON.parse(r.payload) as { data: { op: string } }).data.op);
+    await collector.start();
+    try {
+      await waitFor('the snapshot', () => ops().includes('snapshot_end'), 10_000);
+      db.delete(1);
+      await waitFor('the delete', () => ops().includes('delete'), 10_000);
+      expect(collector.stats().counters).toMatchObject({ [`${TABLE}.deletes`]: 1 });
+      expect(collector.stats().counters?.[`${TABLE}.reconcile_error`]).toBeUndefined();
+    } finally {
+      host.abort.abort();
+      await collector.stop();
+    }
+  });
 });
