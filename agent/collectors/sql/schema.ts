@@ -88,7 +88,7 @@ const mssqlTableFields = {
 /** SQL Server Change Tracking: CHANGETABLE(CHANGES …) joined back to the table, under snapshot isolation. */
 const changeTrackingTableSchema = z.strictObject({ ...mssqlTableFields, mode: z.literal('change_tracking') });
 
-/** SQL Server rowversion column: rows with `rv >= checkpoint AND rv < MIN_ACTIVE_ROWVERSION()`. Cannot see deletes. */
+/** SQL Server rowversion column: rows with `rv >= checkpoint AND rv < MIN_ACTIVE_ROWVERSION()`; deletes by reconciliation. */
 const rowversionTableSchema = z.strictObject({
   ...mssqlTableFields,
   mode: z.literal('rowversion'),
