@@ -58,7 +58,7 @@ export const sqlLogical: Scenario = {
         warehouse text NOT NULL,
         updated_at timestamp(6) NOT NULL)`);
       ctx.param('postgresql', `${cluster.version}, own cluster, wal_level=logical, fsync=off`);
-      ctx.param('collector', `sql, driver pg, logical: [public.${TABLE}] (pgoutput, slot ${SLOT}), batch_size 1000, poll_interval ${POLL_INTERVAL}; outbox synchronous=${defaultOutboxConfig().synchronous}; broker unreachable`);
+      ctx.param('collector', `sql, driver pg, logical: [public.${TABLE}, initial: none] (pgoutput, slot ${SLOT}), batch_size 1000, poll_interval ${POLL_INTERVAL}; outbox synchronous=${defaultOutboxConfig().synchronous}; broker unreachable`);
       ctx.param('load', `INSERT … SELECT generate_series, ${TXN_ROWS} rows a transaction, one client, paced to ${rates.join(' then ')} rows/s for ${seconds} s each`);
       for (let r = 0; r < ctx.repeats; r++) {
         await admin.query(`TRUNCATE ${TABLE}`);
@@ -166,6 +166,7 @@ function collectorYaml(cluster: BenchPgCluster): string {
     logical:
       tables:
         - table: public.${TABLE}
+          initial: none   # the table starts empty; this scenario measures change capture
 `;
 }
 

@@ -21,7 +21,8 @@ export interface CheckResult {
   fix?: string | undefined;
 }
 
-type Driver = SqlConfig['driver'];
+/** The drivers whose checks are here (SQL Server's are in mssql-check.ts). */
+type Driver = Exclude<SqlConfig['driver'], 'mssql'>;
 
 /** What the checks of one table need besides the table. */
 export interface TableCheckContext {
@@ -339,9 +340,11 @@ export function checkLogical(tables: readonly LogicalTableConfig[], info: Logica
 // Connection
 
 /** `user@host:port/database`, as configured (no password, ever). */
+const DEFAULT_PORT: Record<SqlConfig['driver'], number> = { pg: 5432, mysql: 3306, mssql: 1433 };
+
 export function describeConnection(cfg: SqlConfig): string {
   const c = cfg.connection;
-  return `${c.user}@${c.host}:${c.port ?? (cfg.driver === 'pg' ? 5432 : 3306)}/${c.database}`;
+  return `${c.user}@${c.host}:${c.port ?? DEFAULT_PORT[cfg.driver]}/${c.database}`;
 }
 
 /** A failed connect as one FAIL: what was tried, the driver's error, and what usually fixes it. */
@@ -353,11 +356,11 @@ export function connectFailure(cfg: SqlConfig, err: unknown): CheckResult {
   const text = errorText(err, c.password);
   const where = describeConnection(cfg);
   let fix: string | undefined;
-  if (code === 'ECONNREFUSED') fix = `nothing listens on ${c.host}:${c.port ?? (cfg.driver === 'pg' ? 5432 : 3306)}: start the server, or correct connection.host and connection.port`;
+  if (code === 'ECONNREFUSED') fix = `nothing listens on ${c.host}:${c.port ?? DEFAULT_PORT[cfg.driver]}: start the server, or correct connection.host and connection.port`;
   else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') fix = `the host name does not resolve: correct connection.host`;
   else if (code === 'ETIMEDOUT' || /timeout/i.test(text)) fix = `no answer within connection.connect_timeout: check connection.host, connection.port and any firewall between`;
   else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') fix = `no route to ${c.host}: check connection.host and the network`;
-  else if (code === '28P01' || errno === 1045) fix = `wrong user or password: check connection.user and connection.password`;
+  else if (code === '28P01' || errno === 1045 || code === 'ELOGIN') fix = `wrong user or password: check connection.user and connection.password`;
   else if (code === '28000' && /pg_hba/.test(text)) fix = `the server does not admit this user from this host: add a line to pg_hba.conf (host ${c.database} ${c.user} <this host's address>/32 scram-sha-256) and reload PostgreSQL`;
   else if (code === '3D000' || errno === 1049) fix = `no database ${c.database} on this server: correct connection.database`;
   else if (code === '42501') fix = `GRANT CONNECT ON DATABASE ${sqlIdent('pg', c.database)} TO ${sqlIdent('pg', c.user)};`;
@@ -366,7 +369,7 @@ export function connectFailure(cfg: SqlConfig, err: unknown): CheckResult {
 }
 
 /** A driver's error as one line, with the password (should a driver ever echo it) masked. */
-function errorText(err: unknown, password: string): string {
+export function errorText(err: unknown, password: string): string {
   const e = err as { code?: unknown; message?: unknown; errors?: unknown };
   // Node's connect errors for a host with several addresses are an AggregateError with no message.
   let message = typeof e.message === 'string' && e.message ? e.message : '';
@@ -403,10 +406,12 @@ async function checkQuery(q: QueryConfig, source: SqlSource, cfg: SqlConfig): Pr
 
 /** Connects as the collector would, checks every table, and closes. Never throws for a database problem. */
 export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) => Promise<DialectModule> = (d) => DIALECTS[d]()): Promise<CheckResult[]> {
+  if (cfg.driver === 'mssql') return (await import('./mssql-check.js')).testMssqlCollector(cfg);
+  const driver: Driver = cfg.driver;
   const c = cfg.connection;
   let source: SqlSource;
   try {
-    const dialect = await load(cfg.driver);
+    const dialect = await load(driver);
     source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: 1, connectTimeoutMs: c.connect_timeout });
   } catch (err) {
     return [connectFailure(cfg, err)];
@@ -421,8 +426,9 @@ export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) =>
         out.push(await checkQuery(t, source, cfg));
         continue;
       }
+      if (t.mode !== 'incremental') continue; // SQL Server modes: refused by the config for this driver
       try {
-        out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver: cfg.driver, identity }));
+        out.push(...checkTable(t, await source.inspectTable(t.table), { collector: cfg.name, driver, identity }));
       } catch (err) {
         out.push({ level: 'FAIL', collector: cfg.name, subject: t.table, message: `could not inspect the table: ${errorText(err, c.password)}` });
       }

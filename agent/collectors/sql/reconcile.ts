@@ -1,7 +1,17 @@
 import { ErpEdgeError } from '../../../common/errors.js';
 import type { CaptureInput } from '../../host/writer.js';
-import type { TableCapture } from './incremental.js';
+import type { Writer } from '../../host/writer.js';
+import type { SqlSource } from './dialect.js';
 import { recordId } from './record.js';
+
+/** What reconciliation needs of a table's capture (an incremental TableCapture is one; SQL Server's rowversion capture makes one). */
+export interface ReconcileTarget {
+  table: { table: string; key: readonly string[] };
+  source: Pick<SqlSource, 'existingKeys' | 'inspectTable' | 'driver'>;
+  writer: Writer;
+  sourceId: string;
+  stream: string;
+}
 
 /** Captured keys checked per query. */
 const CHUNK = 500;
@@ -12,7 +22,7 @@ const CHUNK = 500;
  * a `delete` record, and is forgotten in the same transaction (a row inserted again under it later
  * is an insert). Runs between polls, so no poll of the same table interleaves. Returns the deletes.
  */
-export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Promise<number> {
+export async function reconcileDeletes(c: ReconcileTarget, signal: AbortSignal): Promise<number> {
   const t = c.table;
   const unsafe = await unmatchableKeyColumns(c);
   if (unsafe.length > 0) throw new ErpEdgeError('ERP_COLLECTOR_FAILED', `deletes cannot be looked for in ${t.table}: key column(s) ${unsafe.join(', ')} cannot be matched back as captured; set reconcile_interval: 0 for this table`, { table: t.table, columns: unsafe });
@@ -40,7 +50,7 @@ export async function reconcileDeletes(c: TableCapture, signal: AbortSignal): Pr
  * base64) and MySQL TIMESTAMP (captured with a `Z`). Probing with them would find nothing and
  * report rows deleted that are there, so reconciliation refuses such a table instead.
  */
-async function unmatchableKeyColumns(c: TableCapture): Promise<string[]> {
+async function unmatchableKeyColumns(c: ReconcileTarget): Promise<string[]> {
   if (!c.source.inspectTable) return [];
   const info = await c.source.inspectTable(c.table.table);
   const types = new Map(info.columns.map((col) => [col.name.toLowerCase(), col.type.toLowerCase()]));
@@ -55,7 +65,7 @@ export function decodeKey(key: string): string[] {
 }
 
 /** `values`: the key as captured (typed, as the insert carried it); the decoded text for keys stored without. */
-function tombstone(c: TableCapture, key: string, values: readonly unknown[], at: string): CaptureInput {
+function tombstone(c: ReconcileTarget, key: string, values: readonly unknown[], at: string): CaptureInput {
   const t = c.table;
   // No row version to tell deletes apart: the time it was found gone stands in (a key deleted,
   // inserted and deleted again yields two deletes with different ids).

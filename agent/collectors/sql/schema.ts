@@ -2,13 +2,15 @@ import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
 import { queryProblem } from './query-text.js';
+import { checkTimeZone } from './dialects/mssql-statements.js';
 
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.
  *
  * This release captures with `mode: incremental` (after an initial snapshot) and `mode: query` on
- * PostgreSQL and MySQL/MariaDB, and logical decoding (`logical:`, a replication slot with pgoutput)
- * on PostgreSQL.
+ * PostgreSQL and MySQL/MariaDB, logical decoding (`logical:`, a replication slot with pgoutput) on
+ * PostgreSQL, and `mode: change_tracking | rowversion | cdc` on SQL Server (`driver: mssql`).
+ * (mssql-statements.ts is pure: importing it loads no driver.)
  */
 const identifier = z
   .string()
@@ -52,6 +54,68 @@ const tableSchema = z.strictObject({
   stream: topicLevel.optional(),
 });
 
+/** An IANA zone name Intl knows (e.g. `Europe/Berlin`). */
+const ianaZone = z.string().min(1).superRefine((zone, ctx) => {
+  try {
+    checkTimeZone(zone);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `unknown IANA time zone ${JSON.stringify(zone)} (e.g. Europe/Berlin, UTC)` });
+  }
+});
+
+/** What every SQL Server table entry has (driver: mssql). */
+const mssqlTableFields = {
+  /** `dbo.OrderLines` or `OrderLines` (the login's default schema). */
+  table: identifier,
+  /** Record key columns; default: the table's primary key, read from the database's metadata. */
+  key: z.array(identifier).min(1).optional(),
+  /**
+   * First start (and after a gap): `snapshot` loads every row in key order (resumable, between
+   * `snapshot_start` and `snapshot_end` records), then hands over to the change mode; `none`
+   * captures only changes from now on.
+   */
+  initial: z.enum(['snapshot', 'none']).default('snapshot'),
+  /** Defaults to the collector's poll_interval. */
+  poll_interval: durationMs.optional(),
+  /** Stream for this table's records; default: the collector's stream. */
+  stream: topicLevel.optional(),
+  /**
+   * The zone of the ERP server's clock: datetime, datetime2 and smalldatetime carry no zone, the
+   * wire carries UTC.
+   */
+  time_zone: ianaZone.default('UTC'),
+};
+
+/** SQL Server Change Tracking: CHANGETABLE(CHANGES …) joined back to the table, under snapshot isolation. */
+const changeTrackingTableSchema = z.strictObject({ ...mssqlTableFields, mode: z.literal('change_tracking') });
+
+/** SQL Server rowversion column: rows with `rv >= checkpoint AND rv < MIN_ACTIVE_ROWVERSION()`; deletes by reconciliation. */
+const rowversionTableSchema = z.strictObject({
+  ...mssqlTableFields,
+  mode: z.literal('rowversion'),
+  /** The table's rowversion (timestamp) column. */
+  rowversion_column: identifier,
+  /**
+   * How often deletes are looked for (a rowversion cannot show them): every key captured is
+   * checked against the table in chunks, and a key without a row becomes a `delete` record. 0: never.
+   */
+  reconcile_interval: durationMs.default(3_600_000),
+});
+
+/** SQL Server CDC (enabled by the DBA): cdc.fn_cdc_get_all_changes_<capture_instance>. */
+const cdcTableSchema = z.strictObject({
+  ...mssqlTableFields,
+  mode: z.literal('cdc'),
+  /** Default `<schema>_<table>` (dbo when the table is not qualified), as sys.sp_cdc_enable_table names it (see captureInstanceOf). */
+  capture_instance: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,99}$/, 'a capture instance name: letters, digits, _ or $, at most 100')
+    .optional(),
+});
+
+const MSSQL_MODES = ['change_tracking', 'rowversion', 'cdc'] as const;
+
+
 /**
  * `mode: query`: a custom SELECT (a view, a join, a set-returning function) read after `:last`, which
  * is bound to the highest `version_column` value the previous poll captured (query.ts).
@@ -73,6 +137,10 @@ const querySchema = z.strictObject({
   start: z.union([z.string(), z.number()]),
   poll_interval: durationMs.optional(),
   stream: topicLevel.optional(),
+});
+
+const anyTableSchema = z.discriminatedUnion('mode', [tableSchema, querySchema, changeTrackingTableSchema, rowversionTableSchema, cdcTableSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? `mode must be incremental or query (driver pg or mysql), or ${MSSQL_MODES.join(', ')} (driver mssql)` : undefined),
 });
 
 /**
@@ -102,7 +170,7 @@ const sqlObject = z.strictObject({
   type: z.literal('sql'),
   name: topicLevel,
   stream: topicLevel.optional(),
-  driver: z.enum(['pg', 'mysql']),
+  driver: z.enum(['pg', 'mysql', 'mssql']),
   connection: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(1).max(65_535).optional(),
@@ -113,14 +181,21 @@ const sqlObject = z.strictObject({
     /** Pooled connections per collector. */
     pool_size: z.number().int().min(1).max(20).default(2),
     connect_timeout: durationMs.default(10_000),
+    /** SQL Server only (TLS on the TDS connection). */
+    encrypt: z.boolean().default(true),
+    /** SQL Server only: accept a self-signed server certificate (test servers; not for production). */
+    trust_server_certificate: z.boolean().default(false),
   }),
   poll_interval: durationMs.default(5_000),
   /** Rows per query page (and per outbox transaction). */
   batch_size: z.number().int().min(1).max(100_000).default(1_000),
   /** Back-off after a database error: doubling from `initial` up to `max`. */
   retry: z.strictObject({ initial: durationMs.default(1_000), max: durationMs.default(300_000) }).default({ initial: 1_000, max: 300_000 }),
-  /** Tables (`mode: incremental`) and statements (`mode: query`) captured by polling. */
-  tables: z.array(z.discriminatedUnion('mode', [tableSchema, querySchema])).default([]),
+  /**
+   * Tables and statements captured by polling: `mode: incremental` and `query` (pg, mysql);
+   * `change_tracking`, `rowversion` or `cdc` (mssql).
+   */
+  tables: z.array(anyTableSchema).default([]),
   /** PostgreSQL logical decoding: one slot and one publication for the collector, polled every poll_interval. */
   logical: z
     .strictObject({
@@ -135,13 +210,21 @@ const sqlObject = z.strictObject({
 
 export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
   if (cfg.tables.length === 0 && !cfg.logical) ctx.addIssue({ code: 'custom', path: ['tables'], message: 'no table to capture: list at least one under tables (mode: incremental or query) or logical.tables' });
-  if (cfg.logical && cfg.driver !== 'pg') ctx.addIssue({ code: 'custom', path: ['logical'], message: `logical capture needs driver: pg (PostgreSQL logical decoding); driver ${cfg.driver} supports tables with mode: incremental` });
+  if (cfg.logical && cfg.driver !== 'pg') ctx.addIssue({ code: 'custom', path: ['logical'], message: `logical capture needs driver: pg (PostgreSQL logical decoding); driver ${cfg.driver} supports tables with mode: incremental or query` });
   const labels = new Set<string>();
   cfg.tables.forEach((t, i) => {
     const label = t.mode === 'query' ? t.name : t.table;
     if (labels.has(label)) ctx.addIssue({ code: 'custom', path: ['tables', i], message: `${label} is listed twice (each table or query name once: it names the checkpoint)` });
     labels.add(label);
   });
+  cfg.tables.forEach((t, i) => {
+    const mssqlMode = (MSSQL_MODES as readonly string[]).includes(t.mode);
+    if (cfg.driver === 'mssql' && !mssqlMode) ctx.addIssue({ code: 'custom', path: ['tables', i, 'mode'], message: `mode ${t.mode} is not available with driver: mssql; SQL Server tables use mode: ${MSSQL_MODES.join(', ')}` });
+    if (cfg.driver !== 'mssql' && mssqlMode) ctx.addIssue({ code: 'custom', path: ['tables', i, 'mode'], message: `mode ${t.mode} needs driver: mssql (SQL Server); driver ${cfg.driver} supports mode: incremental or query` });
+  });
+  // Non-default TLS settings on another driver would be silently ignored: refused instead.
+  if (cfg.driver !== 'mssql' && !cfg.connection.encrypt) ctx.addIssue({ code: 'custom', path: ['connection', 'encrypt'], message: 'connection.encrypt is a SQL Server setting (driver: mssql)' });
+  if (cfg.driver !== 'mssql' && cfg.connection.trust_server_certificate) ctx.addIssue({ code: 'custom', path: ['connection', 'trust_server_certificate'], message: 'connection.trust_server_certificate is a SQL Server setting (driver: mssql)' });
   const seen = new Set<string>();
   for (const t of cfg.logical?.tables ?? []) {
     if (seen.has(t.table)) ctx.addIssue({ code: 'custom', path: ['logical', 'tables'], message: `table ${t.table} is listed twice` });
@@ -150,10 +233,25 @@ export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
 });
 
 export type SqlConfig = z.output<typeof sqlSchema>;
+type AnyTableConfig = SqlConfig['tables'][number];
 /** A table captured by polling (`mode: incremental`). */
-export type TableConfig = Extract<SqlConfig['tables'][number], { mode: 'incremental' }>;
+export type TableConfig = Extract<AnyTableConfig, { mode: 'incremental' }>;
 /** A custom statement captured by polling (`mode: query`). */
-export type QueryConfig = Extract<SqlConfig['tables'][number], { mode: 'query' }>;
+export type QueryConfig = Extract<AnyTableConfig, { mode: 'query' }>;
+/** A SQL Server table (driver: mssql). */
+export type MssqlTableConfig = Extract<AnyTableConfig, { mode: (typeof MSSQL_MODES)[number] }>;
+
+/** The SQL Server tables (driver: mssql). */
+export function mssqlTables(cfg: Pick<SqlConfig, 'tables'>): MssqlTableConfig[] {
+  return cfg.tables.filter((t): t is MssqlTableConfig => (MSSQL_MODES as readonly string[]).includes(t.mode));
+}
+
+/** The capture instance a cdc table reads: configured, else `<schema>_<table>` (schema dbo when unqualified). */
+export function captureInstanceOf(t: Extract<MssqlTableConfig, { mode: 'cdc' }>): string {
+  if (t.capture_instance) return t.capture_instance;
+  const dot = t.table.indexOf('.');
+  return dot < 0 ? `dbo_${t.table}` : `${t.table.slice(0, dot)}_${t.table.slice(dot + 1)}`;
+}
 export type LogicalTableConfig = NonNullable<SqlConfig['logical']>['tables'][number];
 
 /** The entries of `tables` captured with `mode: incremental`. */

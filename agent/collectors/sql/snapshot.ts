@@ -62,7 +62,7 @@ function marker(c: TableCapture, op: 'snapshot_start' | 'snapshot_end', startedA
   return snapshotMarker(c.sourceId, c.table.table, op, startedAt, rows);
 }
 
-/** The records around a table's snapshot: a snapshot cut short has a start and no end. */
+/** The record that marks a table's snapshot start or end (every mode's snapshot: mssql-capture.ts too). */
 export function snapshotMarker(sourceId: string, table: string, op: 'snapshot_start' | 'snapshot_end', startedAt: number, rows?: number): CaptureInput {
   return { id: `${sourceId}/${table}/${op}/${startedAt}`, key: `${table}/${op}`, data: { op, table, started_at: new Date(startedAt).toISOString(), ...(rows === undefined ? {} : { rows }) } };
 }

@@ -7,19 +7,28 @@ import type { Writer } from '../../host/writer.js';
 import type { DialectModule, SqlSource } from './dialect.js';
 import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
+import type { MssqlCapture } from './mssql-capture.js';
+import type { MssqlConnectOptions, MssqlRunner } from './mssql-runner.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
 import { pollQuery, type QueryCapture } from './query.js';
-import type { QueryConfig, SqlConfig, TableConfig } from './schema.js';
+import { mssqlTables, type MssqlTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /** Drivers load lazily: a collector for one database never loads another's driver. */
-const DIALECTS: Record<SqlConfig['driver'], () => Promise<DialectModule>> = {
+const DIALECTS: Record<Exclude<SqlConfig['driver'], 'mssql'>, () => Promise<DialectModule>> = {
   pg: () => import('./dialects/pg.js'),
   mysql: () => import('./dialects/mysql.js'),
 };
+/** SQL Server's module gives a runner (mssql-runner.ts), not a SqlSource: its modes have their own engine. */
+const MSSQL = () => import('./dialects/mssql.js');
 
 export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
   return new SqlCollector(cfg, ctx);
+}
+
+/** Test seam: how a driver: mssql collector connects (SQL Server cannot run where the tests run). */
+export interface SqlCollectorDeps {
+  connectMssql?: ((opts: MssqlConnectOptions) => Promise<MssqlRunner>) | undefined;
 }
 
 interface TableState {
@@ -44,7 +53,7 @@ function newState(): TableState {
 }
 
 /** A polled entry's name in stats, logs and its checkpoint: the table, or the query's name. */
-function labelOf(t: TableConfig | QueryConfig): string {
+function labelOf(t: SqlConfig['tables'][number]): string {
   return t.mode === 'query' ? t.name : t.table;
 }
 
@@ -58,6 +67,7 @@ const LOGICAL = 'logical';
  */
 export class SqlCollector implements Collector {
   private source: SqlSource | undefined;
+  private mssql: MssqlRunner | undefined;
   private readonly writer: Writer;
   private readonly log: Logger;
   private readonly signal: AbortSignal;
@@ -70,6 +80,7 @@ export class SqlCollector implements Collector {
   constructor(
     private readonly cfg: SqlConfig,
     ctx: CollectorContext,
+    private readonly deps: SqlCollectorDeps = {},
   ) {
     this.writer = ctx.writer;
     this.log = ctx.logger;
@@ -79,13 +90,22 @@ export class SqlCollector implements Collector {
 
   async start(): Promise<void> {
     const c = this.cfg.connection;
-    const dialect = await DIALECTS[this.cfg.driver]();
+    const opts = { host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout };
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
-    this.source = await dialect.connect({ host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout });
+    if (this.cfg.driver === 'mssql') {
+      const connect = this.deps.connectMssql ?? (await MSSQL()).connect;
+      this.mssql = await connect({ ...opts, encrypt: c.encrypt, trustServerCertificate: c.trust_server_certificate });
+    } else this.source = await (await DIALECTS[this.cfg.driver]()).connect(opts);
+    const mssqlCapture = this.mssql ? (await import('./mssql-capture.js')).MssqlCapture : undefined;
     for (const t of this.cfg.tables) {
       const state = newState();
       this.states.set(labelOf(t), state);
-      this.loops.push(t.mode === 'query' ? this.runQuery(t, state) : this.run(t, state));
+      if (t.mode === 'incremental') this.loops.push(this.run(t, state));
+      else if (t.mode === 'query') this.loops.push(this.runQuery(t, state));
+      else {
+        const capture = new mssqlCapture!({ table: t, runner: this.mssql!, ...this.captureBase(t, state) });
+        this.loops.push(this.runMssql(t, state, capture));
+      }
     }
     if (this.cfg.logical) {
       // Its own connection (not read-only: it creates and advances the slot), made in the loop.
@@ -103,6 +123,7 @@ export class SqlCollector implements Collector {
     await Promise.all(this.loops);
     await this.logical?.close();
     await this.source?.close().catch(() => undefined);
+    await this.mssql?.close().catch(() => undefined);
   }
 
   stats(): CollectorStats {
@@ -132,7 +153,7 @@ export class SqlCollector implements Collector {
       state.records += await pollIncremental(capture, this.signal);
       if (t.reconcile_interval > 0 && Date.now() - lastReconcile >= t.reconcile_interval) {
         lastReconcile = Date.now();
-        state.deletes += await this.reconcile(capture, state);
+        state.deletes += await this.reconcile(t.table, state, () => reconcileDeletes(capture, this.signal));
       }
     });
   }
@@ -141,6 +162,21 @@ export class SqlCollector implements Collector {
     const capture: QueryCapture = { query: q, ...this.captureBase(q, state) };
     await this.poll(q.name, state, q.poll_interval ?? this.cfg.poll_interval, async () => {
       state.records += await pollQuery(capture, this.signal);
+    });
+  }
+
+  /** A SQL Server table (change_tracking, rowversion, cdc): the same loop, back-off and stats as run(). */
+  private async runMssql(t: MssqlTableConfig, state: TableState, capture: MssqlCapture): Promise<void> {
+    const reconcileInterval = t.mode === 'rowversion' ? t.reconcile_interval : 0;
+    let lastReconcile = Date.now();
+    await this.poll(t.table, state, t.poll_interval ?? this.cfg.poll_interval, async () => {
+      const r = await capture.poll(this.signal);
+      state.records += r.records;
+      state.deletes += r.deletes;
+      if (reconcileInterval > 0 && Date.now() - lastReconcile >= reconcileInterval) {
+        lastReconcile = Date.now();
+        state.deletes += await this.reconcile(t.table, state, () => capture.reconcile(this.signal));
+      }
     });
   }
 
@@ -193,16 +229,16 @@ export class SqlCollector implements Collector {
    * captured: the refusal is shown in stats and logged, and tried again next interval. Database
    * errors go to the table's back-off as any other.
    */
-  private async reconcile(capture: TableCapture, state: TableState): Promise<number> {
+  private async reconcile(table: string, state: TableState, run: () => Promise<number>): Promise<number> {
     try {
-      const n = await reconcileDeletes(capture, this.signal);
+      const n = await run();
       state.reconcileError = '';
       return n;
     } catch (err) {
       if (!isErpEdgeError(err, 'ERP_COLLECTOR_FAILED')) throw err;
       state.reconcileError = err.message;
-      const t = this.errorLog.take(`reconcile:${capture.table.table}`);
-      if (t) this.log.warn({ table: capture.table.table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
+      const t = this.errorLog.take(`reconcile:${table}`);
+      if (t) this.log.warn({ table, err: { message: err.message, code: err.code } }, 'deletes are not looked for in this table');
       return 0;
     }
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkTable, exitCode, formatResults, recordingEnv, redactor, testSqlCollector, type CheckResult } from '../../../../agent/collectors/sql/check.js';
 import type { TableInfo } from '../../../../agent/collectors/sql/dialect.js';
-import { incrementalTables, sqlSchema, type SqlConfig, type TableConfig } from '../../../../agent/collectors/sql/schema.js';
+import { incrementalTables, sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { runCli } from '../../../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';
 import { makeTempDir } from '../../../helpers/tmp.js';
@@ -13,7 +13,7 @@ const line = (r: CheckResult) => `${r.level} ${r.subject} ${r.message}${r.fix ? 
 const levels = (rs: CheckResult[]) => rs.map((r) => r.level);
 
 describe('sql test: the checks of one table (pure)', () => {
-  const table = (t: Record<string, unknown>) => sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'pg', connection: { database: 'd', user: 'u' }, tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at', ...t }] }).tables[0] as TableConfig;
+  const table = (t: Record<string, unknown>) => incrementalTables(sqlSchema.parse({ type: 'sql', name: 'erp', driver: 'pg', connection: { database: 'd', user: 'u' }, tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at', ...t }] }))[0]!;
   const info = (over: Partial<TableInfo> = {}): TableInfo => ({
     schema: 'public',
     name: 'orders',
