@@ -1,7 +1,8 @@
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { SourceRow, SqlSource } from './dialect.js';
 import { recordKey, rowRecord } from './record.js';
-import { noteSchema, type SchemaChangeListener } from './schema-version.js';
+import type { CaptureTarget } from './capture-target.js';
+import { noteSchema } from './schema-version.js';
 import type { TableConfig } from './schema.js';
 
 /**
@@ -28,16 +29,9 @@ export interface SnapshotProgress {
   startedAt: number;
 }
 
-export interface TableCapture {
+export interface TableCapture extends CaptureTarget {
   table: TableConfig;
   source: SqlSource;
-  writer: Writer;
-  /** The collector's source (`sql:<name>`), first segment of every record id. */
-  sourceId: string;
-  stream: string;
-  batchSize: number;
-  /** Told when a page comes with another schema version than the last captured (its records are flagged). */
-  onSchemaChange?: SchemaChangeListener | undefined;
 }
 
 export type ChangeOp = 'snapshot' | 'insert' | 'update' | 'upsert';

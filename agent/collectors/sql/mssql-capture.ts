@@ -1,5 +1,7 @@
 import { ErpEdgeError } from '../../../common/errors.js';
 import type { CaptureInput, Writer } from '../../host/writer.js';
+import type { CaptureTarget } from './capture-target.js';
+import { noteSchema } from './schema-version.js';
 import {
   binaryHex,
   cdcBounds,
@@ -28,7 +30,7 @@ import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from '
 import { checkpointKey } from './incremental.js';
 import type { MssqlRows, MssqlRunner } from './mssql-runner.js';
 import { reconcileDeletes, type ReconcileTarget } from './reconcile.js';
-import { recordId, recordKey } from './record.js';
+import { recordKey, rowRecord } from './record.js';
 import { captureInstanceOf, type MssqlTableConfig } from './schema.js';
 import { snapshotMarker } from './snapshot.js';
 
@@ -66,18 +68,13 @@ export interface MssqlCheckpoint {
   position: string;
   /** Present while the snapshot runs. */
   snapshot?: { after: KeysetValue[] | null; rows: number; startedAt: number } | undefined;
+  /** Schema version of the last records captured (schema-version.ts). */
+  schema?: string | undefined;
 }
 
-export interface MssqlCaptureOptions {
+export interface MssqlCaptureOptions extends CaptureTarget {
   table: MssqlTableConfig;
   runner: MssqlRunner;
-  writer: Writer;
-  /** The collector's source (`sql:<name>`), first segment of every record id. */
-  sourceId: string;
-  stream: string;
-  batchSize: number;
-  /** Told when the table's column list differs from the previous poll's (the collector logs it). */
-  onSchemaChange?: ((table: string, from: string, to: string) => void) | undefined;
 }
 
 export interface PollResult {
@@ -102,7 +99,6 @@ interface Change {
 }
 
 export class MssqlCapture {
-  private lastSchema: string | undefined;
   private readonly t: MssqlTableConfig;
   private readonly cpKey: string;
 
@@ -179,8 +175,6 @@ export class MssqlCapture {
       throw new ErpEdgeError('ERP_CONFIG_INVALID', `rowversion_column ${t.rowversion_column} is not a column of ${t.table}`, { table: t.table });
     }
     const version = schemaVersion(columns);
-    if (this.lastSchema !== undefined && this.lastSchema !== version) this.o.onSchemaChange?.(this.t.table, this.lastSchema, version);
-    this.lastSchema = version;
     return { table: { name: this.t.table, key, columns }, columns, key, schemaVersion: version };
   }
 
@@ -209,7 +203,7 @@ export class MssqlCapture {
   private async begin(before: CaptureInput[]): Promise<MssqlCheckpoint> {
     const startedAt = Date.now();
     const cp: MssqlCheckpoint = { mode: this.t.mode, position: await this.baseline(), snapshot: { after: null, rows: 0, startedAt } };
-    await this.o.writer.append([...before, snapshotMarker(this.o.sourceId, this.t.table, 'snapshot_start', startedAt)], { key: this.cpKey, value: cp }, { stream: this.o.stream });
+    await this.o.writer.append([...before, snapshotMarker(this.o.sourceId, this.t.table, 'snapshot_start', startedAt)], { key: this.cpKey, value: this.withSchema([], cp) }, { stream: this.o.stream });
     return cp;
   }
 
@@ -225,7 +219,7 @@ export class MssqlCapture {
       const next: MssqlCheckpoint = { mode: cp.mode, position: cp.position, snapshot: done ? undefined : { after: keysetCheckpoint(shape.table, rows.at(-1)!), rows: counted, startedAt: progress.startedAt } };
       const records = changes.map((c) => c.record);
       if (done) records.push(snapshotMarker(this.o.sourceId, this.t.table, 'snapshot_end', progress.startedAt, counted));
-      await this.o.writer.append(records, { key: this.cpKey, value: next }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: changes.map(stored) } });
+      await this.o.writer.append(records, { key: this.cpKey, value: this.withSchema(records, next) }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: changes.map(stored) } });
       out.records += records.length;
       if (done) return next;
       progress = next.snapshot!;
@@ -381,9 +375,23 @@ export class MssqlCapture {
     signal.throwIfAborted();
     const known = this.o.writer.keyVersions(this.t.table, changes.map((c) => c.key));
     const fresh = changes.filter((c) => known.get(c.key) !== c.version);
-    await this.o.writer.append(fresh.map((c) => c.record), { key: this.cpKey, value: checkpoint }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: fresh.map(stored) } });
+    const records = fresh.map((c) => c.record);
+    await this.o.writer.append(records, { key: this.cpKey, value: this.withSchema(records, checkpoint) }, { stream: this.o.stream, keyVersions: { scope: this.t.table, set: fresh.map(stored) } });
     out.records += fresh.length;
     out.deletes += fresh.filter((c) => (c.record.data as { op: string }).op === 'delete').length;
+  }
+
+  /**
+   * The checkpoint with the schema version of the records going in with it (the saved one when there
+   * are none); the first records read with a new version are flagged `schema_changed`, and the
+   * collector is told.
+   */
+  private withSchema(records: readonly CaptureInput[], cp: MssqlCheckpoint): MssqlCheckpoint {
+    const saved = this.o.writer.getCheckpoint<MssqlCheckpoint>(this.cpKey)?.schema;
+    const rows = records.map((r) => r.data as Record<string, unknown>).filter((d) => typeof d.schema_version === 'string');
+    const current = rows[0]?.schema_version as string | undefined;
+    if (noteSchema(this.t.table, saved, current, this.o.onSchemaChange)) for (const d of rows) d.schema_changed = true;
+    return { ...cp, schema: current ?? saved };
   }
 
   private change(shape: Shape, op: string, version: string, values: Record<string, WireValue>): Change {
@@ -391,7 +399,7 @@ export class MssqlCapture {
     const keyValues = shape.key.map((k) => values[k] ?? null);
     const key = recordKey(keyValues);
     return {
-      record: { id: recordId(this.o.sourceId, t, keyValues, version), key: `${t}/${key}`, data: { op, table: t, key: Object.fromEntries(shape.key.map((k, i) => [k, keyValues[i]])), version, values, schema_version: shape.schemaVersion } },
+      record: rowRecord(this.o.sourceId, t, shape.key, keyValues, { values, version, schema: shape.schemaVersion }, op),
       key,
       version,
       keyValues,

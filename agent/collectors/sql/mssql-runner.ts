@@ -1,3 +1,4 @@
+import type { ConnectOptions } from './dialect.js';
 import type { MssqlColumn, Statement } from './dialects/mssql-statements.js';
 
 /**
@@ -41,14 +42,7 @@ export interface MssqlRunner extends MssqlSession {
   close(): Promise<void>;
 }
 
-export interface MssqlConnectOptions {
-  host: string;
-  port?: number | undefined;
-  database: string;
-  user: string;
-  password: string;
-  poolSize: number;
-  connectTimeoutMs: number;
+export interface MssqlConnectOptions extends ConnectOptions {
   encrypt: boolean;
   trustServerCertificate: boolean;
 }

@@ -2,7 +2,8 @@ import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { SqlSource } from './dialect.js';
 import { recordKey, rowRecord } from './record.js';
 import type { QueryConfig } from './schema.js';
-import { noteSchema, type SchemaChangeListener } from './schema-version.js';
+import type { CaptureTarget } from './capture-target.js';
+import { noteSchema } from './schema-version.js';
 import { ErpEdgeError } from '../../../common/errors.js';
 
 /**
@@ -24,14 +25,9 @@ export interface QueryCheckpoint {
   schema?: string | undefined;
 }
 
-export interface QueryCapture {
+export interface QueryCapture extends CaptureTarget {
   query: QueryConfig;
   source: SqlSource;
-  writer: Writer;
-  sourceId: string;
-  stream: string;
-  batchSize: number;
-  onSchemaChange?: SchemaChangeListener | undefined;
 }
 
 export function queryCheckpointKey(name: string): string {

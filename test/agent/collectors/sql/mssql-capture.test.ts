@@ -15,7 +15,7 @@ import { makeTempDir } from '../../../helpers/tmp.js';
 
 interface Rec {
   id: string;
-  data: { op: string; table?: string; key?: { id: number }; version?: string; values?: Record<string, unknown>; rows?: number; reason?: string; saved_version?: string; min_valid_version?: string; schema_version?: string };
+  data: { op: string; table?: string; key?: { id: number }; version?: string; values?: Record<string, unknown>; rows?: number; reason?: string; saved_version?: string; min_valid_version?: string; schema_version?: string; schema_changed?: true };
 }
 
 describe('SQL Server capture (fake server, real outbox)', () => {
@@ -76,7 +76,7 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       expect(r5.data.schema_version).toMatch(/^[0-9a-f]{16}$/);
       // The min-valid check and the CHANGETABLE read ran in one snapshot transaction, from the hand-over version.
       expect(db.log.slice(db.log.indexOf('begin'))).toEqual(['begin', 'ct.versions', 'ct.poll(15,18)', 'commit']);
-      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '18' });
+      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '18', schema: expect.stringMatching(/^[0-9a-f]{16}$/) });
 
       db.delete(2);
       db.update(3, 'shipped');
@@ -107,7 +107,7 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       expect(after.map((r) => r.data.op)).toEqual(['gap', 'snapshot_start', 'snapshot', 'snapshot', 'snapshot', 'snapshot', 'snapshot_end']);
       expect(after[0]!.data).toMatchObject({ op: 'gap', table: TABLE, reason: 'below_min_valid', saved_version: '15', min_valid_version: '17' });
       expect(summary().slice(n + 2)).toEqual(['snapshot 1 picked', 'snapshot 2 new', 'snapshot 3 new', 'snapshot 5 new', 'snapshot_end 4']);
-      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '17' });
+      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '17', schema: expect.stringMatching(/^[0-9a-f]{16}$/) });
       expect(records().filter((r) => r.data.op === 'gap')).toHaveLength(1);
       // Capture goes on from the re-snapshot's version.
       db.update(2, 'packed');
@@ -152,10 +152,10 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       db.ctVersion = 12n; // the database went back in time
       await c.poll(signal);
       expect(records().filter((r) => r.data.op === 'gap').map((r) => r.data)).toEqual([expect.objectContaining({ reason: 'ahead_of_database', saved_version: '15' })]);
-      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '12' });
+      expect(checkpoint()).toEqual({ mode: 'change_tracking', position: '12', schema: expect.stringMatching(/^[0-9a-f]{16}$/) });
     });
 
-    it('a column added: records carry the new schema_version and the change is reported once', async () => {
+    it('a column added: records carry the new schema_version, the first is flagged schema_changed, the change is reported once (a restart included)', async () => {
       const changes: string[][] = [];
       const c = capture({ mode: 'change_tracking' }, 10, (table, from, to) => changes.push([table, from, to]));
       await c.poll(signal);
@@ -167,7 +167,15 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       const last = records().at(-1)!.data;
       expect(last).toMatchObject({ op: 'update', values: { id: 1, status: 'picked', note: null } });
       expect(last.schema_version).not.toBe(before);
+      expect(last.schema_changed).toBe(true); // the first record captured with the new columns is flagged
+      expect(records().filter((r) => r.data.schema_changed)).toHaveLength(1);
       expect(changes).toEqual([[TABLE, before, last.schema_version]]);
+      // A new instance (a restart) knows the version from the checkpoint: nothing flagged again.
+      db.update(2, 'picked');
+      await capture({ mode: 'change_tracking' }, 10, (table, from, to) => changes.push([table, from, to])).poll(signal);
+      expect(records().at(-1)!.data).toMatchObject({ op: 'update', key: { id: 2 } });
+      expect(records().at(-1)!.data.schema_changed).toBeUndefined();
+      expect(changes).toHaveLength(1);
     });
 
     it('initial: none captures only the changes from now on', async () => {
@@ -257,7 +265,7 @@ describe('SQL Server capture (fake server, real outbox)', () => {
       const del = records()[n + 1]!;
       expect(del.data.values).toEqual({ id: 2, status: 'new', amount: '2.50', rv: expect.stringMatching(/^0x/) });
       expect(del.data.version).toMatch(/^0x[0-9A-F]{20}:0x[0-9A-F]{20}$/);
-      expect(checkpoint()).toEqual({ mode: 'cdc', position: `0x${db.cdcMaxLsn.toString(16).toUpperCase().padStart(20, '0')}` });
+      expect(checkpoint()).toEqual({ mode: 'cdc', position: `0x${db.cdcMaxLsn.toString(16).toUpperCase().padStart(20, '0')}`, schema: expect.stringMatching(/^[0-9a-f]{16}$/) });
       // Caught up: bounds only.
       db.log.length = 0;
       await c.poll(signal);
