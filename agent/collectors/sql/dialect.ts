@@ -86,6 +86,8 @@ export interface ConnectOptions {
   password: string;
   poolSize: number;
   connectTimeoutMs: number;
+  /** IANA zone of the ERP server's clock: zone-less date-times are read in it and carried as UTC; unset: as the wall time. */
+  timeZone?: string | undefined;
 }
 
 export interface DialectModule {

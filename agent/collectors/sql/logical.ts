@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import { quoteName, splitTableName, wireValue } from './dialect.js';
 import { pageRows, type SourceRow } from './dialect.js';
-import { pgColumns, snapshotSql, typeParser } from './dialects/pg.js';
+import { pgColumns, snapshotSql, typeParserFor } from './dialects/pg.js';
 import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
 import { recordId, recordKey, rowRecord } from './record.js';
 import { snapshotMarker } from './snapshot.js';
@@ -75,7 +75,7 @@ export interface LogicalSnapshot {
 }
 
 export interface LogicalCaptureOptions {
-  cfg: Pick<SqlConfig, 'name' | 'connection' | 'logical' | 'batch_size' | 'stream'>;
+  cfg: Pick<SqlConfig, 'name' | 'connection' | 'logical' | 'batch_size' | 'stream' | 'time_zone'>;
   writer: Writer;
   /** Told when a table's changes come with another schema version than the last captured (their records are flagged). */
   onSchemaChange?: SchemaChangeListener | undefined;
@@ -113,6 +113,8 @@ export class LogicalCapture {
   private readonly onSchemaChange: LogicalCaptureOptions['onSchemaChange'];
   /** Schema versions as of the records built so far (committed with them in the checkpoint). */
   private schemas: Record<string, string> = {};
+  /** Value parsers: the dialect's, with the collector's time_zone for zone-less timestamps. */
+  private readonly parse: ReturnType<typeof typeParserFor>;
   /** As the checkpoint's `handover`, loaded for each emit. */
   private handover: Record<string, string> = {};
 
@@ -121,6 +123,7 @@ export class LogicalCapture {
     this.writer = opts.writer;
     this.advanceHook = opts.advance;
     this.onSchemaChange = opts.onSchemaChange;
+    this.parse = typeParserFor(opts.cfg.time_zone);
     this.tables = opts.cfg.logical?.tables ?? [];
     ({ slot: this.slot, publication: this.publication } = logicalNames(opts.cfg));
   }
@@ -142,7 +145,7 @@ export class LogicalCapture {
       options: '-c TimeZone=UTC',
       application_name: 'erp-edge-logical',
       // The snapshot reads rows on this connection: typed as the dialect's pool types them.
-      types: { getTypeParser: typeParser },
+      types: { getTypeParser: this.parse },
     });
     client.on('error', () => {
       if (this.client === client) this.client = undefined;
@@ -448,7 +451,7 @@ export class LogicalCapture {
     // The configured key, else the primary key (REPLICA IDENTITY FULL flags every column as key), else the identity's columns.
     const keyCols = t.key ?? this.primaryKeys.get(table) ?? (rel.columns.some((c) => c.isKey) ? rel.columns.filter((c) => c.isKey).map((c) => c.name) : rel.columns.map((c) => c.name));
     const tuple: TupleData = change.tag === 'delete' ? change.oldTuple : change.newTuple;
-    let values = typed(rel, tuple);
+    let values = typed(rel, tuple, this.parse);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
     if (this.seenBySnapshot(table, txn.xid, keyValues)) return [];
@@ -458,7 +461,7 @@ export class LogicalCapture {
     const data: Record<string, unknown> = { op: change.tag, table, key: Object.fromEntries(keyCols.map((k, i) => [k, keyValues[i]])), version, committed_at: committedAt, schema_version: schema.version, ...(schema.changed ? { schema_changed: true } : {}), values };
     if (tuple.unchanged.length > 0) data.unchanged_toast = tuple.unchanged; // not sent by the server: absent from values, not null
     if (change.tag === 'update' && change.oldTuple) {
-      const old = typed(rel, change.oldTuple);
+      const old = typed(rel, change.oldTuple, this.parse);
       const oldKey = keyCols.map((k) => old[k]);
       data.old_key = Object.fromEntries(keyCols.map((k, i) => [k, oldKey[i]]));
       // The key changed: the row under its old key is gone, as a delete says to a consumer keyed by it.
@@ -481,12 +484,12 @@ export class LogicalCapture {
 }
 
 /** Text values as dialects/pg.ts types them (numbers, numerics as strings, times as text, bytes base64). */
-function typed(rel: RelationMessage, tuple: TupleData): Record<string, unknown> {
+function typed(rel: RelationMessage, tuple: TupleData, parse: ReturnType<typeof typeParserFor>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const col of rel.columns) {
     if (!(col.name in tuple.values)) continue;
     const v = tuple.values[col.name];
-    out[col.name] = v === null || v === undefined ? null : wireValue(typeParser(col.typeOid, 'text')(v));
+    out[col.name] = v === null || v === undefined ? null : wireValue(parse(col.typeOid, 'text')(v));
   }
   return out;
 }

@@ -75,6 +75,8 @@ export interface MssqlCheckpoint {
 export interface MssqlCaptureOptions extends CaptureTarget {
   table: MssqlTableConfig;
   runner: MssqlRunner;
+  /** The collector's time_zone: the table's own, else this, else UTC. */
+  timeZone?: string | undefined;
 }
 
 export interface PollResult {
@@ -100,10 +102,13 @@ interface Change {
 
 export class MssqlCapture {
   private readonly t: MssqlTableConfig;
+  /** IANA zone of the server's zone-less date-times. */
+  private readonly zone: string;
   private readonly cpKey: string;
 
   constructor(private readonly o: MssqlCaptureOptions) {
     this.t = o.table;
+    this.zone = o.table.time_zone ?? o.timeZone ?? 'UTC';
     this.cpKey = checkpointKey(o.table.table);
   }
 
@@ -213,7 +218,7 @@ export class MssqlCapture {
     for (;;) {
       signal.throwIfAborted();
       const rows = await this.o.runner.query(snapshotChunk(shape.table, progress.after, this.o.batchSize, { changeTrackingVersion: this.t.mode === 'change_tracking' }));
-      const changes = rows.map((row) => this.change(shape, 'snapshot', this.snapshotVersion(shape, row, cp.position), mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone })));
+      const changes = rows.map((row) => this.change(shape, 'snapshot', this.snapshotVersion(shape, row, cp.position), mapMssqlRow(shape.columns, row, { timeZone: this.zone })));
       const done = rows.length < this.o.batchSize;
       const counted = progress.rows + rows.length;
       const next: MssqlCheckpoint = { mode: cp.mode, position: cp.position, snapshot: done ? undefined : { after: keysetCheckpoint(shape.table, rows.at(-1)!), rows: counted, startedAt: progress.startedAt } };
@@ -243,7 +248,7 @@ export class MssqlCapture {
     const t = this.t;
     if (t.mode !== 'rowversion') throw new Error('rowversionOf outside rowversion mode');
     const col = shape.columns.find((c) => c.name === t.rowversion_column)!;
-    return String(mapMssqlValue(col, row[col.name], { timeZone: t.time_zone }));
+    return String(mapMssqlValue(col, row[col.name], { timeZone: this.zone }));
   }
 
   private async changes(shape: Shape, cp: MssqlCheckpoint, out: PollResult, signal: AbortSignal): Promise<void> {
@@ -271,7 +276,7 @@ export class MssqlCapture {
         pages.push(
           rows.map((row) => {
             const op = changeTrackingOperation(String(row.SYS_CHANGE_OPERATION));
-            const values = mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone });
+            const values = mapMssqlRow(shape.columns, row, { timeZone: this.zone });
             // A deleted row is not there to join back to: only its key is known.
             return this.change(shape, op, text(row.SYS_CHANGE_VERSION)!, op === 'delete' ? Object.fromEntries(shape.key.map((k) => [k, values[k]!])) : values);
           }),
@@ -293,10 +298,10 @@ export class MssqlCapture {
       const rows = await this.o.runner.query(rowversionPoll(shape.table, t.rowversion_column, position, this.o.batchSize));
       if (rows.length === 0) return;
       const versions = rows.map((row) => this.rowversionOf(shape, row));
-      const keys = rows.map((row) => recordKey(shape.key.map((k) => mapMssqlValue(shape.columns.find((c) => c.name === k)!, row[k], { timeZone: this.t.time_zone }))));
+      const keys = rows.map((row) => recordKey(shape.key.map((k) => mapMssqlValue(shape.columns.find((c) => c.name === k)!, row[k], { timeZone: this.zone }))));
       const known = this.o.writer.keyVersions(this.t.table, keys);
       // Insert or update cannot be told from a rowversion: a key captured before is an update.
-      const changes = rows.map((row, i) => this.change(shape, known.has(keys[i]!) ? 'update' : this.t.initial === 'snapshot' ? 'insert' : 'upsert', versions[i]!, mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone })));
+      const changes = rows.map((row, i) => this.change(shape, known.has(keys[i]!) ? 'update' : this.t.initial === 'snapshot' ? 'insert' : 'upsert', versions[i]!, mapMssqlRow(shape.columns, row, { timeZone: this.zone })));
       position = nextRowversion(versions.at(-1)!);
       await this.appendPages(changes, cp, { mode: cp.mode, position }, out, signal);
       if (rows.length < this.o.batchSize) return;
@@ -314,7 +319,7 @@ export class MssqlCapture {
       for (const row of rows) {
         const op = cdcOperation(Number(row.__$operation));
         if (op === null) continue; // an update's before image
-        changes.push(this.change(shape, op, cdcVersion(row.__$start_lsn as Uint8Array | string, row.__$seqval as Uint8Array | string), mapMssqlRow(shape.columns, row, { timeZone: this.t.time_zone })));
+        changes.push(this.change(shape, op, cdcVersion(row.__$start_lsn as Uint8Array | string, row.__$seqval as Uint8Array | string), mapMssqlRow(shape.columns, row, { timeZone: this.zone })));
       }
       return pages.push(changes);
     });

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
 import { queryProblem } from './query-text.js';
-import { checkTimeZone } from './dialects/mssql-statements.js';
+import { checkTimeZone } from './time-zone.js';
 
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.
@@ -81,9 +81,9 @@ const mssqlTableFields = {
   stream: topicLevel.optional(),
   /**
    * The zone of the ERP server's clock: datetime, datetime2 and smalldatetime carry no zone, the
-   * wire carries UTC.
+   * wire carries UTC. Default: the collector's time_zone, else UTC.
    */
-  time_zone: ianaZone.default('UTC'),
+  time_zone: ianaZone.optional(),
 };
 
 /** SQL Server Change Tracking: CHANGETABLE(CHANGES …) joined back to the table, under snapshot isolation. */
@@ -191,6 +191,13 @@ const sqlObject = z.strictObject({
   batch_size: z.number().int().min(1).max(100_000).default(1_000),
   /** Back-off after a database error: doubling from `initial` up to `max`. */
   retry: z.strictObject({ initial: durationMs.default(1_000), max: durationMs.default(300_000) }).default({ initial: 1_000, max: 300_000 }),
+  /**
+   * IANA zone of the ERP server's clock (e.g. `Europe/Berlin`): zone-less date-times (PostgreSQL
+   * `timestamp`, MySQL `DATETIME`, SQL Server `datetime`/`datetime2`/`smalldatetime`) are read in it
+   * and carried as UTC. Unset: PostgreSQL and MySQL carry them as the wall time written (no zone),
+   * SQL Server as UTC. A SQL Server table may set its own.
+   */
+  time_zone: ianaZone.optional(),
   /**
    * Tables and statements captured by polling: `mode: incremental` and `query` (pg, mysql);
    * `change_tracking`, `rowversion` or `cdc` (mssql).

@@ -90,7 +90,7 @@ export class SqlCollector implements Collector {
 
   async start(): Promise<void> {
     const c = this.cfg.connection;
-    const opts = { host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout };
+    const opts = { host: c.host, port: c.port, database: c.database, user: c.user, password: c.password, poolSize: c.pool_size, connectTimeoutMs: c.connect_timeout, timeZone: this.cfg.time_zone };
     // A database unreachable at start fails the start: the host retries it with back-off and shows why.
     if (this.cfg.driver === 'mssql') {
       const connect = this.deps.connectMssql ?? (await MSSQL()).connect;
@@ -103,7 +103,7 @@ export class SqlCollector implements Collector {
       if (t.mode === 'incremental') this.loops.push(this.run(t, state));
       else if (t.mode === 'query') this.loops.push(this.runQuery(t, state));
       else {
-        const capture = new mssqlCapture!({ table: t, runner: this.mssql!, ...this.captureBase(t, state) });
+        const capture = new mssqlCapture!({ table: t, runner: this.mssql!, timeZone: this.cfg.time_zone, ...this.captureBase(t, state) });
         this.loops.push(this.runMssql(t, state, capture));
       }
     }

@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
 import { bindLast } from '../query-text.js';
+import { zonedMicros } from '../time-zone.js';
 import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
@@ -24,7 +25,9 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       if (field.type !== 'DATETIME' && field.type !== 'TIMESTAMP') return next();
       const s = field.string();
       if (s === null) return null;
-      return field.type === 'TIMESTAMP' ? `${s.replace(' ', 'T')}Z` : s.replace(' ', 'T');
+      if (field.type === 'TIMESTAMP') return `${s.replace(' ', 'T')}Z`;
+      // DATETIME: the ERP server's wall time; carried as UTC when its zone is configured.
+      return opts.timeZone ? zonedMicros(s, opts.timeZone) : s.replace(' ', 'T');
     },
     supportBigNumbers: true,
     bigNumberStrings: true,

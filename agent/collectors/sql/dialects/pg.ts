@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { bindLast } from '../query-text.js';
+import { zonedMicros } from '../time-zone.js';
 import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
@@ -18,7 +19,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     connectionTimeoutMillis: opts.connectTimeoutMs,
     options: '-c TimeZone=UTC -c default_transaction_read_only=on',
     application_name: 'erp-edge',
-    types: { getTypeParser: typeParser },
+    types: { getTypeParser: typeParserFor(opts.timeZone) },
   });
   // An idle client's error (the server went away) would otherwise be an uncaught 'error' event.
   pool.on('error', () => undefined);
@@ -186,6 +187,15 @@ const TEXT_TYPES: Record<number, (s: string) => string> = {
 function isoMicros(s: string, suffix: string): string {
   const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?$/.exec(s);
   return m ? `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(6, '0')}${suffix}` : s;
+}
+
+/**
+ * The pool's type parsers; with the ERP server's zone, a `timestamp` (no zone) is read in it and
+ * carried as UTC (`…Z`), as `timestamptz` is.
+ */
+export function typeParserFor(timeZone: string | undefined): (oid: number, format?: 'text' | 'binary') => (value: string) => unknown {
+  if (!timeZone) return typeParser;
+  return (oid, format) => (oid === 1114 && format !== 'binary' ? (s: string) => zonedMicros(isoMicros(s, ''), timeZone) : typeParser(oid, format));
 }
 
 export function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {

@@ -103,6 +103,26 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(outbox.getCheckpoint<IncrementalCheckpoint>('sql:erp', checkpointKey('orders'))?.schema).toBe(versions[3]);
     });
 
+    it('with the collector\'s time_zone, zone-less timestamps are read in it and carried as UTC (DST both ways); the version stays the database\'s', async () => {
+      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const zoned = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000, timeZone: 'Europe/Berlin' });
+      try {
+        const c = { ...capture(), source: zoned };
+        await insert(1, 'winter', '2026-01-15 12:00:00.123456');
+        await insert(2, 'summer', '2026-07-15 12:00:00');
+        await insert(3, 'overlap', '2026-10-25 02:30:00'); // existed twice: the earlier instant
+        await poll(c);
+        expect(rows().map((r) => [r.data.values.status, r.data.values.updated_at, r.data.version])).toEqual([
+          ['winter', '2026-01-15T11:00:00.123456Z', '2026-01-15T12:00:00.123456'],
+          ['summer', '2026-07-15T10:00:00.000000Z', '2026-07-15T12:00:00.000000'],
+          ['overlap', '2026-10-25T00:30:00.000000Z', '2026-10-25T02:30:00.000000'],
+        ]);
+        expect(sqlSchema.safeParse({ type: 'sql', name: 'erp', driver, connection: db.connection, time_zone: 'Mars/Olympus', tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at' }] }).error?.issues[0]).toMatchObject({ path: ['time_zone'], message: expect.stringContaining('unknown IANA time zone') });
+      } finally {
+        await zoned.close();
+      }
+    });
+
     it('carries timestamps as the database holds them, microseconds included, whatever the agent machine\'s time zone', async () => {
       const tz = process.env.TZ;
       process.env.TZ = 'Asia/Kolkata'; // +05:30: a shift would show

@@ -22,7 +22,7 @@ describe('sql collector config, driver: mssql', () => {
     });
     expect(cfg.connection).toMatchObject({ encrypt: true, trust_server_certificate: false });
     const [ct, rv, cdc, cdc2] = mssqlTables(cfg);
-    expect(ct).toEqual({ table: 'dbo.OrderLines', mode: 'change_tracking', initial: 'snapshot', time_zone: 'UTC' });
+    expect(ct).toEqual({ table: 'dbo.OrderLines', mode: 'change_tracking', initial: 'snapshot' }); // time_zone: the collector's, else UTC (mssql-capture)
     expect(rv).toMatchObject({ key: ['OrderId'], rowversion_column: 'rv', time_zone: 'Europe/Berlin', initial: 'none', poll_interval: 2000 });
     expect(captureInstanceOf(cdc as Extract<typeof cdc, { mode: 'cdc' }>)).toBe('dbo_Customers');
     expect(captureInstanceOf(cdc2 as Extract<typeof cdc2, { mode: 'cdc' }>)).toBe('sales_Invoices_v2');
