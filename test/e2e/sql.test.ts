@@ -235,6 +235,8 @@ describe.skipIf(!hasMosquitto)('sql capture end to end: database → agent → M
         );
         // The snapshot of the rows there, then changes: wait for the slot (and for the agent to have read it once: its position confirmed).
         await waitFor('the agent to create its slot', async () => (await admin.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'erp_edge_erp' AND confirmed_flush_lsn IS NOT NULL`)).rowCount === 1, 30_000, 100);
+        // Changes made before the snapshot's page is read would be in the snapshot (not sent again): wait for its end.
+        await waitForLine(agentId, 'snapshot_end', 30_000);
 
         const q = (sql: string) => admin.query(sql);
         await q(`INSERT INTO orders VALUES (1, 'new', '2026-01-01 00:00:01.123456')`);

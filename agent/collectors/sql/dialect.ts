@@ -1,4 +1,5 @@
 import { schemaVersion } from './schema-version.js';
+import { zonedMicros } from './time-zone.js';
 
 /**
  * What the capture engine needs from a database driver. One small module per driver implements
@@ -120,10 +121,38 @@ export function sourceRow(row: Record<string, unknown>, schema: string): SourceR
   return { values, version: String(row[VERSION_ALIAS] ?? ''), schema };
 }
 
-/** A page's rows as SourceRows, with the schema version of its columns (`name:type…` each, the version alias left out). */
-export function pageRows(rows: readonly Record<string, unknown>[], columns: readonly { name: string; type: string }[]): SourceRow[] {
+/** A result column as pageRows sees it: its type for the schema version; `zoneless`: a date-time without a zone. */
+export interface PageColumn {
+  name: string;
+  type: string;
+  zoneless?: boolean | undefined;
+}
+
+/**
+ * The ERP server's zone (ConnectOptions.timeZone) for a page's zone-less date-times, and the columns
+ * to leave as written: the key (it pages the reads and is matched back against the table as stored).
+ */
+export interface PageZone {
+  timeZone: string | undefined;
+  except: readonly string[];
+}
+
+/**
+ * A page's rows as SourceRows, with the schema version of its columns (`name:type…` each, the
+ * version alias left out); with a zone, zone-less date-times other than the key carried as UTC.
+ */
+export function pageRows(rows: readonly Record<string, unknown>[], columns: readonly PageColumn[], zone?: PageZone): SourceRow[] {
   const schema = schemaVersion(columns.filter((c) => c.name !== VERSION_ALIAS).map((c) => `${c.name}:${c.type}`));
-  return rows.map((row) => sourceRow(row, schema));
+  const tz = zone?.timeZone;
+  const zoned = tz ? columns.filter((c) => c.zoneless && c.name !== VERSION_ALIAS && !zone.except.includes(c.name)).map((c) => c.name) : [];
+  return rows.map((row) => {
+    const r = sourceRow(row, schema);
+    for (const col of zoned) {
+      const v = r.values[col];
+      if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) r.values[col] = zonedMicros(v, tz!);
+    }
+    return r;
+  });
 }
 
 /** A column as `edge-agent sql test` sees it. */

@@ -2,7 +2,8 @@ import pg from 'pg';
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import { quoteName, splitTableName, wireValue } from './dialect.js';
 import { pageRows, type SourceRow } from './dialect.js';
-import { pgColumns, snapshotSql, typeParserFor } from './dialects/pg.js';
+import { pgColumns, snapshotSql, TIMESTAMP_OID, typeParser } from './dialects/pg.js';
+import { zonedMicros } from './time-zone.js';
 import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
 import { recordId, recordKey, rowRecord } from './record.js';
 import { snapshotMarker } from './snapshot.js';
@@ -113,8 +114,8 @@ export class LogicalCapture {
   private readonly onSchemaChange: LogicalCaptureOptions['onSchemaChange'];
   /** Schema versions as of the records built so far (committed with them in the checkpoint). */
   private schemas: Record<string, string> = {};
-  /** Value parsers: the dialect's, with the collector's time_zone for zone-less timestamps. */
-  private readonly parse: ReturnType<typeof typeParserFor>;
+  /** The collector's time_zone: zone-less timestamps other than the key are carried as UTC (as by the dialect). */
+  private readonly timeZone: string | undefined;
   /** As the checkpoint's `handover`, loaded for each emit. */
   private handover: Record<string, string> = {};
 
@@ -123,7 +124,7 @@ export class LogicalCapture {
     this.writer = opts.writer;
     this.advanceHook = opts.advance;
     this.onSchemaChange = opts.onSchemaChange;
-    this.parse = typeParserFor(opts.cfg.time_zone);
+    this.timeZone = opts.cfg.time_zone;
     this.tables = opts.cfg.logical?.tables ?? [];
     ({ slot: this.slot, publication: this.publication } = logicalNames(opts.cfg));
   }
@@ -145,7 +146,7 @@ export class LogicalCapture {
       options: '-c TimeZone=UTC',
       application_name: 'erp-edge-logical',
       // The snapshot reads rows on this connection: typed as the dialect's pool types them.
-      types: { getTypeParser: this.parse },
+      types: { getTypeParser: typeParser },
     });
     client.on('error', () => {
       if (this.client === client) this.client = undefined;
@@ -293,7 +294,7 @@ export class LogicalCapture {
       const snap = await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
       const r = await db.query({ text: sql, values: params });
       await db.query('COMMIT');
-      return { snapshot: snap.rows[0]!.s, rows: pageRows(r.rows, pgColumns(r.fields)) };
+      return { snapshot: snap.rows[0]!.s, rows: pageRows(r.rows, pgColumns(r.fields), { timeZone: this.timeZone, except: keyCols }) };
     } catch (err) {
       await db.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -451,17 +452,18 @@ export class LogicalCapture {
     // The configured key, else the primary key (REPLICA IDENTITY FULL flags every column as key), else the identity's columns.
     const keyCols = t.key ?? this.primaryKeys.get(table) ?? (rel.columns.some((c) => c.isKey) ? rel.columns.filter((c) => c.isKey).map((c) => c.name) : rel.columns.map((c) => c.name));
     const tuple: TupleData = change.tag === 'delete' ? change.oldTuple : change.newTuple;
-    let values = typed(rel, tuple, this.parse);
+    let values = typed(rel, tuple);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
     if (this.seenBySnapshot(table, txn.xid, keyValues)) return [];
+    values = this.zoned(rel, values, keyCols);
     const schema = this.schemaOf(table, rel);
     const stream = t.stream ?? this.stream;
     const out: { stream: string; record: CaptureInput }[] = [];
     const data: Record<string, unknown> = { op: change.tag, table, key: Object.fromEntries(keyCols.map((k, i) => [k, keyValues[i]])), version, committed_at: committedAt, schema_version: schema.version, ...(schema.changed ? { schema_changed: true } : {}), values };
     if (tuple.unchanged.length > 0) data.unchanged_toast = tuple.unchanged; // not sent by the server: absent from values, not null
     if (change.tag === 'update' && change.oldTuple) {
-      const old = typed(rel, change.oldTuple, this.parse);
+      const old = typed(rel, change.oldTuple);
       const oldKey = keyCols.map((k) => old[k]);
       data.old_key = Object.fromEntries(keyCols.map((k, i) => [k, oldKey[i]]));
       // The key changed: the row under its old key is gone, as a delete says to a consumer keyed by it.
@@ -471,6 +473,15 @@ export class LogicalCapture {
       }
     }
     out.push({ stream, record: { id: recordId(this.writer.source, table, keyValues, version), key: `${table}/${recordKey(keyValues)}`, data } });
+    return out;
+  }
+
+  /** Zone-less timestamps other than the key in the collector's time_zone, as UTC (dialect.ts pageRows does the same for a SELECT). */
+  private zoned(rel: RelationMessage, values: Record<string, unknown>, keyCols: readonly string[]): Record<string, unknown> {
+    const tz = this.timeZone;
+    if (!tz) return values;
+    const out = { ...values };
+    for (const c of rel.columns) if (c.typeOid === TIMESTAMP_OID && !keyCols.includes(c.name) && typeof out[c.name] === 'string') out[c.name] = zonedMicros(out[c.name] as string, tz);
     return out;
   }
 
@@ -484,12 +495,12 @@ export class LogicalCapture {
 }
 
 /** Text values as dialects/pg.ts types them (numbers, numerics as strings, times as text, bytes base64). */
-function typed(rel: RelationMessage, tuple: TupleData, parse: ReturnType<typeof typeParserFor>): Record<string, unknown> {
+function typed(rel: RelationMessage, tuple: TupleData): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const col of rel.columns) {
     if (!(col.name in tuple.values)) continue;
     const v = tuple.values[col.name];
-    out[col.name] = v === null || v === undefined ? null : wireValue(parse(col.typeOid, 'text')(v));
+    out[col.name] = v === null || v === undefined ? null : wireValue(typeParser(col.typeOid, 'text')(v));
   }
   return out;
 }

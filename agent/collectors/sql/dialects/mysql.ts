@@ -1,7 +1,6 @@
 import mysql from 'mysql2/promise';
 import { bindLast } from '../query-text.js';
-import { zonedMicros } from '../time-zone.js';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -25,9 +24,8 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
       if (field.type !== 'DATETIME' && field.type !== 'TIMESTAMP') return next();
       const s = field.string();
       if (s === null) return null;
-      if (field.type === 'TIMESTAMP') return `${s.replace(' ', 'T')}Z`;
-      // DATETIME: the ERP server's wall time; carried as UTC when its zone is configured.
-      return opts.timeZone ? zonedMicros(s, opts.timeZone) : s.replace(' ', 'T');
+      // DATETIME: the ERP server's wall time (pageRows carries it as UTC when its zone is configured).
+      return field.type === 'TIMESTAMP' ? `${s.replace(' ', 'T')}Z` : s.replace(' ', 'T');
     },
     supportBigNumbers: true,
     bigNumberStrings: true,
@@ -41,17 +39,17 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
       const [rows, fields] = await pool.query({ sql, values: params });
-      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields), { timeZone: opts.timeZone, except: page.key });
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
       const [rows, fields] = await pool.query({ sql, values: params });
-      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields), { timeZone: opts.timeZone, except: page.key });
     },
     async readQuery(page) {
       const { sql, params } = querySql(page);
       const [rows, fields] = await pool.query({ sql, values: params });
-      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields));
+      return pageRows(rows as Record<string, unknown>[], mysqlColumns(fields), { timeZone: opts.timeZone, except: page.key });
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
@@ -73,9 +71,12 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
 
 type Queryable = Pick<mysql.Pool, 'query'>;
 
+/** MYSQL_TYPE_DATETIME on the wire (a column's columnType). */
+const DATETIME_TYPE = 12;
+
 /** A result's columns for the schema version: the wire type with its length and decimals. */
-function mysqlColumns(fields: readonly mysql.FieldPacket[]): { name: string; type: string }[] {
-  return fields.map((f) => ({ name: f.name, type: `${f.columnType ?? f.type}(${f.columnLength ?? ''},${f.decimals ?? ''})` }));
+function mysqlColumns(fields: readonly mysql.FieldPacket[]): PageColumn[] {
+  return fields.map((f) => ({ name: f.name, type: `${f.columnType ?? f.type}(${f.columnLength ?? ''},${f.decimals ?? ''})`, zoneless: f.columnType === DATETIME_TYPE }));
 }
 
 async function identity(db: Queryable): Promise<SourceIdentity> {

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { bindLast } from '../query-text.js';
-import { zonedMicros } from '../time-zone.js';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -19,7 +18,7 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     connectionTimeoutMillis: opts.connectTimeoutMs,
     options: '-c TimeZone=UTC -c default_transaction_read_only=on',
     application_name: 'erp-edge',
-    types: { getTypeParser: typeParserFor(opts.timeZone) },
+    types: { getTypeParser: typeParser },
   });
   // An idle client's error (the server went away) would otherwise be an uncaught 'error' event.
   pool.on('error', () => undefined);
@@ -30,17 +29,17 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     async readIncremental(page) {
       const { sql, params } = incrementalSql(page);
       const r = await pool.query({ text: sql, values: params });
-      return pageRows(r.rows, pgColumns(r.fields));
+      return pageRows(r.rows, pgColumns(r.fields), { timeZone: opts.timeZone, except: page.key });
     },
     async readSnapshot(page) {
       const { sql, params } = snapshotSql(page);
       const r = await pool.query({ text: sql, values: params });
-      return pageRows(r.rows, pgColumns(r.fields));
+      return pageRows(r.rows, pgColumns(r.fields), { timeZone: opts.timeZone, except: page.key });
     },
     async readQuery(page) {
       const { sql, params } = querySql(page);
       const r = await pool.query({ text: sql, values: params });
-      return pageRows(r.rows, pgColumns(r.fields));
+      return pageRows(r.rows, pgColumns(r.fields), { timeZone: opts.timeZone, except: page.key });
     },
     async existingKeys(table, keyColumns, keys) {
       if (keys.length === 0) return new Set<number>();
@@ -71,8 +70,8 @@ type Queryable = Pick<pg.Pool, 'query'>;
  * varchar(40)), as logical.ts reads them from pgoutput's relation messages, so a table's snapshot and
  * its decoded changes carry the same version.
  */
-export function pgColumns(fields: readonly pg.FieldDef[]): { name: string; type: string }[] {
-  return fields.map((f) => ({ name: f.name, type: `${f.dataTypeID}(${f.dataTypeModifier})` }));
+export function pgColumns(fields: readonly pg.FieldDef[]): PageColumn[] {
+  return fields.map((f) => ({ name: f.name, type: `${f.dataTypeID}(${f.dataTypeModifier})`, zoneless: f.dataTypeID === TIMESTAMP_OID }));
 }
 
 async function identity(db: Queryable): Promise<SourceIdentity> {
@@ -171,8 +170,11 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
  * `timestamp` stays the wall time as written (`2026-11-01T00:00:01.123456`); `timestamptz` is UTC
  * (the session's zone) with a `Z`; `date`, `time` and `timetz` as PostgreSQL writes them.
  */
+/** `timestamp` (without time zone). */
+export const TIMESTAMP_OID = 1114;
+
 const TEXT_TYPES: Record<number, (s: string) => string> = {
-  1114: (s) => isoMicros(s, ''),
+  [TIMESTAMP_OID]: (s) => isoMicros(s, ''),
   1184: (s) => isoMicros(s.replace(/\+00$/, ''), 'Z'),
   1082: (s) => s,
   1083: (s) => s,
@@ -187,15 +189,6 @@ const TEXT_TYPES: Record<number, (s: string) => string> = {
 function isoMicros(s: string, suffix: string): string {
   const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?$/.exec(s);
   return m ? `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(6, '0')}${suffix}` : s;
-}
-
-/**
- * The pool's type parsers; with the ERP server's zone, a `timestamp` (no zone) is read in it and
- * carried as UTC (`…Z`), as `timestamptz` is.
- */
-export function typeParserFor(timeZone: string | undefined): (oid: number, format?: 'text' | 'binary') => (value: string) => unknown {
-  if (!timeZone) return typeParser;
-  return (oid, format) => (oid === 1114 && format !== 'binary' ? (s: string) => zonedMicros(isoMicros(s, ''), timeZone) : typeParser(oid, format));
 }
 
 export function typeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {

@@ -103,7 +103,7 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(outbox.getCheckpoint<IncrementalCheckpoint>('sql:erp', checkpointKey('orders'))?.schema).toBe(versions[3]);
     });
 
-    it('with the collector\'s time_zone, zone-less timestamps are read in it and carried as UTC (DST both ways); the version stays the database\'s', async () => {
+    it('with the collector\'s time_zone, zone-less timestamps are read in it and carried as UTC (DST both ways); the version and key columns stay the database\'s', async () => {
       const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
       const zoned = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000, timeZone: 'Europe/Berlin' });
       try {
@@ -117,6 +117,12 @@ for (const driver of ['pg', 'mysql'] as const) {
           ['summer', '2026-07-15T10:00:00.000000Z', '2026-07-15T12:00:00.000000'],
           ['overlap', '2026-10-25T00:30:00.000000Z', '2026-10-25T02:30:00.000000'],
         ]);
+        // A key column stays as written: it pages the reads and is matched back against the table as stored.
+        await db.exec(driver === 'pg' ? 'CREATE TABLE events (at timestamp(6) PRIMARY KEY, seen timestamp(6) NOT NULL)' : 'CREATE TABLE events (at datetime(6) PRIMARY KEY, seen datetime(6) NOT NULL) ENGINE=InnoDB');
+        await db.exec(`INSERT INTO events VALUES ('2026-07-15 12:00:00', '2026-07-15 12:00:00')`);
+        const [ev] = await zoned.readSnapshot({ table: 'events', key: ['at'], versionColumn: 'seen', limit: 10 });
+        expect(ev!.values).toEqual({ at: '2026-07-15T12:00:00.000000', seen: '2026-07-15T10:00:00.000000Z' });
+        expect(await zoned.existingKeys('events', ['at'], [[ev!.values.at]])).toEqual(new Set([0]));
         expect(sqlSchema.safeParse({ type: 'sql', name: 'erp', driver, connection: db.connection, time_zone: 'Mars/Olympus', tables: [{ table: 'orders', key: ['id'], mode: 'incremental', version_column: 'updated_at' }] }).error?.issues[0]).toMatchObject({ path: ['time_zone'], message: expect.stringContaining('unknown IANA time zone') });
       } finally {
         await zoned.close();

@@ -512,4 +512,26 @@ describe('sql collector, mode logical: initial snapshot and hand-over (own clust
       outbox.close();
     }
   }, 60_000);
+
+  it('with time_zone, zone-less timestamps other than the key come as UTC, in the snapshot and in decoded changes alike', async () => {
+    const db = await ordersDb();
+    await exec(db, 'CREATE TABLE stamps (at timestamp(6) PRIMARY KEY, seen timestamp(6))', `INSERT INTO stamps VALUES ('2026-01-15 12:00:00', '2026-01-15 12:00:00')`);
+    tmp = makeTempDir('sql-logical-tz-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'tz', { time_zone: 'Europe/Berlin', logical: { tables: [{ table: 'stamps' }] } });
+    const capture = new LogicalCapture({ cfg, writer: testHost(outbox, cfg, tmp.dir).ctx.writer });
+    try {
+      await capture.poll(new AbortController().signal); // the snapshot
+      await exec(db, `INSERT INTO stamps VALUES ('2026-07-15 12:00:00.5', '2026-07-15 12:00:00.5')`);
+      await capture.poll(new AbortController().signal);
+      const rows = records(outbox, 'tz').filter((r) => r.data.values).map((r) => [r.data.op, r.data.values]);
+      expect(rows).toEqual([
+        ['snapshot', { at: '2026-01-15T12:00:00.000000', seen: '2026-01-15T11:00:00.000000Z' }],
+        ['insert', { at: '2026-07-15T12:00:00.500000', seen: '2026-07-15T10:00:00.500000Z' }],
+      ]);
+    } finally {
+      await capture.close();
+      outbox.close();
+    }
+  }, 60_000);
 });
