@@ -5,7 +5,8 @@ import { defaultOutboxConfig, outboxOptions } from '../../agent/config.js';
 import { connect } from '../../agent/collectors/sql/dialects/pg.js';
 import type { SqlSource } from '../../agent/collectors/sql/dialect.js';
 import type { TableCapture } from '../../agent/collectors/sql/incremental.js';
-import { incrementalTables, sqlSchema, type SqlConfig } from '../../agent/collectors/sql/schema.js';
+import { pollQuery } from '../../agent/collectors/sql/query.js';
+import { incrementalTables, sqlSchema, type QueryConfig, type SqlConfig } from '../../agent/collectors/sql/schema.js';
 import { initialLoad } from '../../agent/collectors/sql/snapshot.js';
 import { streamOf } from '../../agent/host/collector.js';
 import type { Writer } from '../../agent/host/writer.js';
@@ -42,7 +43,7 @@ const CURSOR_FETCH = 10_000;
  */
 export const sqlSnapshot: Scenario = {
   name: 'sql-snapshot',
-  description: 'snapshot of a 1 M-row PostgreSQL order-lines table into the outbox (sql collector, defaults), against a plain streamed SELECT of the same rows; agent peak RSS',
+  description: 'snapshot of a 1 M-row PostgreSQL order-lines table into the outbox (sql collector, defaults), against a plain streamed SELECT of the same rows; agent peak RSS; mode query over the same rows',
   async run(ctx: ScenarioContext) {
     const rows = Math.max(1_000, Math.round((ctx.quick ? 100_000 : 1_000_000) * ctx.scale));
     const db = await createPgDatabase();
@@ -55,6 +56,9 @@ export const sqlSnapshot: Scenario = {
       ctx.param('table_bytes', tableBytes);
       ctx.param('collector', `sql, driver pg, mode incremental with initial snapshot, batch_size ${cfg.batch_size}, pool_size ${cfg.connection.pool_size}; outbox synchronous=${defaultOutboxConfig().synchronous}`);
       ctx.param('reference', `DECLARE CURSOR FOR SELECT * FROM ${ORDER_LINES_TABLE}; FETCH ${CURSOR_FETCH}`);
+      // mode query pages by (version, key), as a site's statement over an indexed change column would.
+      await indexVersion(db);
+      ctx.param('query', QUERY);
       for (let r = 0; r < ctx.repeats; r++) {
         const plain = await plainCursorRead(db, CURSOR_FETCH);
         if (plain.rows !== rows) throw new Error(`the plain read returned ${plain.rows} rows, expected ${rows}`);
@@ -80,6 +84,10 @@ export const sqlSnapshot: Scenario = {
         ctx.record('in-process: capture writer checks + encoding', '% of time', (p.encode / p.seconds) * 100);
         ctx.record('in-process: outbox transaction (SQLite + fsync)', '% of time', (p.commit / p.seconds) * 100);
         ctx.record('in-process: building records (the rest)', '% of time', ((p.seconds - p.read - p.encode - p.commit) / p.seconds) * 100);
+
+        const q = await inProcessQuery(db, cfg, join(ctx.dir, `query-${r}`), rows);
+        ctx.record('mode query, the whole table from start (in-process)', 'rows/s', rows / q.seconds);
+        ctx.record('mode query: ratio to the plain SELECT', 'x', rows / q.seconds / plainRate);
       }
     } finally {
       await db.drop();
@@ -87,6 +95,7 @@ export const sqlSnapshot: Scenario = {
     ctx.note(`reference: a plain streamed SELECT * (no ORDER BY: a sequential scan) through a server-side cursor, FETCH ${CURSOR_FETCH} per round trip, rows parsed by node-postgres with its default type parsers and dropped; the fairest plain read of the same rows (the whole table, the same driver and parsing), without the key order a resumable snapshot needs`);
     ctx.note('the measured figure is the compiled agent (service Node flags) running the sql collector with its defaults, its broker unreachable (capture only; the forwarder idles): rows / (snapshot_end capture stamp - snapshot_start time), both from the outbox; RSS and CPU sampled from /proc over the snapshot');
     ctx.note('"in-process" runs the same initialLoad in the bench process (tsx, no service flags) with a CaptureWriter on an Outbox (synchronous=FULL); its parts are wall-clock shares, timed around the source reads, the writer append, and the outbox commit inside it');
+    ctx.note(`mode query: pollQuery in the bench process on \`${QUERY}\` (start 1970-01-01, key id, version_column updated_at, an index on (updated_at, id)), the same CaptureWriter and Outbox (synchronous=FULL): the first poll, which reads every row as the derived table's keyset pages`);
     ctx.note('issue #8 also asks for the rate of `logical` capture under a steady insert load: the sql-logical scenario measures it');
   },
 };
@@ -293,6 +302,38 @@ async function inProcessSnapshot(db: BenchPgDatabase, cfg: SqlConfig, dir: strin
     const seconds = (performance.now() - t0) / 1000;
     if (emitted !== rows + 1) throw new Error(`initialLoad emitted ${emitted} records, expected ${rows + 1} (the rows and snapshot_end)`);
     return { seconds, read: parts.read, encode: parts.append - parts.commit, commit: parts.commit };
+  } finally {
+    await source.close();
+    outbox.close();
+  }
+}
+
+const QUERY = `SELECT * FROM ${ORDER_LINES_TABLE} WHERE updated_at >= CAST(:last AS timestamp)`;
+
+async function indexVersion(db: BenchPgDatabase): Promise<void> {
+  const c = await db.client();
+  try {
+    await c.query(`CREATE INDEX IF NOT EXISTS order_lines_version ON ${ORDER_LINES_TABLE} (updated_at, id)`);
+    await c.query(`ANALYZE ${ORDER_LINES_TABLE}`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** One poll of `mode: query` over the whole table (its first: `:last` = start), in this process. */
+async function inProcessQuery(db: BenchPgDatabase, base: SqlConfig, dir: string, rows: number): Promise<{ seconds: number }> {
+  const cfg = sqlSchema.parse({ ...base, tables: [{ mode: 'query', name: 'order_lines_q', query: QUERY, key: ['id'], version_column: 'updated_at', start: '1970-01-01 00:00:00' }] });
+  const outbox = new Outbox(outboxOptions(join(dir, 'outbox.db'), defaultOutboxConfig()));
+  const source = await pgSource(cfg);
+  const abort = new AbortController();
+  try {
+    const { writer } = benchWriter(outbox, cfg, abort.signal);
+    const query = cfg.tables[0] as QueryConfig;
+    const t0 = performance.now();
+    const emitted = await pollQuery({ query, source, writer, sourceId: writer.source, stream: streamOf(cfg), batchSize: cfg.batch_size }, abort.signal);
+    const seconds = (performance.now() - t0) / 1000;
+    if (emitted !== rows) throw new Error(`mode query emitted ${emitted} records, expected ${rows}`);
+    return { seconds };
   } finally {
     await source.close();
     outbox.close();
