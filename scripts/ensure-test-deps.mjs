@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Run by `npm test` before vitest: makes sure the real parts the tests spawn are installed.
-// Today that is Mosquitto (the end-to-end and fault tests start their own on free ports).
+// Mosquitto (the end-to-end and fault tests start their own on free ports) and promtool (from
+// Debian's prometheus package: the metrics tests check their output with it).
 // As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,7 +25,10 @@ function aptInstall(pkgs) {
   return run(`${sudo}apt-get update -qq`) && run(`${sudo}apt-get install -y -qq --no-install-recommends ${pkgs.join(' ')}`);
 }
 
-const needed = [{ bin: 'mosquitto', pkg: 'mosquitto', why: 'end-to-end and fault-injection tests spawn their own Mosquitto' }];
+const needed = [
+  { bin: 'mosquitto', pkg: 'mosquitto', why: 'end-to-end and fault-injection tests spawn their own Mosquitto' },
+  { bin: 'promtool', pkg: 'prometheus', why: 'the metrics tests check /metrics with `promtool check metrics` and the shipped alerting rules with `promtool check rules`' },
+];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {
   for (const m of missing) console.error(`ensure-test-deps: ${m.bin} is missing (${m.why}); install it: sudo apt-get install -y ${m.pkg}`);
