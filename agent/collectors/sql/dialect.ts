@@ -13,6 +13,11 @@ export interface SourceRow {
   version: string;
   /** Schema version of the result the row came in (schema-version.ts): the same for every row of a page. */
   schema: string;
+  /**
+   * The version as the driver typed it, never converted to another zone (a query's version column
+   * may be a zone-less timestamp shown as UTC in `values`): what the next page and `:last` bind.
+   */
+  versionValue?: unknown;
 }
 
 /** One page of an incremental read: rows with a version at or after `from` (minus the look-back). */
@@ -118,7 +123,7 @@ export const VERSION_ALIAS = '__erp_version';
 export function sourceRow(row: Record<string, unknown>, schema: string): SourceRow {
   const values: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(row)) if (k !== VERSION_ALIAS) values[k] = wireValue(val);
-  return { values, version: String(row[VERSION_ALIAS] ?? ''), schema };
+  return { values, version: String(row[VERSION_ALIAS] ?? ''), schema, versionValue: wireValue(row[VERSION_ALIAS]) };
 }
 
 /** A result column as pageRows sees it: its type for the schema version; `zoneless`: a date-time without a zone. */

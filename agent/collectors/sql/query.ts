@@ -61,8 +61,9 @@ export async function pollQuery(c: QueryCapture, signal: AbortSignal): Promise<n
     const last = rows.at(-1);
     const done = rows.length < c.batchSize;
     const schema = records.length > 0 ? rows[0]!.schema : cp.schema;
-    // Rows come in version order: the page's last row holds the poll's highest version so far.
-    const hw = last ? last.values[q.version_column] : cp.hw;
+    // Rows come in version order: the page's last row holds the poll's highest version so far, as
+    // the database holds it (its value in `values` may be shown in UTC under time_zone).
+    const hw = last ? last.versionValue : cp.hw;
     cp = done
       ? { last: hw ?? cp.last, schema }
       : { last: cp.last, hw, after: { version: hw, key: keyValues.at(-1)! }, schema };

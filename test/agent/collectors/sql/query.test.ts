@@ -116,6 +116,23 @@ for (const driver of ['pg', 'mysql'] as const) {
       expect(outbox.getCheckpoint<QueryCheckpoint>('sql:erp', queryCheckpointKey('order_view'))).toEqual({ last: '2026-01-01T00:00:05.000000', schema: expect.any(String) });
     });
 
+    it('with a time_zone west of UTC, a zone-less version column pages and moves :last on the database\'s own values (the UTC form is for values only)', async () => {
+      for (let i = 1; i <= 5; i++) await order(i, 1, 'new', `2026-01-15 1${i}:00:00`);
+      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const zoned = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000, timeZone: 'America/New_York' });
+      try {
+        const cfg = config({ query: 'SELECT id, status, changed_at FROM orders WHERE changed_at >= :last', key: ['id'] });
+        const c = capture(cfg, zoned);
+        expect(await poll(c)).toBe(5);
+        await order(6, 1, 'new', '2026-01-15 16:00:00');
+        expect(await poll(c)).toBe(1);
+        expect(records().map((r) => [r.data.key.id, r.data.values.changed_at])).toEqual([1, 2, 3, 4, 5, 6].map((i) => [i, `2026-01-15T${10 + i + 5}:00:00.000000Z`]));
+        expect(outbox.getCheckpoint<QueryCheckpoint>('sql:erp', queryCheckpointKey('order_view'))?.last).toBe('2026-01-15T16:00:00.000000');
+      } finally {
+        await zoned.close();
+      }
+    });
+
     it('a row without a version stops the poll with an error that says how to fix the statement', async () => {
       await order(1, 1, 'new', '2026-01-01 00:00:01');
       const cfg = config({ query: 'SELECT id, status, NULL AS changed_at FROM orders WHERE id > :last', key: ['id'], start: 0 });
