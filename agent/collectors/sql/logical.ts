@@ -118,6 +118,8 @@ export class LogicalCapture {
   private readonly timeZone: string | undefined;
   /** As the checkpoint's `handover`, loaded for each emit. */
   private handover: Record<string, string> = {};
+  /** The server's next xid (xid8) as of the last peek: decoded xids are placed below it. */
+  private nextXid = 0n;
 
   constructor(opts: LogicalCaptureOptions) {
     this.cfg = opts.cfg;
@@ -218,7 +220,9 @@ export class LogicalCapture {
     // A new slot starts its own LSN sequence (after a restore or on a rebuilt server it may be lower
     // than the old checkpoint): the old position must not make its transactions look done.
     const position = start ? { lsn: null } : { lsn: cp?.lsn ?? null, partial: cp?.partial };
-    await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { ...position, schemas: cp?.schemas, tables: configured, snapshots } satisfies LogicalCheckpoint }, { stream: this.stream });
+    // A new slot (after a gap) starts new transactions: the old hand-over bounds no longer apply.
+    const handover = start ? undefined : cp?.handover;
+    await this.writer.append(records, { key: LOGICAL_CHECKPOINT, value: { ...position, schemas: cp?.schemas, tables: configured, snapshots, handover } satisfies LogicalCheckpoint }, { stream: this.stream });
     this.ready = true;
   }
 
@@ -305,7 +309,7 @@ export class LogicalCapture {
   private seenBySnapshot(table: string, xid: number, keyValues: readonly unknown[]): boolean {
     const bound = this.handover[table];
     if (bound === undefined) return false;
-    const full = fullXid(xid, BigInt(bound));
+    const full = this.fullXid(xid);
     if (full >= BigInt(bound)) return false;
     const key = recordKey(keyValues);
     const seen = this.writer.keyVersions(table, [key]).get(key);
@@ -319,15 +323,18 @@ export class LogicalCapture {
     const db = await this.db();
     for (;;) {
       signal.throwIfAborted();
+      // Every transaction the peek returns committed before this: their xids are below it (and within 2^31).
+      this.nextXid = BigInt((await db.query<{ x: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x')).rows[0]!.x);
       const r = await db.query<{ lsn: string; data: Buffer }>({
         text: `SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
         values: [this.slot, this.cfg.batch_size, this.publication],
       });
       const txns = this.transactions(r.rows.map((row) => row.data));
       if (txns.length === 0) return emitted;
-      emitted += await this.emit(txns);
-      const last = txns.at(-1)!.endLsn;
-      await (this.advanceHook ? this.advanceHook(this.slot, last) : this.advance(last));
+      const e = await this.emit(txns);
+      emitted += e.emitted;
+      if (e.last) await (this.advanceHook ? this.advanceHook(this.slot, e.last) : this.advance(e.last));
+      if (e.last !== txns.at(-1)!.endLsn) return emitted + (await this.poll(signal)); // a table to load again first
       if (r.rows.length < this.cfg.batch_size) return emitted;
     }
   }
@@ -385,7 +392,14 @@ export class LogicalCapture {
     return out;
   }
 
-  private async emit(txns: Txn[]): Promise<number> {
+  /**
+   * Appends the transactions' changes with exact checkpoints. A TRUNCATE of a table still in its
+   * hand-over (a transaction some snapshot page may have seen, and another not) is sent, and the
+   * table loaded again from a new snapshot: emit stops after that transaction so the next poll
+   * loads it before decoding on. Returns the records appended and the end LSN of the last
+   * transaction it went through (the slot is advanced to it).
+   */
+  private async emit(txns: Txn[]): Promise<{ emitted: number; last: string | undefined }> {
     const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT) ?? { lsn: null };
     const doneLsn = cp.lsn === null ? -1n : parseLsn(cp.lsn);
     this.schemas = { ...cp.schemas };
@@ -397,18 +411,22 @@ export class LogicalCapture {
     let emitted = 0;
     // The schema versions committed with a page are those of its own records, not of the change being split.
     const flush = async (schemas: Record<string, string> = this.schemas) => {
-      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: { ...pos, schemas: { ...schemas }, tables: cp.tables, handover: cp.handover } }, { stream: bufferStream });
+      await this.writer.append(buffer, { key: LOGICAL_CHECKPOINT, value: { ...pos, schemas: { ...schemas }, tables: cp.tables, handover: cp.handover, snapshots: pos.snapshots } }, { stream: bufferStream });
       emitted += buffer.length;
       buffer = [];
       moved = false;
     };
+    let last: string | undefined;
     for (const txn of txns) {
+      last = txn.endLsn;
       if (parseLsn(txn.endLsn) <= doneLsn) continue; // in the outbox before a crash: the slot was not advanced
       const skip = cp.partial && cp.partial.end === txn.endLsn ? cp.partial.done : 0;
+      const reload = new Set<string>();
       let n = 0;
       for (const change of txn.changes) {
         n++;
         if (n <= skip) continue;
+        for (const table of this.truncatedInHandover(change.msg, txn)) reload.add(table);
         const schemasBefore = { ...this.schemas };
         for (const rec of this.records(change.msg, change.rel, txn, n)) {
           if (buffer.length > 0 && (rec.stream !== bufferStream || buffer.length >= this.cfg.batch_size)) await flush(schemasBefore);
@@ -420,9 +438,30 @@ export class LogicalCapture {
       }
       pos = { lsn: txn.endLsn };
       moved = true;
+      if (reload.size > 0) {
+        const startedAt = Date.now();
+        pos = { ...pos, snapshots: Object.fromEntries([...reload].map((t) => [t, { after: null, rows: 0, startedAt, at: txn.endLsn }])) };
+        break;
+      }
     }
     if (buffer.length > 0 || moved) await flush();
-    return emitted;
+    return { emitted, last };
+  }
+
+  /** The tables a TRUNCATE empties while their hand-over may still skip its transaction's neighbours. */
+  private truncatedInHandover(msg: PgOutputMessage, txn: Txn): string[] {
+    if (msg.tag !== 'truncate') return [];
+    return msg.relations.flatMap((oid) => {
+      const rel = this.relations.get(oid);
+      const table = rel && `${rel.schema}.${rel.name}`;
+      const bound = table ? this.handover[table] : undefined;
+      return table && bound !== undefined && this.fullXid(txn.xid) < BigInt(bound) ? [table] : [];
+    });
+  }
+
+  /** A decoded transaction's 32-bit xid as its xid8: placed below the server's next xid, read before the peek. */
+  private fullXid(xid: number): bigint {
+    return fullXid(xid, this.nextXid);
   }
 
   private tableOf(rel: RelationMessage): LogicalTableConfig | undefined {
@@ -455,22 +494,27 @@ export class LogicalCapture {
     let values = typed(rel, tuple);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
-    if (this.seenBySnapshot(table, txn.xid, keyValues)) return [];
+    const old = change.tag === 'update' && change.oldTuple ? typed(rel, change.oldTuple) : undefined;
+    const oldKey = old && keyCols.map((k) => old[k]);
+    const moved = oldKey !== undefined && recordKey(oldKey) !== recordKey(keyValues);
+    // A hand-over skips what the page that read a key saw: for a moved row, each key on its own.
+    const seenNew = this.seenBySnapshot(table, txn.xid, keyValues);
+    const seenOld = moved && this.seenBySnapshot(table, txn.xid, oldKey);
+    if (seenNew && (!moved || seenOld)) return [];
     values = this.zoned(rel, values, keyCols);
     const schema = this.schemaOf(table, rel);
     const stream = t.stream ?? this.stream;
     const out: { stream: string; record: CaptureInput }[] = [];
     const data: Record<string, unknown> = { op: change.tag, table, key: Object.fromEntries(keyCols.map((k, i) => [k, keyValues[i]])), version, committed_at: committedAt, schema_version: schema.version, ...(schema.changed ? { schema_changed: true } : {}), values };
     if (tuple.unchanged.length > 0) data.unchanged_toast = tuple.unchanged; // not sent by the server: absent from values, not null
-    if (change.tag === 'update' && change.oldTuple) {
-      const old = typed(rel, change.oldTuple);
-      const oldKey = keyCols.map((k) => old[k]);
+    if (oldKey) {
       data.old_key = Object.fromEntries(keyCols.map((k, i) => [k, oldKey[i]]));
       // The key changed: the row under its old key is gone, as a delete says to a consumer keyed by it.
-      if (recordKey(oldKey) !== recordKey(keyValues)) {
+      if (moved && !seenOld) {
         const deleted = { op: 'delete', table, key: data.old_key, version, committed_at: committedAt, schema_version: schema.version, values: data.old_key, moved_to: data.key };
         out.push({ stream, record: { id: recordId(this.writer.source, table, oldKey, version), key: `${table}/${recordKey(oldKey)}`, data: deleted } });
       }
+      if (seenNew) return out;
     }
     out.push({ stream, record: { id: recordId(this.writer.source, table, keyValues, version), key: `${table}/${recordKey(keyValues)}`, data } });
     return out;

@@ -478,6 +478,19 @@ describe('sql collector, mode logical: initial snapshot and hand-over (own clust
     expect(fullXid(30, epoch1 - 16n)).toBe(epoch1 + 30n); // just after it: the next
   });
 
+  it('unit: a change 2^31 transactions after the snapshot is placed by the server\'s next xid, not by the old hand-over bound: sent, not skipped', () => {
+    const cfg = sqlSchema.parse({ type: 'sql', name: 'w', driver: 'pg', connection: { database: 'd', user: 'u' }, logical: { tables: [{ table: 'orders' }] } });
+    const writer = { source: 'sql:w', keyVersions: (_s: string, keys: string[]) => new Map(keys.map((k) => [k, 's:900:1000:'])) } as unknown as Writer;
+    const cap = new LogicalCapture({ cfg, writer }) as unknown as { handover: Record<string, string>; nextXid: bigint; seenBySnapshot(t: string, xid: number, k: unknown[]): boolean };
+    cap.handover = { 'public.orders': '1000' }; // the key's page saw xids below 900; kept in the checkpoint for good
+    const later = 1000n + (1n << 31n) + 10n;
+    cap.nextXid = later + 5n; // read before the peek that returned it
+    expect(cap.seenBySnapshot('public.orders', Number(later & 0xffffffffn), [1])).toBe(false);
+    cap.nextXid = 1_005n;
+    expect(cap.seenBySnapshot('public.orders', 1_002, [1])).toBe(false); // after the page's snapshot
+    expect(cap.seenBySnapshot('public.orders', 950, [1])).toBe(true); // committed before it: seen
+  });
+
   it('upgrade: a slot begun by release 0.3.0 (its checkpoint names no tables) is not loaded again; a table configured since is', async () => {
     const db = await ordersDb();
     await exec(db, 'CREATE TABLE lines (id int PRIMARY KEY)', `INSERT INTO orders VALUES (1, 'old', now())`, 'INSERT INTO lines VALUES (1)');
@@ -534,4 +547,102 @@ describe('sql collector, mode logical: initial snapshot and hand-over (own clust
       outbox.close();
     }
   }, 60_000);
+});
+
+/** Replays records as a consumer keyed by (table, key) would: the keys it ends with. */
+function replay(recs: Rec[], table = 'public.orders'): number[] {
+  const rows = new Map<number, unknown>();
+  for (const r of recs) {
+    if (r.data.table !== table) continue;
+    if (r.data.op === 'truncate') rows.clear();
+    else if (r.data.op === 'delete') rows.delete(r.data.key!.id);
+    else if (r.data.key) rows.set(r.data.key.id, r.data.values?.status);
+  }
+  return [...rows.keys()].sort((a, b) => a - b);
+}
+
+/** A writer that runs `afterPage(last key of the page)` after each snapshot page is in the outbox. */
+function hooked(w: Writer, afterPage: (lastKey: number) => Promise<void>): Writer {
+  return {
+    ...w,
+    append: async (recs, cp, o) => {
+      const r = await w.append(recs, cp, o);
+      const rows = recs.filter((x) => (x.data as Rec['data']).op === 'snapshot');
+      if (rows.length > 0) await afterPage((rows.at(-1)!.data as Rec['data']).key!.id);
+      return r;
+    },
+  };
+}
+
+describe('sql collector, mode logical: hand-over edge cases (review fixes)', () => {
+  const ops = (o: Outbox, s: string) => records(o, s).map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op));
+  it('a key changed between pages (old key read by page 1, new key by page 2): the delete of the old key is sent, the new key comes in the snapshot', async () => {
+    const db = await ordersDb();
+    await exec(db, `INSERT INTO orders (id, status) VALUES (1,'a'),(2,'a'),(5,'a'),(6,'a')`);
+    tmp = makeTempDir('rv-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'pkmove', { batch_size: 2, logical: { tables: [{ table: 'orders' }] } });
+    const w = testHost(outbox, cfg, tmp.dir).ctx.writer;
+    const cap = new LogicalCapture({ cfg, writer: hooked(w, async (last) => { if (last === 2) await exec(db, 'UPDATE orders SET id = 3 WHERE id = 1'); }) });
+    try {
+      await cap.poll(new AbortController().signal);
+      await cap.poll(new AbortController().signal);
+      const final = await own.withClient(db, async (c) => (await c.query('SELECT id FROM orders ORDER BY id')).rows.map((r) => r.id));
+      expect(replay(records(outbox, 'pkmove'))).toEqual(final); // [2,3,5,6]
+    } finally { await cap.close(); outbox.close(); }
+  });
+
+  it('TRUNCATE and reload after the slot, before the snapshot page: the truncate is sent and the table loaded again, the consumer ends with the reloaded rows', async () => {
+    const db = await ordersDb();
+    await exec(db, `INSERT INTO orders (id, status) VALUES (1,'old'),(2,'old')`);
+    tmp = makeTempDir('rv-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'trunc', { batch_size: 10, logical: { tables: [{ table: 'orders' }] } });
+    const cap = new LogicalCapture({ cfg, writer: testHost(outbox, cfg, tmp.dir).ctx.writer });
+    try {
+      await cap.setup();
+      await exec(db, 'BEGIN', 'TRUNCATE orders', `INSERT INTO orders (id, status) VALUES (1,'new'),(3,'new')`, 'COMMIT');
+      await cap.poll(new AbortController().signal);
+      await cap.poll(new AbortController().signal);
+      expect(replay(records(outbox, 'trunc'))).toEqual([1, 3]);
+    } finally { await cap.close(); outbox.close(); }
+  });
+
+  it('TRUNCATE and reload between snapshot pages: the consumer ends with the table', async () => {
+    const db = await ordersDb();
+    await exec(db, `INSERT INTO orders (id, status) VALUES (1,'old'),(2,'old'),(3,'old'),(4,'old')`);
+    tmp = makeTempDir('rv-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'trunc2', { batch_size: 2, logical: { tables: [{ table: 'orders' }] } });
+    const w = testHost(outbox, cfg, tmp.dir).ctx.writer;
+    const cap = new LogicalCapture({ cfg, writer: hooked(w, async (last) => { if (last === 2) await exec(db, 'BEGIN', 'TRUNCATE orders', `INSERT INTO orders (id, status) VALUES (3,'new'),(4,'new')`, 'COMMIT'); }) });
+    try {
+      await cap.poll(new AbortController().signal);
+      await cap.poll(new AbortController().signal);
+      expect(replay(records(outbox, 'trunc2'))).toEqual([3, 4]);
+    } finally { await cap.close(); outbox.close(); }
+  });
+
+  it('a table added to the config later: the earlier table\'s hand-over survives setup (a change its snapshot holds is not sent again)', async () => {
+    const db = await ordersDb();
+    await exec(db, `CREATE TABLE lines (id int PRIMARY KEY)`, `INSERT INTO orders (id, status) VALUES (1,'a')`, 'INSERT INTO lines VALUES (1)');
+    tmp = makeTempDir('rv-');
+    const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+    const cfg = config(db, 'grow', { logical: { tables: [{ table: 'orders' }] } });
+    const w = testHost(outbox, cfg, tmp.dir).ctx.writer;
+    // Stopped (SIGTERM) right after orders' snapshot, before the slot was read.
+    const ac = new AbortController();
+    const stopping: Writer = { ...w, append: async (r, cp, o) => { const x = await w.append(r, cp, o); if (r.some((y) => (y.data as Rec['data']).op === 'snapshot_end')) ac.abort(); return x; } };
+    const a = new LogicalCapture({ cfg, writer: stopping });
+    await a.setup();
+    await exec(db, `UPDATE orders SET status = 'b' WHERE id = 1`); // after the slot, before the page: in the snapshot
+    await expect(a.poll(ac.signal)).rejects.toThrow();
+    await a.close();
+    const grown = config(db, 'grow', { logical: { tables: [{ table: 'orders' }, { table: 'lines' }] } });
+    const b = new LogicalCapture({ cfg: grown, writer: w });
+    try {
+      await b.poll(new AbortController().signal);
+      expect(ops(outbox, 'grow')).toEqual(['snapshot_start', 'snapshot 1', 'snapshot_end', 'snapshot_start', 'snapshot 1', 'snapshot_end']); // orders, then lines: the update of order 1 is in its snapshot, not sent again
+    } finally { await b.close(); outbox.close(); }
+  });
 });
