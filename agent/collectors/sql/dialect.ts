@@ -39,6 +39,8 @@ export interface SnapshotPage {
   key: readonly string[];
   /** Without one (logical decoding's snapshot), SourceRow.version is empty: the caller names the version. */
   versionColumn?: string | undefined;
+  /** The columns to read, in order; default every column (`t.*`). */
+  columns?: readonly string[] | undefined;
   /** The key of the last row of the previous page; undefined for the first page. */
   after?: readonly unknown[] | undefined;
   limit: number;

@@ -105,6 +105,10 @@ export class LogicalCapture {
   private client: pg.Client | undefined;
   private ready = false;
   private readonly relations = new Map<number, RelationMessage>();
+  /** `schema.table` → the columns pgoutput sends (generated ones left out), read at setup: what the snapshot selects. */
+  private readonly snapshotColumns = new Map<string, string[]>();
+  /** Domain type id → its base type's (a chain followed to the end), read at setup. */
+  private domainBase = new Map<number, number>();
   /** `schema.table` → primary key columns, read at setup. */
   private readonly primaryKeys = new Map<string, string[]>();
   private readonly tables: LogicalTableConfig[];
@@ -190,7 +194,16 @@ export class LogicalCapture {
         [schema ?? 'public', name],
       );
       if (pk.rows.length > 0) this.primaryKeys.set(`${schema ?? 'public'}.${name}`, pk.rows.map((r) => r.col));
+      // pgoutput (before PostgreSQL 18's publish_generated_columns) leaves generated columns out: so does the snapshot.
+      const cols = await db.query<{ name: string }>(
+        `SELECT a.attname AS name FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`,
+        [quoteName(`${schema ?? 'public'}.${name}`, '"')],
+      );
+      this.snapshotColumns.set(`${schema ?? 'public'}.${name}`, cols.rows.map((r) => r.name));
     }
+    // A domain's values come decoded under the domain's type id; a SELECT reports its base type.
+    const domains = await db.query<{ oid: number; base: number }>(`SELECT oid::int AS oid, typbasetype::int AS base FROM pg_catalog.pg_type WHERE typtype = 'd'`);
+    this.domainBase = new Map(domains.rows.map((r) => [r.oid, r.base]));
     const slot = await db.query<{ wal_status: string | null; plugin: string | null }>('SELECT wal_status, plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [this.slot]);
     const cp = this.writer.getCheckpoint<LogicalCheckpoint>(LOGICAL_CHECKPOINT);
     const row = slot.rows[0];
@@ -292,7 +305,7 @@ export class LogicalCapture {
 
   /** One keyset page and the snapshot it was read with (`xmin:xmax:xip,…`), in one short REPEATABLE READ transaction. */
   private async readPage(db: pg.Client, table: string, keyCols: string[], after: unknown[] | null): Promise<{ snapshot: string; rows: SourceRow[] }> {
-    const { sql, params } = snapshotSql({ table, key: keyCols, after: after ?? undefined, limit: this.cfg.batch_size });
+    const { sql, params } = snapshotSql({ table, key: keyCols, columns: this.snapshotColumns.get(table), after: after ?? undefined, limit: this.cfg.batch_size });
     await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
       const snap = await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
@@ -491,10 +504,10 @@ export class LogicalCapture {
     // The configured key, else the primary key (REPLICA IDENTITY FULL flags every column as key), else the identity's columns.
     const keyCols = t.key ?? this.primaryKeys.get(table) ?? (rel.columns.some((c) => c.isKey) ? rel.columns.filter((c) => c.isKey).map((c) => c.name) : rel.columns.map((c) => c.name));
     const tuple: TupleData = change.tag === 'delete' ? change.oldTuple : change.newTuple;
-    let values = typed(rel, tuple);
+    let values = typed(rel, tuple, this.baseType);
     if (change.tag === 'delete' && change.oldKind === 'K') values = Object.fromEntries(keyCols.map((k) => [k, values[k]]));
     const keyValues = keyCols.map((k) => values[k]);
-    const old = change.tag === 'update' && change.oldTuple ? typed(rel, change.oldTuple) : undefined;
+    const old = change.tag === 'update' && change.oldTuple ? typed(rel, change.oldTuple, this.baseType) : undefined;
     const oldKey = old && keyCols.map((k) => old[k]);
     const moved = oldKey !== undefined && recordKey(oldKey) !== recordKey(keyValues);
     // A hand-over skips what the page that read a key saw: for a moved row, each key on its own.
@@ -520,18 +533,25 @@ export class LogicalCapture {
     return out;
   }
 
+  /** A type id as a SELECT reports it: a domain's base type (followed through domains over domains). */
+  private readonly baseType = (oid: number): number => {
+    let t = oid;
+    for (let hops = 0; hops < 16 && this.domainBase.has(t); hops++) t = this.domainBase.get(t)!;
+    return t;
+  };
+
   /** Zone-less timestamps other than the key in the collector's time_zone, as UTC (dialect.ts pageRows does the same for a SELECT). */
   private zoned(rel: RelationMessage, values: Record<string, unknown>, keyCols: readonly string[]): Record<string, unknown> {
     const tz = this.timeZone;
     if (!tz) return values;
     const out = { ...values };
-    for (const c of rel.columns) if (c.typeOid === TIMESTAMP_OID && !keyCols.includes(c.name) && typeof out[c.name] === 'string') out[c.name] = zonedMicros(out[c.name] as string, tz);
+    for (const c of rel.columns) if (this.baseType(c.typeOid) === TIMESTAMP_OID && !keyCols.includes(c.name) && typeof out[c.name] === 'string') out[c.name] = zonedMicros(out[c.name] as string, tz);
     return out;
   }
 
   /** The relation's schema version (as dialects/pg.ts computes it for a SELECT), and whether it differs from the one last captured. */
   private schemaOf(table: string, rel: RelationMessage): { version: string; changed: boolean } {
-    const version = schemaVersion(rel.columns.map((c) => `${c.name}:${c.typeOid}(${c.typmod})`));
+    const version = schemaVersion(rel.columns.map((c) => `${c.name}:${this.baseType(c.typeOid)}(${c.typmod})`));
     const previous = this.schemas[table];
     this.schemas[table] = version;
     return { version, changed: noteSchema(table, previous, version, this.onSchemaChange) };
@@ -539,12 +559,12 @@ export class LogicalCapture {
 }
 
 /** Text values as dialects/pg.ts types them (numbers, numerics as strings, times as text, bytes base64). */
-function typed(rel: RelationMessage, tuple: TupleData): Record<string, unknown> {
+function typed(rel: RelationMessage, tuple: TupleData, baseType: (oid: number) => number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const col of rel.columns) {
     if (!(col.name in tuple.values)) continue;
     const v = tuple.values[col.name];
-    out[col.name] = v === null || v === undefined ? null : wireValue(typeParser(col.typeOid, 'text')(v));
+    out[col.name] = v === null || v === undefined ? null : wireValue(typeParser(baseType(col.typeOid), 'text')(v));
   }
   return out;
 }

@@ -160,7 +160,8 @@ export function snapshotSql(page: SnapshotPage): { sql: string; params: unknown[
   const p = (value: unknown) => `$${params.push(value)}`;
   const where = page.after ? ` WHERE (${keys.join(', ')}) > (${page.after.map((k) => p(k)).join(', ')})` : '';
   const version = page.versionColumn ? `to_char(t.${quoteName(page.versionColumn, '"')}, '${VERSION_FORMAT}')` : 'NULL';
-  const sql = `SELECT t.*, ${version} AS ${V} FROM ${quoteName(page.table, '"')} t${where} ORDER BY ${keys.join(', ')} LIMIT ${p(page.limit)}`;
+  const list = page.columns ? page.columns.map((c) => `t.${quoteName(c, '"')}`).join(', ') : 't.*';
+  const sql = `SELECT ${list}, ${version} AS ${V} FROM ${quoteName(page.table, '"')} t${where} ORDER BY ${keys.join(', ')} LIMIT ${p(page.limit)}`;
   return { sql, params };
 }
 

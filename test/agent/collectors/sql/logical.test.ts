@@ -645,4 +645,30 @@ describe('sql collector, mode logical: hand-over edge cases (review fixes)', () 
       expect(ops(outbox, 'grow')).toEqual(['snapshot_start', 'snapshot 1', 'snapshot_end', 'snapshot_start', 'snapshot 1', 'snapshot_end']); // orders, then lines: the update of order 1 is in its snapshot, not sent again
     } finally { await b.close(); outbox.close(); }
   });
+
+  for (const [label, ddl, values] of [
+    ['a domain column', ['CREATE DOMAIN qty AS int', 'CREATE TABLE dom (id int PRIMARY KEY, n qty)'], [{ id: 1, n: 5 }, { id: 1, n: 6 }]],
+    ['a generated column', ['CREATE TABLE dom (id int PRIMARY KEY, n int, n2 int GENERATED ALWAYS AS (n * 2) STORED)'], [{ id: 1, n: 5 }, { id: 1, n: 6 }]],
+  ] as const) {
+    it(`${label}: the snapshot and the decoded changes carry the same schema version and typing (the first change is not flagged)`, async () => {
+      const db = await ordersDb();
+      await exec(db, ...ddl, 'INSERT INTO dom (id, n) VALUES (1, 5)');
+      tmp = makeTempDir('sql-logical-dom-');
+      const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db')));
+      const cfg = config(db, 'dom', { logical: { tables: [{ table: 'dom' }] } });
+      const cap = new LogicalCapture({ cfg, writer: testHost(outbox, cfg, tmp.dir).ctx.writer });
+      try {
+        await cap.poll(new AbortController().signal);
+        await exec(db, 'UPDATE dom SET n = 6 WHERE id = 1');
+        await cap.poll(new AbortController().signal);
+        const recs = records(outbox, 'dom').filter((r) => r.data.values);
+        expect(recs.map((r) => [r.data.op, r.data.values])).toEqual([['snapshot', values[0]], ['update', values[1]]]);
+        expect(recs[1]!.data.schema_version).toBe(recs[0]!.data.schema_version);
+        expect(recs[1]!.data.schema_changed).toBeUndefined();
+      } finally {
+        await cap.close();
+        outbox.close();
+      }
+    });
+  }
 });
