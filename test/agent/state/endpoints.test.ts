@@ -3,7 +3,7 @@
  * collector kinds the test drives, and a broker address where nothing listens (a backlog builds).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -13,6 +13,7 @@ import { collectorKinds } from '../../../agent/collectors/registry.js';
 import { defineKind, type CollectorContext, type CollectorKind } from '../../../agent/host/collector.js';
 import { createLogger } from '../../../common/logger.js';
 import { health } from '../../../common/wire-v2.js';
+import { formatStatus } from '../../../agent/status.js';
 import { topicLevel } from '../../../common/wire-v1.js';
 import { freePort, waitFor } from '../../helpers/net.js';
 import { makeTempDir } from '../../helpers/tmp.js';
@@ -235,6 +236,41 @@ describe('GET /metrics', () => {
     const check = promtoolCheckMetrics(m);
     expect(check.output).toBe('');
     expect(check.ok).toBe(true);
+  });
+});
+
+describe('health message and status', () => {
+  it('carry per-stream backlog and age, per-collector state, failing streak, error age and error/ files, disk and process figures; status shows the same states', async () => {
+    mkdirSync(join(dir, 'in', 'error'), { recursive: true });
+    writeFileSync(join(dir, 'in', 'error', 'bad.csv'), 'not,a\nvalid');
+    const agent = await startAgent({
+      collectors: '  - type: file-drop\n    name: drops\n    path: ./in\n  - type: manual\n    name: orders\n  - type: unloadable\n    name: erp\n',
+    });
+    await manualCtx.get('orders')!.writer.append(records(30));
+    const h = health.parse(agent.state.health());
+    const own = agent.outbox.streamStatus().find((s) => s.stream === 'orders')!;
+    expect(h.streams.find((s) => s.stream === 'orders')).toMatchObject({ pending: 30, pending_bytes: own.pendingBytes, oldest_pending_at: own.oldestPendingTs });
+    expect(h.streams.find((s) => s.stream === 'orders')!.oldest_pending_age_s).toBeGreaterThanOrEqual(0);
+    const byName = new Map(h.collectors.map((c) => [c.name, c]));
+    expect(byName.get('drops')).toMatchObject({ state: 'running', error_files: 1, failing_since: null });
+    expect(byName.get('orders')).toMatchObject({ state: 'running', records: 30 });
+    const erp = byName.get('erp')!;
+    expect(erp).toMatchObject({ state: 'error', error_count: 1 });
+    expect(erp.failing_since).toBeTypeOf('number');
+    expect(erp.last_error).toMatchObject({ code: 'ERP_COLLECTOR_LOAD' });
+    expect(erp.last_error!.age_s).toBeGreaterThanOrEqual(0);
+    expect(h.forwarder).toMatchObject({ connected: false, last_ack_at: null, capture_rate: expect.any(Number), forward_rate: expect.any(Number) });
+    expect(h.forwarder!.connected_changed_at).toBeTypeOf('number');
+    expect(h.outbox!.file_bytes).toBeGreaterThan(0);
+    expect(h.disk!.free_bytes).toBeGreaterThan(0);
+    expect(h.process!.rss_bytes).toBeGreaterThan(0);
+    expect(h.uptime_s).toBeGreaterThanOrEqual(0);
+
+    const text = formatStatus(agent.state.snapshot(), Date.now());
+    for (const c of h.collectors) expect(text).toMatch(new RegExp(`^${c.name}\t${c.type}\t${c.stream}\t${c.state}\t`, 'm'));
+    expect(text).toMatch(/^disk: .+ free of .+; outbox files /m);
+    expect(text).toMatch(/^drops\tfile-drop\tdrops\trunning\t\S+ ago\t0\t0\t1\t-$/m);
+    expect(text).toMatch(/^erp\tunloadable\terp\terror\tfailing for \d+s\t1\t/m);
   });
 });
 
