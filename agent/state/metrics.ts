@@ -29,7 +29,8 @@ export class AgentMetrics {
     this.outboxMetrics();
     this.collectorMetrics();
     this.forwarderMetrics();
-    this.gauge('erp_edge_disk_free_bytes', 'Bytes free on the file system of the agent data folder.', [], (g, s) => s.disk && g.set(s.disk.freeBytes));
+    // NaN, not 0, when statfs fails: a made-up 0 would page someone about a full disk.
+    this.gauge('erp_edge_disk_free_bytes', 'Bytes free on the file system of the agent data folder (NaN when it cannot be read).', [], (g, s) => g.set(s.disk ? s.disk.freeBytes : Number.NaN));
     this.gauge('erp_edge_agent_info', 'Always 1; the agent version as a label.', ['version'], (g) => g.set({ version }, 1));
   }
 
@@ -64,7 +65,7 @@ export class AgentMetrics {
     this.gauge('erp_edge_outbox_bytes', 'Bytes of events held in the outbox (pending and kept for replay).', [], (g, s) => s.outbox && g.set(s.outbox.bytes));
     this.gauge('erp_edge_outbox_events', 'Events held in the outbox (pending and kept for replay).', [], (g, s) => s.outbox && g.set(s.outbox.events));
     this.gauge('erp_edge_outbox_full', '1 while the outbox is at its cap (collectors paused, or dropping the oldest).', [], (g, s) => s.outbox && g.set(s.outbox.full ? 1 : 0));
-    this.gauge('erp_edge_outbox_file_bytes', 'Size on disk of the outbox files (database and WAL).', [], (g, s) => s.disk && g.set(s.disk.outboxFileBytes));
+    this.gauge('erp_edge_outbox_file_bytes', 'Size on disk of the outbox files (database and WAL; NaN when they cannot be read).', [], (g, s) => g.set(s.disk ? s.disk.outboxFileBytes : Number.NaN));
   }
 
   private collectorMetrics(): void {
