@@ -14,6 +14,10 @@ import { Forwarder } from './transport/forwarder.js';
 import { Presence } from './transport/presence.js';
 import { AgentState } from './state/agent-state.js';
 import { controlSocketPath, startControlServer, type ControlHandler, type ControlServer } from './state/control.js';
+import { DiskGauge } from './state/disk.js';
+import { healthzOf } from './state/healthz.js';
+import { startAgentHttp, type AgentHttpServer } from './state/http.js';
+import { AgentMetrics } from './state/metrics.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface AgentStartOptions {
@@ -23,11 +27,12 @@ export interface AgentStartOptions {
 
 /**
  * The composition root: config → outbox → capture writers and supervisors → forwarder (with
- * presence) → state and the local control socket. Data flows one way; acks and the relay's
- * presence are the only ways back.
+ * presence) → state, the local control socket and the HTTP endpoints (/healthz, /metrics). Data
+ * flows one way; acks and the relay's presence are the only ways back.
  */
 export class Agent {
   private pruneTimer: NodeJS.Timeout | undefined;
+  private http: AgentHttpServer | undefined;
 
   private constructor(
     readonly cfg: LoadedAgentConfig,
@@ -98,8 +103,15 @@ export class Agent {
         collectors: () => supervisors.map((s) => s.status()),
         forwarder: () => forwarder.getStats(),
         configuredStreams: supervisors.map((s) => ({ stream: s.stream, collector: s.name })),
+        disk: new DiskGauge(cfg.data_dir, cfg.outboxPath),
       });
       agent = new Agent(cfg, outbox, supervisors, forwarder, state, boot, control, log);
+      // Before anything runs: a port in use stops the start with nothing to undo but the outbox.
+      await agent.startHttp().catch((err: unknown) => {
+        state!.stop();
+        outbox.close();
+        throw err;
+      });
       forwarder.start();
       // Each in its own guard: a collector that fails to start is backing off, the rest capture.
       await Promise.all(supervisors.map((s) => s.start()));
@@ -110,6 +122,26 @@ export class Agent {
       await control.close();
       throw err;
     }
+  }
+
+  /** Where GET /healthz and /metrics answer; undefined when `http.listen` is off. */
+  get httpUrl(): string | undefined {
+    return this.http?.url;
+  }
+
+  private async startHttp(): Promise<void> {
+    const { listen, healthz } = this.cfg.http;
+    if (!listen) return;
+    const metrics = new AgentMetrics(() => this.state.snapshot(), AGENT_VERSION);
+    this.http = await startAgentHttp(
+      listen.host,
+      listen.port,
+      {
+        healthz: () => healthzOf(this.state.snapshot(), healthz, Date.now()),
+        metrics: async () => ({ contentType: metrics.contentType(), body: await metrics.render() }),
+      },
+      this.log.child({ component: 'http' }),
+    );
   }
 
   private schedulePrune(): void {
@@ -134,6 +166,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    await this.http?.close();
     await Promise.all(this.supervisors.map((s) => s.stop()));
     await this.forwarder.stop();
     this.state.stop();

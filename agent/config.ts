@@ -52,6 +52,37 @@ export const restartSchema = z.strictObject({
   max: durationMs.default(300_000),
 });
 
+/** The endpoints' default address: loopback only, so nothing is exposed until a site chooses to. */
+export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9465';
+
+/** `HOST:PORT` (`[::1]:9465` for IPv6) → host and port; `false` or `off` → no endpoints. */
+export const listenAddress = z.union([z.literal(false), z.literal('off'), z.string()]).transform((v, ctx) => {
+  if (v === false || v === 'off') return null;
+  const m = /^\s*(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})\s*$/.exec(v);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65_535) {
+    ctx.addIssue({ code: 'custom', message: `expected HOST:PORT such as "127.0.0.1:9465", or false / off to turn the endpoints off, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return { host: (m[1] ?? m[2])!, port };
+});
+
+/** When GET /healthz answers 503 (a site's own monitoring polls it). */
+export const healthzSchema = z.strictObject({
+  /** A collector in `error` or `backing-off` for longer than this is unhealthy (shorter: a restart in progress). */
+  collector_failing_for: durationMs.default(300_000),
+  /** Not connected to the broker for longer than this is unhealthy (capture goes on, but nothing leaves). */
+  disconnected_for: durationMs.default(300_000),
+  /** Free space on the data folder's disk below this is unhealthy (SQLite needs room to commit). */
+  min_disk_free: byteSize.default(1024 ** 3),
+});
+
+export const httpSchema = z.strictObject({
+  /** Address of GET /healthz and GET /metrics; `false` or `off` turns them off. */
+  listen: listenAddress.prefault(DEFAULT_HTTP_LISTEN),
+  healthz: healthzSchema.prefault({}),
+});
+
 function agentSchema(kinds: readonly CollectorKind[]) {
   return z
     .strictObject({
@@ -63,6 +94,7 @@ function agentSchema(kinds: readonly CollectorKind[]) {
       outbox: outboxSchema.prefault({}),
       transport: transportSchema,
       collector_restart: restartSchema.prefault({}),
+      http: httpSchema.prefault({}),
       collectors: z.array(collectorConfigSchemaOf(kinds)).min(1),
     })
     .superRefine((cfg, ctx) => {
@@ -146,6 +178,9 @@ export function outboxOptions(path: string, o: OutboxConfig, logger?: Logger): O
     logger,
   };
 }
+
+export type HttpConfig = z.output<typeof httpSchema>;
+export type HealthzConfig = z.output<typeof healthzSchema>;
 
 export type TransportConfig = z.output<typeof transportSchema>;
 

@@ -1,4 +1,5 @@
 import type { DeadLetter } from './outbox/dead-letter.js';
+import { EXCEPTION_KINDS } from '../common/wire-v2.js';
 import type { AgentSnapshot } from './state/agent-state.js';
 
 /**
@@ -24,11 +25,15 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     const waiting = o.waitingAppends > 0 ? `, ${o.waitingAppends} append(s) waiting for room` : '';
     out.push(`outbox: ${o.events} events, ${o.bytes} bytes of ${o.maxEvents} / ${o.maxBytes} (${o.capPolicy})${o.full ? ' FULL: collectors paused' : ''}${waiting}, dropped ${o.dropped}`);
   }
-  out.push('', 'collectors', 'name\ttype\tstream\tstate\tsince\terrors\trestarts\tlast_error');
+  if (s.disk) out.push(`disk: ${bytes(s.disk.freeBytes)} free of ${bytes(s.disk.totalBytes)} on the data folder's file system; outbox files ${bytes(s.disk.outboxFileBytes)}`);
+  out.push('', 'collectors', 'name\ttype\tstream\tstate\tsince\terrors\trestarts\terror_files\tlast_error');
   for (const c of s.collectors) {
     const err = c.lastError ? `${c.lastError.code ? `${c.lastError.code}: ` : ''}${c.lastError.message} (${age(now - c.lastError.at)} ago)` : '-';
     const state = c.state === 'backing-off' && c.retryAt ? `backing-off (retry in ${age(Math.max(0, c.retryAt - now))})` : c.state;
-    out.push([c.name, c.type, c.stream, state, `${age(now - c.since)} ago`, c.errorCount, c.restarts, err].join('\t'));
+    // A failing collector cycles backing-off → starting: the streak's start says since when it has been failing.
+    const since = c.failingSince !== null && c.failingSince !== undefined ? `failing for ${age(now - c.failingSince)}` : `${age(now - c.since)} ago`;
+    const errorFiles = c.exceptions.find((e) => e.kind === EXCEPTION_KINDS.fileError)?.count ?? '-';
+    out.push([c.name, c.type, c.stream, state, since, c.errorCount, c.restarts, errorFiles, err].join('\t'));
   }
   out.push('', 'streams', 'stream\tpending\tpending_bytes\toldest_pending_age_s\tlast_seq\tacked_seq\tlast_ack\tdropped\tdead_letter\tepoch');
   for (const r of s.streams) {
@@ -56,6 +61,18 @@ function age(ms: number): string {
   if (s < 7_200) return `${Math.round(s / 60)}m`;
   if (s < 172_800) return `${Math.round(s / 3_600)}h`;
   return `${Math.round(s / 86_400)}d`;
+}
+
+/** Sizes for people: 1.5 GB, 820 MB (decimal units, as disk tools show them). */
+function bytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
 function rate(v: number): string {

@@ -21,6 +21,11 @@ export interface CollectorStatus {
   state: CollectorState;
   /** When it entered this state. */
   since: number;
+  /**
+   * When its current streak of failures began (null while running or stopped): a collector that
+   * keeps failing cycles backing-off → starting → backing-off, so `since` alone never grows old.
+   */
+  failingSince: number | null;
   lastError: CollectorError | null;
   /** Failures since the agent started. */
   errorCount: number;
@@ -66,6 +71,8 @@ export class CollectorSupervisor {
   private restarts = 0;
   /** Failures in a row without a stable run in between: the back-off exponent. */
   private failuresInARow = 0;
+  /** First failure of the current streak (see CollectorStatus.failingSince). */
+  private streakStart: number | null = null;
   private retryAt: number | null = null;
   private instance: { collector: Collector; abort: AbortController; startedAt: number } | undefined;
   private lastStats: CollectorStats = {};
@@ -105,6 +112,7 @@ export class CollectorSupervisor {
       stream: this.stream,
       state: this.state,
       since: this.since,
+      failingSince: this.state === 'running' || this.state === 'stopped' ? null : this.streakStart,
       lastError: this.lastError,
       errorCount: this.errorCount,
       restarts: this.restarts,
@@ -181,9 +189,11 @@ export class CollectorSupervisor {
 
   private async onFailure(err: unknown, what: string): Promise<void> {
     const ranFor = this.instance ? Date.now() - this.instance.startedAt : 0;
-    this.recordError(err);
     // A run longer than the longest back-off was a stable one: start counting again.
-    this.failuresInARow = ranFor >= this.opts.restart.maxMs ? 1 : this.failuresInARow + 1;
+    const stableRun = ranFor >= this.opts.restart.maxMs;
+    if (stableRun) this.streakStart = null;
+    this.recordError(err);
+    this.failuresInARow = stableRun ? 1 : this.failuresInARow + 1;
     await this.stopInstance();
     if (this.stopping) return;
     const wait = Math.min(this.opts.restart.maxMs, this.opts.restart.initialMs * 2 ** (this.failuresInARow - 1));
@@ -210,6 +220,7 @@ export class CollectorSupervisor {
 
   private recordError(err: unknown): void {
     this.errorCount++;
+    this.streakStart ??= Date.now();
     const code = isErpEdgeError(err) ? err.code : ((err as NodeJS.ErrnoException | undefined)?.code ?? undefined);
     this.lastError = { message: err instanceof Error ? err.message : String(err), ...(code ? { code: String(code) } : {}), at: Date.now() };
   }

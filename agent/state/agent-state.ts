@@ -3,6 +3,7 @@ import { EXCEPTION_KINDS, WIRE_V2, type ExceptionCount, type Health } from '../.
 import type { CollectorStatus } from '../host/supervisor.js';
 import type { Outbox, StreamStatus } from '../outbox/outbox.js';
 import type { ForwarderStats } from '../transport/forwarder.js';
+import type { DiskFigures, DiskGauge } from './disk.js';
 
 /**
  * One place that gathers what the agent knows about itself: collector states and stats, forwarder
@@ -43,6 +44,8 @@ export interface AgentSnapshot {
   deadLetters: { count: number; oldestAt: number | null };
   forwarder: (ForwarderStats & { captureRate: number; forwardRate: number }) | null;
   exceptions: ExceptionCount[];
+  /** Free space on the data folder's disk and the outbox files' size; null when it cannot be read. */
+  disk: DiskFigures | null;
 }
 
 export interface AgentStateSources {
@@ -56,6 +59,7 @@ export interface AgentStateSources {
   forwarder: () => ForwarderStats;
   /** Streams the config names (shown before their first record). */
   configuredStreams: { stream: string; collector: string }[];
+  disk: DiskGauge;
 }
 
 /** Capture and forward rates over the last minute, from counters sampled every few seconds. */
@@ -130,6 +134,7 @@ export class AgentState {
       deadLetters,
       forwarder: { ...this.src.forwarder(), captureRate: rates.capture, forwardRate: rates.forward },
       exceptions: exceptionsOf(collectors, deadLetters),
+      disk: this.src.disk.read(),
     };
   }
 
@@ -151,6 +156,7 @@ export class AgentState {
         pending: st.pending,
         pending_bytes: st.pendingBytes,
         oldest_pending_at: st.oldestPendingAt,
+        oldest_pending_age_s: st.oldestPendingAt === null ? null : ageSeconds(s.at, st.oldestPendingAt),
         last_seq: st.lastSeq,
         acked_seq: st.ackedSeq,
         last_ack_at: st.lastAckAt,
@@ -163,9 +169,14 @@ export class AgentState {
         stream: c.stream,
         state: c.state,
         since: c.since,
-        last_error: c.lastError ? { message: c.lastError.message, ...(c.lastError.code ? { code: c.lastError.code } : {}), at: c.lastError.at } : null,
+        failing_since: c.failingSince,
+        last_error: c.lastError
+          ? { message: c.lastError.message, ...(c.lastError.code ? { code: c.lastError.code } : {}), at: c.lastError.at, age_s: ageSeconds(s.at, c.lastError.at) }
+          : null,
         error_count: c.errorCount,
         restarts: c.restarts,
+        records: c.writer.records,
+        ...errorFilesOf(c),
       })),
       exceptions: s.exceptions,
       outbox: s.outbox
@@ -175,6 +186,8 @@ export class AgentState {
             max_bytes: Number.isFinite(s.outbox.maxBytes) ? s.outbox.maxBytes : null,
             max_events: Number.isFinite(s.outbox.maxEvents) ? s.outbox.maxEvents : null,
             full: s.outbox.full,
+            dropped: s.outbox.dropped,
+            ...(s.disk ? { file_bytes: s.disk.outboxFileBytes } : {}),
           }
         : undefined,
       forwarder: s.forwarder
@@ -183,11 +196,14 @@ export class AgentState {
             wire: s.forwarder.wire,
             in_flight: s.forwarder.inFlight,
             last_ack_at: s.forwarder.lastAckAt,
+            last_ack_age_s: s.forwarder.lastAckAt === null ? null : ageSeconds(s.at, s.forwarder.lastAckAt),
+            connected_changed_at: s.forwarder.connectedChangedAt,
             capture_rate: Math.max(0, s.forwarder.captureRate),
             forward_rate: Math.max(0, s.forwarder.forwardRate),
           }
         : undefined,
-      process: { rss_bytes: memoryUsage.rss(), cpu_percent: cpuPercent },
+      process: { rss_bytes: memoryUsage.rss(), cpu_percent: cpuPercent, heap_used_bytes: memoryUsage().heapUsed },
+      ...(s.disk ? { disk: { free_bytes: s.disk.freeBytes, total_bytes: s.disk.totalBytes } } : {}),
     };
   }
 }
@@ -234,6 +250,17 @@ export function exceptionsOf(collectors: CollectorStatus[], deadLetters: { count
   add(EXCEPTION_KINDS.collectorError, failing.length, minOrNull(failing.map((c) => c.since)));
   for (const c of collectors) for (const e of c.exceptions) add(e.kind, e.count, e.oldest_at);
   return [...byKind.values()];
+}
+
+/** Ages on the agent's own clock: the relay need not trust the two clocks to agree. */
+function ageSeconds(now: number, at: number): number {
+  return Math.max(0, (now - at) / 1000);
+}
+
+/** Files waiting in a file-drop collector's error/ folder (its file_error exceptions; counted by the collector, not here). */
+function errorFilesOf(c: CollectorStatus): { error_files?: number } {
+  const e = c.exceptions.find((x) => x.kind === EXCEPTION_KINDS.fileError);
+  return e ? { error_files: e.count } : {};
 }
 
 function minOrNull(values: number[]): number | null {

@@ -5,6 +5,7 @@ import { emptyWriterStats } from '../host/writer.js';
 import { readOutboxStatus } from '../outbox/outbox.js';
 import { AGENT_VERSION } from '../version.js';
 import { exceptionsOf, mergeStreams, type AgentSnapshot } from './agent-state.js';
+import { readDisk } from './disk.js';
 
 /**
  * What `status` shows when the agent is not running: every configured collector (stopped) and
@@ -18,6 +19,7 @@ export function offlineSnapshot(cfg: LoadedAgentConfig, now = Date.now()): Agent
     stream: streamOf(c),
     state: 'stopped' as const,
     since: now,
+    failingSince: null,
     lastError: null,
     errorCount: 0,
     restarts: 0,
@@ -45,5 +47,6 @@ export function offlineSnapshot(cfg: LoadedAgentConfig, now = Date.now()): Agent
     deadLetters,
     forwarder: null,
     exceptions: exceptionsOf([], deadLetters),
+    disk: readDisk(cfg.data_dir, cfg.outboxPath),
   };
 }

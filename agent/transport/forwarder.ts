@@ -72,6 +72,8 @@ export interface ForwarderStats {
   ignoredAcks: number;
   inFlight: number;
   lastAckAt: number | null;
+  /** When `connected` last changed (the forwarder's start before the first connect): how long it has been so. */
+  connectedChangedAt: number;
 }
 
 /** An ack of either wire version, as the forwarder acts on it. */
@@ -101,6 +103,7 @@ export class Forwarder {
   private readonly opts: ForwarderOptions;
   private readonly log: Logger;
   private ready = false;
+  private readyChangedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private wire: WireVersion = 1;
   /**
@@ -155,7 +158,7 @@ export class Forwarder {
     client.on('connect', () => void this.onConnect(client));
     client.on('close', () => {
       if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
-      this.ready = false;
+      this.setReady(false);
       this.opts.presence?.onDisconnect();
     });
     client.on('error', (err) => this.logBrokerError(err));
@@ -174,7 +177,7 @@ export class Forwarder {
     this.opts.presence?.onDisconnect();
     const client = this.client;
     this.client = undefined;
-    this.ready = false;
+    this.setReady(false);
     if (!client) return;
     const presence = this.opts.presence;
     if (client.connected && presence) {
@@ -194,7 +197,12 @@ export class Forwarder {
   getStats(): ForwarderStats {
     let inFlight = 0;
     for (const s of this.streams.values()) inFlight += s.inflight.length;
-    return { connected: this.ready, wire: this.wire, inFlight, ...this.stats };
+    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, ...this.stats };
+  }
+
+  private setReady(ready: boolean): void {
+    if (ready !== this.ready) this.readyChangedAt = Date.now();
+    this.ready = ready;
   }
 
   private async onConnect(client: MqttClient): Promise<void> {
@@ -217,7 +225,7 @@ export class Forwarder {
     // Presence is not on the data path: a slow or refused birth must not hold up forwarding.
     this.opts.presence?.onConnect(client).catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'could not publish presence'));
     if (client !== this.client) return;
-    this.ready = true;
+    this.setReady(true);
     this.errorLog.reset();
     this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {

@@ -106,6 +106,8 @@ function agentYaml(url: string, collectors: string): string {
 agent: a1
 log_level: warn
 data_dir: ./data
+http:
+  listen: 127.0.0.1:0
 transport:
   url: ${url}
   ack_timeout: 2s

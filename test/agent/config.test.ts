@@ -194,7 +194,7 @@ describe('edge-agent CLI', () => {
     const secret = 'Pa55-w0rd-XYZZY';
     const closed = await freePort(); // nothing listens: the agent logs connection errors over and over
     const text = VALID.replace('log_level', 'x')
-      .replace('data_dir: ./data', 'data_dir: ./data\nlog_level: trace')
+      .replace('data_dir: ./data', 'data_dir: ./data\nlog_level: trace\nhttp:\n  listen: 127.0.0.1:0')
       .replace('url: mqtt://127.0.0.1:11883', `url: mqtt://erp:${secret}@127.0.0.1:${closed}\n  username: erp`);
     const p = write(text);
     mkdirSync(join(dir, 'in', 'orders'), { recursive: true });

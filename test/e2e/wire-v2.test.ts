@@ -61,6 +61,8 @@ function agentConfig(dir: string, url: string, collector = ''): string {
 agent: ${AGENT}
 log_level: warn
 data_dir: ./data
+http:
+  listen: 127.0.0.1:0
 transport:
   url: ${url}
   ack_timeout: 3s

@@ -26,6 +26,8 @@ data_dir: ${o.dataDir}
 outbox:
   synchronous: FULL
 ${o.extraOutbox ?? ''}
+http:
+  listen: 127.0.0.1:0
 transport:
   url: ${o.url}
   ack_timeout: 3s

@@ -357,3 +357,31 @@ describe('stop()', () => {
     expect(log.lines).toContainEqual(expect.objectContaining({ msg: 'collector did not stop in time; abandoned', timeout_ms: 150 }));
   });
 });
+
+describe('failingSince (how long a collector has been failing, for /healthz)', () => {
+  it('holds the first failure of a streak across backing-off → starting cycles, and is null once running', async () => {
+    let fails = 3;
+    const sup = supervise(
+      kind('streak', () => ({
+        start: async () => {
+          if (fails-- > 0) throw new Error('source down');
+        },
+        stop: async () => {},
+      })),
+      'streak',
+    );
+    expect(sup.status().failingSince).toBeNull();
+    const t0 = Date.now();
+    const started = sup.start();
+    const first = await inState(sup, 'backing-off');
+    expect(first.failingSince).toBe(first.lastError!.at);
+    expect(first.failingSince!).toBeGreaterThanOrEqual(t0);
+    const third = await inState(sup, 'backing-off', (s) => s.errorCount === 3);
+    // `since` moved with each state change; the streak's start did not.
+    expect(third.since).toBeGreaterThan(first.since);
+    expect(third.failingSince).toBe(first.failingSince);
+    const running = await inState(sup, 'running');
+    expect(running.failingSince).toBeNull();
+    await started;
+  });
+});
