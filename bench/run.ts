@@ -23,12 +23,13 @@ import { mosquittoBridge } from './scenarios/mosquitto-bridge.js';
 import { fileDropBulk } from './scenarios/file-drop-bulk.js';
 import { sqlSnapshot } from './scenarios/sql-snapshot.js';
 import { sqlLogical } from './scenarios/sql-logical.js';
+import { fleetHealth } from './scenarios/fleet-health.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');

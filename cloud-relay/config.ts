@@ -56,6 +56,17 @@ export const relayConfigSchema = z.strictObject({
       window: durationMs.default(7 * 86_400_000),
     })
     .prefault({}),
+  fleet: z
+    .strictObject({
+      /**
+       * An online agent with no health message for this long is `stale` (its connection may be
+       * half-open, or its health loop stuck). Three of the agent's default 15 s health intervals.
+       */
+      stale_after: durationMs.refine((v) => v > 0, 'must be more than 0').default(45_000),
+      /** Health samples kept per agent for charts (GET /api/agents/:site/:agent `history`), oldest dropped first. */
+      history_samples: z.number().int().min(1).max(100_000).default(240),
+    })
+    .prefault({}),
 });
 
 /** A relay config as written (or built by a caller): Relay.start validates it and applies the defaults. */

@@ -26,6 +26,11 @@ export class RelayMetrics {
   presenceMessages = 0;
   healthMessages = 0;
   staleWills = 0;
+  /**
+   * Records stored per (site, agent, stream), for Prometheus (`erp_edge_relay_events_stored_total`).
+   * Bounded by the streams the relay holds; not in the /api/stats snapshot (GET /api/streams has them).
+   */
+  readonly storedByStream = new Map<string, { site: string; agent: string; stream: string; count: number }>();
   readonly rejected: Record<RejectReason, number> = {
     invalid_json: 0,
     invalid_schema: 0,
@@ -35,6 +40,13 @@ export class RelayMetrics {
     invalid_presence: 0,
     invalid_health: 0,
   };
+
+  countStored(site: string, agent: string, stream: string, n: number): void {
+    const k = `${site}/${agent}/${stream}`;
+    const c = this.storedByStream.get(k);
+    if (c) c.count += n;
+    else this.storedByStream.set(k, { site, agent, stream, count: n });
+  }
 
   snapshot() {
     return {

@@ -11,6 +11,7 @@ import { Ingest } from './ingest/ingest.js';
 import { FleetRegistry } from './fleet/fleet.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { startHttpApi } from './api/http.js';
+import { createRelayPrometheus, type RelayPrometheus } from './prometheus/registry.js';
 
 export interface RelayStartOptions {
   /** The store's and the fleet registry's clock (tests: de-duplication window rotation). */
@@ -36,6 +37,7 @@ export class Relay {
 
   private constructor(
     readonly metrics: RelayMetrics,
+    readonly prometheus: RelayPrometheus,
     readonly store: SqliteRelayStore,
     readonly fleet: FleetRegistry,
     private readonly ingest: Ingest,
@@ -66,8 +68,16 @@ export class Relay {
         ...(opts.clock ? { clock: opts.clock } : {}),
       });
       const metrics = new RelayMetrics();
-      const fleet = new FleetRegistry({ store, metrics, log: log.child({ part: 'fleet' }), ...(opts.clock ? { clock: opts.clock } : {}) });
-      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot() }, log);
+      const fleet = new FleetRegistry({
+        store,
+        metrics,
+        log: log.child({ part: 'fleet' }),
+        staleAfterMs: cfg.fleet.stale_after,
+        historySamples: cfg.fleet.history_samples,
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      });
+      const prometheus = createRelayPrometheus(fleet, metrics);
+      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot(), prometheus: prometheus.registry }, log);
       http = started.app;
       const wire = cfg.wire_versions;
       // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
@@ -86,9 +96,10 @@ export class Relay {
         log: log.child({ part: 'ingest' }),
         wireVersions: wire,
         maxRecordBytes: cfg.limits.max_record_bytes,
+        onStored: (records, storedAt) => prometheus.lag.observe(records, storedAt),
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
       });
-      const relay = new Relay(metrics, store, fleet, ingest, client, started.app, broker, url, started.url, wire, log);
+      const relay = new Relay(metrics, prometheus, store, fleet, ingest, client, started.app, broker, url, started.url, wire, log);
       fleet.start();
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.

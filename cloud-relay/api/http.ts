@@ -5,19 +5,24 @@ import type { RelayStore } from '../store/store.js';
 import type { FleetRegistry } from '../fleet/fleet.js';
 import { registerEventRoutes } from './event-routes.js';
 import { registerFleetRoutes } from './fleet-routes.js';
+import { registerMetricsRoute } from './metrics-routes.js';
+import type { Registry } from 'prom-client';
 
 export interface HttpApiDeps {
   store: RelayStore;
   fleet: FleetRegistry;
   stats: () => unknown;
+  /** The relay's Prometheus registry, served on GET /metrics. */
+  prometheus: Registry;
 }
 
-/** Read-only HTTP API of the relay: streams, events and stats (event-routes.ts), agents (fleet-routes.ts). */
+/** Read-only HTTP API of the relay: streams, events and stats (event-routes.ts), sites and agents (fleet-routes.ts), /metrics. */
 export async function startHttpApi(host: string, port: number, deps: HttpApiDeps, log: Logger): Promise<{ app: FastifyInstance; url: string }> {
   const app = Fastify({ logger: false });
   app.get('/healthz', async () => ({ ok: true }));
   registerEventRoutes(app, deps.store, deps.stats);
   registerFleetRoutes(app, deps.fleet);
+  registerMetricsRoute(app, deps.prometheus);
   try {
     await app.listen({ host, port });
   } catch (err) {

@@ -3,12 +3,20 @@ import type { Logger } from '../../common/logger.js';
 import { health as healthSchema, presence as presenceSchema, type Health, type Presence } from '../../common/wire-v2.js';
 import type { RelayMetrics } from '../metrics.js';
 import type { AgentRecord, RelayStore } from '../store/store.js';
+import { healthFigures } from './health-figures.js';
+import { FleetHistory, sampleOf, type HistorySample } from './history.js';
+import { agentState, type AgentState } from './state.js';
+import { siteSummaries, type SiteSummary } from './sites.js';
 
 export interface FleetOptions {
   store: RelayStore;
   metrics: RelayMetrics;
   log: Logger;
   clock?: () => number;
+  /** `fleet.stale_after`: an online agent silent this long is `stale`. */
+  staleAfterMs: number;
+  /** `fleet.history_samples`: health samples kept per agent. */
+  historySamples: number;
   /** Changes are written to the store at most this often (presence is retained at the broker anyway). */
   flushIntervalMs?: number;
 }
@@ -18,6 +26,7 @@ export interface AgentSummary {
   site: string;
   agent: string;
   online: boolean | null;
+  state: AgentState;
   boot: string | null;
   agent_version: string | null;
   wire: number[] | null;
@@ -25,6 +34,8 @@ export interface AgentSummary {
   health_at: number | null;
   /** From the latest health: pending events over all streams, and the age of the oldest (agent clock: at - oldest). */
   backlog: { pending: number; oldest_pending_age_ms: number | null } | null;
+  /** Collectors in state `error` in the latest health; null before any health. */
+  collectors_in_error: number | null;
 }
 
 /** GET /api/agents/:site/:agent: the latest presence and health, whole. */
@@ -32,6 +43,7 @@ export interface AgentDetail {
   site: string;
   agent: string;
   online: boolean | null;
+  state: AgentState;
   boot: string | null;
   last_seen: number;
   presence_at: number | null;
@@ -39,25 +51,38 @@ export interface AgentDetail {
   presence: Presence | null;
   health: Health | null;
   health_at: number | null;
+  /** A sample per health message, oldest first (at most `fleet.history_samples`). */
+  history: HistorySample[];
+}
+
+/** An agent's row with its state now (what the Prometheus collectors read at scrape time). */
+export interface AgentView {
+  record: AgentRecord;
+  state: AgentState;
+  presence: Presence | null;
+  health: Health | null;
 }
 
 const LOG_INTERVAL_MS = 60_000;
 
 /**
- * The latest presence (birth / will, with boot ids) and health of each agent, kept in memory and
- * written to the store in the background. The full fleet view (history, stale detection,
- * dashboard) is for later.
+ * The latest presence (birth / will, with boot ids) and health of each agent, their state
+ * (online, offline, stale) and a bounded history of health samples, kept in memory and written
+ * to the store in the background.
  */
 export class FleetRegistry {
   private readonly agents = new Map<string, AgentRecord>();
   private readonly dirty = new Set<string>();
   private readonly throttle = new LogThrottle(LOG_INTERVAL_MS);
-  private readonly clock: () => number;
+  private readonly history: FleetHistory;
+  readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
     for (const r of o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
+    this.history = new FleetHistory(o.historySamples);
+    this.history.load(o.store.loadHistory(o.historySamples));
   }
 
   start(): void {
@@ -73,11 +98,15 @@ export class FleetRegistry {
 
   /** Writes changed agents to the store; a failure is logged and retried at the next flush. */
   flush(): void {
-    if (this.dirty.size === 0) return;
+    const samples = this.history.pending();
+    if (this.dirty.size === 0 && samples.length === 0) return;
     const rows = [...this.dirty].map((k) => this.agents.get(k)!);
     try {
-      this.o.store.saveAgents(rows);
+      if (rows.length > 0) this.o.store.saveAgents(rows);
       this.dirty.clear();
+      const n = samples.length;
+      this.o.store.saveHistory(samples, this.history.max);
+      this.history.saved(n);
     } catch (err) {
       const t = this.throttle.take('flush');
       if (t) this.o.log.error({ agents: rows.length, err: { message: (err as Error).message }, count: t.count }, 'could not save the fleet registry; will retry');
@@ -142,34 +171,50 @@ export class FleetRegistry {
     r.health = p.value;
     r.health_at = now;
     r.last_seen = now;
+    this.history.add(site, agent, sampleOf(p.value, now));
+  }
+
+  /** Every agent with its state now, by site then agent. */
+  views(): AgentView[] {
+    const now = this.clock();
+    return [...this.agents.values()]
+      .sort((a, b) => (a.site === b.site ? cmp(a.agent, b.agent) : cmp(a.site, b.site)))
+      .map((r) => ({ record: r, state: agentState(r, now, this.o.staleAfterMs), presence: r.birth as Presence | null, health: r.health as Health | null }));
+  }
+
+  /** GET /api/sites: per site, sorted by site. */
+  sites(): SiteSummary[] {
+    return siteSummaries(this.views());
   }
 
   list(): AgentSummary[] {
-    return [...this.agents.values()]
-      .sort((a, b) => (a.site === b.site ? cmp(a.agent, b.agent) : cmp(a.site, b.site)))
-      .map((r) => {
-        const birth = r.birth as Presence | null;
+    return this.views().map(({ record: r, state, presence: birth, health }) => {
+        const f = health ? healthFigures(health) : null;
         return {
           site: r.site,
           agent: r.agent,
           online: r.online,
+          state,
           boot: r.boot,
           agent_version: birth?.agent_version ?? null,
           wire: birth?.wire ?? null,
           last_seen: r.last_seen,
           health_at: r.health_at,
-          backlog: backlogOf(r.health as Health | null),
+          backlog: f ? { pending: f.pending, oldest_pending_age_ms: f.oldest_pending_age_ms } : null,
+          collectors_in_error: f ? f.collectors_in_error : null,
         };
       });
   }
 
-  get(site: string, agent: string): AgentDetail | undefined {
+  /** `since`: only history samples at or after it (relay time, epoch ms). */
+  get(site: string, agent: string, since?: number): AgentDetail | undefined {
     const r = this.agents.get(keyOf(site, agent));
     if (!r) return undefined;
     return {
       site: r.site,
       agent: r.agent,
       online: r.online,
+      state: agentState(r, this.clock(), this.o.staleAfterMs),
       boot: r.boot,
       last_seen: r.last_seen,
       presence_at: r.presence_at,
@@ -177,6 +222,7 @@ export class FleetRegistry {
       presence: r.birth as Presence | null,
       health: r.health as Health | null,
       health_at: r.health_at,
+      history: this.history.of(site, agent, since),
     };
   }
 }
@@ -187,17 +233,6 @@ function keyOf(site: string, agent: string): string {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function backlogOf(h: Health | null): AgentSummary['backlog'] {
-  if (!h) return null;
-  let pending = 0;
-  let oldest: number | null = null;
-  for (const s of h.streams) {
-    pending += s.pending;
-    if (s.oldest_pending_at !== null && (oldest === null || s.oldest_pending_at < oldest)) oldest = s.oldest_pending_at;
-  }
-  return { pending, oldest_pending_age_ms: oldest === null ? null : Math.max(0, h.at - oldest) };
 }
 
 function parse<T>(payload: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }): { ok: true; value: T } | { ok: false; detail: string } {

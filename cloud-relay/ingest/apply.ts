@@ -24,6 +24,9 @@ export interface BatchOutcome {
   /** Highest seq held contiguously for the batch's (site, agent, stream, epoch) afterwards. */
   upto: number;
   stored: number;
+  /** The records stored, in seq order (the segment written: no copy), and the store time they were stored at. */
+  storedRecords: readonly DecodedRecord[];
+  storedAt: number;
   /** Records resent at seqs already held (by seq). */
   duplicates: number;
   /** Records not stored because their id was stored before (by id, across epochs, within the window). */
@@ -58,6 +61,8 @@ function emptyOutcome(): BatchOutcome {
     status: 'ok',
     upto: 0,
     stored: 0,
+    storedRecords: [],
+    storedAt: 0,
     duplicates: 0,
     duplicateIds: 0,
     conflicts: 0,
@@ -182,6 +187,8 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   }
   if (segment.length > 0) tx.insertSegment(s.id, segment[0]!.seq, segment[segment.length - 1]!.seq, encodeSegment(segment));
   out.stored = segment.length;
+  out.storedRecords = segment;
+  out.storedAt = tx.now;
   if (invalidAt >= 0) rejectedOutcome(out, recs, invalidAt);
   const rejected = out.rejectedRecords.invalid_record + out.rejectedRecords.record_too_large;
   const sk = out.skipped;

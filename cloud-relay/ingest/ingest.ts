@@ -5,7 +5,7 @@ import type { RelayMetrics } from '../metrics.js';
 import type { RelayStore } from '../store/store.js';
 import { ackFor } from './acks.js';
 import { applyBatches, type BatchOutcome } from './apply.js';
-import { decodeEventBatch, type DecodedBatch, type EventsTopic, type MessageRejectReason } from './decode.js';
+import { decodeEventBatch, type DecodedBatch, type DecodedRecord, type EventsTopic, type MessageRejectReason } from './decode.js';
 
 export interface IngestOptions {
   store: RelayStore;
@@ -15,6 +15,8 @@ export interface IngestOptions {
   wireVersions: readonly WireVersion[];
   /** `limits.max_record_bytes`. */
   maxRecordBytes: number;
+  /** Called after each commit with the records it stored and the store time (the capture→store lag histogram). */
+  onStored?: (records: readonly DecodedRecord[], storedAt: number) => void;
   /** Publishes an ack (QoS 1). */
   publish: (topic: string, payload: string) => void;
 }
@@ -108,6 +110,10 @@ export class Ingest {
     if (b.version === 1) m.batchesByWire.v1++;
     else m.batchesByWire.v2++;
     m.recordsStored += o.stored;
+    if (o.stored > 0) {
+      m.countStored(b.site, b.agent, b.stream, o.stored);
+      this.o.onStored?.(o.storedRecords, o.storedAt);
+    }
     m.duplicates += o.duplicates;
     m.duplicateIds += o.duplicateIds;
     m.conflicts += o.conflicts;

@@ -95,6 +95,23 @@ const MIGRATIONS: readonly string[] = [
   CREATE TABLE key_gen_0 (stream_key INTEGER NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, key)) WITHOUT ROWID;
   CREATE TABLE key_gen_1 (stream_key INTEGER NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (stream_key, key)) WITHOUT ROWID;
   `,
+  // 5: fleet history: a sample of each health message per agent, for charts. Bounded per agent
+  // (fleet.history_samples): each write deletes that agent's rows older than the last N, by id.
+  `
+  CREATE TABLE agent_history (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    oldest_pending_age_ms INTEGER,
+    capture_rate REAL,
+    forward_rate REAL,
+    collectors_in_error INTEGER NOT NULL,
+    rss INTEGER
+  );
+  CREATE INDEX agent_history_by_agent ON agent_history (site, agent, id);
+  `,
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;

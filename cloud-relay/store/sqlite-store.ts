@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
-import type { AgentRecord, EventQuery, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
+import type { AgentRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -109,6 +109,20 @@ export class SqliteRelayStore implements RelayStore {
          ON CONFLICT (site, agent) DO UPDATE SET online = excluded.online, boot = excluded.boot, birth = excluded.birth,
            presence_at = excluded.presence_at, last_seen = excluded.last_seen, health = excluded.health, health_at = excluded.health_at,
            stale_wills = excluded.stale_wills`,
+      ),
+      loadHistory: db.prepare<[number], HistoryRow['sample'] & { site: string; agent: string }>(
+        `SELECT site, agent, at, pending, oldest_pending_age_ms, capture_rate, forward_rate, collectors_in_error, rss FROM (
+           SELECT *, row_number() OVER (PARTITION BY site, agent ORDER BY id DESC) AS rn FROM agent_history
+         ) WHERE rn <= ? ORDER BY site, agent, id`,
+      ),
+      insertHistory: db.prepare<[string, string, number, number, number | null, number | null, number | null, number, number | null]>(
+        `INSERT INTO agent_history (site, agent, at, pending, oldest_pending_age_ms, capture_rate, forward_rate, collectors_in_error, rss)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      // The (keep+1)-th newest row of the agent and everything older goes.
+      trimHistory: db.prepare<[string, string, string, string, number]>(
+        `DELETE FROM agent_history WHERE site = ? AND agent = ? AND id <= (
+           SELECT id FROM agent_history WHERE site = ? AND agent = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
       ),
     };
   }
@@ -246,6 +260,22 @@ export class SqliteRelayStore implements RelayStore {
           r.stale_wills,
         );
       }
+    })();
+  }
+
+  loadHistory(keep: number): HistoryRow[] {
+    return this.stmts.loadHistory.all(keep).map(({ site, agent, ...sample }) => ({ site, agent, sample }));
+  }
+
+  saveHistory(rows: readonly HistoryRow[], keep: number): void {
+    if (rows.length === 0) return;
+    this.db.transaction(() => {
+      const touched = new Map<string, { site: string; agent: string }>();
+      for (const { site, agent, sample: s } of rows) {
+        this.stmts.insertHistory.run(site, agent, s.at, s.pending, s.oldest_pending_age_ms, s.capture_rate, s.forward_rate, s.collectors_in_error, s.rss);
+        touched.set(`${site}/${agent}`, { site, agent });
+      }
+      for (const { site, agent } of touched.values()) this.stmts.trimHistory.run(site, agent, site, agent, keep);
     })();
   }
 

@@ -126,6 +126,21 @@ export interface AgentRecord {
   stale_wills: number;
 }
 
+/** One health sample of an agent's history (fleet/history.ts decides what goes in). */
+export interface HistoryRow {
+  site: string;
+  agent: string;
+  sample: {
+    at: number;
+    pending: number;
+    oldest_pending_age_ms: number | null;
+    capture_rate: number | null;
+    forward_rate: number | null;
+    collectors_in_error: number;
+    rss: number | null;
+  };
+}
+
 export interface RelayStore {
   /** Runs `fn` in one transaction (one commit, one fsync); a throw rolls all of it back. */
   transaction<T>(fn: (tx: StoreTx) => T): T;
@@ -134,5 +149,9 @@ export interface RelayStore {
   listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] };
   loadAgents(): AgentRecord[];
   saveAgents(rows: readonly AgentRecord[]): void;
+  /** The last `keep` samples of each agent, oldest first, grouped by agent. */
+  loadHistory(keep: number): HistoryRow[];
+  /** Appends samples (in order) and deletes each agent's rows older than its last `keep`. */
+  saveHistory(rows: readonly HistoryRow[], keep: number): void;
   close(): void;
 }

@@ -41,6 +41,13 @@ describe('relay config', () => {
     expect(failure(() => parse(['limits:', '  max_record_bytes: 0']))).toMatch(/limits\.max_record_bytes/);
   });
 
+  it('fleet: stale after 45 s and 240 history samples by default; reads durations; refuses 0', () => {
+    expect(parse([]).fleet).toEqual({ stale_after: 45_000, history_samples: 240 });
+    expect(parse(['fleet:', '  stale_after: 2m', '  history_samples: 60']).fleet).toEqual({ stale_after: 120_000, history_samples: 60 });
+    expect(failure(() => parse(['fleet:', '  stale_after: 0']))).toMatch(/fleet\.stale_after/);
+    expect(failure(() => parse(['fleet:', '  history_samples: 0']))).toMatch(/fleet\.history_samples/);
+  });
+
   it('resolveRelayConfig applies the same defaults to a config built in code and refuses a bad one', () => {
     const cfg = resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' } });
     expect(cfg).toMatchObject({ wire_versions: [1, 2], http: { port: 8470 }, dedupe: { window: 604_800_000 } });
