@@ -59,6 +59,11 @@ export interface AgentOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** The `collectors:` list items (YAML) instead of the synthetic or idle one. */
   collectorsYaml?: string;
+  /**
+   * The agent's /healthz and /metrics on a free port (0.4 on; a baseline release before it has no
+   * `http:` key): never the default 9465, which an agent of `npm start` may hold.
+   */
+  httpEndpoints?: boolean;
 }
 
 export function agentConfig(dir: string, o: AgentOptions): string {
@@ -77,7 +82,7 @@ outbox:
   synchronous: ${o.synchronous ?? 'FULL'}
   max_bytes: 20GB
   max_events: 50000000
-transport:
+${o.httpEndpoints ? 'http:\n  listen: 127.0.0.1:0\n' : ''}transport:
   url: ${o.brokerUrl}
   ack_timeout: 30s
 ${t.batch_max_records ? `  batch_max_records: ${t.batch_max_records}\n` : ''}${t.max_inflight ? `  max_inflight: ${t.max_inflight}\n` : ''}collectors:
@@ -89,7 +94,7 @@ ${collector}`;
 
 export function startAgent(dir: string, o: AgentOptions, dist: Dist = DIST): CliProcess {
   if (dist === DIST) assertBuilt();
-  const proc = new CliProcess('edge-agent', agentConfig(dir, o), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS);
+  const proc = new CliProcess('edge-agent', agentConfig(dir, { httpEndpoints: dist === DIST, ...o }), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS);
   proc.start();
   return proc;
 }

@@ -46,6 +46,8 @@ async function startAgent(dir: string, site: string, agent: string, url: string)
 agent: ${agent}
 log_level: warn
 data_dir: ./data
+http:
+  listen: 127.0.0.1:0
 transport:
   url: ${url}
   ack_timeout: 3s

@@ -15,3 +15,9 @@ export function promtool(args: string[], input?: string, cwd?: string): { status
   const r = spawnSync(bin, args, { input, cwd, encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, output: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
+
+/** `promtool check metrics` on an exposition text: ok, and what it printed (lint problems). */
+export function promtoolCheckMetrics(text: string): { ok: boolean; output: string } {
+  const r = promtool(['check', 'metrics'], text);
+  return { ok: r.status === 0, output: r.output };
+}

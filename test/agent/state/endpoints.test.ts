@@ -17,7 +17,7 @@ import { formatStatus } from '../../../agent/status.js';
 import { topicLevel } from '../../../common/wire-v1.js';
 import { freePort, waitFor } from '../../helpers/net.js';
 import { makeTempDir } from '../../helpers/tmp.js';
-import { havePromtool, promtoolCheckMetrics } from '../../helpers/promtool-metrics.js';
+import { hasPromtool, promtoolCheckMetrics } from '../../helpers/promtool.js';
 
 const logger = createLogger({ level: process.env.ERP_EDGE_TEST_LOG ?? 'silent' });
 const testSchema = (type: string) => z.strictObject({ type: z.literal(type), name: topicLevel, stream: topicLevel.optional() });
@@ -232,7 +232,7 @@ describe('GET /metrics', () => {
     // No record ids or file names as labels: every label value is a stream, collector, type, state or version.
     expect(m).not.toContain('r-1');
 
-    if (!havePromtool()) return;
+    if (!hasPromtool()) return;
     const check = promtoolCheckMetrics(m);
     expect(check.output).toBe('');
     expect(check.ok).toBe(true);
