@@ -193,11 +193,11 @@ const collectorState = z.object({
   /** starting | running | backing-off | error | stopped (open set). */
   state: z.string(),
   since: epochMs.optional(),
-  /** age_s (0.5): seconds since `at` on the agent's clock, so clock skew does not age it. */
+  /** age_s (0.4): seconds since `at` on the agent's clock, so clock skew does not age it. */
   last_error: z.object({ message: z.string(), code: z.string().optional(), at: epochMs, age_s: z.number().nonnegative().optional() }).nullable(),
   error_count: z.number().int().nonnegative(),
   restarts: z.number().int().nonnegative().optional(),
-  // Added in 0.5 (optional: a relay of 0.4 strips them, a 0.4 agent's health still validates).
+  // Added in 0.4 (optional: a relay of 0.3 strips them, a 0.3 agent's health still validates).
   /** Start of its current streak of failures; null while running. */
   failing_since: epochMs.nullable().optional(),
   /** Records it has captured since the agent started. */
@@ -245,7 +245,7 @@ export const streamHealth = z.object({
   pending: z.number().int().nonnegative(),
   pending_bytes: z.number().int().nonnegative(),
   oldest_pending_at: epochMs.nullable(),
-  /** 0.5: the same as an age on the agent's clock (the relay's clock may differ). */
+  /** 0.4: the same as an age on the agent's clock (the relay's clock may differ). */
   oldest_pending_age_s: z.number().nonnegative().nullable().optional(),
   last_seq: z.number().int().nonnegative(),
   acked_seq: z.number().int().nonnegative(),
@@ -269,9 +269,9 @@ export const health = z.object({
       max_bytes: z.number().nonnegative().nullable(),
       max_events: z.number().nonnegative().nullable(),
       full: z.boolean(),
-      /** 0.5: events dropped by the drop_oldest policy since the outbox was created. */
+      /** 0.4: events dropped by the drop_oldest policy since the outbox was created. */
       dropped: z.number().int().nonnegative().optional(),
-      /** 0.5: the outbox's files (database, WAL) on disk. */
+      /** 0.4: the outbox's files (database, WAL) on disk. */
       file_bytes: z.number().int().nonnegative().optional(),
     })
     .optional(),
@@ -283,16 +283,16 @@ export const health = z.object({
       last_ack_at: epochMs.nullable(),
       capture_rate: z.number().nonnegative(),
       forward_rate: z.number().nonnegative(),
-      /** 0.5: seconds since last_ack_at on the agent's clock. */
+      /** 0.4: seconds since last_ack_at on the agent's clock. */
       last_ack_age_s: z.number().nonnegative().nullable().optional(),
-      /** 0.5: when `connected` last changed: how long the agent has been offline (or online). */
+      /** 0.4: when `connected` last changed: how long the agent has been offline (or online). */
       connected_changed_at: epochMs.optional(),
     })
     .optional(),
   process: z
     .object({ rss_bytes: z.number().nonnegative(), cpu_percent: z.number().nonnegative().optional(), heap_used_bytes: z.number().nonnegative().optional() })
     .optional(),
-  /** 0.5: the data folder's file system (where the outbox grows). */
+  /** 0.4: the data folder's file system (where the outbox grows). */
   disk: z.object({ free_bytes: z.number().nonnegative(), total_bytes: z.number().nonnegative() }).optional(),
 });
 export type Health = z.infer<typeof health>;

@@ -26,6 +26,9 @@ export function registerFleetMetrics(registry: Registry, fleet: FleetRegistry): 
     const now = fleet.clock();
     for (const v of views()) if (v.record.health_at !== null) set({ site: v.record.site, agent: v.record.agent }, Math.max(0, now - v.record.health_at) / 1000);
   });
+  gauge(reg, 'erp_edge_agent_disk_free_bytes', 'Free space on the file system of the agent\'s data folder, where its outbox grows (latest health; agents from 0.4 on).', ['site', 'agent'], (set) => {
+    for (const v of views()) if (v.health?.disk) set({ site: v.record.site, agent: v.record.agent }, v.health.disk.free_bytes);
+  });
   gauge(reg, 'erp_edge_agent_resident_memory_bytes', 'Resident memory of the agent process (latest health).', ['site', 'agent'], (set) => {
     for (const v of views()) if (v.health?.process) set({ site: v.record.site, agent: v.record.agent }, v.health.process.rss_bytes);
   });

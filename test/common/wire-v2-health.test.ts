@@ -1,13 +1,13 @@
 /**
- * Health messages across versions (#9): the fields 0.5 adds are optional, so a relay still on the
- * 0.4 schema accepts a 0.5 agent's health (zod objects strip unknown keys), and a 0.5 relay accepts
- * a 0.4 agent's.
+ * Health messages across versions (#9): the fields 0.4 adds are optional, so a relay still on the
+ * 0.3 schema accepts a 0.4 agent's health (zod objects strip unknown keys), and a 0.4 relay accepts
+ * a 0.3 agent's.
  */
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { health } from '../../common/wire-v2.js';
 
-/** The health schema as released in 0.4, frozen here: what relays in the field validate with. */
+/** The health schema as released in 0.3, frozen here: what relays in the field validate with. */
 const epochMs = z.number().int().nonnegative();
 const health04 = z.object({
   v: z.literal(2),
@@ -65,7 +65,7 @@ const health04 = z.object({
 
 const at = 1_760_000_000_000;
 
-/** What a 0.4 agent sends. */
+/** What a 0.3 agent sends. */
 const oldShape = {
   v: 2,
   boot: 'b-04',
@@ -79,7 +79,7 @@ const oldShape = {
   process: { rss_bytes: 80e6, cpu_percent: 1.5 },
 };
 
-/** What a 0.5 agent sends: every added field filled. */
+/** What a 0.4 agent sends: every added field filled. */
 const newShape = {
   ...oldShape,
   boot: 'b-05',
@@ -94,23 +94,23 @@ const newShape = {
 };
 
 describe('health message compatibility', () => {
-  it('a 0.4 agent health validates with the current schema', () => {
+  it('a 0.3 agent health validates with the current schema', () => {
     expect(health.safeParse(oldShape).success).toBe(true);
   });
 
-  it('a 0.5 agent health validates with the current schema, keeping the added fields', () => {
+  it('a 0.4 agent health validates with the current schema, keeping the added fields', () => {
     const r = health.parse(newShape);
     expect(r.disk).toEqual({ free_bytes: 50e9, total_bytes: 200e9 });
     expect(r.collectors[0]).toMatchObject({ error_files: 2, failing_since: at - 60_000, records: 10_000 });
     expect(r.streams[0]!.oldest_pending_age_s).toBe(90);
   });
 
-  it('a 0.5 agent health validates with the 0.4 schema (a relay not yet upgraded), which drops what it does not know', () => {
+  it('a 0.4 agent health validates with the 0.3 schema (a relay not yet upgraded), which drops what it does not know', () => {
     const r = health04.parse(newShape);
     expect(r).toEqual(health04.parse({ ...oldShape, boot: 'b-05' }));
   });
 
-  it('the frozen 0.4 schema still matches the current one on a 0.4 message (the copy has not drifted)', () => {
+  it('the frozen 0.3 schema still matches the current one on a 0.3 message (the copy has not drifted)', () => {
     expect(health.parse(oldShape)).toEqual(health04.parse(oldShape));
   });
 });

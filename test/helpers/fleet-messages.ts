@@ -60,5 +60,6 @@ export function healthMsg(boot: string, at: number, streams: StreamSpec[], o: { 
     outbox: { bytes: 4096, events: 10, max_bytes: null, max_events: null, full: false },
     forwarder: { connected: true, wire: 2, in_flight: 0, last_ack_at: at - 100, capture_rate: o.rates?.[0] ?? 12.5, forward_rate: o.rates?.[1] ?? 11 },
     process: { rss_bytes: o.rss ?? 80_000_000, cpu_percent: 1.5 },
+    disk: { free_bytes: 7_000_000_000, total_bytes: 20_000_000_000 },
   };
 }

@@ -54,6 +54,7 @@ describe('relay GET /metrics', () => {
     expect(sample(series, 'erp_edge_outbox_pending_events', { ...who, stream: 'orders' })).toBe(42);
     expect(sample(series, 'erp_edge_outbox_pending_events', { ...who, stream: 'scans' })).toBe(0);
     expect(sample(series, 'erp_edge_outbox_pending_bytes', { ...who, stream: 'orders' })).toBe(42 * 250);
+    expect(sample(series, 'erp_edge_agent_disk_free_bytes', who)).toBe(7_000_000_000);
     expect(sample(series, 'erp_edge_outbox_oldest_pending_age_seconds', { ...who, stream: 'orders' })).toBe(90);
     expect(sample(series, 'erp_edge_outbox_oldest_pending_age_seconds', { ...who, stream: 'scans' })).toBe(0);
     expect(sample(series, 'erp_edge_collector_in_error', { ...who, collector: 'orders' })).toBe(1);
