@@ -1,3 +1,4 @@
+import { formatBytes } from '../common/format-bytes.js';
 import type { DeadLetter } from './outbox/dead-letter.js';
 import { EXCEPTION_KINDS } from '../common/wire-v2.js';
 import type { AgentSnapshot } from './state/agent-state.js';
@@ -25,7 +26,7 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     const waiting = o.waitingAppends > 0 ? `, ${o.waitingAppends} append(s) waiting for room` : '';
     out.push(`outbox: ${o.events} events, ${o.bytes} bytes of ${o.maxEvents} / ${o.maxBytes} (${o.capPolicy})${o.full ? ' FULL: collectors paused' : ''}${waiting}, dropped ${o.dropped}`);
   }
-  if (s.disk) out.push(`disk: ${bytes(s.disk.freeBytes)} free of ${bytes(s.disk.totalBytes)} on the data folder's file system; outbox files ${bytes(s.disk.outboxFileBytes)}`);
+  if (s.disk) out.push(`disk: ${formatBytes(s.disk.freeBytes, 1000)} free of ${formatBytes(s.disk.totalBytes, 1000)} on the data folder's file system; outbox files ${formatBytes(s.disk.outboxFileBytes, 1000)}`);
   out.push('', 'collectors', 'name\ttype\tstream\tstate\tsince\terrors\trestarts\terror_files\tlast_error');
   for (const c of s.collectors) {
     const err = c.lastError ? `${c.lastError.code ? `${c.lastError.code}: ` : ''}${c.lastError.message} (${age(now - c.lastError.at)} ago)` : '-';
@@ -63,17 +64,6 @@ function age(ms: number): string {
   return `${Math.round(s / 86_400)}d`;
 }
 
-/** Sizes for people: 1.5 GB, 820 MB (decimal units, as disk tools show them). */
-function bytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
 
 function rate(v: number): string {
   return v >= 100 ? String(Math.round(v)) : v.toFixed(1);

@@ -1,3 +1,4 @@
+import { formatBytes } from '../../../common/format-bytes.js';
 import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
 import { incrementalTables, logicalNames, logicalTableName, type LogicalTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
 
@@ -189,17 +190,6 @@ export function checkTable(t: TableConfig, info: TableInfo, ctx: TableCheckConte
 /** Slot lag above which `sql test` warns. */
 export const SLOT_LAG_WARN_BYTES = 1024 ** 3;
 
-/** `1.5 GB`, `12 MB`, `300 bytes`. */
-export function formatBytes(n: number): string {
-  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
-}
 
 export interface LogicalCheckContext {
   collector: string;

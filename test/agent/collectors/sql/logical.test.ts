@@ -41,6 +41,8 @@ function config(database: string, name: string, extra: Record<string, unknown> =
 interface Rec { id: string; data: { op: string; table: string; key?: { id: number; [k: string]: unknown }; version?: string; values?: Record<string, unknown>; slot?: string; schema_version?: string; schema_changed?: true; moved_to?: { id: number } } }
 const records = (outbox: Outbox, stream: string): Rec[] => outbox.readPending(stream, 0, 10_000).map((r) => JSON.parse(r.payload) as Rec);
 const changes = (outbox: Outbox, stream: string) => records(outbox, stream).filter((r) => r.data.key).map((r) => `${r.data.op} ${r.data.key!.id}`);
+/** `op id` per record, `op` alone for markers and gaps. */
+const ops = (outbox: Outbox, stream: string) => records(outbox, stream).map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op));
 
 async function confirmedFlush(database: string, slot: string): Promise<string> {
   return withClient(database, async (c) => (await c.query<{ l: string }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0]!.l);
@@ -198,7 +200,7 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
         await b.close();
       }
       const all = records(outbox, 'gone');
-      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual([
+      expect(ops(outbox, 'gone')).toEqual([
         'snapshot_start', 'snapshot 1', 'snapshot 2', 'snapshot_end',
         'gap',
         // Changes between the two slots are lost to decoding: the table is loaded again.
@@ -241,7 +243,7 @@ describe('sql collector, mode logical (own PostgreSQL cluster, wal_level=logical
         await b.close();
       }
       const all = records(outbox, 'lost');
-      expect(all.map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op))).toEqual(['gap', 'delete 1']);
+      expect(ops(outbox, 'lost')).toEqual(['gap', 'delete 1']);
       expect(all[0]!.data).toMatchObject({ op: 'gap', slot: 'erp_edge_lost', resnapshot: false });
       expect(JSON.stringify(all[0]!.data)).toMatch(/invalidated/);
     } finally {
@@ -388,7 +390,6 @@ describe('sql collector, mode logical: keys and relations (review fixes)', () =>
 });
 
 describe('sql collector, mode logical: initial snapshot and hand-over (own cluster)', () => {
-  const ops = (outbox: Outbox, stream: string) => records(outbox, stream).map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op));
 
   it('loads the rows first; a change the snapshot already holds is not sent again, one it missed (committed after its page, or in progress during it) is sent after', async () => {
     const db = await ordersDb();
@@ -408,16 +409,7 @@ describe('sql collector, mode logical: initial snapshot and hand-over (own clust
       }
       if (lastKey === 4) await pending.query('COMMIT'); // in progress while page 2 was read: sent
     };
-    const hooked: Writer = {
-      ...w,
-      append: async (recs, cp, o) => {
-        const r = await w.append(recs, cp, o);
-        const rows = recs.filter((x) => (x.data as Rec['data']).op === 'snapshot');
-        if (rows.length > 0) await afterPage((rows.at(-1)!.data as Rec['data']).key!.id);
-        return r;
-      },
-    };
-    const capture = new LogicalCapture({ cfg, writer: hooked });
+    const capture = new LogicalCapture({ cfg, writer: hooked(w, afterPage) });
     try {
       await capture.setup();
       await exec(db, `UPDATE orders SET status = 'before page 1' WHERE id = 2`); // after the slot, before its page: in the snapshot
@@ -575,7 +567,6 @@ function hooked(w: Writer, afterPage: (lastKey: number) => Promise<void>): Write
 }
 
 describe('sql collector, mode logical: hand-over edge cases (review fixes)', () => {
-  const ops = (o: Outbox, s: string) => records(o, s).map((r) => (r.data.key ? `${r.data.op} ${r.data.key.id}` : r.data.op));
   it('a key changed between pages (old key read by page 1, new key by page 2): the delete of the old key is sent, the new key comes in the snapshot', async () => {
     const db = await ordersDb();
     await exec(db, `INSERT INTO orders (id, status) VALUES (1,'a'),(2,'a'),(5,'a'),(6,'a')`);
