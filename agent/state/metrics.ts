@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry, type Gauge } from 'prom-client';
+import { scrapedCounter, scrapedGauge } from '../../common/prom-scraped.js';
 import type { CollectorState } from '../host/supervisor.js';
 import type { AgentSnapshot } from './agent-state.js';
 
@@ -90,31 +91,13 @@ export class AgentMetrics {
 
   /** A gauge filled at scrape time; series of collectors or streams gone from the config do not linger. */
   private gauge(name: string, help: string, labelNames: string[], fill: (g: Gauge, s: AgentSnapshot) => unknown): void {
-    const snap = () => this.snap();
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        fill(this, snap());
-      },
-    });
+    scrapedGauge(this.registry, name, help, labelNames, (g) => fill(g, this.snap()));
   }
 
   /** A counter whose values are counts kept elsewhere (supervisor, writer): set to them at each scrape. */
   private counter(name: string, help: string, labelNames: string[], values: (s: AgentSnapshot) => [Record<string, string>, number][]): void {
-    const snap = () => this.snap();
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [labels, v] of values(snap())) this.inc(labels, v);
-      },
+    scrapedCounter(this.registry, name, help, labelNames, (c) => {
+      for (const [labels, v] of values(this.snap())) c.inc(labels, v);
     });
   }
 }

@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { scrapedCounter, scrapedGauge } from '../../common/prom-scraped.js';
 import type { FleetRegistry } from '../fleet/fleet.js';
 import { AGENT_STATES } from '../fleet/state.js';
 import { streamOldestAgeMs } from '../fleet/health-figures.js';
@@ -50,15 +51,8 @@ export function registerFleetMetrics(registry: Registry, fleet: FleetRegistry): 
 
   // The agent's own count since its process started: a counter that resets on agent restart, as
   // Prometheus counters do (rate() and increase() handle the reset).
-  new Counter({
-    name: 'erp_edge_collector_errors_total',
-    help: 'Errors of the collector since its agent process started (latest health).',
-    labelNames: ['site', 'agent', 'collector'],
-    ...reg,
-    collect() {
-      this.reset();
-      for (const v of views()) for (const c of v.health?.collectors ?? []) this.inc({ site: v.record.site, agent: v.record.agent, collector: c.name }, c.error_count);
-    },
+  scrapedCounter(registry, 'erp_edge_collector_errors_total', 'Errors of the collector since its agent process started (latest health).', ['site', 'agent', 'collector'], (c) => {
+    for (const v of views()) for (const col of v.health?.collectors ?? []) c.inc({ site: v.record.site, agent: v.record.agent, collector: col.name }, col.error_count);
   });
 }
 
@@ -66,14 +60,5 @@ type Labels = Record<string, string>;
 
 /** A gauge whose series are rebuilt at each scrape by `fill`. */
 function gauge(reg: { registers: Registry[] }, name: string, help: string, labelNames: string[], fill: (set: (labels: Labels, value: number) => void) => void): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    ...reg,
-    collect() {
-      this.reset();
-      fill((labels, value) => this.set(labels, value));
-    },
-  });
+  scrapedGauge(reg.registers[0]!, name, help, labelNames, (g) => fill((labels, value) => g.set(labels, value)));
 }

@@ -1,4 +1,5 @@
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { scrapedCounter } from '../../common/prom-scraped.js';
 import type { RelayMetrics } from '../metrics.js';
 
 /**
@@ -44,14 +45,5 @@ type Labels = Record<string, string>;
 
 /** A counter set to the relay's running total at each scrape (the totals only grow while the relay runs). */
 function counter(reg: { registers: Registry[] }, name: string, help: string, labelNames: string[], fill: (inc: (labels: Labels, value: number) => void) => void): void {
-  new Counter({
-    name,
-    help,
-    labelNames,
-    ...reg,
-    collect() {
-      this.reset();
-      fill((labels, value) => this.inc(labels, value));
-    },
-  });
+  scrapedCounter(reg.registers[0]!, name, help, labelNames, (c) => fill((labels, value) => c.inc(labels, value)));
 }
