@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { loadConfigFile } from '../common/config-file.js';
 import { byteSize, durationMs } from '../common/duration.js';
 import { ErpEdgeError } from '../common/errors.js';
+import { alertsSchema } from './fleet/alerts/rules.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
@@ -67,6 +68,8 @@ export const relayConfigSchema = z.strictObject({
       history_samples: z.number().int().min(1).max(100_000).default(240),
     })
     .prefault({}),
+  /** Alert rules over the fleet, and the webhook that receives them (fleet/alerts/rules.ts). */
+  alerts: alertsSchema,
 });
 
 /** A relay config as written (or built by a caller): Relay.start validates it and applies the defaults. */

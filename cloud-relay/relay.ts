@@ -9,6 +9,7 @@ import { SqliteRelayStore } from './store/sqlite-store.js';
 import { RelayMetrics } from './metrics.js';
 import { Ingest } from './ingest/ingest.js';
 import { FleetRegistry } from './fleet/fleet.js';
+import { AlertEvaluator } from './fleet/alerts/evaluator.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { startHttpApi } from './api/http.js';
 import { createRelayPrometheus, type RelayPrometheus } from './prometheus/registry.js';
@@ -40,6 +41,7 @@ export class Relay {
     readonly prometheus: RelayPrometheus,
     readonly store: SqliteRelayStore,
     readonly fleet: FleetRegistry,
+    readonly alerts: AlertEvaluator,
     private readonly ingest: Ingest,
     private readonly client: MqttClient,
     private readonly http: FastifyInstance,
@@ -76,8 +78,9 @@ export class Relay {
         historySamples: cfg.fleet.history_samples,
         ...(opts.clock ? { clock: opts.clock } : {}),
       });
+      const alerts = new AlertEvaluator({ config: cfg.alerts, fleet, store, relayId: cfg.id, log: log.child({ part: 'alerts' }), ...(opts.clock ? { clock: opts.clock } : {}) });
       const prometheus = createRelayPrometheus(fleet, metrics);
-      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot(), prometheus: prometheus.registry }, log);
+      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list() }, log);
       http = started.app;
       const wire = cfg.wire_versions;
       // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
@@ -99,8 +102,10 @@ export class Relay {
         onStored: (records, storedAt) => prometheus.lag.observe(records, storedAt),
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
       });
-      const relay = new Relay(metrics, prometheus, store, fleet, ingest, client, started.app, broker, url, started.url, wire, log);
+      const relay = new Relay(metrics, prometheus, store, fleet, alerts, ingest, client, started.app, broker, url, started.url, wire, log);
       fleet.start();
+      // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
+      alerts.start();
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
       if (broker) await relay.ready;
@@ -175,6 +180,7 @@ export class Relay {
     this.ingest.close();
     await this.client.endAsync();
     await this.http.close();
+    this.alerts.stop();
     this.fleet.stop();
     this.store.close();
     await this.broker?.close();

@@ -6,6 +6,8 @@ import type { FleetRegistry } from '../fleet/fleet.js';
 import { registerEventRoutes } from './event-routes.js';
 import { registerFleetRoutes } from './fleet-routes.js';
 import { registerMetricsRoute } from './metrics-routes.js';
+import { registerAlertRoutes } from './alert-routes.js';
+import type { AlertList } from '../fleet/alerts/evaluator.js';
 import type { Registry } from 'prom-client';
 
 export interface HttpApiDeps {
@@ -14,6 +16,8 @@ export interface HttpApiDeps {
   stats: () => unknown;
   /** The relay's Prometheus registry, served on GET /metrics. */
   prometheus: Registry;
+  /** Active and recently resolved alerts (GET /api/alerts). */
+  alerts: () => AlertList;
 }
 
 /** Read-only HTTP API of the relay: streams, events and stats (event-routes.ts), sites and agents (fleet-routes.ts), /metrics. */
@@ -23,6 +27,7 @@ export async function startHttpApi(host: string, port: number, deps: HttpApiDeps
   registerEventRoutes(app, deps.store, deps.stats);
   registerFleetRoutes(app, deps.fleet);
   registerMetricsRoute(app, deps.prometheus);
+  registerAlertRoutes(app, deps.alerts);
   try {
     await app.listen({ host, port });
   } catch (err) {

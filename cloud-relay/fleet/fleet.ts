@@ -77,12 +77,22 @@ export class FleetRegistry {
   private readonly history: FleetHistory;
   readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
+  private readonly listeners: Array<(site: string, agent: string) => void> = [];
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
     for (const r of o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
     this.history = new FleetHistory(o.historySamples);
     this.history.load(o.store.loadHistory(o.historySamples));
+  }
+
+  /** Called after each presence or health message applied to an agent (the alert evaluator). */
+  onChange(fn: (site: string, agent: string) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private changed(site: string, agent: string): void {
+    for (const fn of this.listeners) fn(site, agent);
   }
 
   start(): void {
@@ -159,6 +169,7 @@ export class FleetRegistry {
     r.presence_at = now;
     r.last_seen = now;
     if (changed) this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
+    this.changed(site, agent);
   }
 
   /** A message on erp-edge/v2/{site}/{agent}/health. */
@@ -172,14 +183,23 @@ export class FleetRegistry {
     r.health_at = now;
     r.last_seen = now;
     this.history.add(site, agent, sampleOf(p.value, now));
+    this.changed(site, agent);
   }
 
   /** Every agent with its state now, by site then agent. */
   views(): AgentView[] {
     const now = this.clock();
-    return [...this.agents.values()]
-      .sort((a, b) => (a.site === b.site ? cmp(a.agent, b.agent) : cmp(a.site, b.site)))
-      .map((r) => ({ record: r, state: agentState(r, now, this.o.staleAfterMs), presence: r.birth as Presence | null, health: r.health as Health | null }));
+    return [...this.agents.values()].sort((a, b) => (a.site === b.site ? cmp(a.agent, b.agent) : cmp(a.site, b.site))).map((r) => this.viewOf(r, now));
+  }
+
+  /** One agent with its state now; undefined when unknown. */
+  view(site: string, agent: string): AgentView | undefined {
+    const r = this.agents.get(keyOf(site, agent));
+    return r ? this.viewOf(r, this.clock()) : undefined;
+  }
+
+  private viewOf(r: AgentRecord, now: number): AgentView {
+    return { record: r, state: agentState(r, now, this.o.staleAfterMs), presence: r.birth as Presence | null, health: r.health as Health | null };
   }
 
   /** GET /api/sites: per site, sorted by site. */

@@ -112,6 +112,27 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX agent_history_by_agent ON agent_history (site, agent, id);
   `,
+  // 6: fleet alerts: each instance from firing to resolution, so a restarted relay neither fires
+  // again what already fired nor forgets to resolve it; whether the webhook has each notification.
+  `
+  CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    site TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    fired_at INTEGER NOT NULL,
+    resolved_at INTEGER,
+    firing_sent INTEGER NOT NULL DEFAULT 0,
+    resolved_sent INTEGER NOT NULL DEFAULT 0
+  );
+  -- At most one active instance per key.
+  CREATE UNIQUE INDEX alerts_active ON alerts (key) WHERE resolved_at IS NULL;
+  `,
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;

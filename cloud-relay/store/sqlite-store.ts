@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
+import type { AlertRecord } from '../fleet/alerts/alert.js';
 import type { AgentRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -30,6 +31,8 @@ interface SegmentRecord {
 }
 
 type StreamUpdateParams = Omit<StreamUpdate, 'forkedFrom'> & { forkedFrom: number | null; now: number; id: number };
+
+type AlertRowDb = Omit<AlertRecord, 'labels' | 'value' | 'firing_sent' | 'resolved_sent'> & { labels: string; value: string; firing_sent: number; resolved_sent: number };
 
 type StreamRowDb = Omit<StreamRow, 'current'> & { current: number };
 
@@ -124,7 +127,49 @@ export class SqliteRelayStore implements RelayStore {
         `DELETE FROM agent_history WHERE site = ? AND agent = ? AND id <= (
            SELECT id FROM agent_history WHERE site = ? AND agent = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
       ),
+      loadAlerts: db.prepare<[number], AlertRowDb>(
+        `SELECT * FROM alerts WHERE resolved_at IS NULL
+         UNION ALL SELECT * FROM (SELECT * FROM alerts WHERE resolved_at IS NOT NULL ORDER BY id DESC LIMIT ?) ORDER BY id`,
+      ),
+      insertAlert: db.prepare<[string, string, string, string, string, string, string, number, number, number | null, number, number]>(
+        `INSERT INTO alerts (key, rule, kind, site, agent, labels, value, started_at, fired_at, resolved_at, firing_sent, resolved_sent)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      resolveAlert: db.prepare<[number, string, number, number]>('UPDATE alerts SET resolved_at = ?, value = ?, resolved_sent = ? WHERE id = ?'),
+      // The (keep+1)-th newest resolved alert and older ones go; active ones always stay.
+      trimAlerts: db.prepare<[number]>(
+        `DELETE FROM alerts WHERE resolved_at IS NOT NULL AND id <= (
+           SELECT id FROM alerts WHERE resolved_at IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+      ),
+      firingSent: db.prepare<[number]>('UPDATE alerts SET firing_sent = 1 WHERE id = ?'),
+      resolvedSent: db.prepare<[number]>('UPDATE alerts SET resolved_sent = 1 WHERE id = ?'),
     };
+  }
+
+  loadAlerts(resolvedKept: number): AlertRecord[] {
+    return this.stmts.loadAlerts.all(resolvedKept).map((r) => ({
+      ...r,
+      labels: JSON.parse(r.labels) as Record<string, string>,
+      value: JSON.parse(r.value) as number | string,
+      firing_sent: r.firing_sent === 1,
+      resolved_sent: r.resolved_sent === 1,
+    }));
+  }
+
+  insertAlert(a: Omit<AlertRecord, 'id'>): number {
+    const r = this.stmts.insertAlert.run(a.key, a.rule, a.kind, a.site, a.agent, JSON.stringify(a.labels), JSON.stringify(a.value), a.started_at, a.fired_at, a.resolved_at, a.firing_sent ? 1 : 0, a.resolved_sent ? 1 : 0);
+    return Number(r.lastInsertRowid);
+  }
+
+  resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): void {
+    this.db.transaction(() => {
+      this.stmts.resolveAlert.run(resolvedAt, JSON.stringify(value), resolvedSent ? 1 : 0, id);
+      this.stmts.trimAlerts.run(resolvedKept);
+    })();
+  }
+
+  markAlertSent(id: number, status: 'firing' | 'resolved'): void {
+    (status === 'firing' ? this.stmts.firingSent : this.stmts.resolvedSent).run(id);
   }
 
   transaction<T>(fn: (tx: StoreTx) => T): T {

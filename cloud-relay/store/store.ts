@@ -1,3 +1,5 @@
+import type { AlertRecord } from '../fleet/alerts/alert.js';
+
 /**
  * What the relay keeps, behind one interface: streams and their cursors, stored records (in
  * segments), the record-id index used to de-duplicate, and the fleet registry. The SQLite store
@@ -142,6 +144,14 @@ export interface HistoryRow {
 }
 
 export interface RelayStore {
+  /** Active alerts and the newest `resolvedKept` resolved ones (fleet/alerts), by id. */
+  loadAlerts(resolvedKept: number): AlertRecord[];
+  /** Stores a firing alert; returns its id. */
+  insertAlert(a: Omit<AlertRecord, 'id'>): number;
+  /** Marks it resolved (with its latest value), and drops resolved alerts past the newest `resolvedKept`. */
+  resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): void;
+  /** The webhook has (or will never get) this notification. */
+  markAlertSent(id: number, status: 'firing' | 'resolved'): void;
   /** Runs `fn` in one transaction (one commit, one fsync); a throw rolls all of it back. */
   transaction<T>(fn: (tx: StoreTx) => T): T;
   listStreams(): StreamRow[];

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadRelayConfig, relayConfigSchema, resolveRelayConfig } from '../../cloud-relay/config.js';
@@ -60,5 +61,15 @@ describe('relay config', () => {
     const cfg = loadRelayConfig(resolve(import.meta.dirname, '../../config/relay.example.yaml'));
     expect(cfg.wire_versions).toEqual([1, 2]);
     expect(cfg.store.path).toMatch(/var\/relay\/relay\.db$/);
+  });
+
+  it('alerts: none by default; the commented alerts block of the example loads once uncommented; a bad rule is named with its line', () => {
+    expect(parse([]).alerts).toMatchObject({ rules: [], evaluate_every: 15_000 });
+    const example = readFileSync(resolve(import.meta.dirname, '../../config/relay.example.yaml'), 'utf8');
+    const block = example.slice(example.indexOf('#alerts:')).split('\n').filter((l) => l.startsWith('#')).map((l) => l.slice(1));
+    const cfg = parse(block);
+    expect(cfg.alerts.rules.map((r) => r.kind)).toEqual(['agent_offline', 'oldest_pending_age', 'collector_error', 'agent_version_below', 'disk_free_below']);
+    expect(cfg.alerts.webhook).toMatchObject({ url: 'https://ops.example/hook', timeout: 5_000, retry: { initial: 1_000, max: 300_000 } });
+    expect(failure(() => parse(['alerts:', '  rules:', '    - { name: x, kind: disk_free_below, bytes: lots }']))).toMatch(/alerts\.rules\[0\]\.bytes/);
   });
 });
