@@ -65,6 +65,10 @@ export interface AgentView {
 
 const LOG_INTERVAL_MS = 60_000;
 
+/** What changed an agent's row: a presence message, a health message (the live channel's feed listens). */
+export type FleetChangeKind = 'presence' | 'health';
+export type FleetListener = (site: string, agent: string, kind: FleetChangeKind) => void;
+
 /**
  * The latest presence (birth / will, with boot ids) and health of each agent, their state
  * (online, offline, stale) and a bounded history of health samples, kept in memory and written
@@ -77,6 +81,7 @@ export class FleetRegistry {
   private readonly history: FleetHistory;
   readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<FleetListener>();
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
@@ -94,6 +99,23 @@ export class FleetRegistry {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.flush();
+  }
+
+  /** Called after each accepted presence or health message; returns the unsubscribe. */
+  onChange(fn: FleetListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private notify(site: string, agent: string, kind: FleetChangeKind): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(site, agent, kind);
+      } catch (err) {
+        // A listener's bug must not stop the registry from taking the next message.
+        this.o.log.error({ site, agent, kind, err: { message: (err as Error).message } }, 'fleet change listener failed');
+      }
+    }
   }
 
   /** Writes changed agents to the store; a failure is logged and retried at the next flush. */
@@ -159,6 +181,7 @@ export class FleetRegistry {
     r.presence_at = now;
     r.last_seen = now;
     if (changed) this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
+    this.notify(site, agent, 'presence');
   }
 
   /** A message on erp-edge/v2/{site}/{agent}/health. */
@@ -172,6 +195,7 @@ export class FleetRegistry {
     r.health_at = now;
     r.last_seen = now;
     this.history.add(site, agent, sampleOf(p.value, now));
+    this.notify(site, agent, 'health');
   }
 
   /** Every agent with its state now, by site then agent. */
