@@ -93,7 +93,8 @@ export class FleetFeed {
   }
 
   private checkStates(): void {
-    const changed = this.fleet.list().filter((a) => this.lastState.get(keyOf(a.site, a.agent)) !== a.state);
+    // Rows with a message queued go out with that message's reason at the next flush.
+    const changed = this.fleet.list().filter((a) => !this.pending.has(keyOf(a.site, a.agent)) && this.lastState.get(keyOf(a.site, a.agent)) !== a.state);
     if (changed.length > 0) this.emit(changed, () => 'state');
   }
 
