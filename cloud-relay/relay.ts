@@ -104,7 +104,10 @@ export class Relay {
         log: log.child({ part: 'ingest' }),
         wireVersions: wire,
         maxRecordBytes: cfg.limits.max_record_bytes,
-        onStored: (records, storedAt) => prometheus.lag.observe(records, storedAt),
+        onStored: (records, storedAt, site, agent) => {
+          prometheus.lag.observe(records, storedAt);
+          fleet.onStored(site, agent, records, storedAt);
+        },
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
       });
       const relay = new Relay(metrics, prometheus, store, fleet, ingest, client, started.app, broker, url, started.url, wire, log);

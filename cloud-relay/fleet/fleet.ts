@@ -36,6 +36,11 @@ export interface AgentSummary {
   backlog: { pending: number; oldest_pending_age_ms: number | null } | null;
   /** Collectors in state `error` in the latest health; null before any health. */
   collectors_in_error: number | null;
+  /**
+   * Capture→cloud lag of the latest batch stored from this agent: relay store time minus the
+   * newest record's capture `ts` (agent clock), ms; null until a batch is stored since the relay started.
+   */
+  capture_lag_ms: number | null;
 }
 
 /** GET /api/agents/:site/:agent: the latest presence and health, whole. */
@@ -82,6 +87,8 @@ export class FleetRegistry {
   readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<FleetListener>();
+  /** In memory only: a restarted relay learns it again from the next batch. */
+  private readonly lag = new Map<string, number>();
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
@@ -198,6 +205,16 @@ export class FleetRegistry {
     this.notify(site, agent, 'health');
   }
 
+  /** After a commit of an agent's batch (wire v1 and v2): the capture→cloud lag of its newest record. */
+  onStored(site: string, agent: string, records: readonly { value: object | undefined }[], storedAt: number): void {
+    let newest: number | undefined;
+    for (const r of records) {
+      const ts = (r.value as { ts?: unknown } | undefined)?.ts;
+      if (typeof ts === 'number' && (newest === undefined || ts > newest)) newest = ts;
+    }
+    if (newest !== undefined) this.lag.set(keyOf(site, agent), Math.max(0, storedAt - newest));
+  }
+
   /** Every agent with its state now, by site then agent. */
   views(): AgentView[] {
     const now = this.clock();
@@ -226,6 +243,7 @@ export class FleetRegistry {
           health_at: r.health_at,
           backlog: f ? { pending: f.pending, oldest_pending_age_ms: f.oldest_pending_age_ms } : null,
           collectors_in_error: f ? f.collectors_in_error : null,
+          capture_lag_ms: this.lag.get(keyOf(r.site, r.agent)) ?? null,
         };
       });
   }
