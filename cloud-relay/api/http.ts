@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { portInUseError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { RelayStore } from '../store/store.js';
@@ -35,7 +35,7 @@ export async function startHttpApi(host: string, port: number, deps: HttpApiDeps
   const app = Fastify({
     loggerInstance: httpLog,
     // Fastify's own request lines would carry the URL's query; ours (below) carry the path only, never a header.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   app.addHook('onResponse', async (req, reply) => {
     httpLog.debug({ method: req.method, path: pathOf(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime), by: req.principal?.name ?? undefined }, 'http request');
