@@ -129,7 +129,7 @@ function siteSection(site, agents) {
   const s = state.sites.get(site);
   const id = `site-${site.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   const facts = s
-    ? `${s.agents.total} agents · ${s.agents.online} online · ${s.agents.offline} offline · ${s.agents.stale} stale · ${num(s.pending)} pending${s.oldest_pending_age_ms !== null ? `, oldest ${duration(s.oldest_pending_age_ms)}` : ''} · ${s.collectors_in_error} collectors in error`
+    ? `${s.agents.total} ${s.agents.total === 1 ? 'agent' : 'agents'} · ${s.agents.online} online · ${s.agents.offline} offline · ${s.agents.stale} stale · ${num(s.pending)} pending${s.oldest_pending_age_ms !== null ? `, oldest ${duration(s.oldest_pending_age_ms)}` : ''} · ${s.collectors_in_error} collectors in error`
     : '';
   const head = el('tr', {}, ...['Agent', 'State', 'Version', 'Pending', 'Oldest pending', 'Capture→cloud lag', 'Last seen', 'Collectors in error'].map((h, i) => el('th', { scope: 'col', class: i >= 3 && i !== 6 ? 'num' : undefined }, h)));
   const rows = agents.map((a) => agentRow(a));
