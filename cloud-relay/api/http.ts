@@ -48,7 +48,7 @@ export async function startHttpApi(host: string, port: number, deps: HttpApiDeps
   registerAuthRoutes(app, deps.auth, httpLog);
   registerEventRoutes(app, deps.store, deps.stats);
   registerFleetRoutes(app, deps.fleet);
-  registerLiveRoutes(app, deps.feed, httpLog, deps.live);
+  registerLiveRoutes(app, deps.feed, deps.auth, httpLog, deps.live);
   try {
     await app.listen({ host, port });
   } catch (err) {

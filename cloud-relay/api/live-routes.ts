@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../common/logger.js';
 import type { FleetFeed } from '../fleet/feed.js';
+import type { Authenticator } from '../auth/auth.js';
 import { LiveClient } from './live-client.js';
 
 export interface LiveOptions {
@@ -14,7 +15,7 @@ export interface LiveOptions {
  * /api/agents give them), then `changes` (a list of {reason, agent, site}) as presence, health or
  * state changes, and a heartbeat comment every `heartbeatMs`. Auth: the onRequest hook, as /api/*.
  */
-export function registerLiveRoutes(app: FastifyInstance, feed: FleetFeed, log: Logger, o: LiveOptions = {}): void {
+export function registerLiveRoutes(app: FastifyInstance, feed: FleetFeed, auth: Authenticator, log: Logger, o: LiveOptions = {}): void {
   const clients = new Set<LiveClient>();
   // Open event streams would keep the server's close() waiting forever: end them first.
   app.addHook('preClose', async () => {
@@ -37,8 +38,17 @@ export function registerLiveRoutes(app: FastifyInstance, feed: FleetFeed, log: L
     clients.add(client);
     res.write('retry: 3000\n\n');
     client.send('snapshot', feed.snapshot());
-    const unsubscribe = feed.subscribe((changes) => client.send('changes', changes));
-    const beat = setInterval(() => client.heartbeat(), o.heartbeatMs ?? 15_000);
+    // A stream outlives the request that opened it: after logout or session expiry it must stop
+    // too, so the credentials are checked again before each send and heartbeat.
+    const stillAllowed = () => auth.identify(req.headers.authorization, req.headers.cookie) !== undefined;
+    const endIfRevoked = () => {
+      if (stillAllowed()) return false;
+      log.info({ user: who }, 'live client closed: session ended');
+      client.close();
+      return true;
+    };
+    const unsubscribe = feed.subscribe((changes) => endIfRevoked() || client.send('changes', changes));
+    const beat = setInterval(() => endIfRevoked() || client.heartbeat(), o.heartbeatMs ?? 15_000);
     log.debug({ user: who, clients: clients.size }, 'live client connected');
     req.raw.socket.once('close', () => {
       clearInterval(beat);

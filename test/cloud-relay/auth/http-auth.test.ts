@@ -55,8 +55,8 @@ describe('relay auth over HTTP', () => {
     for (const path of ['/', '/app.js', '/style.css', '/metrics', '/healthz']) expect((await fetch(`${relay.httpUrl}${path}`)).status, path).toBe(200);
   });
 
-  it('login sets an HttpOnly SameSite=Strict session cookie that opens the API; a wrong password is 401 and slowed; logout ends the session', async () => {
-    const relay = await h.startRelay(auth());
+  it('login sets an HttpOnly SameSite=Strict session cookie that opens the API and live channel; a wrong password is 401 and slowed; logout ends the session and its stream', async () => {
+    const relay = await h.startRelay(auth(), { live: { heartbeatMs: 200 } });
     const t0 = Date.now();
     const bad = await login(relay.httpUrl, 'wrong-password');
     expect(bad.status).toBe(401);
@@ -68,7 +68,13 @@ describe('relay auth over HTTP', () => {
     const sid = cookie.split(';')[0]!;
     expect(await (await fetch(`${relay.httpUrl}/api/me`, { headers: { cookie: sid } })).json()).toMatchObject({ user: 'alice', kind: 'user' });
     expect((await fetch(`${relay.httpUrl}/api/agents`, { headers: { cookie: sid } })).status).toBe(200);
+    const live = await SseReader.open(`${relay.httpUrl}/api/live`, { cookie: sid });
+    expect((await live.next()).event).toBe('snapshot');
+    let liveEnded = false;
+    void live.ended.then(() => (liveEnded = true));
     expect((await fetch(`${relay.httpUrl}/api/logout`, { method: 'POST', headers: { cookie: sid } })).status).toBe(200);
+    // The open live stream ends with the session (checked at its next heartbeat).
+    await expect.poll(() => liveEnded, { timeout: 5_000 }).toBe(true);
     expect((await fetch(`${relay.httpUrl}/api/me`, { headers: { cookie: sid } })).status).toBe(401);
 
     // Nothing secret in any log line, at trace level, including the request lines.
