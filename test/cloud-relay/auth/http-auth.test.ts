@@ -77,6 +77,11 @@ describe('relay auth over HTTP', () => {
     await expect.poll(() => liveEnded, { timeout: 5_000 }).toBe(true);
     expect((await fetch(`${relay.httpUrl}/api/me`, { headers: { cookie: sid } })).status).toBe(401);
 
+    // A malformed login body (a JSON parser's message could quote it) and a token in a query string.
+    const broken = await fetch(`${relay.httpUrl}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"user":"alice","password":"${PASSWORD}` });
+    expect(broken.status).toBe(400);
+    expect((await fetch(`${relay.httpUrl}/api/agents?token=${TOKEN}`)).status).toBe(401);
+
     // Nothing secret in any log line, at trace level, including the request lines.
     const log = lines.join('');
     expect(log).toContain('"msg":"login"');
