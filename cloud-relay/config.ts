@@ -4,6 +4,7 @@ import { loadConfigFile } from '../common/config-file.js';
 import { byteSize, durationMs } from '../common/duration.js';
 import { ErpEdgeError } from '../common/errors.js';
 import { alertsSchema } from './fleet/alerts/rules.js';
+import { parsePasswordHash } from './auth/password.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
@@ -12,6 +13,37 @@ const brokerUrl = z.strictObject({
   username: z.string().optional(),
   password: z.string().optional(),
 });
+
+/** `auth:` (issue #9 item 9): who may use the API, the live channel and the dashboard. */
+const authSchema = z
+  .strictObject({
+    /** Explicit opt-out (tests, a relay behind an authenticating proxy): everything open, logged loudly at start. */
+    disabled: z.boolean().default(false),
+    /** Dashboard logins; hashes from `cloud-relay hash-password`. */
+    users: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1).max(100),
+          password_hash: z.string().refine((h) => parsePasswordHash(h) !== undefined, 'not a scrypt hash from `cloud-relay hash-password` (scrypt$N$r$p$salt$hash)'),
+        }),
+      )
+      .refine((u) => new Set(u.map((x) => x.name)).size === u.length, 'list each user name once')
+      .default([]),
+    /** API clients: `Authorization: Bearer <token>`. */
+    tokens: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1).max(100),
+          token: z.string().min(16, 'use at least 16 characters (e.g. openssl rand -hex 32)'),
+        }),
+      )
+      .default([]),
+    /** /metrics and /healthz stay open (Prometheus scrapers, load balancers) unless this is true. */
+    protect_metrics: z.boolean().default(false),
+    /** A dashboard login lasts this long. */
+    session_ttl: durationMs.refine((v) => v > 0, 'must be more than 0').default(12 * 3_600_000),
+  })
+  .prefault({});
 
 export const relayConfigSchema = z.strictObject({
   /** MQTT client id of this relay; stable, so the broker keeps its session across restarts. */
@@ -70,6 +102,12 @@ export const relayConfigSchema = z.strictObject({
     .prefault({}),
   /** Alert rules over the fleet, and the webhook that receives them (fleet/alerts/rules.ts). */
   alerts: alertsSchema,
+  auth: authSchema,
+}).superRefine((cfg, ctx) => {
+  // Secure by default: a relay nobody configured auth for must not serve the fleet to anyone who asks.
+  if (!cfg.auth.disabled && cfg.auth.users.length === 0 && cfg.auth.tokens.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['auth'], message: 'configure auth.users or auth.tokens (or set `auth: { disabled: true }` explicitly to leave the API and dashboard open)' });
+  }
 });
 
 /** A relay config as written (or built by a caller): Relay.start validates it and applies the defaults. */

@@ -13,10 +13,15 @@ import { AlertEvaluator } from './fleet/alerts/evaluator.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { startHttpApi } from './api/http.js';
 import { createRelayPrometheus, type RelayPrometheus } from './prometheus/registry.js';
+import { FleetFeed } from './fleet/feed.js';
+import { Authenticator } from './auth/auth.js';
+import type { LiveOptions } from './api/live-routes.js';
 
 export interface RelayStartOptions {
   /** The store's and the fleet registry's clock (tests: de-duplication window rotation). */
   clock?: () => number;
+  /** The live channel's timings (tests: a quick stale check and heartbeat). */
+  live?: LiveOptions & { stateCheckMs?: number };
 }
 
 /** What the relay subscribes to: events of both wire versions, v2 presence and health. */
@@ -80,7 +85,10 @@ export class Relay {
       });
       const alerts = new AlertEvaluator({ config: cfg.alerts, fleet, store, relayId: cfg.id, log: log.child({ part: 'alerts' }), ...(opts.clock ? { clock: opts.clock } : {}) });
       const prometheus = createRelayPrometheus(fleet, metrics);
-      const started = await startHttpApi(cfg.http.host, cfg.http.port, { store, fleet, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list() }, log);
+      const auth = new Authenticator(cfg.auth);
+      const feed = new FleetFeed(fleet, { log: log.child({ part: 'live' }), ...(opts.live?.stateCheckMs ? { stateCheckMs: opts.live.stateCheckMs } : {}) });
+      const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), ...(opts.live ? { live: opts.live } : {}) };
+      const started = await startHttpApi(cfg.http.host, cfg.http.port, api, log);
       http = started.app;
       const wire = cfg.wire_versions;
       // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
@@ -99,7 +107,10 @@ export class Relay {
         log: log.child({ part: 'ingest' }),
         wireVersions: wire,
         maxRecordBytes: cfg.limits.max_record_bytes,
-        onStored: (records, storedAt) => prometheus.lag.observe(records, storedAt),
+        onStored: (records, storedAt, site, agent) => {
+          prometheus.lag.observe(records, storedAt);
+          fleet.onStored(site, agent, records, storedAt);
+        },
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
       });
       const relay = new Relay(metrics, prometheus, store, fleet, alerts, ingest, client, started.app, broker, url, started.url, wire, log);
@@ -109,6 +120,8 @@ export class Relay {
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
       if (broker) await relay.ready;
+      if (auth.enabled) log.info({ users: auth.userCount, tokens: auth.tokenCount, protect_metrics: auth.protectMetrics }, 'relay API auth on');
+      else log.warn({ http: started.url }, 'AUTH DISABLED (auth.disabled: true): the API, the live channel and the dashboard are open to anyone who can reach this port');
       log.info({ broker: safeUrl(url), http: started.url, wire_versions: wire, dedupe_window_ms: cfg.dedupe.window, max_record_bytes: cfg.limits.max_record_bytes }, 'relay started');
       return relay;
     } catch (err) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Run by `npm test` before vitest: makes sure the real parts the tests spawn are installed.
-// Mosquitto (the end-to-end and fault tests start their own on free ports) and promtool (from
-// Debian's prometheus package: the metrics tests check their output with it).
+// Mosquitto (the end-to-end and fault tests start their own on free ports), promtool (from
+// Debian's prometheus package: the metrics tests check their output with it) and Chromium
+// (Debian's package: the dashboard's browser test; playwright-core downloads no browser).
 // As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,6 +29,7 @@ function aptInstall(pkgs) {
 const needed = [
   { bin: 'mosquitto', pkg: 'mosquitto', why: 'end-to-end and fault-injection tests spawn their own Mosquitto' },
   { bin: 'promtool', pkg: 'prometheus', why: 'the metrics tests check /metrics with `promtool check metrics` and the shipped alerting rules with `promtool check rules`' },
+  { bin: 'chromium', pkg: 'chromium', why: 'the dashboard\'s browser test drives headless Chromium (/usr/bin/chromium) with playwright-core' },
 ];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {

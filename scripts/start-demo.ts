@@ -25,7 +25,9 @@ try {
       '',
       `erp-edge demo running: relay API ${relay.httpUrl}, embedded broker ${relay.brokerUrl}`,
       `  drop a file:   cp config/samples/orders-sample.csv var/inbox/orders/`,
-      `  see it arrive: curl '${relay.httpUrl}/api/events?${q}'`,
+      `  dashboard:     ${relay.httpUrl}/  (demo login: demo / erp-edge-demo, see config/relay.example.yaml)`,
+      // The shell expands the variable: the token itself is never printed.
+      `  see it arrive: curl -H "Authorization: Bearer \${ERP_EDGE_API_TOKEN:-erp-edge-demo-token}" '${relay.httpUrl}/api/events?${q}'`,
       `  stop:          Ctrl+C`,
       '',
     ].join('\n'),

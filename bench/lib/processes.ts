@@ -16,6 +16,9 @@ store:
   synchronous: ${process.env.ERP_EDGE_RELAY_SYNC ?? "FULL"}
 http:
   port: ${o.httpPort}
+# Tests and the bench read the API without logging in (auth has its own tests).
+auth:
+  disabled: true
 ${o.extra ?? ''}`;
 }
 

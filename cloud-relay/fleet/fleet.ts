@@ -36,6 +36,11 @@ export interface AgentSummary {
   backlog: { pending: number; oldest_pending_age_ms: number | null } | null;
   /** Collectors in state `error` in the latest health; null before any health. */
   collectors_in_error: number | null;
+  /**
+   * Capture→cloud lag of the latest batch stored from this agent: relay store time minus the
+   * newest record's capture `ts` (agent clock), ms; null until a batch is stored since the relay started.
+   */
+  capture_lag_ms: number | null;
 }
 
 /** GET /api/agents/:site/:agent: the latest presence and health, whole. */
@@ -65,6 +70,10 @@ export interface AgentView {
 
 const LOG_INTERVAL_MS = 60_000;
 
+/** What changed an agent's row: a presence message, a health message (the live channel's feed listens). */
+export type FleetChangeKind = 'presence' | 'health';
+export type FleetListener = (site: string, agent: string, kind: FleetChangeKind) => void;
+
 /**
  * The latest presence (birth / will, with boot ids) and health of each agent, their state
  * (online, offline, stale) and a bounded history of health samples, kept in memory and written
@@ -77,22 +86,15 @@ export class FleetRegistry {
   private readonly history: FleetHistory;
   readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
-  private readonly listeners: Array<(site: string, agent: string) => void> = [];
+  private readonly listeners = new Set<FleetListener>();
+  /** In memory only: a restarted relay learns it again from the next batch. */
+  private readonly lag = new Map<string, number>();
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
     for (const r of o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
     this.history = new FleetHistory(o.historySamples);
     this.history.load(o.store.loadHistory(o.historySamples));
-  }
-
-  /** Called after each presence or health message applied to an agent (the alert evaluator). */
-  onChange(fn: (site: string, agent: string) => void): void {
-    this.listeners.push(fn);
-  }
-
-  private changed(site: string, agent: string): void {
-    for (const fn of this.listeners) fn(site, agent);
   }
 
   start(): void {
@@ -104,6 +106,23 @@ export class FleetRegistry {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.flush();
+  }
+
+  /** Called after each accepted presence or health message (the live feed, the alert evaluator); returns the unsubscribe. */
+  onChange(fn: FleetListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private notify(site: string, agent: string, kind: FleetChangeKind): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(site, agent, kind);
+      } catch (err) {
+        // A listener's bug must not stop the registry from taking the next message.
+        this.o.log.error({ site, agent, kind, err: { message: (err as Error).message } }, 'fleet change listener failed');
+      }
+    }
   }
 
   /** Writes changed agents to the store; a failure is logged and retried at the next flush. */
@@ -169,7 +188,7 @@ export class FleetRegistry {
     r.presence_at = now;
     r.last_seen = now;
     if (changed) this.o.log.info({ site, agent, online: msg.online, boot: msg.boot, agent_version: msg.agent_version }, msg.online ? 'agent online' : 'agent offline');
-    this.changed(site, agent);
+    this.notify(site, agent, 'presence');
   }
 
   /** A message on erp-edge/v2/{site}/{agent}/health. */
@@ -183,7 +202,17 @@ export class FleetRegistry {
     r.health_at = now;
     r.last_seen = now;
     this.history.add(site, agent, sampleOf(p.value, now));
-    this.changed(site, agent);
+    this.notify(site, agent, 'health');
+  }
+
+  /** After a commit of an agent's batch (wire v1 and v2): the capture→cloud lag of its newest record. */
+  onStored(site: string, agent: string, records: readonly { value: object | undefined }[], storedAt: number): void {
+    let newest: number | undefined;
+    for (const r of records) {
+      const ts = (r.value as { ts?: unknown } | undefined)?.ts;
+      if (typeof ts === 'number' && (newest === undefined || ts > newest)) newest = ts;
+    }
+    if (newest !== undefined) this.lag.set(keyOf(site, agent), Math.max(0, storedAt - newest));
   }
 
   /** Every agent with its state now, by site then agent. */
@@ -222,6 +251,7 @@ export class FleetRegistry {
           health_at: r.health_at,
           backlog: f ? { pending: f.pending, oldest_pending_age_ms: f.oldest_pending_age_ms } : null,
           collectors_in_error: f ? f.collectors_in_error : null,
+          capture_lag_ms: this.lag.get(keyOf(r.site, r.agent)) ?? null,
         };
       });
   }

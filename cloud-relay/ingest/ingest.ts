@@ -16,7 +16,7 @@ export interface IngestOptions {
   /** `limits.max_record_bytes`. */
   maxRecordBytes: number;
   /** Called after each commit with the records it stored and the store time (the capture→store lag histogram). */
-  onStored?: (records: readonly DecodedRecord[], storedAt: number) => void;
+  onStored?: (records: readonly DecodedRecord[], storedAt: number, site: string, agent: string) => void;
   /** Publishes an ack (QoS 1). */
   publish: (topic: string, payload: string) => void;
 }
@@ -112,7 +112,7 @@ export class Ingest {
     m.recordsStored += o.stored;
     if (o.stored > 0) {
       m.countStored(b.site, b.agent, b.stream, o.stored);
-      this.o.onStored?.(o.storedRecords, o.storedAt);
+      this.o.onStored?.(o.storedRecords, o.storedAt, b.site, b.agent);
     }
     m.duplicates += o.duplicates;
     m.duplicateIds += o.duplicateIds;

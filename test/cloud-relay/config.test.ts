@@ -5,7 +5,7 @@ import { loadRelayConfig, relayConfigSchema, resolveRelayConfig } from '../../cl
 import { parseConfigText } from '../../common/config-file.js';
 import { isErpEdgeError } from '../../common/errors.js';
 
-const BASE = ['broker: embedded', 'store:', '  path: relay.db'];
+const BASE = ['broker: embedded', 'store:', '  path: relay.db', 'auth:', '  disabled: true'];
 const parse = (lines: string[]) => parseConfigText([...BASE, ...lines, ''].join('\n'), 'relay.yaml', relayConfigSchema, {});
 
 function failure(fn: () => unknown): string {
@@ -35,7 +35,7 @@ describe('relay config', () => {
   });
 
   it('refuses an empty, unknown or repeated wire version, with the line', () => {
-    expect(failure(() => parse(['wire_versions: []']))).toMatch(/relay\.yaml:4:\d+ wire_versions: list at least one wire version/);
+    expect(failure(() => parse(['wire_versions: []']))).toMatch(/relay\.yaml:6:\d+ wire_versions: list at least one wire version/);
     expect(failure(() => parse(['wire_versions: [1, 3]']))).toMatch(/wire_versions\[1\]/);
     expect(failure(() => parse(['wire_versions: [2, 2]']))).toMatch(/list each wire version once/);
     expect(failure(() => parse(['dedupe:', '  window: soon']))).toMatch(/dedupe\.window/);
@@ -50,11 +50,11 @@ describe('relay config', () => {
   });
 
   it('resolveRelayConfig applies the same defaults to a config built in code and refuses a bad one', () => {
-    const cfg = resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' } });
+    const cfg = resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, auth: { disabled: true } });
     expect(cfg).toMatchObject({ wire_versions: [1, 2], http: { port: 8470 }, dedupe: { window: 604_800_000 } });
     // A resolved config resolves to itself (Relay.start may be given either).
     expect(resolveRelayConfig(cfg)).toEqual(cfg);
-    expect(failure(() => resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, wire_versions: [] }))).toMatch(/wire_versions/);
+    expect(failure(() => resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, auth: { disabled: true }, wire_versions: [] }))).toMatch(/wire_versions/);
   });
 
   it('the example config loads', () => {

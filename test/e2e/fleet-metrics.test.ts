@@ -11,7 +11,7 @@ import { loadAgentConfig } from '../../agent/config.js';
 import { loadRelayConfig } from '../../cloud-relay/config.js';
 import { Agent } from '../../agent/agent.js';
 import { Relay } from '../../cloud-relay/relay.js';
-import type { AgentDetail } from '../../cloud-relay/fleet/fleet.js';
+import type { AgentDetail, AgentSummary } from '../../cloud-relay/fleet/fleet.js';
 import type { SiteSummary } from '../../cloud-relay/fleet/sites.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/net.js';
@@ -120,6 +120,10 @@ describe.runIf(hasMosquitto)('fleet metrics end to end (real agents, real Mosqui
       expect(d.history.at(-1)).toMatchObject({ pending: d.health!.streams.reduce((n, x) => n + x.pending, 0) });
     }
     expect(sample(s, 'erp_edge_capture_to_store_lag_seconds_count')).toBe(50);
+    // Per agent, the dashboard's capture→cloud lag: the newest stored record's, a few seconds at most here.
+    const { agents } = await get<{ agents: AgentSummary[] }>(`${relay.httpUrl}/api/agents`);
+    for (const a of agents) expect(a.capture_lag_ms, a.agent).toBeGreaterThanOrEqual(0);
+    for (const a of agents) expect(a.capture_lag_ms, a.agent).toBeLessThan(30_000);
     expect(sample(s, 'erp_edge_relay_messages_rejected_total', { reason: 'invalid_health' })).toBe(0);
 
     const { sites } = await get<{ sites: SiteSummary[] }>(`${relay.httpUrl}/api/sites`);

@@ -39,6 +39,7 @@ async function startRelay(db: string): Promise<Relay> {
     embedded_broker: { host: '127.0.0.1', port: 0 },
     store: { path: join(dir, db), synchronous: 'FULL' },
     http: { host: '127.0.0.1', port: 0 },
+    auth: { disabled: true },
   };
   const relay = await Relay.start(cfg, logger);
   await relay.ready;
