@@ -48,6 +48,7 @@ describe.runIf(hasChromium)('dashboard in headless Chromium', () => {
         store: { path: join(tmp.dir, 'relay.db') },
         http: { host: '127.0.0.1', port: 0 },
         auth: { users: [{ name: 'alice', password_hash: await hashPassword(PASSWORD) }], tokens: [{ name: 'ops-ci', token: TOKEN }] },
+        alerts: { rules: [{ name: 'agent-offline', kind: 'agent_offline' }] },
       },
       logger,
     );
@@ -124,6 +125,8 @@ describe.runIf(hasChromium)('dashboard in headless Chromium', () => {
     expect(await stateOf('agent-n1')).toContain('online');
     expect(await page.evaluate(() => (globalThis as unknown as { __noReload?: number }).__noReload)).toBe(42);
     expect(await page.locator('#announce').textContent()).toContain('wh-north / agent-n2 is now offline');
+    // The relay's alert rule fired, and the dashboard shows it without a reload.
+    await expect.poll(() => page.locator('#alert-list li[data-alert="agent-offline"]').allTextContents(), { timeout: 10_000 }).toEqual([expect.stringContaining('wh-north / agent-n2')]);
     await page.screenshot({ path: join(ARTIFACTS, 'fleet-one-offline.png'), fullPage: true });
 
     // Filter narrows the table.

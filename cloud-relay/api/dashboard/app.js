@@ -14,6 +14,7 @@ const state = {
   es: null,
   changed: new Set(), // rows to flash at the next render
   detailTimer: null,
+  alertsTimer: null,
 };
 
 const keyOf = (site, agent) => `${site}/${agent}`;
@@ -308,6 +309,32 @@ function errorsPanel(d) {
   );
 }
 
+/** GET /api/alerts: the relay's active alerts (its rules, README "Alerts"), oldest first. */
+async function refreshAlerts() {
+  const res = await fetch('/api/alerts');
+  if (!res.ok) return;
+  const { active } = await res.json();
+  const list = $('alert-list');
+  list.replaceChildren(
+    active.length
+      ? el(
+          'ul',
+          { class: 'errors' },
+          active.map((a) => {
+            const labels = Object.entries(a.labels ?? {}).map(([k, v]) => ` ${k} ${v}`).join('');
+            return el('li', { 'data-alert': a.rule }, el('strong', {}, a.rule), ` — ${a.site} / ${a.agent}${labels}, fired `, el('time', { datetime: new Date(a.fired_at).toISOString() }, ago(a.fired_at)));
+          }),
+        )
+      : el('p', { class: 'muted' }, ' None.'),
+  );
+}
+
+/** After live changes: the alerts they may have fired or resolved (one fetch for a burst). */
+function alertsSoon() {
+  clearTimeout(state.alertsTimer);
+  state.alertsTimer = setTimeout(() => void refreshAlerts(), 300);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Live channel
 
@@ -326,6 +353,7 @@ function connectLive() {
   es.addEventListener('changes', (e) => {
     for (const c of JSON.parse(e.data)) applyChange(c);
     renderFleet();
+    alertsSoon();
   });
   es.addEventListener('error', async () => {
     if (state.es !== es) return;
@@ -376,6 +404,7 @@ function signedIn(me) {
   $('logout').hidden = me.kind !== 'user';
   connectLive();
   route();
+  void refreshAlerts();
 }
 
 async function onLogin(e) {
@@ -407,7 +436,11 @@ async function start() {
   });
   window.addEventListener('hashchange', route);
   // "3 s ago" keeps counting between messages.
-  setInterval(() => state.me && !$('fleet').hidden && renderFleet(), 5_000);
+  setInterval(() => {
+    if (!state.me || $('fleet').hidden) return;
+    renderFleet();
+    void refreshAlerts(); // a rule's `for:` can fire without a message
+  }, 5_000);
   const me = await fetch('/api/me');
   if (me.status === 401) return showLogin();
   signedIn(await me.json());
