@@ -183,6 +183,9 @@ export const ackV2 = z.object({
   /** rejected / conflict: the record ids concerned (at most 1 000; the ranges are complete). */
   ids: z.array(z.string()).max(1_000).optional(),
   reason: z.string().max(2_000).optional(),
+  /** 0.4: the relay's clock when it answered, and the batch's `sent_at` echoed: the agent's clock offset from them. */
+  at: epochMs.optional(),
+  sent_at: epochMs.optional(),
 });
 export type AckV2 = z.infer<typeof ackV2>;
 
@@ -287,6 +290,8 @@ export const health = z.object({
       last_ack_age_s: z.number().nonnegative().nullable().optional(),
       /** 0.4: when `connected` last changed: how long the agent has been offline (or online). */
       connected_changed_at: epochMs.optional(),
+      /** 0.4: relay clock minus agent clock, from acks (transport/clock-offset.ts); absent until known. */
+      clock_offset_ms: z.number().optional(),
     })
     .optional(),
   process: z

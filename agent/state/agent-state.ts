@@ -198,6 +198,7 @@ export class AgentState {
             last_ack_at: s.forwarder.lastAckAt,
             last_ack_age_s: s.forwarder.lastAckAt === null ? null : ageSeconds(s.at, s.forwarder.lastAckAt),
             connected_changed_at: s.forwarder.connectedChangedAt,
+            ...(s.forwarder.clockOffsetMs !== null && s.forwarder.clockOffsetMs !== undefined ? { clock_offset_ms: s.forwarder.clockOffsetMs } : {}),
             capture_rate: Math.max(0, s.forwarder.captureRate),
             forward_rate: Math.max(0, s.forwarder.forwardRate),
           }

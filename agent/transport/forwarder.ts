@@ -1,6 +1,7 @@
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ack as ackV1Schema, ackTopic as ackTopicV1, eventsTopic as eventsTopicV1, RELAY_STATUS_TOPIC, relayStatus } from '../../common/wire-v1.js';
+import { ClockOffset } from './clock-offset.js';
 import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '../../common/wire-v2.js';
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
@@ -72,6 +73,8 @@ export interface ForwarderStats {
   ignoredAcks: number;
   inFlight: number;
   lastAckAt: number | null;
+  /** Relay clock minus this agent's, from acks (clock-offset.ts); null until known. */
+  clockOffsetMs: number | null;
   /** When `connected` last changed (the forwarder's start before the first connect): how long it has been so. */
   connectedChangedAt: number;
 }
@@ -113,6 +116,7 @@ export class Forwarder {
   private v2Allowed = true;
   /** A v2 ack has come since this process started: v2 gets through. */
   private v2AckSeen = false;
+  private readonly clock = new ClockOffset();
   private readonly stats = {
     batchesSent: 0,
     recordsSent: 0,
@@ -197,7 +201,7 @@ export class Forwarder {
   getStats(): ForwarderStats {
     let inFlight = 0;
     for (const s of this.streams.values()) inFlight += s.inflight.length;
-    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, ...this.stats };
+    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, clockOffsetMs: this.clock.ms, ...this.stats };
   }
 
   private setReady(ready: boolean): void {
@@ -309,6 +313,7 @@ export class Forwarder {
       if (p.success) {
         a = { version: 2, ...p.data };
         this.v2AckSeen = true;
+        if (p.data.at !== undefined && p.data.sent_at !== undefined) this.clock.add(p.data.at, p.data.sent_at, Date.now());
       }
       else return this.malformedAck(topic, p.error.issues[0]?.message);
     } else if (topic === ackTopicV1(site, agent)) {

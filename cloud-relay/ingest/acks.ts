@@ -8,12 +8,13 @@ import type { DecodedBatch } from './decode.js';
  * v1 knows only ok and gap: a v1 batch never yields another status (apply skips v1 conflicts and
  * v1 has no per-record rejection).
  */
-export function ackFor(b: DecodedBatch, o: BatchOutcome): { topic: string; ack: Ack | AckV2 } {
+export function ackFor(b: DecodedBatch, o: BatchOutcome, now: number = Date.now()): { topic: string; ack: Ack | AckV2 } {
   if (b.version === 1) {
     const status = o.status === 'gap' ? 'gap' : 'ok';
     return { topic: ackTopic(b.site, b.agent), ack: { v: WIRE_VERSION, stream: b.stream, epoch: b.epoch, upto: o.upto, status } };
   }
-  const ack: AckV2 = { v: WIRE_V2, stream: b.stream, epoch: b.epoch, upto: o.upto, status: o.status };
+  // The relay's time and the batch's own sent_at let the agent estimate its clock offset (NTP-style).
+  const ack: AckV2 = { v: WIRE_V2, stream: b.stream, epoch: b.epoch, upto: o.upto, status: o.status, at: now, ...(b.sentAt !== undefined ? { sent_at: b.sentAt } : {}) };
   if (o.status === 'rejected' || o.status === 'conflict') {
     ack.ranges = o.ranges ?? [];
     ack.ids = o.ids ?? [];

@@ -37,6 +37,8 @@ export interface DecodedBatch {
   stream: string;
   epoch: string;
   boot?: string | undefined;
+  /** v2: when the agent sent the batch (its clock), echoed in the ack. */
+  sentAt?: number | undefined;
   /** In seq order. v1's `dropped_upto` is the range 1..dropped_upto, reason `dropped`. */
   skipped: SkipRange[];
   /** In seq order. */
@@ -110,7 +112,7 @@ function decodeV2(topic: EventsTopic, json: unknown, opts: DecodeOptions): Decod
   // to say exactly what is wrong: the schema stays the one definition.
   const header = eventBatchV2Header.safeParse(json);
   const quick = header.success && Array.isArray(rawRecords) && rawRecords.every(hasSeq) && !spanIssue(header.data.skipped ?? [], rawRecords as { seq: number }[]);
-  let b: { site: string; agent: string; stream: string; epoch: string; boot?: string | undefined; skipped?: SkipRange[] | undefined };
+  let b: { site: string; agent: string; stream: string; epoch: string; boot?: string | undefined; sent_at?: number | undefined; skipped?: SkipRange[] | undefined };
   if (quick) b = header.data;
   else {
     const projected = Array.isArray(rawRecords) ? { ...(json as object), records: rawRecords.map(seqOnly) } : json;
@@ -146,7 +148,7 @@ function decodeV2(topic: EventsTopic, json: unknown, opts: DecodeOptions): Decod
   if (!isAscending(records)) records.sort((x, y) => x.seq - y.seq);
   const skipped = (b.skipped ?? []).map((s) => ({ from: s.from, to: s.to, reason: s.reason }));
   if (!isAscendingRanges(skipped)) skipped.sort((x, y) => x.from - y.from);
-  return { ok: true, batch: { version: 2, site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, boot: b.boot, skipped, records } };
+  return { ok: true, batch: { version: 2, site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, boot: b.boot, sentAt: b.sent_at, skipped, records } };
 }
 
 function hasSeq(r: unknown): boolean {

@@ -30,6 +30,12 @@ export function registerFleetMetrics(registry: Registry, fleet: FleetRegistry): 
   gauge(reg, 'erp_edge_agent_disk_free_bytes', 'Free space on the file system of the agent\'s data folder, where its outbox grows (latest health; agents from 0.4 on).', ['site', 'agent'], (set) => {
     for (const v of views()) if (v.health?.disk) set({ site: v.record.site, agent: v.record.agent }, v.health.disk.free_bytes);
   });
+  gauge(reg, 'erp_edge_agent_clock_offset_seconds', 'Relay clock minus the agent\'s, estimated by the agent from acks (latest health; agents from 0.4 on).', ['site', 'agent'], (set) => {
+    for (const v of views()) {
+      const ms = v.health?.forwarder?.clock_offset_ms;
+      if (ms !== undefined) set({ site: v.record.site, agent: v.record.agent }, ms / 1000);
+    }
+  });
   gauge(reg, 'erp_edge_agent_resident_memory_bytes', 'Resident memory of the agent process (latest health).', ['site', 'agent'], (set) => {
     for (const v of views()) if (v.health?.process) set({ site: v.record.site, agent: v.record.agent }, v.health.process.rss_bytes);
   });

@@ -88,6 +88,8 @@ describe.runIf(hasMosquitto)('fleet metrics end to end (real agents, real Mosqui
     dropCsv(t.dir, 'agent-s', 20);
 
     // Events stored, and a health sent after they were acked (nothing pending any more).
+    const acked = async (site: string, agent: string, n: number) =>
+      ((await get<AgentDetail>(`${relay.httpUrl}/api/agents/${site}/${agent}`)).health?.streams.find((x) => x.stream === 'orders')?.acked_seq ?? 0) >= n;
     const stored = (n: number, site: string, agent: string, text: string) =>
       sample(parsePromText(text), 'erp_edge_relay_events_stored_total', { site, agent, stream: 'orders' }) === n;
     await waitFor('both agents\' events stored and a health with nothing pending', async () => {
@@ -97,7 +99,10 @@ describe.runIf(hasMosquitto)('fleet metrics end to end (real agents, real Mosqui
         stored(30, 'wh-north', 'agent-n', text) &&
         stored(20, 'wh-south', 'agent-s', text) &&
         sample(s, 'erp_edge_outbox_pending_events', { site: 'wh-north', agent: 'agent-n', stream: 'orders' }) === 0 &&
-        sample(s, 'erp_edge_outbox_pending_events', { site: 'wh-south', agent: 'agent-s', stream: 'orders' }) === 0
+        sample(s, 'erp_edge_outbox_pending_events', { site: 'wh-south', agent: 'agent-s', stream: 'orders' }) === 0 &&
+        // A health from after the acks (one from before the capture has nothing pending either).
+        (await acked('wh-north', 'agent-n', 30)) &&
+        (await acked('wh-south', 'agent-s', 20))
       );
     }, 30_000);
 
@@ -118,6 +123,10 @@ describe.runIf(hasMosquitto)('fleet metrics end to end (real agents, real Mosqui
       expect(d.state).toBe('online');
       expect(d.history.length).toBeGreaterThan(0);
       expect(d.history.at(-1)).toMatchObject({ pending: d.health!.streams.reduce((n, x) => n + x.pending, 0) });
+      // One machine, one clock: the offset the agent estimated from its acks is near 0 (within the round trip).
+      const offset = d.health!.forwarder!.clock_offset_ms!;
+      expect(Math.abs(offset)).toBeLessThan(1_000);
+      expect(sample(s, 'erp_edge_agent_clock_offset_seconds', { site, agent })).toBe(offset / 1000);
     }
     expect(sample(s, 'erp_edge_capture_to_store_lag_seconds_count')).toBe(50);
     // Per agent, the dashboard's capture→cloud lag: the newest stored record's, a few seconds at most here.

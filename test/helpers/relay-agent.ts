@@ -90,11 +90,21 @@ export class RelayTestAgent {
     return waitFor(`v1 ack #${n + 1} for ${b.stream}/${b.epoch}`, () => this.acksFor(b.stream, b.epoch)[n], WAIT_MS);
   }
 
-  /** Publishes a v2 batch and waits for the next v2 ack of its (stream, epoch). */
+  /**
+   * Publishes a v2 batch and waits for the next v2 ack of its (stream, epoch). The ack's clock
+   * fields (`at`, and `sent_at` echoing the batch's) are checked here and left out of the answer,
+   * so tests compare what the ack says of the stream.
+   */
   async sendV2(b: Envelope & { v: 2 }): Promise<AckV2> {
     const n = this.acksV2For(b.stream, b.epoch).length;
+    const before = Date.now();
     await this.publish(b);
-    return waitFor(`v2 ack #${n + 1} for ${b.stream}/${b.epoch}`, () => this.acksV2For(b.stream, b.epoch)[n], WAIT_MS);
+    const ack = await waitFor(`v2 ack #${n + 1} for ${b.stream}/${b.epoch}`, () => this.acksV2For(b.stream, b.epoch)[n], WAIT_MS);
+    const { at, sent_at: sentAt, ...rest } = ack;
+    if (at === undefined || at < before || at > Date.now()) throw new Error(`v2 ack without the relay's time (at: ${at})`);
+    const sentByBatch = (b as { sent_at?: unknown }).sent_at;
+    if (sentByBatch !== undefined && sentAt !== sentByBatch) throw new Error(`v2 ack echoes sent_at ${sentAt}, the batch said ${String(sentByBatch)}`);
+    return rest;
   }
 
   async presence(msg: unknown, retain = true): Promise<void> {

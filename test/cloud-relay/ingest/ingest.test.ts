@@ -71,8 +71,9 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
     await waitFor('three acks', () => published.length === 3);
     expect(published.map((p) => p.topic)).toEqual([ackTopic(SITE, AGENT), ackTopicV2(SITE, AGENT), ackTopicV2(SITE, AGENT)]);
     expect(ackV1.parse(published[0]!.json)).toEqual({ v: 1, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 2, status: 'ok' });
-    expect(ackV2.parse(published[1]!.json)).toEqual({ v: 2, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 4, status: 'ok' });
-    expect(ackV2.parse(published[2]!.json)).toEqual({ v: 2, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 4, status: 'gap' });
+    // v2 acks also carry the relay's time and the batch's sent_at (the agent's clock offset comes from them).
+    expect(ackV2.parse(published[1]!.json)).toEqual({ v: 2, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 4, status: 'ok', at: expect.any(Number), sent_at: expect.any(Number) });
+    expect(ackV2.parse(published[2]!.json)).toEqual({ v: 2, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 4, status: 'gap', at: expect.any(Number), sent_at: expect.any(Number) });
     expect(metrics.snapshot()).toMatchObject({ batches: 3, batches_by_wire: { v1: 1, v2: 2 }, records_stored: 4, gaps: 1 });
   });
 
