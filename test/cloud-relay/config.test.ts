@@ -3,20 +3,11 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadRelayConfig, relayConfigSchema, resolveRelayConfig } from '../../cloud-relay/config.js';
 import { parseConfigText } from '../../common/config-file.js';
-import { isErpEdgeError } from '../../common/errors.js';
+import { configFailure } from '../helpers/config-failure.js';
 
 const BASE = ['broker: embedded', 'store:', '  path: relay.db', 'auth:', '  disabled: true'];
 const parse = (lines: string[]) => parseConfigText([...BASE, ...lines, ''].join('\n'), 'relay.yaml', relayConfigSchema, {});
 
-function failure(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(isErpEdgeError(err, 'ERP_CONFIG_INVALID')).toBe(true);
-    return (err as Error).message;
-  }
-  throw new Error('expected ERP_CONFIG_INVALID');
-}
 
 describe('relay config', () => {
   it('defaults: both wire versions, 1 MiB records, a 7-day de-duplication window', () => {
@@ -35,18 +26,18 @@ describe('relay config', () => {
   });
 
   it('refuses an empty, unknown or repeated wire version, with the line', () => {
-    expect(failure(() => parse(['wire_versions: []']))).toMatch(/relay\.yaml:6:\d+ wire_versions: list at least one wire version/);
-    expect(failure(() => parse(['wire_versions: [1, 3]']))).toMatch(/wire_versions\[1\]/);
-    expect(failure(() => parse(['wire_versions: [2, 2]']))).toMatch(/list each wire version once/);
-    expect(failure(() => parse(['dedupe:', '  window: soon']))).toMatch(/dedupe\.window/);
-    expect(failure(() => parse(['limits:', '  max_record_bytes: 0']))).toMatch(/limits\.max_record_bytes/);
+    expect(configFailure(() => parse(['wire_versions: []']))).toMatch(/relay\.yaml:6:\d+ wire_versions: list at least one wire version/);
+    expect(configFailure(() => parse(['wire_versions: [1, 3]']))).toMatch(/wire_versions\[1\]/);
+    expect(configFailure(() => parse(['wire_versions: [2, 2]']))).toMatch(/list each wire version once/);
+    expect(configFailure(() => parse(['dedupe:', '  window: soon']))).toMatch(/dedupe\.window/);
+    expect(configFailure(() => parse(['limits:', '  max_record_bytes: 0']))).toMatch(/limits\.max_record_bytes/);
   });
 
   it('fleet: stale after 45 s and 240 history samples by default; reads durations; refuses 0', () => {
     expect(parse([]).fleet).toEqual({ stale_after: 45_000, history_samples: 240 });
     expect(parse(['fleet:', '  stale_after: 2m', '  history_samples: 60']).fleet).toEqual({ stale_after: 120_000, history_samples: 60 });
-    expect(failure(() => parse(['fleet:', '  stale_after: 0']))).toMatch(/fleet\.stale_after/);
-    expect(failure(() => parse(['fleet:', '  history_samples: 0']))).toMatch(/fleet\.history_samples/);
+    expect(configFailure(() => parse(['fleet:', '  stale_after: 0']))).toMatch(/fleet\.stale_after/);
+    expect(configFailure(() => parse(['fleet:', '  history_samples: 0']))).toMatch(/fleet\.history_samples/);
   });
 
   it('resolveRelayConfig applies the same defaults to a config built in code and refuses a bad one', () => {
@@ -54,7 +45,7 @@ describe('relay config', () => {
     expect(cfg).toMatchObject({ wire_versions: [1, 2], http: { port: 8470 }, dedupe: { window: 604_800_000 } });
     // A resolved config resolves to itself (Relay.start may be given either).
     expect(resolveRelayConfig(cfg)).toEqual(cfg);
-    expect(failure(() => resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, auth: { disabled: true }, wire_versions: [] }))).toMatch(/wire_versions/);
+    expect(configFailure(() => resolveRelayConfig({ broker: 'embedded', store: { path: '/tmp/x.db' }, auth: { disabled: true }, wire_versions: [] }))).toMatch(/wire_versions/);
   });
 
   it('the example config loads', () => {
@@ -70,6 +61,6 @@ describe('relay config', () => {
     const cfg = parse(block);
     expect(cfg.alerts.rules.map((r) => r.kind)).toEqual(['agent_offline', 'oldest_pending_age', 'collector_error', 'agent_version_below', 'disk_free_below']);
     expect(cfg.alerts.webhook).toMatchObject({ url: 'https://ops.example/hook', timeout: 5_000, retry: { initial: 1_000, max: 300_000 } });
-    expect(failure(() => parse(['alerts:', '  rules:', '    - { name: x, kind: disk_free_below, bytes: lots }']))).toMatch(/alerts\.rules\[0\]\.bytes/);
+    expect(configFailure(() => parse(['alerts:', '  rules:', '    - { name: x, kind: disk_free_below, bytes: lots }']))).toMatch(/alerts\.rules\[0\]\.bytes/);
   });
 });

@@ -1,26 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { relayConfigSchema } from '../../../cloud-relay/config.js';
 import { parseConfigText } from '../../../common/config-file.js';
-import { isErpEdgeError } from '../../../common/errors.js';
+import { configFailure } from '../../helpers/config-failure.js';
 
 const HASH = 'scrypt$32768$8$1$0Nd9WiSSb+iUqGf8+tZkmQ==$ZedMAOxMb+cZRkaCPqZaJLfCPrrOuSCKsD6OSLBZwck=';
 const BASE = ['broker: embedded', 'store:', '  path: relay.db'];
 const parse = (lines: string[], env: NodeJS.ProcessEnv = {}) => parseConfigText([...BASE, ...lines, ''].join('\n'), 'relay.yaml', relayConfigSchema, env);
 
-function failure(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(isErpEdgeError(err, 'ERP_CONFIG_INVALID')).toBe(true);
-    return (err as Error).message;
-  }
-  throw new Error('expected ERP_CONFIG_INVALID');
-}
 
 describe('relay config: auth', () => {
   it('refuses to start with neither users nor tokens, naming auth, unless disabled explicitly', () => {
-    expect(failure(() => parse([]))).toMatch(/auth: configure auth\.users or auth\.tokens/);
-    expect(failure(() => parse(['auth:', '  protect_metrics: true']))).toMatch(/auth: configure auth\.users or auth\.tokens/);
+    expect(configFailure(() => parse([]))).toMatch(/auth: configure auth\.users or auth\.tokens/);
+    expect(configFailure(() => parse(['auth:', '  protect_metrics: true']))).toMatch(/auth: configure auth\.users or auth\.tokens/);
     expect(parse(['auth:', '  disabled: true']).auth.disabled).toBe(true);
   });
 
@@ -34,9 +25,9 @@ describe('relay config: auth', () => {
   });
 
   it('refuses a hash that is not scrypt, a short token, a repeated user; never echoes the token', () => {
-    expect(failure(() => parse(['auth:', '  users: [{ name: a, password_hash: "plaintext" }]']))).toMatch(/auth\.users\[0\]\.password_hash: not a scrypt hash/);
-    expect(failure(() => parse(['auth:', `  users: [{ name: a, password_hash: "${HASH}" }, { name: a, password_hash: "${HASH}" }]`]))).toMatch(/list each user name once/);
-    const short = failure(() => parse(['auth:', '  tokens: [{ name: a, token: "${T}" }]'], { T: 'short-secret' }));
+    expect(configFailure(() => parse(['auth:', '  users: [{ name: a, password_hash: "plaintext" }]']))).toMatch(/auth\.users\[0\]\.password_hash: not a scrypt hash/);
+    expect(configFailure(() => parse(['auth:', `  users: [{ name: a, password_hash: "${HASH}" }, { name: a, password_hash: "${HASH}" }]`]))).toMatch(/list each user name once/);
+    const short = configFailure(() => parse(['auth:', '  tokens: [{ name: a, token: "${T}" }]'], { T: 'short-secret' }));
     expect(short).toMatch(/auth\.tokens\[0\]\.token: use at least 16 characters/);
     expect(short).not.toContain('short-secret');
   });
