@@ -40,7 +40,7 @@ export async function startRelay(dir: string, brokerUrl: string, waitHttp = true
   const httpPort = await freePort();
   const dbPath = join(dir, 'relay.db');
   const conf = join(dir, 'relay.yaml');
-  writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl }));
+  writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl, authKey: dist === DIST }));
   if (dist === DIST) assertBuilt();
   const proc = new CliProcess('cloud-relay', conf, join(dir, 'relay.log'), dist.relay);
   proc.start();

@@ -6,7 +6,11 @@ import { waitFor } from './net.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
-export function relayYaml(o: { dbPath: string; httpPort: number; brokerUrl?: string; embeddedPort?: number; extra?: string }): string {
+/**
+ * A relay config for tests and the bench. `authKey: false` leaves the `auth:` block out, for a
+ * baseline release before 0.4 (its strict config has no such key and its API has no auth).
+ */
+export function relayYaml(o: { dbPath: string; httpPort: number; brokerUrl?: string; embeddedPort?: number; extra?: string; authKey?: boolean }): string {
   const broker = o.brokerUrl ? `broker:\n  url: ${o.brokerUrl}` : `broker: embedded\nembedded_broker:\n  port: ${o.embeddedPort ?? 0}`;
   return `id: relay-test
 log_level: ${process.env.ERP_EDGE_TEST_LOG ?? 'warn'}
@@ -16,10 +20,7 @@ store:
   synchronous: ${process.env.ERP_EDGE_RELAY_SYNC ?? "FULL"}
 http:
   port: ${o.httpPort}
-# Tests and the bench read the API without logging in (auth has its own tests).
-auth:
-  disabled: true
-${o.extra ?? ''}`;
+${o.authKey === false ? '' : '# Tests and the bench read the API without logging in (auth has its own tests).\nauth:\n  disabled: true\n'}${o.extra ?? ''}`;
 }
 
 /** The relay's count of stored events for a stream (from /api/streams, current epoch). */
