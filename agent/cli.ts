@@ -11,7 +11,8 @@ import { offlineSnapshot } from './state/offline.js';
 import type { AgentSnapshot } from './state/agent-state.js';
 import { formatDeadLetters, formatStatus } from './status.js';
 import { Agent } from './agent.js';
-import { exitCode, formatResult, recordingEnv, redactor, summary, testSqlCollector, type CheckResult } from './collectors/sql/check.js';
+import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
+import { testCollector } from './collectors/sql/sql-test.js';
 import type { SqlConfig } from './collectors/sql/schema.js';
 
 const USAGE = `usage: edge-agent <command> --config FILE [options]
@@ -114,7 +115,7 @@ async function sqlTest(cfg: LoadedAgentConfig, fromEnv: ReadonlyMap<string, stri
   const redact = redactor(fromEnv, all.map((c) => c.connection.password));
   const results: CheckResult[] = [];
   for (const c of chosen) {
-    const r = await testSqlCollector(c);
+    const r = await testCollector(c);
     for (const line of r) process.stdout.write(`${formatResult(line, redact)}\n`);
     results.push(...r);
   }

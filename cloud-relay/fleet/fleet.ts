@@ -7,6 +7,7 @@ import { healthFigures } from './health-figures.js';
 import { FleetHistory, sampleOf, type HistorySample } from './history.js';
 import { agentState, type AgentState } from './state.js';
 import { siteSummaries, type SiteSummary } from './sites.js';
+import type { AgentView } from './agent-view.js';
 
 export interface FleetOptions {
   store: RelayStore;
@@ -60,13 +61,6 @@ export interface AgentDetail {
   history: HistorySample[];
 }
 
-/** An agent's row with its state now (what the Prometheus collectors read at scrape time). */
-export interface AgentView {
-  record: AgentRecord;
-  state: AgentState;
-  presence: Presence | null;
-  health: Health | null;
-}
 
 const LOG_INTERVAL_MS = 60_000;
 

@@ -1,5 +1,5 @@
 import { healthFigures } from './health-figures.js';
-import type { AgentView } from './fleet.js';
+import type { AgentView } from './agent-view.js';
 import { AGENT_STATES, type AgentState } from './state.js';
 
 /** A row of GET /api/sites: the site's agents added up, from each agent's latest health. */

@@ -396,7 +396,8 @@ async function checkQuery(q: QueryConfig, source: SqlSource, cfg: SqlConfig): Pr
 
 /** Connects as the collector would, checks every table, and closes. Never throws for a database problem. */
 export async function testSqlCollector(cfg: SqlConfig, load: (driver: Driver) => Promise<DialectModule> = (d) => DIALECTS[d]()): Promise<CheckResult[]> {
-  if (cfg.driver === 'mssql') return (await import('./mssql-check.js')).testMssqlCollector(cfg);
+  // SQL Server has its own checks (mssql-check.ts); sql-test.ts chooses.
+  if (cfg.driver === 'mssql') throw new Error('a driver: mssql collector is checked by mssql-check.ts (sql-test.ts testCollector)');
   const driver: Driver = cfg.driver;
   const c = cfg.connection;
   let source: SqlSource;

@@ -1,4 +1,4 @@
-import type { AgentView } from '../fleet.js';
+import type { AgentView } from '../agent-view.js';
 import { streamOldestAgeMs } from '../health-figures.js';
 import type { AlertRule } from './rules.js';
 import { compareVersions, parseVersion } from './version.js';

@@ -1,6 +1,7 @@
 import type { Logger } from '../../../common/logger.js';
 import type { RelayStore } from '../../store/store.js';
-import type { AgentView, FleetRegistry } from '../fleet.js';
+import type { AgentView } from '../agent-view.js';
+import type { FleetRegistry } from '../fleet.js';
 import { alertKey, notificationOf, type AlertRecord, type AlertStatus } from './alert.js';
 import { holdsFor, type Holding } from './conditions.js';
 import type { AlertRule, AlertsConfig } from './rules.js';
