@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/logger.js';
-import type { AgentSummary, FleetRegistry } from './fleet.js';
+import { keyOf, type AgentSummary, type FleetRegistry } from './fleet.js';
 import type { SiteSummary } from './sites.js';
 import type { AgentState } from './state.js';
 
@@ -113,8 +113,4 @@ export class FleetFeed {
       }
     }
   }
-}
-
-function keyOf(site: string, agent: string): string {
-  return `${site}/${agent}`;
 }

@@ -271,7 +271,8 @@ export class FleetRegistry {
   }
 }
 
-function keyOf(site: string, agent: string): string {
+/** An agent's key in the registry and the live feed. */
+export function keyOf(site: string, agent: string): string {
   return `${site}/${agent}`;
 }
 

@@ -1,26 +1,12 @@
 import type { Health } from '../../common/wire-v2.js';
+import type { HistoryRow } from '../store/store.js';
 import { healthFigures } from './health-figures.js';
 
-/** One point of an agent's chart, taken from each health message it sends. */
-export interface HistorySample {
-  /** Relay time the health arrived (one clock for every agent, so their charts line up). */
-  at: number;
-  pending: number;
-  oldest_pending_age_ms: number | null;
-  /** Events per second, as the agent's forwarder reports them; null when the health has no forwarder part. */
-  capture_rate: number | null;
-  forward_rate: number | null;
-  collectors_in_error: number;
-  /** Resident memory of the agent process in bytes; null when not reported. */
-  rss: number | null;
-}
+/** One point of an agent's chart, taken from each health message it sends (its fields: store.ts HistoryRow). */
+export type HistorySample = HistoryRow['sample'];
 
 /** A sample of an agent, as the store keeps it. */
-export interface AgentSample {
-  site: string;
-  agent: string;
-  sample: HistorySample;
-}
+export type AgentSample = HistoryRow;
 
 export function sampleOf(h: Health, at: number): HistorySample {
   const f = healthFigures(h);

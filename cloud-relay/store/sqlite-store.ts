@@ -4,8 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
-import type { AlertRecord } from '../fleet/alerts/alert.js';
-import type { AgentRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
+import type { AgentRecord, AlertRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;

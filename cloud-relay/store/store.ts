@@ -1,4 +1,3 @@
-import type { AlertRecord } from '../fleet/alerts/alert.js';
 
 /**
  * What the relay keeps, behind one interface: streams and their cursors, stored records (in
@@ -128,17 +127,42 @@ export interface AgentRecord {
   stale_wills: number;
 }
 
+/** An alert instance (fleet/alerts decides them; the store keeps them): one per (rule, site, agent[, collector or stream]), from firing to resolution. */
+export interface AlertRecord {
+  /** The store's row id (order of firing). */
+  id: number;
+  /** rule, site, agent and labels: what makes the instance one. */
+  key: string;
+  rule: string;
+  kind: string;
+  site: string;
+  agent: string;
+  labels: Record<string, string>;
+  /** The measured value while it held (the latest seen), e.g. the age in ms or the free bytes. */
+  value: number | string;
+  /** When the condition began (relay clock, epoch ms). */
+  started_at: number;
+  fired_at: number;
+  resolved_at: number | null;
+  /** Whether the webhook has its firing / its resolution (true when no webhook is configured). */
+  firing_sent: boolean;
+  resolved_sent: boolean;
+}
+
 /** One health sample of an agent's history (fleet/history.ts decides what goes in). */
 export interface HistoryRow {
   site: string;
   agent: string;
   sample: {
+    /** Relay time the health arrived (one clock for every agent, so their charts line up). */
     at: number;
     pending: number;
     oldest_pending_age_ms: number | null;
+    /** Events per second, as the agent's forwarder reports them; null when the health has no forwarder part. */
     capture_rate: number | null;
     forward_rate: number | null;
     collectors_in_error: number;
+    /** Resident memory of the agent process in bytes; null when not reported. */
     rss: number | null;
   };
 }

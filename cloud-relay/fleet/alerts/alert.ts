@@ -1,42 +1,16 @@
-/** An alert instance: one per (rule, site, agent[, collector or stream]), from firing to resolution. */
-export interface AlertRecord {
-  /** The store's row id (order of firing). */
-  id: number;
-  /** rule, site, agent and labels: what makes the instance one. */
-  key: string;
-  rule: string;
-  kind: string;
-  site: string;
-  agent: string;
-  labels: Record<string, string>;
-  /** The measured value while it held (the latest seen), e.g. the age in ms or the free bytes. */
-  value: number | string;
-  /** When the condition began (relay clock, epoch ms). */
-  started_at: number;
-  fired_at: number;
-  resolved_at: number | null;
-  /** Whether the webhook has its firing / its resolution (true when no webhook is configured). */
-  firing_sent: boolean;
-  resolved_sent: boolean;
-}
+import type { AlertRecord } from '../../store/store.js';
+
+export type { AlertRecord };
 
 export type AlertStatus = 'firing' | 'resolved';
 
-/** The webhook's JSON body (README: Alerts). */
-export interface AlertNotification {
+/** The webhook's JSON body (README: Alerts): the alert's own fields, its status and the relay. */
+export type AlertNotification = Pick<AlertRecord, 'rule' | 'kind' | 'site' | 'agent' | 'labels' | 'value' | 'started_at' | 'fired_at'> & {
   status: AlertStatus;
-  rule: string;
-  kind: string;
-  site: string;
-  agent: string;
-  labels: Record<string, string>;
-  value: number | string;
-  started_at: number;
-  fired_at: number;
   resolved_at?: number;
   /** The relay's `id`, so a receiver fed by several relays can tell them apart. */
   relay: string;
-}
+};
 
 export function alertKey(rule: string, site: string, agent: string, labels: Record<string, string>): string {
   const l = Object.keys(labels)
