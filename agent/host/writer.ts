@@ -28,6 +28,12 @@ export interface AppendOptions {
   stream?: string;
   /** Source keys and the versions captured, stored in the same transaction (see outbox/key-versions.ts). */
   keyVersions?: KeyVersionsInput;
+  /**
+   * When the outbox is full under `block`: `wait` (default) until there is room; `refuse`: throw
+   * ERP_OUTBOX_FULL at once and write nothing, for a collector that can tell its sender to retry
+   * later (a handheld's WebSocket) instead of holding the request open.
+   */
+  whenFull?: 'wait' | 'refuse';
 }
 
 export interface AppendResult {
@@ -79,11 +85,13 @@ export interface WriterStats {
   /** Appends that had to wait for outbox space, and how long in all. */
   waits: number;
   waited_ms: number;
+  /** Appends refused at once because the outbox was full (`whenFull: 'refuse'`). */
+  full_refusals: number;
 }
 
 /** A writer's counters before its first append (also what `status` shows for a stopped agent). */
 export function emptyWriterStats(): WriterStats {
-  return { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0 };
+  return { records: 0, bytes: 0, appends: 0, refused: 0, dead_lettered: 0, last_append_at: null, waits: 0, waited_ms: 0, full_refusals: 0 };
 }
 
 export interface CaptureWriterOptions {
@@ -171,6 +179,10 @@ export class CaptureWriter {
     const cps = toCheckpoints(this.source, checkpoint);
     const keyVersions = opts.keyVersions ? { collector: this.source, ...opts.keyVersions } : undefined;
     const alongside = { deadLetters, keyVersions };
+    if (valid.length > 0 && opts.whenFull === 'refuse' && !this.outbox.hasRoomFor(stream, valid.length, validBytes)) {
+      this.counters.full_refusals++;
+      throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full: ${valid.length} record(s) refused, retry later`, { source: this.source, stream, records: valid.length });
+    }
     const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal) : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
     this.counters.appends++;
     this.counters.records += valid.length;

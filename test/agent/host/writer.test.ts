@@ -369,6 +369,21 @@ describe('back-pressure under the block cap policy', () => {
     expect(max).toBeLessThanOrEqual(CAP);
   });
 
+  it('whenFull: refuse throws ERP_OUTBOX_FULL at once, writes nothing (not even the checkpoint) and counts it', async () => {
+    const o = open({ capPolicy: 'block', maxEvents: 2, replayWindowMs: HOUR });
+    const h = host(o);
+    await h.ctx.writer.append([rec('r1'), rec('r2')], undefined, { whenFull: 'refuse' });
+    expect(o.isFull()).toBe(true);
+    const err = await failure(h.ctx.writer.append([rec('r3')], { key: 'pos', value: 3 }, { whenFull: 'refuse' }));
+    expect(err.code).toBe('ERP_OUTBOX_FULL');
+    expect(o.lastSeq('orders')).toBe(2);
+    expect(o.getCheckpoint('test:orders', 'pos')).toBeUndefined();
+    expect(h.writer.stats()).toMatchObject({ full_refusals: 1, waits: 0, appends: 1, records: 2 });
+    // Room again: the same call goes in without waiting.
+    o.ack('orders', 2);
+    expect(await h.ctx.writer.append([rec('r3')], { key: 'pos', value: 3 }, { whenFull: 'refuse' })).toMatchObject({ appended: 1, firstSeq: 3, waitedMs: 0 });
+  });
+
   it('an abort signal ends the wait with an AbortError; nothing is written and no wait is counted', async () => {
     const o = open({ capPolicy: 'block', maxEvents: 2, replayWindowMs: HOUR });
     const h = host(o);
