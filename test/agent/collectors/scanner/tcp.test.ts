@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectorConfigSchema } from '../../../../agent/collectors/registry.js';
 import { scannerTcpSchema, type ScannerTcpConfig } from '../../../../agent/collectors/scanner/schema.js';
@@ -11,6 +11,7 @@ import { wireRecordV2 } from '../../../../common/wire-v2.js';
 import { testHost, type TestHost } from '../../../helpers/host.js';
 import { freePort, waitFor } from '../../../helpers/net.js';
 import { useOutboxFiles } from '../../../helpers/outbox-files.js';
+import { dialScanner, prng, scanLines, writeSplit } from '../../../helpers/scan-senders.js';
 
 const files = useOutboxFiles('scanner-tcp-test-', { synchronous: 'NORMAL' });
 const STREAM = 'dock';
@@ -52,10 +53,8 @@ async function run(config: Record<string, unknown>, opts: { outbox?: Partial<Out
 }
 
 async function dial(port: number): Promise<Socket> {
-  const s = connect({ host: '127.0.0.1', port });
-  s.setNoDelay(true);
+  const s = await dialScanner(port);
   s.on('error', () => {});
-  await once(s, 'connect');
   cleanups.push(() => void s.destroy());
   return s;
 }
@@ -66,29 +65,6 @@ function stored(o: Outbox): ScanData[] {
 
 const ofDevice = (o: Outbox, device: string) => stored(o).filter((s) => s.device === device);
 
-/** A small seeded PRNG (mulberry32): the same splits on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Writes `data` in pieces of random length (1..max), letting the loop turn between them so reads split too. */
-async function writeSplit(s: Socket, data: Buffer, rand: () => number, max = 64): Promise<void> {
-  for (let i = 0; i < data.length; ) {
-    const n = 1 + Math.floor(rand() * max);
-    if (!s.write(data.subarray(i, i + n))) await once(s, 'drain');
-    i += n;
-    if (rand() < 0.3) await new Promise((r) => setImmediate(r));
-  }
-}
-
-const lines = (codes: string[], term = '\r') => Buffer.from(codes.map((c) => c + term).join(''), 'latin1');
 
 describe('scanner-tcp: listen', () => {
   it('scans split and coalesced across reads arrive whole, per device in order; device from prefix, address, local port', async () => {
@@ -100,7 +76,7 @@ describe('scanner-tcp: listen', () => {
     const codesA = Array.from({ length: 300 }, (_, i) => `A${i}`);
     const codesB = Array.from({ length: 300 }, (_, i) => `B${i}`);
     const codesP = Array.from({ length: 300 }, (_, i) => (i % 2 ? `GW1|P${i}` : `GW2|P${i}`));
-    await Promise.all([writeSplit(a, lines(codesA, '\r\n'), rand), writeSplit(b, lines([...codesB, ...codesP], '\r\n'), rand)]);
+    await Promise.all([writeSplit(a, scanLines(codesA, '\r\n'), rand), writeSplit(b, scanLines([...codesB, ...codesP], '\r\n'), rand)]);
     await waitFor('all scans stored', () => stored(r.o).length === 900);
     expect(ofDevice(r.o, '127.0.0.1').map((s) => s.barcode)).toEqual(codesA);
     expect(ofDevice(r.o, 'DOCK2').map((s) => s.barcode)).toEqual(codesB);
@@ -149,7 +125,7 @@ describe('scanner-tcp: garbage', () => {
     // The good device sends throughout, alongside the others.
     const good = await dial(pGood!);
     const goodCodes = Array.from({ length: 2_000 }, (_, i) => `0101234567890128${String(i).padStart(6, '0')}`);
-    const goodSent = writeSplit(good, lines(goodCodes), rand);
+    const goodSent = writeSplit(good, scanLines(goodCodes), rand);
 
     // Binary noise: whatever frames it holds are scans (raw kept), never a crash.
     const noise = Buffer.concat([Buffer.from(Array.from({ length: 64 * 1024 }, () => Math.floor(rand() * 256))), Buffer.from('\r')]);
@@ -238,7 +214,7 @@ describe('scanner-tcp: back-pressure', () => {
     const sender = await dial(port);
     const N = 2_000;
     const codes = Array.from({ length: N }, (_, i) => `${String(i).padStart(8, '0')}${'x'.repeat(2_000)}`);
-    const data = lines(codes);
+    const data = scanLines(codes);
     sender.write(data);
 
     await waitFor('connection paused', () => r.counters().paused_connections === 1);

@@ -1,0 +1,47 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+
+/**
+ * Scanners as the bench and the tests play them: TCP clients that send scans written at random
+ * byte boundaries (one scan split across writes, several in one), from a seeded generator so a run
+ * can be repeated exactly.
+ */
+
+/** A small seeded PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A connected scanner socket (Nagle off: the writes' boundaries reach the wire as they are). */
+export async function dialScanner(port: number, host = '127.0.0.1'): Promise<Socket> {
+  const s = connect({ host, port });
+  s.setNoDelay(true);
+  await once(s, 'connect');
+  return s;
+}
+
+/**
+ * Writes `data` in pieces of 1..`max` bytes, letting the event loop turn after a piece with
+ * probability `yieldP` so the reads split too (in one process with the agent, each turn costs a
+ * commit: fewer turns, faster sending).
+ */
+export async function writeSplit(s: Socket, data: Buffer, rand: () => number, max = 64, yieldP = 0.3): Promise<void> {
+  for (let i = 0; i < data.length; ) {
+    const n = 1 + Math.floor(rand() * max);
+    if (!s.write(data.subarray(i, i + n))) await once(s, 'drain');
+    i += n;
+    if (rand() < yieldP) await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** Scans as one byte stream, each followed by `terminator`. */
+export function scanLines(codes: readonly string[], terminator = '\r'): Buffer {
+  return Buffer.from(codes.map((c) => c + terminator).join(''), 'latin1');
+}
