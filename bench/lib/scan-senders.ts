@@ -19,9 +19,12 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** A connected scanner socket (Nagle off: the writes' boundaries reach the wire as they are). */
-export async function dialScanner(port: number, host = '127.0.0.1'): Promise<Socket> {
-  const s = connect({ host, port });
+/**
+ * A connected scanner socket (Nagle off: the writes' boundaries reach the wire as they are).
+ * `localAddress` (e.g. 127.0.0.7) makes each connection a device of its own by remote address.
+ */
+export async function dialScanner(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
+  const s = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
   s.setNoDelay(true);
   await once(s, 'connect');
   return s;

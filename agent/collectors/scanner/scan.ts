@@ -68,13 +68,16 @@ export class ScanBook {
     const records: CaptureInput[] = [];
     const seqs: number[] = [];
     const reads: { device: string; code: string; at: number; repeat: boolean; valid: boolean }[] = [];
+    // This batch's last read of each code per device: a lookup, not a scan back over the batch
+    // (a group commit holds a thousand scans).
+    const inBatch = new Map<string, Map<string, number>>();
     for (const s of inputs) {
       const seq = (next.get(s.device) ?? this.seq.get(s.device) ?? 0) + 1;
       next.set(s.device, seq);
       seqs.push(seq);
       const text = decode(s.raw);
       const parsed = parseBarcode(text, this.opts.gs1);
-      const repeat = this.isRepeat(s.device, parsed.text, s.receivedAt, reads);
+      const repeat = this.isRepeat(s.device, parsed.text, s.receivedAt, inBatch);
       reads.push({ device: s.device, code: parsed.text, at: s.receivedAt, repeat, valid: parsed.valid });
       records.push({
         id: s.messageId !== undefined ? `${this.writer.source}/${s.device}/m/${s.messageId}` : `${this.writer.source}/${s.device}/${this.run}/${seq}`,
@@ -127,15 +130,14 @@ export class ScanBook {
     }
   }
 
-  /** Whether `code` was read by `device` within the window before `at` (committed reads, or earlier in this batch). */
-  private isRepeat(device: string, code: string, at: number, batch: readonly { device: string; code: string; at: number }[]): boolean {
+  /** Whether `code` was read by `device` within the window before `at` (earlier in this batch, or committed reads); notes this read in `batch`. */
+  private isRepeat(device: string, code: string, at: number, batch: Map<string, Map<string, number>>): boolean {
     const w = this.opts.repeatWindowMs;
     if (w <= 0) return false;
-    for (let i = batch.length - 1; i >= 0; i--) {
-      const r = batch[i]!;
-      if (r.device === device && r.code === code) return at - r.at <= w;
-    }
-    const last = this.lastRead.get(device)?.get(code);
+    let codes = batch.get(device);
+    if (!codes) batch.set(device, (codes = new Map()));
+    const last = codes.get(code) ?? this.lastRead.get(device)?.get(code);
+    codes.set(code, at);
     return last !== undefined && at - last <= w;
   }
 

@@ -37,6 +37,8 @@ interface Counters {
   /** Connections closed because they were silent for `idle_timeout`. */
   idle_closed: number;
   socket_errors: number;
+  /** Times reading was paused for back-pressure. */
+  pauses: number;
   /** Scans read but not stored because the collector was stopped first (outbox full at stop). */
   lost_at_stop: number;
 }
@@ -65,6 +67,7 @@ export class ScannerTcpCollector implements Collector {
     partial_dropped: 0,
     idle_closed: 0,
     socket_errors: 0,
+    pauses: 0,
     lost_at_stop: 0,
   };
   private failed = false;
@@ -79,12 +82,15 @@ export class ScannerTcpCollector implements Collector {
     this.log = ctx.logger;
     this.book = new ScanBook(ctx.writer, { gs1: { gsReplacement: cfg.gs1.gs_replacement, assumeGs1: cfg.gs1.assume }, repeatWindowMs: cfg.repeat_window });
     this.queue = new ScanQueue({ writer: ctx.writer, book: this.book, whenFull: 'wait', ...tuning });
+    // The queue pauses when scans wait faster than the outbox takes them: the outbox is full
+    // under `block`, or the disk is slower than the devices for a moment.
     this.queue.on('pause', () => {
-      this.log.warn({ backlog: this.queue.backlog, connections: this.conns.size }, 'outbox full: scanner connections paused (the senders hold their scans)');
+      this.counters.pauses++;
+      this.warn('pause', { backlog: this.queue.backlog, connections: this.conns.size, pauses: this.counters.pauses }, 'scans arrive faster than the outbox takes them (full?): connections paused, the devices hold their scans');
       for (const c of this.conns) c.pause();
     });
     this.queue.on('resume', () => {
-      this.log.info({ backlog: this.queue.backlog }, 'outbox has room: scanner connections resumed');
+      this.log.debug({ backlog: this.queue.backlog }, 'scanner connections resumed');
       for (const c of this.conns) c.resume();
     });
     for (const d of cfg.devices) {
