@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import type { AgentSnapshot } from '../../agent/state/agent-state.js';
+import { controlRequest, controlSocketPath } from '../../agent/state/control.js';
 import { measureFileDrop, type FileDropMeasured } from '../lib/file-drop-pass.js';
 import { MosquittoProcess } from '../lib/mosquitto.js';
 import { writeOrderLinesCsv } from '../lib/order-lines-csv.js';
-import { DIST, relayStreamSpan, startAgent, startRelay, waitCollectorRunning } from '../lib/pipeline.js';
+import { agentDataDir, DIST, relayStreamSpan, startAgent, startRelay, waitCollectorRunning } from '../lib/pipeline.js';
 import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
 import { relayLastSeq } from '../lib/processes.js';
 import { dialScanner, prng, scanLines, writeSplit } from '../lib/scan-senders.js';
@@ -109,6 +111,9 @@ async function measureScanner(ctx: ScenarioContext, dir: string, streams: Buffer
       100,
     );
     const wall = (Date.now() - t0) / 1000;
+    const status = await controlRequest<AgentSnapshot>(controlSocketPath(agentDataDir(dir)), 'GET', '/status').catch(() => undefined);
+    const collector = status?.collectors.find((x) => x.name === COLLECTOR);
+    ctx.log(`collector: ${JSON.stringify(collector?.counters ?? {})}; writer: ${JSON.stringify(collector?.writer ?? {})}`);
     const span = relayStreamSpan(relay.dbPath, COLLECTOR);
     if (span.count !== scans) throw new Error(`relay holds ${span.count} scans, expected ${scans}`);
     return {

@@ -45,6 +45,13 @@ interface Counters {
 
 const LOG_INTERVAL_MS = 60_000;
 
+/**
+ * Many devices at once are bounded by commits, not CPU: with a synchronous (fsync'd) outbox a
+ * commit takes tens of ms, so a commit carries up to 5 000 scans, and reading pauses only when two
+ * commits' worth wait (at most 10 000 × max_length bytes held; typical scans are under 100 bytes).
+ */
+const QUEUE = { maxBatch: 5_000, highWater: 10_000 };
+
 export class ScannerTcpCollector implements Collector {
   private readonly log: Logger;
   private readonly book: ScanBook;
@@ -77,11 +84,11 @@ export class ScannerTcpCollector implements Collector {
     private readonly cfg: ScannerTcpConfig,
     private readonly ctx: CollectorContext,
     /** Queue sizes (tests and the bench; the defaults suit a site). */
-    tuning: { highWater?: number; maxBatch?: number } = {},
+    tuning: { highWater?: number | undefined; maxBatch?: number | undefined } = {},
   ) {
     this.log = ctx.logger;
     this.book = new ScanBook(ctx.writer, { gs1: { gsReplacement: cfg.gs1.gs_replacement, assumeGs1: cfg.gs1.assume }, repeatWindowMs: cfg.repeat_window });
-    this.queue = new ScanQueue({ writer: ctx.writer, book: this.book, whenFull: 'wait', ...tuning });
+    this.queue = new ScanQueue({ writer: ctx.writer, book: this.book, whenFull: 'wait', maxBatch: tuning.maxBatch ?? QUEUE.maxBatch, highWater: tuning.highWater ?? QUEUE.highWater });
     // The queue pauses when scans wait faster than the outbox takes them: the outbox is full
     // under `block`, or the disk is slower than the devices for a moment.
     this.queue.on('pause', () => {

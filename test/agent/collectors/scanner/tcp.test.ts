@@ -125,16 +125,16 @@ describe('scanner-tcp: garbage', () => {
     // The good device sends throughout, alongside the others.
     const good = await dial(pGood!);
     const goodCodes = Array.from({ length: 2_000 }, (_, i) => `0101234567890128${String(i).padStart(6, '0')}`);
-    const goodSent = writeSplit(good, scanLines(goodCodes), rand);
+    const goodSent = writeSplit(good, scanLines(goodCodes), rand).then(() => good.end());
 
     // Binary noise: whatever frames it holds are scans (raw kept), never a crash.
     const noise = Buffer.concat([Buffer.from(Array.from({ length: 64 * 1024 }, () => Math.floor(rand() * 256))), Buffer.from('\r')]);
     const noiseSock = await dial(pNoise!);
-    const noiseSent = writeSplit(noiseSock, noise, rand, 4_096);
+    const noiseSent = writeSplit(noiseSock, noise, rand, 4_096).then(() => noiseSock.end());
 
     // A 1 MB line between two good scans on the same connection.
     const big = await dial(pBig!);
-    const bigSent = writeSplit(big, Buffer.concat([Buffer.from('B1\r'), Buffer.alloc(1_048_576, 0x41), Buffer.from('\rB2\r')]), rand, 16_384);
+    const bigSent = writeSplit(big, Buffer.concat([Buffer.from('B1\r'), Buffer.alloc(1_048_576, 0x41), Buffer.from('\rB2\r')]), rand, 16_384).then(() => big.end());
 
     // Half-open: a scan, then half a scan, then nothing at all (as if the device lost power): only the idle timeout finds it.
     const silent = await dial(pSilent!);
@@ -146,9 +146,8 @@ describe('scanner-tcp: garbage', () => {
     const endless = await dial(pEndless!);
     await writeSplit(endless, Buffer.alloc(300 * 1024, 0x58), rand, 8_192);
 
+    // These three close (FIN) as soon as they are done: only the two silent ones meet the idle timeout.
     await Promise.all([goodSent, noiseSent, bigSent]);
-    // These three are done: they close (FIN), so only the two silent ones meet the idle timeout.
-    for (const s of [good, noiseSock, big]) s.end();
     const sentBytes = 22 * goodCodes.length + goodCodes.length + noise.length + 1_048_576 + 7 + 10 + 10 + 300 * 1024;
     await waitFor('every byte read', () => r.counters().bytes_read === sentBytes);
     // Bytes held for unfinished frames stay bounded by max_length per connection (SILENT's 7, ENDLESS's tail).
