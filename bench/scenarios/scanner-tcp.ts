@@ -55,6 +55,7 @@ export const scannerTcp: Scenario = {
       ctx.record('scanner-tcp rate / file-drop rate', 'x', scanRate / fileRate);
       ctx.record('scanner-tcp: first byte → last scan read by the agent', 's', scanner!.allRead);
       ctx.record('scanner-tcp agent RSS (max)', 'MB', scanner!.rssMb);
+      ctx.record('file-drop agent RSS (max), same run', 'MB', fileDrop!.rssMb);
       ctx.record('scanner-tcp agent CPU over the run (100 = one core)', '%', scanner!.agentCpu);
       ctx.record('scanner-tcp relay CPU over the run (100 = one core)', '%', scanner!.relayCpu);
     }
@@ -101,6 +102,7 @@ async function measureScanner(ctx: ScenarioContext, dir: string, streams: Buffer
     const rand = prng(42);
     const t0 = Date.now();
     await Promise.all(sockets.map((s, c) => writeSplit(s, streams[c]!, rand, 8_192, 0)));
+    ctx.log(`all scans handed to the sockets after ${Date.now() - t0} ms`);
     await waitFor(
       `relay to store ${scans} scans`,
       async () => {
