@@ -2,11 +2,11 @@
  * The GS1 application identifier table: the one place that says what each AI is. gs1.ts reads it
  * and knows no AI by number.
  *
- * Source: GS1 General Specifications section 3 (the AI definitions) and figure 7.8.5-2 (predefined
- * lengths), cross-checked against GS1's public Barcode Syntax Dictionary. Each row is written as
- * the specification writes the format: `N` numeric, `X` CSET 82, `Y` CSET 39, `Z` CSET 64;
- * `N6` exactly 6, `X..20` 1 to 20, `[..]` an optional last component. Association rules between
- * AIs (`req`/`ex`: e.g. 02 needs 37) are not checked: one scan may be half of what a label carries.
+ * Source: GS1 General Specifications section 3 (the AI definitions) and section 7.8 (the figure
+ * of predefined lengths, 7.8.4-2 in Release 18), cross-checked against GS1's public Barcode Syntax
+ * Dictionary. Each row is written as the specification writes the format: `N` numeric, `X` CSET
+ * 82, `Y` CSET 39, `Z` CSET 64; `N6` exactly 6, `X..20` 1 to 20, `[..]` an optional last
+ * component. Association rules between AIs (`req`/`ex`: e.g. 02 needs 37) are not checked: one scan may be half of what a label carries.
  */
 
 /** Character sets: numeric, CSET 82 (the GS1 AI encodable set), CSET 39, CSET 64 (file-safe base64). */
@@ -55,9 +55,10 @@ export interface AiDef {
 }
 
 /**
- * General Specifications figure 7.8.5-2: element strings whose AI starts with these two digits have
- * a predefined total length (AI + data) and are never followed by FNC1. The list is frozen by the
- * specification so that old scanners keep reading new AIs; it is not derived from the AI rows.
+ * General Specifications 7.8 (figure 7.8.4-2 in Release 18): element strings whose AI starts with
+ * these two digits have a predefined total length (AI + data) and are never followed by FNC1. The
+ * list is frozen by the specification so that old scanners keep reading new AIs; it is not
+ * derived from the AI rows (build() checks the rows against it).
  * 03, 04, 14, 18, 19 are reserved (no AI assigned yet) but already predefined.
  */
 export const PREDEFINED_LENGTH: Readonly<Record<string, number>> = {
@@ -251,7 +252,7 @@ const ROWS: readonly Row[] = [
   ['7021', 'FUNC STAT', 'X..20'],
   ['7022', 'REV STAT', 'X..20'],
   ['7023', 'GIAI - ASSEMBLY', 'X..30'],
-  ['7030-7039', 'PROCESSOR # n', 'N3 X..27'],
+  ...Array.from({ length: 10 }, (_, i): Row => [`703${i}`, `PROCESSOR # ${i}`, 'N3 X..27']),
   ['7040', 'UIC+EXT', 'N1 X3'],
   ['710', 'NHRN PZN', 'X..20'],
   ['711', 'NHRN CIP', 'X..20'],
@@ -259,7 +260,7 @@ const ROWS: readonly Row[] = [
   ['713', 'NHRN DRN', 'X..20'],
   ['714', 'NHRN AIM', 'X..20'],
   ['715', 'NHRN NDC', 'X..20'],
-  ['7230-7239', 'CERT # n', 'X2 X..28'],
+  ...Array.from({ length: 10 }, (_, i): Row => [`723${i}`, `CERT # ${i + 1}`, 'X2 X..28']),
   ['7240', 'PROTOCOL', 'X..20'],
   ['7241', 'AIDC MEDIA TYPE', 'N2'],
   ['7242', 'VCN', 'X..25'],
@@ -331,7 +332,7 @@ function build(): Map<string, AiDef> {
       }
       map.set(ai, {
         ai,
-        title: title.replace('# n', `# ${ai.slice(-1)}`),
+        title,
         format,
         parts,
         minLength,

@@ -132,6 +132,10 @@ class Reader {
     this.out.reasons.push(reason);
   }
 
+  /**
+   * GS is how a reader transmits FNC1 used as a separator. (GS1 QR Code encodes that FNC1 as `%`
+   * inside the symbol, but the reader still transmits GS; a `%` that arrives is data, CSET 82.)
+   */
   private isSep(c: number): boolean {
     return c === GS || c === this.repl;
   }
