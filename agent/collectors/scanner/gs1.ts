@@ -232,7 +232,7 @@ class Reader {
     const el: Gs1Element = { ai: gtin.ai, title: gtin.title, value, valid: true };
     if (modifier === 51) {
       out.addOn = text.slice(gtinLen);
-      if (n !== gtinLen + 2 && n !== gtinLen + 5) this.fail(`add-on: expected 2 or 5 digits after the ${kind}, got "${clip(out.addOn)}"`);
+      if ((n !== gtinLen + 2 && n !== gtinLen + 5) || !allDigits(text, gtinLen, n)) this.fail(`add-on: expected 2 or 5 digits after the ${kind}, got "${clip(out.addOn)}"`);
     } else if (n !== gtinLen) {
       this.fail(`${kind}: expected ${gtinLen} digits, got ${n}`);
     }

@@ -102,6 +102,7 @@ describe('GS1 test vectors', () => {
     expectValid(withAddOn);
     expect(withAddOn.addOn).toBe('12345');
     expect(ais(withAddOn)).toEqual([['01', '2112233789657', '02112233789657']]);
+    expect(parse(']E32112233789657AB').reasons).toEqual(['add-on: expected 2 or 5 digits after the EAN-13, got "AB"']);
     const addOnAlone = parse(']E205');
     expect(addOnAlone).toMatchObject({ gs1: false, addOn: '05', valid: false });
     expect(parse(']E112')).toMatchObject({ gs1: false, addOn: '12', valid: true });
