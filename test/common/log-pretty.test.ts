@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prettyLine } from '../../common/log-pretty.js';
 import { createLogger, logFormat } from '../../common/logger.js';
-import { findBinary } from '../helpers/requirements.js';
+import { requireBinary } from '../helpers/requirements.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -80,7 +80,7 @@ describe('cloud-relay run: what its log looks like where it runs', () => {
   }, 60_000);
 
   // util-linux `script` gives the relay a pseudo-terminal, as a person's shell does.
-  it.runIf(findBinary('script'))('on a terminal: readable, coloured lines without being asked; ERP_EDGE_LOG_FORMAT=json still gives JSON', async () => {
+  it.runIf(requireBinary('script', 'sudo apt-get install -y bsdutils (util-linux script)'))('on a terminal: readable, coloured lines without being asked; ERP_EDGE_LOG_FORMAT=json still gives JSON', async () => {
     const line = (env: string) => `${env} exec '${process.execPath}' '${relay[0]}' run --config '${config}'`;
     const tty = await startedOutput('script', ['-qec', line(''), '/dev/null']);
     expect(tty).toMatch(/^\d\d:\d\d:\d\d\.\d{3} \x1b\[32mINFO \x1b\[0m cloud-relay\/relay: relay started /m);
