@@ -75,6 +75,8 @@ export class Relay {
         ...(opts.clock ? { clock: opts.clock } : {}),
       });
       const metrics = new RelayMetrics();
+      // What the store holds, so that a restart does not read as an empty relay.
+      metrics.seed(store.streamTotals());
       const fleet = new FleetRegistry({
         store,
         metrics,

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { prettyDestination } from './log-pretty.js';
 
 export type { Logger };
 
@@ -14,6 +15,27 @@ export interface LoggerOptions {
   level?: string;
   name?: string;
   destination?: DestinationStream;
+  /** Default: JSON to a given destination; to stdout, as `logFormat()` decides. */
+  format?: LogFormat;
+}
+
+export type LogFormat = 'json' | 'pretty';
+
+let warnedFormat = false;
+
+/**
+ * How logs are written to stdout: `ERP_EDGE_LOG_FORMAT=json|pretty` forces one; otherwise readable
+ * lines on a terminal and JSON lines when stdout is a pipe, a file or a service manager's journal
+ * (systemd, nssm), where a machine reads them.
+ */
+export function logFormat(env: NodeJS.ProcessEnv = process.env, isTTY = process.stdout.isTTY === true): LogFormat {
+  const forced = env.ERP_EDGE_LOG_FORMAT?.trim().toLowerCase();
+  if (forced === 'json' || forced === 'pretty') return forced;
+  if (forced && !warnedFormat) {
+    warnedFormat = true;
+    process.stderr.write(`ERP_EDGE_LOG_FORMAT=${JSON.stringify(env.ERP_EDGE_LOG_FORMAT)} is neither json nor pretty: ignored\n`);
+  }
+  return isTTY ? 'pretty' : 'json';
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -24,6 +46,12 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     base: { pid: process.pid },
     redact: { paths: redactPaths, censor: '[redacted]' },
   };
+  const format = opts.format ?? (opts.destination ? 'json' : logFormat());
+  if (format === 'pretty') {
+    const out = opts.destination ?? process.stdout;
+    const color = !opts.destination && process.stdout.isTTY === true && !process.env.NO_COLOR;
+    return pino(options, prettyDestination(out, { color }));
+  }
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
 
