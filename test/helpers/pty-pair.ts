@@ -81,12 +81,13 @@ export class PtyPair {
   async close(): Promise<void> {
     const child = this.socat;
     if (!child) return;
-    const w = this.writer;
-    this.writer = undefined;
-    await w?.close();
     const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit');
     child.kill('SIGTERM');
     await exited;
     this.socat = undefined;
+    // After socat: a write blocked on a full pty fails now instead of holding the close.
+    const w = this.writer;
+    this.writer = undefined;
+    await w?.close();
   }
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
+import { topicLevel } from '../../../common/wire-v1.js';
 
 /**
  * Scanner configs (scanner-tcp, scanner-serial, scanner-ws). No driver imports here: `validate`
@@ -63,3 +64,33 @@ export const streamFields = {
 /** A device id as it appears in record ids (`<source>/<device>/…`): no `/`; `:` for IPv6 addresses. */
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 export const deviceId = z.string().regex(DEVICE_ID, 'a device id is 1 to 64 letters, digits, "_", ".", ":" or "-"');
+
+/**
+ * scanner-serial: a scanner on a serial port (RS-232 or a USB adapter). The line settings must
+ * match the scanner's; the defaults are the common 9600 8N1 without flow control.
+ */
+export const scannerSerialSchema = z
+  .strictObject({
+    type: z.literal('scanner-serial'),
+    name: topicLevel,
+    stream: topicLevel.optional(),
+    /** `/dev/ttyUSB0`, `/dev/serial/by-id/…` (stable across replugging), `COM3`. */
+    path: z.string().min(1),
+    baud_rate: z.number().int().positive().default(9_600),
+    data_bits: z.literal([5, 6, 7, 8]).default(8),
+    stop_bits: z.literal([1, 1.5, 2]).default(1),
+    parity: z.enum(['none', 'even', 'odd', 'mark', 'space']).default('none'),
+    /** Hardware flow control: while reading is paused (outbox full) the scanner is told to hold its data. */
+    rts_cts: z.boolean().default(false),
+    /** The scans' device id (default: the collector's name); a `device_prefix` in a scan overrides it. */
+    device: deviceId.optional(),
+    /** First wait before opening the port again after it went away or could not be opened; doubles per failure. */
+    reopen_delay: durationMs.default(1_000),
+    /** The longest wait between attempts to open the port. */
+    reopen_max_delay: durationMs.default(30_000),
+    ...streamFields,
+    ...scanFields,
+  })
+  .refine((c) => c.reopen_max_delay >= c.reopen_delay, { message: 'reopen_max_delay must not be less than reopen_delay', path: ['reopen_max_delay'] });
+
+export type ScannerSerialConfig = z.output<typeof scannerSerialSchema>;
