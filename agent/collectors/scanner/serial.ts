@@ -44,6 +44,8 @@ export class SerialScanner implements Collector {
   /** Failed opens since the port was last open: the back-off grows with it. */
   private failures = 0;
   private retry: NodeJS.Timeout | undefined;
+  /** An open in progress: stop() waits for it, so no port is left open behind a stopped instance. */
+  private opening: Promise<void> | undefined;
   private stopping = false;
   /** Appends still in flight (their scans were read): stop() waits for them. */
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -92,13 +94,14 @@ export class SerialScanner implements Collector {
     this.SerialPortCtor ??= (await import('serialport')).SerialPort;
     this.stopping = false;
     this.log.info({ baud_rate: this.cfg.baud_rate, device: this.device }, 'serial scanner started');
-    await this.open();
+    await this.tryOpen();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
+    await this.opening;
     const port = this.port;
     this.port = undefined;
     if (port) await closePort(port);
@@ -128,29 +131,39 @@ export class SerialScanner implements Collector {
   }
 
   /** Tries to open the port once; on failure schedules the next try. Never rejects. */
-  private open(): Promise<void> {
-    const Ctor = this.SerialPortCtor!;
-    const port = new Ctor({
-      path: this.cfg.path,
-      baudRate: this.cfg.baud_rate,
-      dataBits: this.cfg.data_bits,
-      stopBits: this.cfg.stop_bits,
-      parity: this.cfg.parity,
-      rtscts: this.cfg.rts_cts,
-      autoOpen: false,
+  private tryOpen(): Promise<void> {
+    const p = this.open().finally(() => {
+      if (this.opening === p) this.opening = undefined;
     });
-    return new Promise<void>((resolve) => {
-      port.open((err) => {
-        if (this.stopping) {
-          if (!err) void closePort(port);
-        } else if (err) this.openFailed(err);
-        else this.opened_(port);
-        resolve();
-      });
-    });
+    this.opening = p;
+    return p;
   }
 
-  private opened_(port: SerialPort): void {
+  private async open(): Promise<void> {
+    const Ctor = this.SerialPortCtor!;
+    let port: SerialPort;
+    try {
+      port = new Ctor({
+        path: this.cfg.path,
+        baudRate: this.cfg.baud_rate,
+        dataBits: this.cfg.data_bits,
+        stopBits: this.cfg.stop_bits,
+        parity: this.cfg.parity,
+        rtscts: this.cfg.rts_cts,
+        autoOpen: false,
+      });
+    } catch (err) {
+      this.openFailed(err as Error);
+      return;
+    }
+    const err = await new Promise<Error | null>((resolve) => port.open(resolve));
+    if (this.stopping) {
+      if (!err) await closePort(port);
+    } else if (err) this.openFailed(err);
+    else this.onOpened(port);
+  }
+
+  private onOpened(port: SerialPort): void {
     this.port = port;
     this.counters.port_open = true;
     if (this.opened) this.counters.reopens++;
@@ -190,7 +203,9 @@ export class SerialScanner implements Collector {
     this.counters.disconnects++;
     this.discardPartial('port closed');
     const delay = this.backoff();
-    this.log.warn({ err: err ? { message: err.message } : undefined, retry_ms: delay }, 'serial port went away; reopening');
+    // A flapping adapter must not flood the log: one line per interval, with the count.
+    const t = this.throttle.take('gone');
+    if (t) this.log.warn({ err: err ? { message: err.message } : undefined, disconnects: t.count, retry_ms: delay }, 'serial port went away; reopening');
     this.scheduleOpen(delay);
   }
 
@@ -198,7 +213,7 @@ export class SerialScanner implements Collector {
     if (this.stopping) return;
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      void this.open();
+      void this.tryOpen();
     }, delay);
   }
 
