@@ -70,6 +70,7 @@ export class SerialScanner implements Collector {
     paused: false,
   };
   private opened = false;
+  private failed = false;
 
   constructor(
     private readonly cfg: ScannerSerialConfig,
@@ -254,7 +255,10 @@ export class SerialScanner implements Collector {
       if (t) this.log.warn({ count: t.count }, 'scans read while stopping were not stored');
       return;
     }
-    // The outbox itself failed (disk, database): the supervisor restarts the collector.
+    // The outbox itself failed (disk, database): the supervisor restarts the collector, once for
+    // the whole batch whose scans all carry this error.
+    if (this.failed) return;
+    this.failed = true;
     this.ctx.fail(err);
   }
 

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -155,6 +156,28 @@ describe.skipIf(!socat)('scanner-serial over a socat pty pair', () => {
     await p.write('FIRST\r');
     const got = await waitScans(outbox, 1);
     expect(got.map((r) => [r.data.barcode, r.data.seq])).toEqual([['FIRST', 1]]);
+  });
+
+  it('an outbox that cannot store (disk fault) fails the collector once, for the supervisor to restart it', async () => {
+    const outbox = files.open();
+    const p = pair();
+    await p.open();
+    const { c, host } = start(outbox, p.port);
+    await c.start();
+    // Fault injection from a second connection: storing the device's sequence fails.
+    const db = new Database(files.dbPath());
+    db.exec("CREATE TRIGGER no_checkpoints BEFORE INSERT ON checkpoints BEGIN SELECT RAISE(ABORT, 'injected disk fault'); END");
+    try {
+      await p.write('F1\rF2\rF3\r');
+      await waitFor('the failure reported', () => host.failures.length > 0, 15_000);
+      await c.stop();
+      expect(host.failures).toHaveLength(1);
+      expect(String((host.failures[0] as Error).message)).toMatch(/injected disk fault/);
+      expect(counters(c).lost).toBe(3);
+      expect(scans(outbox)).toEqual([]);
+    } finally {
+      db.close();
+    }
   });
 
   it('continues the per-device sequence across a collector restart', async () => {
