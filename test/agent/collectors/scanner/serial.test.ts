@@ -111,6 +111,24 @@ describe.skipIf(!socat)('scanner-serial over a socat pty pair', () => {
     ]);
   });
 
+  it('a frame over max_length is discarded and counted; a multiplexer\'s device prefix names each scan\'s device', async () => {
+    const outbox = files.open();
+    const p = pair();
+    await p.open();
+    const { c, host } = start(outbox, p.port, { framing: { max_length: 32 }, device_prefix: { separator: '|' } });
+    await c.start();
+    await p.write(`G1|A-1\r${'x'.repeat(5_000)}\rG2|B-1\rplain\rG1|A-2\r`);
+    const got = await waitScans(outbox, 4);
+    expect(got.map((r) => [r.data.device, r.data.seq, r.data.barcode])).toEqual([
+      ['G1', 1, 'A-1'],
+      ['G2', 1, 'B-1'],
+      ['dock-3', 1, 'plain'],
+      ['G1', 2, 'A-2'],
+    ]);
+    expect(counters(c)).toMatchObject({ oversize: 1, devices: 3 });
+    expect(host.failures).toEqual([]);
+  });
+
   it('pty closed and re-created at the same path (USB unplugged and back): capture resumes, seqs continue, nothing framed is lost', async () => {
     const outbox = files.open();
     const p = pair();
