@@ -75,8 +75,7 @@ describe.skipIf(!hasMosquitto || !socat)('scanner-serial end to end: pty → age
     name: dock-3
     path: ${pty.port}
     device: gun-1
-    reopen_delay: 50ms
-    reopen_max_delay: 500ms
+    reconnect: { initial: 50ms, max: 500ms }
 `;
     writeFileSync(cfgPath, agentYaml({ site: SITE, agent: AGENT, url: mosquitto.url, inbox: join(dir, 'unused'), dataDir: join(dir, 'agent-data'), collectors: collector }));
     agent = new CliProcess('edge-agent', cfgPath, join(dir, 'agent.log'));

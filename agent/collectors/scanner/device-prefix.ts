@@ -15,7 +15,8 @@ export class DevicePrefix {
   split(frame: Buffer): { device: string; raw: Buffer } | undefined {
     // A device id is at most 64 bytes: look no further than that for the separator.
     const at = frame.subarray(0, 64 + this.sep.length).indexOf(this.sep);
-    if (at <= 0) return undefined;
+    // `DEV01|` alone is not a scan of DEV01 with no code: it stays whole, as read.
+    if (at <= 0 || at + this.sep.length >= frame.length) return undefined;
     const device = frame.toString('latin1', 0, at);
     if (!DEVICE_ID.test(device)) return undefined;
     return { device, raw: frame.subarray(at + this.sep.length) };

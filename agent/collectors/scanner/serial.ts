@@ -2,6 +2,7 @@ import type { SerialPort } from 'serialport';
 import { LogThrottle } from '../../../common/log-throttle.js';
 import type { Logger } from '../../../common/logger.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
+import { Backoff } from './backoff.js';
 import { DevicePrefix } from './device-prefix.js';
 import { Framer, type FrameEvent } from './framing.js';
 import { ScanBook } from './scan.js';
@@ -14,7 +15,7 @@ import type { ScannerSerialConfig } from './schema.js';
  * appended in arrival order (ScanQueue).
  *
  * A port that is not there (adapter unplugged, not yet enumerated at boot) is not a failure of the
- * collector: it keeps trying to open it with capped, jittered back-off and shows why in its stats
+ * collector: it keeps trying to open it with capped, jittered back-off (`reconnect`) and shows why in its stats
  * (`port_open`, `last_open_error`); the scans resume when the port comes back. Restarting the
  * collector would not bring the port back sooner and would hide the state behind `error`.
  *
@@ -41,8 +42,8 @@ export class SerialScanner implements Collector {
   private readonly throttle = new LogThrottle(60_000);
   private SerialPortCtor: SerialPortClass | undefined;
   private port: SerialPort | undefined;
-  /** Failed opens since the port was last open: the back-off grows with it. */
-  private failures = 0;
+  /** Grows with failed opens since the port was last open. */
+  private readonly backoff: Backoff;
   private retry: NodeJS.Timeout | undefined;
   /** An open in progress: stop() waits for it, so no port is left open behind a stopped instance. */
   private opening: Promise<void> | undefined;
@@ -80,6 +81,7 @@ export class SerialScanner implements Collector {
     this.device = cfg.device ?? ctx.name;
     this.framer = new Framer(cfg.framing);
     this.prefix = cfg.device_prefix ? new DevicePrefix(cfg.device_prefix) : undefined;
+    this.backoff = new Backoff(cfg.reconnect);
     this.book = new ScanBook(ctx.writer, { gs1: { gsReplacement: cfg.gs1.gs_replacement, assumeGs1: cfg.gs1.assume }, repeatWindowMs: cfg.repeat_window });
     // `wait`: a serial line has no way to say "later"; what was read waits for room, and reading
     // stops meanwhile (pause), so the device's output backs up in the OS buffer and, with
@@ -169,7 +171,7 @@ export class SerialScanner implements Collector {
     this.counters.port_open = true;
     if (this.opened) this.counters.reopens++;
     this.opened = true;
-    this.failures = 0;
+    this.backoff.reset();
     this.throttle.reset('open');
     this.log.info({ reopens: this.counters.reopens }, 'serial port open');
     // Still paused by back-pressure from before the port went away: stay paused.
@@ -189,8 +191,7 @@ export class SerialScanner implements Collector {
   private openFailed(err: Error): void {
     this.counters.open_failures++;
     this.counters.last_open_error = err.message;
-    this.failures++;
-    const delay = this.backoff();
+    const delay = this.backoff.next();
     const t = this.throttle.take('open');
     if (t) this.log.warn({ err: { message: err.message }, failed_opens: t.count, retry_ms: delay }, 'serial port cannot be opened; retrying');
     this.scheduleOpen(delay);
@@ -203,7 +204,7 @@ export class SerialScanner implements Collector {
     this.counters.port_open = false;
     this.counters.disconnects++;
     this.discardPartial('port closed');
-    const delay = this.backoff();
+    const delay = this.backoff.next();
     // A flapping adapter must not flood the log: one line per interval, with the count.
     const t = this.throttle.take('gone');
     if (t) this.log.warn({ err: err ? { message: err.message } : undefined, disconnects: t.count, retry_ms: delay }, 'serial port went away; reopening');
@@ -216,12 +217,6 @@ export class SerialScanner implements Collector {
       this.retry = undefined;
       void this.tryOpen();
     }, delay);
-  }
-
-  /** `reopen_delay` doubling per failed open up to `reopen_max_delay`, with ±20 % jitter (many agents after one power cut). */
-  private backoff(): number {
-    const base = Math.min(this.cfg.reopen_max_delay, this.cfg.reopen_delay * 2 ** Math.max(0, this.failures - 1));
-    return Math.round(base * (0.8 + Math.random() * 0.4));
   }
 
   private onData(chunk: Buffer): void {

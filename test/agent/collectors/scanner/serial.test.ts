@@ -48,7 +48,7 @@ function pair(): PtyPair {
 
 /** Fast reopening: these tests unplug and replug within moments. */
 function start(outbox: Outbox, path: string, cfg: Record<string, unknown> = {}): { c: SerialScanner; host: TestHost } {
-  const parsed = scannerSerialSchema.parse({ type: 'scanner-serial', name: 'dock-3', path, reopen_delay: '20ms', reopen_max_delay: '200ms', ...cfg });
+  const parsed = scannerSerialSchema.parse({ type: 'scanner-serial', name: 'dock-3', path, reconnect: { initial: '20ms', max: '200ms' }, ...cfg });
   const host = testHost(outbox, parsed, files.dir);
   const c = create(parsed, host.ctx);
   expect(c).toBeInstanceOf(SerialScanner);
@@ -286,6 +286,7 @@ describe('scanner-serial config', () => {
     expect(loadError('  - type: scanner-serial\n    name: dock-3\n    path: COM3\n    stop_bits: 3\n')).toMatch(/collectors\[0\]\.stop_bits/);
     expect(loadError('  - type: scanner-serial\n    name: dock-3\n')).toMatch(/collectors\[0\]\.path/);
     expect(loadError('  - type: scanner-serial\n    name: dock-3\n    path: COM3\n    device: a/b\n')).toMatch(/collectors\[0\]\.device/);
+    expect(loadError('  - type: scanner-serial\n    name: dock-3\n    path: COM3\n    reconnect: {initial: 1m, max: 1s}\n')).toMatch(/collectors\[0\]\.reconnect/);
   });
 
   it('validate accepts the config while serialport cannot be loaded (the native binding loads at start only)', () => {
