@@ -221,8 +221,8 @@ describe.skipIf(!socat)('scanner-serial over a socat pty pair', () => {
     await p.open();
     const { c, host } = start(outbox, p.port);
     await c.start();
-    // More than the queue's high-water mark (2 000 scans) and than the port's 64 KiB read buffer.
-    const n = 12_000;
+    // More than the queue's high-water mark (2 000 scans), the port's 64 KiB read buffer and the ptys' and socat's buffers together.
+    const n = 30_000;
     const codes = Array.from({ length: n }, (_, i) => `SKU-${String(i).padStart(8, '0')}`);
     const body = codes.map((s) => `${s}\r`).join('');
     const writing = p.write(body);
