@@ -84,8 +84,11 @@ export class ScanQueue extends EventEmitter {
   }
 
   private async append(batch: Pending[]): Promise<void> {
-    const stamped = this.opts.book.stamp(batch.map((p) => p.scan));
+    let stamped: ReturnType<ScanBook['stamp']>;
     try {
+      // Inside the try: stamping reads the outbox's checkpoints, and a closed outbox must reject
+      // these scans' promises, not escape as an unhandled rejection of the flush.
+      stamped = this.opts.book.stamp(batch.map((p) => p.scan));
       // A record the wire would refuse (a device id too long for an id) is kept in the dead-letter
       // table with its reason: a scan that was read is never lost.
       await this.opts.writer.append(stamped.records, stamped.checkpoints, { invalid: 'dead_letter', whenFull: this.opts.whenFull });
