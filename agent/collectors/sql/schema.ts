@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
-import { queryProblem } from './query-text.js';
-import { checkTimeZone } from './time-zone.js';
+import { queryProblem } from '../../databases/query-text.js';
+import { checkTimeZone } from '../../databases/time-zone.js';
 
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.

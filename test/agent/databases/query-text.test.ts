@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindLast, queryProblem } from '../../../../agent/collectors/sql/query-text.js';
+import { bindLast, queryProblem } from '../../../agent/databases/query-text.js';
 
 describe('mode query: the statement text', () => {
   const pg = (sql: string) => bindLast(sql, () => '$1');

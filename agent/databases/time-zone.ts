@@ -1,4 +1,4 @@
-import { ErpEdgeError } from '../../../common/errors.js';
+import { ErpEdgeError } from '../../common/errors.js';
 
 /**
  * Zone-less date-times (SQL Server datetime/datetime2, PostgreSQL timestamp, MySQL DATETIME) are the
