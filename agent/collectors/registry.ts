@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineKind, type CollectorKind } from '../host/collector.js';
 import { fileDropOverlap } from './file-drop/overlap.js';
 import { fileDropSchema } from './file-drop/schema.js';
+import { scheduleSchema } from './schedule/schema.js';
 import { sqlSchema } from './sql/schema.js';
 import { syntheticSchema } from './synthetic/schema.js';
 
@@ -12,6 +13,7 @@ import { syntheticSchema } from './synthetic/schema.js';
  */
 export const collectorKinds = [
   defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js'), overlap: fileDropOverlap }),
+  defineKind({ type: 'schedule', schema: scheduleSchema, load: () => import('./schedule/schedule.js') }),
   defineKind({ type: 'sql', schema: sqlSchema, load: () => import('./sql/sql.js') }),
   defineKind({ type: 'synthetic', schema: syntheticSchema, load: () => import('./synthetic/synthetic.js') }),
 ] as const;
