@@ -293,3 +293,56 @@ describe('schedule: outcomes', () => {
     expect(String(c.stats().counters!['gone.last_error'])).toMatch(/^ENOENT/);
   });
 });
+
+describe('schedule: a run cut short (crash mid-run)', () => {
+  /**
+   * A run of 2 500 rows takes three appends (RUN_CHUNK 1 000); the "crash" is an instance whose
+   * second append never returns and that is abandoned, never stopped, as a killed process is.
+   */
+  async function cutShort(catchUp: boolean) {
+    vi.useFakeTimers(CLOCK);
+    vi.setSystemTime(new Date('2026-02-01T01:59:30.000Z'));
+    const outbox = files.open();
+    const rows = Array.from({ length: 2_500 }, (_, i) => ({ n: i + 1 }));
+    const source: JobSource = { read: async () => ({ columns: ['n'], schema: 'x', rows }), close: async () => undefined };
+    const cfg = config([{ name: 'nightly', cron: '0 2 * * *', catch_up: catchUp, file: { path: 'unused.csv' } }]);
+    const host = testHost(outbox, cfg, files.dir);
+    let appends = 0;
+    const writer = { ...host.ctx.writer, append: (...a: Parameters<typeof host.ctx.writer.append>) => (++appends === 2 ? new Promise<never>(() => undefined) : host.ctx.writer.append(...a)) };
+    const crashed = create(cfg, { ...host.ctx, writer }, { source: () => source });
+    await crashed.start();
+    await vi.advanceTimersByTimeAsync(30_000);
+    await vi.waitFor(() => expect(appends).toBe(2));
+    host.abort.abort(); // the process is gone: its timer fires no more
+
+    const cut = records(outbox);
+    expect(cut.map((r) => r.data.op ?? 'row').filter((op) => op !== 'row')).toEqual(['snapshot_start']);
+    expect(cut).toHaveLength(1_000);
+
+    vi.setSystemTime(new Date('2026-02-01T03:00:00.000Z'));
+    const { c } = await startCollector(cfg, outbox, { source: () => source });
+    await c.jobs[0]!.idle();
+    return { outbox, c, cut };
+  }
+
+  it('catch_up: true runs the cut slot again at start as attempt 2, a snapshot of its own; the cut one stays without its end', async () => {
+    const { outbox, c } = await cutShort(true);
+    const recs = records(outbox);
+    const markers = recs.filter((r) => r.data.op).map((r) => `${r.data.op} ${r.data.run}`);
+    expect(markers).toEqual([
+      'snapshot_start nightly@2026-02-01T02:00:00Z',
+      'snapshot_start nightly@2026-02-01T02:00:00Z#2',
+      'snapshot_end nightly@2026-02-01T02:00:00Z#2',
+    ]);
+    const second = recs.filter((r) => r.correlation_id === 'nightly@2026-02-01T02:00:00Z#2' && !r.data.op);
+    expect(second.map((r) => r.data.row)).toEqual(Array.from({ length: 2_500 }, (_, i) => i + 1));
+    expect(new Set(recs.map((r) => r.id)).size).toBe(recs.length); // no id of the cut run is reused
+    expect(c.stats().counters).toMatchObject({ 'nightly.catch_up_runs': 1, 'nightly.last_run_id': 'nightly@2026-02-01T02:00:00Z#2' });
+  });
+
+  it('catch_up: false does not run it again: the next fire time runs', async () => {
+    const { outbox, c } = await cutShort(false);
+    expect(records(outbox)).toHaveLength(1_000);
+    expect(c.stats().counters).toMatchObject({ 'nightly.runs': 0, 'nightly.next_run': '2026-02-02T02:00:00.000Z' });
+  });
+});
