@@ -1,7 +1,6 @@
 import mysql from 'mysql2/promise';
 import { bindLast, withoutClosingSemicolon } from '../query-text.js';
-import { queryResult, tooManyRows, type QueryResult } from '../dialect.js';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { pageRows, queryResult, tooManyRows, type QueryResult, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
