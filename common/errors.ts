@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'
   | 'ERP_COLLECTOR_UNKNOWN'
-  | 'ERP_BENCH_UNAVAILABLE';
+  | 'ERP_BENCH_UNAVAILABLE'
+  | 'ERP_QUERY_TOO_MANY_ROWS';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import sql from 'mssql';
 import { describe, expect, it } from 'vitest';
-import { mssqlType, streamPages, type StreamingRequest } from '../../../../../agent/collectors/sql/dialects/mssql.js';
-import { cdcBounds, cdcPoll, changeTrackingPoll, changeTrackingVersions, rowversionPoll, snapshotChunk, type MssqlColumn } from '../../../../../agent/collectors/sql/dialects/mssql-statements.js';
-import { columnsStatement, primaryKeyStatement } from '../../../../../agent/collectors/sql/dialects/mssql-metadata.js';
+import { mssqlType, streamPages, type StreamingRequest } from '../../../../agent/databases/dialects/mssql.js';
+import { cdcBounds, cdcPoll, changeTrackingPoll, changeTrackingVersions, rowversionPoll, snapshotChunk, type MssqlColumn } from '../../../../agent/databases/dialects/mssql-statements.js';
+import { columnsStatement, primaryKeyStatement } from '../../../../agent/databases/dialects/mssql-metadata.js';
 
 /** binary(n) takes a length at run time; @types/mssql declares none. */
 const binary = (n: number) => (sql.Binary as unknown as (length: number) => sql.ISqlType)(n);

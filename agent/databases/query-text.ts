@@ -77,6 +77,24 @@ export function queryProblem(sql: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Refuses a statement a scheduled snapshot cannot run (SqlSource.runQuery): one SELECT (or WITH …
+ * SELECT), read-only by its form; PostgreSQL reads it through a cursor (DECLARE … CURSOR FOR it).
+ * Returns the reason, or undefined when it is fine.
+ */
+export function snapshotQueryProblem(sql: string): string | undefined {
+  if (!/^(select|with)\b/i.test(stripLeading(sql))) return 'must be a SELECT (or WITH … SELECT); put a stored procedure\'s result behind a view or a table-valued function';
+  if (/;\s*\S/.test(stripQuoted(sql))) return 'must be one statement (a ; is followed by more text)';
+  return undefined;
+}
+
+/** The statement without a closing `;` (and the blanks around it): a cursor or a derived table cannot end in one. */
+export function withoutClosingSemicolon(sql: string): string {
+  const stripped = stripQuoted(sql);
+  const m = /;\s*$/.exec(stripped);
+  return (m ? sql.slice(0, m.index) : sql).trimEnd();
+}
+
 function stripLeading(sql: string): string {
   let i = 0;
   for (;;) {

@@ -30,9 +30,9 @@ import {
   SNAPSHOT_TRANSACTION,
   type MssqlColumn,
   type MssqlTable,
-} from '../../../../../agent/collectors/sql/dialects/mssql-statements.js';
-import { isErpEdgeError } from '../../../../../common/errors.js';
-import { MAX_ID_LENGTH } from '../../../../../common/wire-v2.js';
+} from '../../../../agent/databases/dialects/mssql-statements.js';
+import { isErpEdgeError } from '../../../../common/errors.js';
+import { MAX_ID_LENGTH } from '../../../../common/wire-v2.js';
 
 const orders: MssqlTable = {
   name: 'dbo.Orders',

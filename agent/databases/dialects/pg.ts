@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { bindLast } from '../query-text.js';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { bindLast, withoutClosingSemicolon } from '../query-text.js';
+import { pageRows, queryResult, tooManyRows, type QueryResult, quoteName, splitTableName, VERSION_ALIAS as V, type ColumnInfo, type ConnectOptions, type IncrementalPage, type LogicalInfo, type LogicalRequest, type LogicalTableInfo, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -59,11 +59,49 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     identity: () => identity(pool),
     inspectTable: (table) => inspectTable(pool, table),
     inspectLogical: (req) => inspectLogical(pool, req),
+    runQuery: (sql, maxRows) => runQuery(pool, sql, maxRows, opts.timeZone),
     close: () => pool.end(),
   };
 }
 
 type Queryable = Pick<pg.Pool, 'query'>;
+
+/** Rows a runQuery cursor fetches per round trip. */
+const FETCH_ROWS = 5_000;
+
+/**
+ * SqlSource.runQuery: the statement through a cursor in a (read-only, as every session here)
+ * transaction, fetched page by page, so a result past `maxRows` is stopped after maxRows + 1
+ * rows instead of being read whole into memory (pg's plain query buffers every row).
+ */
+async function runQuery(pool: pg.Pool, sql: string, maxRows: number, timeZone: string | undefined): Promise<QueryResult> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    await client.query(`DECLARE erp_edge_run NO SCROLL CURSOR FOR ${withoutClosingSemicolon(sql)}`);
+    let result: QueryResult | undefined;
+    for (;;) {
+      const want = Math.min(FETCH_ROWS, maxRows + 1 - (result?.rows.length ?? 0));
+      const r = await client.query(`FETCH ${want} FROM erp_edge_run`);
+      const page = queryResult(r.rows, pgColumns(r.fields), timeZone);
+      if (result) for (const row of page.rows) result.rows.push(row);
+      else result = page;
+      if (result.rows.length > maxRows) throw tooManyRows(maxRows);
+      if (r.rows.length < want) break;
+    }
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    // A connection that cannot even roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
 
 /**
  * A result's columns for the schema version: the type OID with its modifier (numeric(12,2),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkTimeZone, localDateTimeToIso } from '../../../../agent/collectors/sql/time-zone.js';
+import { checkTimeZone, localDateTimeToIso } from '../../../agent/databases/time-zone.js';
 
 const code = (fn: () => unknown) => {
   try {

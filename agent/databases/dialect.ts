@@ -1,3 +1,4 @@
+import { ErpEdgeError } from '../../common/errors.js';
 import { schemaVersion } from './schema-version.js';
 import { zonedMicros } from './time-zone.js';
 
@@ -84,6 +85,35 @@ export interface SqlSource {
   inspectTable?(table: string): Promise<TableInfo>;
   /** PostgreSQL: the server settings, role attributes, slot, publication and tables logical decoding needs. */
   inspectLogical?(req: LogicalRequest): Promise<LogicalInfo>;
+  /**
+   * Runs one SELECT (a scheduled snapshot) and returns its whole result, rows in the statement's
+   * order. Past `maxRows` it reads no further and throws tooManyRows (ERP_QUERY_TOO_MANY_ROWS):
+   * the caller holds the result whole, so the bound is its memory. The pg and mysql dialects
+   * have it (optional, as identity: sources that only capture need not).
+   */
+  runQuery?(sql: string, maxRows: number): Promise<QueryResult>;
+}
+
+/** A statement's whole result (SqlSource.runQuery). */
+export interface QueryResult {
+  /** Column names in the result's order. */
+  columns: string[];
+  /** Schema version of the result's columns (schema-version.ts), as pageRows computes it. */
+  schema: string;
+  /** Values as the wire carries them (wireValue; zone-less date-times per ConnectOptions.timeZone). */
+  rows: Record<string, unknown>[];
+}
+
+/** The error of a statement whose result has more than `maxRows` rows. */
+export function tooManyRows(maxRows: number): ErpEdgeError {
+  return new ErpEdgeError('ERP_QUERY_TOO_MANY_ROWS', `the query returned more than max_rows (${maxRows}) rows: nothing of this run was emitted; raise max_rows or narrow the query`, { maxRows });
+}
+
+/** A page read's rows as a QueryResult (the columns come from the driver, so an empty result still names them). */
+export function queryResult(rows: readonly Record<string, unknown>[], columns: readonly PageColumn[], timeZone: string | undefined): QueryResult {
+  const source = pageRows(rows, columns, { timeZone, except: [] });
+  const schema = source[0]?.schema ?? schemaVersion(columns.map((c) => `${c.name}:${c.type}`));
+  return { columns: columns.map((c) => c.name), schema, rows: source.map((r) => r.values) };
 }
 
 export interface ConnectOptions {

@@ -5,7 +5,7 @@ import type { MssqlColumn, Statement } from './dialects/mssql-statements.js';
  * What the SQL Server capture needs from a connection: run a statement built by
  * dialects/mssql-statements.ts, run several in one snapshot-isolation transaction, and read a
  * table's column and key metadata. dialects/mssql.ts implements it with the `mssql` package; the
- * capture engine (mssql-capture.ts) and the checks (mssql-check.ts) see only this, so the tests
+ * sql collector's capture engine (mssql-capture.ts) and checks (mssql-check.ts) see only this, so the tests
  * drive them with a scripted fake (SQL Server cannot run where the tests run).
  */
 

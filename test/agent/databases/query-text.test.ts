@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindLast, queryProblem } from '../../../../agent/collectors/sql/query-text.js';
+import { bindLast, queryProblem, snapshotQueryProblem, withoutClosingSemicolon } from '../../../agent/databases/query-text.js';
 
 describe('mode query: the statement text', () => {
   const pg = (sql: string) => bindLast(sql, () => '$1');
@@ -24,5 +24,21 @@ describe('mode query: the statement text', () => {
     expect(queryProblem('SELECT * FROM v')).toMatch(/does not use :last/);
     expect(queryProblem("SELECT * FROM v WHERE note = ':last'")).toMatch(/does not use :last/);
     expect(queryProblem('SELECT * FROM v WHERE t > :last; DELETE FROM v')).toMatch(/one statement/);
+  });
+});
+
+describe('a scheduled snapshot: the statement text', () => {
+  it('accepts one SELECT or WITH, :last or not; refuses anything else with the reason', () => {
+    expect(snapshotQueryProblem('SELECT sku, qty FROM onhand ORDER BY sku;')).toBeUndefined();
+    expect(snapshotQueryProblem('/* nightly */ WITH o AS (SELECT 1 AS n) SELECT n FROM o')).toBeUndefined();
+    expect(snapshotQueryProblem('EXEC dbo.OnHand')).toMatch(/must be a SELECT/);
+    expect(snapshotQueryProblem("SELECT 'a;b' AS x; DELETE FROM onhand")).toMatch(/one statement/);
+  });
+
+  it('drops a closing ; (a cursor or a derived table cannot end in one), never one inside a string or comment', () => {
+    expect(withoutClosingSemicolon('SELECT 1 ;  \n')).toBe('SELECT 1');
+    expect(withoutClosingSemicolon('SELECT 1; -- done')).toBe('SELECT 1');
+    expect(withoutClosingSemicolon("SELECT ';'")).toBe("SELECT ';'");
+    expect(withoutClosingSemicolon('SELECT 1 -- no;')).toBe('SELECT 1 -- no;');
   });
 });

@@ -1,4 +1,4 @@
-import { ErpEdgeError } from '../../../../common/errors.js';
+import { ErpEdgeError } from '../../../common/errors.js';
 import { quoteIdent, quoteTable, typeSpec, type MssqlColumn, type MssqlTable, type SqlParam, type Statement } from './mssql-statements.js';
 
 /**

@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise';
-import { bindLast } from '../query-text.js';
-import { pageRows, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
+import { bindLast, withoutClosingSemicolon } from '../query-text.js';
+import { pageRows, queryResult, tooManyRows, type QueryResult, quoteName, splitTableName, VERSION_ALIAS as V, type ConnectOptions, type IncrementalPage, type PageColumn, type QueryPage, type SnapshotPage, type SourceIdentity, type SqlSource, type TableInfo } from '../dialect.js';
 
 
 /**
@@ -65,11 +65,80 @@ export async function connect(opts: ConnectOptions): Promise<SqlSource> {
     },
     identity: () => identity(pool),
     inspectTable: (table) => inspectTable(pool, table),
+    runQuery: (sql, maxRows) => runQuery(pool, sql, maxRows, opts.timeZone),
     close: () => pool.end(),
   };
 }
 
 type Queryable = Pick<mysql.Pool, 'query'>;
+
+/** What runQuery uses of mysql2's callback connection under a pooled promise connection: a streaming query. */
+interface StreamingConnection {
+  query(sql: string): {
+    on(event: 'fields', listener: (fields: mysql.FieldPacket[]) => void): unknown;
+    on(event: 'result', listener: (row: Record<string, unknown>) => void): unknown;
+    on(event: 'error', listener: (err: Error) => void): unknown;
+    on(event: 'end', listener: () => void): unknown;
+  };
+}
+
+/** Rows converted (queryResult) at a time while a runQuery result streams in. */
+const STREAM_PAGE = 5_000;
+
+/**
+ * SqlSource.runQuery: the statement streamed row by row (mysql2's query events: the promise API
+ * buffers the whole result), so a result past `maxRows` is stopped at maxRows + 1 rows by
+ * destroying its connection (the server would otherwise keep sending the rest).
+ */
+async function runQuery(pool: mysql.Pool, sql: string, maxRows: number, timeZone: string | undefined): Promise<QueryResult> {
+  const conn = await pool.getConnection();
+  const streaming = conn.connection as unknown as StreamingConnection;
+  return new Promise<QueryResult>((resolve, reject) => {
+    let columns: mysql.FieldPacket[] = [];
+    let page: Record<string, unknown>[] = [];
+    let result: QueryResult | undefined;
+    let count = 0;
+    let settled = false;
+    const flush = () => {
+      const converted = queryResult(page, mysqlColumns(columns), timeZone);
+      page = [];
+      if (result) for (const row of converted.rows) result.rows.push(row);
+      else result = converted;
+    };
+    const q = streaming.query(withoutClosingSemicolon(sql));
+    q.on('fields', (fields) => {
+      columns = fields;
+    });
+    q.on('result', (row) => {
+      if (settled) return;
+      if (++count > maxRows) {
+        settled = true;
+        conn.destroy();
+        reject(tooManyRows(maxRows));
+        return;
+      }
+      page.push(row);
+      if (page.length >= STREAM_PAGE) flush();
+    });
+    q.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      conn.release();
+      reject(err);
+    });
+    q.on('end', () => {
+      if (settled) return;
+      settled = true;
+      conn.release();
+      try {
+        flush();
+        resolve(result!);
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+}
 
 /** MYSQL_TYPE_DATETIME on the wire (a column's columnType). */
 const DATETIME_TYPE = 12;

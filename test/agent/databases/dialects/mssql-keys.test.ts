@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from '../../../../../agent/collectors/sql/dialects/mssql-keys.js';
-import type { MssqlTable } from '../../../../../agent/collectors/sql/dialects/mssql-statements.js';
-import { isErpEdgeError } from '../../../../../common/errors.js';
+import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from '../../../../agent/databases/dialects/mssql-keys.js';
+import type { MssqlTable } from '../../../../agent/databases/dialects/mssql-statements.js';
+import { isErpEdgeError } from '../../../../common/errors.js';
 
 const lines: MssqlTable = {
   name: 'dbo.Order Lines',

@@ -1,5 +1,5 @@
 import sql from 'mssql';
-import { ErpEdgeError } from '../../../../common/errors.js';
+import { ErpEdgeError } from '../../../common/errors.js';
 import type { MssqlConnectOptions, MssqlRows, MssqlRunner, MssqlSession } from '../mssql-runner.js';
 import { columnFromRow, columnsStatement, primaryKeyStatement } from './mssql-metadata.js';
 import type { Statement } from './mssql-statements.js';

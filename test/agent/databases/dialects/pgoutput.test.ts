@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLsn, parseLsn, parseMessage, type RelationMessage } from '../../../../../agent/collectors/sql/dialects/pgoutput.js';
+import { formatLsn, parseLsn, parseMessage, type RelationMessage } from '../../../../agent/databases/dialects/pgoutput.js';
 
 /** Hand-built pgoutput v1 messages. */
 const u8 = (v: number) => Buffer.from([v]);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ErpEdgeError } from '../../../../common/errors.js';
+import { ErpEdgeError } from '../../../common/errors.js';
 import { isoUtc, localDateTimeToIso, pad, parseWall, utcMs, wallFromDate } from '../time-zone.js';
 
 /**

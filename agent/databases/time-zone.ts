@@ -1,4 +1,4 @@
-import { ErpEdgeError } from '../../../common/errors.js';
+import { ErpEdgeError } from '../../common/errors.js';
 
 /**
  * Zone-less date-times (SQL Server datetime/datetime2, PostgreSQL timestamp, MySQL DATETIME) are the
@@ -93,6 +93,13 @@ function zoneOffset(timeZone: string, ms: number): number {
   for (const p of formatter(timeZone).formatToParts(new Date(ms))) if (p.type !== 'literal') parts[p.type] = Number(p.value);
   const wall = utcMs(parts.year!, parts.month!, parts.day!, parts.hour!, parts.minute!, parts.second!);
   return wall - (ms - (((ms % 1000) + 1000) % 1000));
+}
+
+/** The wall clock `timeZone` shows at instant `ms` (whole seconds; month 1–12). */
+export function wallClock(ms: number, timeZone: string): { y: number; mo: number; d: number; h: number; mi: number; s: number } {
+  const p: Record<string, number> = {};
+  for (const part of formatter(timeZone).formatToParts(new Date(ms))) if (part.type !== 'literal') p[part.type] = Number(part.value);
+  return { y: p.year!, mo: p.month!, d: p.day!, h: p.hour!, mi: p.minute!, s: p.second! };
 }
 
 /** Throws ERP_CONFIG_INVALID for a zone Intl does not know, so a config is refused at load. */
