@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineKind, type CollectorKind } from '../host/collector.js';
 import { fileDropOverlap } from './file-drop/overlap.js';
 import { fileDropSchema } from './file-drop/schema.js';
+import { scannerWsSchema } from './scanner/schema.js';
 import { sqlSchema } from './sql/schema.js';
 import { syntheticSchema } from './synthetic/schema.js';
 
@@ -13,6 +14,7 @@ import { syntheticSchema } from './synthetic/schema.js';
 export const collectorKinds = [
   defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js'), overlap: fileDropOverlap }),
   defineKind({ type: 'sql', schema: sqlSchema, load: () => import('./sql/sql.js') }),
+  defineKind({ type: 'scanner-ws', schema: scannerWsSchema, load: () => import('./scanner/websocket.js') }),
   defineKind({ type: 'synthetic', schema: syntheticSchema, load: () => import('./synthetic/synthetic.js') }),
 ] as const;
 
