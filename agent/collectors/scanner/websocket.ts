@@ -83,6 +83,10 @@ export class ScannerWsCollector implements Collector {
     const { cfg, ctx } = this;
     this.book = new ScanBook(ctx.writer, { gs1: { gsReplacement: cfg.gs1.gs_replacement, assumeGs1: cfg.gs1.assume }, repeatWindowMs: cfg.repeat_window });
     this.queue = new ScanQueue({ writer: ctx.writer, book: this.book, whenFull: 'refuse' });
+    // Scans arriving faster than the outbox commits them (a slow disk): stop reading the sockets
+    // until the queue is down again, as the TCP collectors do; nothing read is dropped.
+    this.queue.on('pause', () => this.clients.forEach((c) => c.ws.pause()));
+    this.queue.on('resume', () => this.clients.forEach((c) => c.ws.resume()));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.max_message_bytes, clientTracking: false, perMessageDeflate: false });
     const server = createServer((_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' });
@@ -120,7 +124,13 @@ export class ScannerWsCollector implements Collector {
 
   stats(): CollectorStats {
     return {
-      counters: { connections: this.clients.size, ...this.counters, ...(this.book?.stats() ?? {}) },
+      counters: {
+        connections: this.clients.size,
+        /** Connections not read while scans wait for the outbox (back-pressure). */
+        connections_paused: [...this.clients].filter((c) => c.ws.isPaused).length,
+        ...this.counters,
+        ...(this.book?.stats() ?? {}),
+      },
       exceptions: this.book?.exceptions() ?? [],
     };
   }
@@ -150,6 +160,7 @@ export class ScannerWsCollector implements Collector {
       return;
     }
     const client: Client = { ws, device, remote, alive: true, messages: 0 };
+    if (this.queue?.paused) ws.pause();
     this.clients.add(client);
     this.counters.connections_total++;
     this.log.debug({ device, remote, via }, 'scanner-ws client connected');
@@ -247,6 +258,8 @@ export class ScannerWsCollector implements Collector {
 
   /** Drops clients that did not answer the last ping (a handheld out of Wi-Fi range leaves no FIN). */
   private ping(): void {
+    // A paused socket is not read, its pongs neither: not a sign of a dead client.
+    if (this.queue?.paused) return;
     for (const c of this.clients) {
       if (!c.alive) {
         this.counters.dead_clients++;

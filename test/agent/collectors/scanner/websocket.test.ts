@@ -11,7 +11,7 @@ import { isErpEdgeError } from '../../../../common/errors.js';
 import { testHost, type TestHost } from '../../../helpers/host.js';
 import { useOutboxFiles } from '../../../helpers/outbox-files.js';
 import { fileRecords, fileTable } from '../../../helpers/outbox-file.js';
-import { freePort } from '../../../helpers/net.js';
+import { freePort, waitFor } from '../../../helpers/net.js';
 
 const STREAM = 'handhelds';
 const SOURCE = `scanner-ws:${STREAM}`;
@@ -317,6 +317,36 @@ describe('scanner-ws: back-pressure (outbox full under block)', () => {
     o.ack(STREAM, 3);
     expect(await c.scan({ barcode: 'F4', id: 'f4' })).toEqual({ ok: true, seq: 4, id: 'f4' });
     expect(records(r).map((x) => x.data.barcode)).toContain('F4');
+  });
+
+  it('stops reading the sockets while scans wait for a slow outbox, and reads on once it caught up; every scan acked', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const r = await start({
+      writer: (w) => ({
+        ...w,
+        append: async (...args) => {
+          await held;
+          return w.append(...args);
+        },
+      }),
+    });
+    cleanups.push(() => release());
+    const c = await asDevice(r.url, 'hh-1');
+    // Far more than the queue's high-water mark (2 000 scans) behind the held first append (at most
+    // 1 000), and more than the socket delivers at once (~250 KB).
+    const N = 8_000;
+    for (let i = 1; i <= N; i++) c.send({ barcode: `P${i}`, id: `p${i}` });
+    const other = await asDevice(r.url, 'hh-2');
+    await waitFor('reading paused', () => r.collector.stats().counters?.connections_paused === 2, 20_000, 10);
+    expect(r.collector.stats().counters?.messages).toBeLessThan(N);
+    release();
+    const replies: Reply[] = [];
+    for (let i = 1; i <= N; i++) replies.push(await c.next());
+    expect(replies.every((x, i) => x.ok && x.id === `p${i + 1}` && x.seq === i + 1)).toBe(true);
+    expect(r.collector.stats().counters).toMatchObject({ connections_paused: 0, messages: N, accepted: N });
+    expect(await other.scan({ barcode: 'after' })).toEqual({ ok: true, seq: 1 });
+    expect(records(r)).toHaveLength(N + 1);
   });
 });
 
