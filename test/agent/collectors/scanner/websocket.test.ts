@@ -403,6 +403,41 @@ describe('scanner-ws: many clients, keep-alive, stop, port', () => {
     await expect(asDevice(r.url, 'hh-1')).rejects.toThrow();
   });
 
+  it('stop() answers a scan whose append is in flight before it closes the connection (the stopped instance writes nothing: retry)', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let appendCalled!: () => void;
+    const called = new Promise<void>((resolve) => (appendCalled = resolve));
+    const r = await start({
+      writer: (w) => ({
+        ...w,
+        append: async (...args) => {
+          appendCalled();
+          await held;
+          return w.append(...args);
+        },
+      }),
+    });
+    cleanups.push(() => release());
+    const c = await asDevice(r.url, 'hh-1');
+    const events: string[] = [];
+    c.onReply = (reply) => events.push(JSON.stringify(reply));
+    const closed = new Promise<number>((resolve) => c.ws.once('close', (code) => resolve(code)));
+    void closed.then((code) => events.push(`close ${code}`));
+    c.send({ barcode: 'IN-FLIGHT', id: 'late' });
+    await called;
+    // As the supervisor does: the instance's signal first, then stop().
+    r.host.abort.abort();
+    const stopped = r.collector.stop();
+    release();
+    await stopped;
+    expect(await closed).toBe(1001);
+    expect(events).toHaveLength(2);
+    expect(JSON.parse(events[0]!)).toMatchObject({ ok: false, id: 'late', error: { code: 'ERP_SCAN_UNAVAILABLE', retry_after_ms: 5_000 } });
+    expect(events[1]).toBe('close 1001');
+    expect(records(r)).toEqual([]);
+  });
+
   it('a port in use fails the start with ERP_PORT_IN_USE naming the setting', async () => {
     const port = await freePort();
     const blocker = createServer().listen(port, '127.0.0.1');
