@@ -6,7 +6,9 @@ import { scannerWsSchema, type ScannerWsConfig } from '../../../../agent/collect
 import { ScannerWsCollector } from '../../../../agent/collectors/scanner/websocket.js';
 import type { Writer } from '../../../../agent/host/writer.js';
 import type { Outbox } from '../../../../agent/outbox/outbox.js';
+import { parseConfigText } from '../../../../common/config-file.js';
 import { createLogger } from '../../../../common/logger.js';
+import { collectorConfigSchema } from '../../../../agent/collectors/registry.js';
 import { isErpEdgeError } from '../../../../common/errors.js';
 import { testHost, type TestHost } from '../../../helpers/host.js';
 import { useOutboxFiles } from '../../../helpers/outbox-files.js';
@@ -126,6 +128,31 @@ function records(_r: Running) {
     return { ...rec, seq: x.seq };
   });
 }
+
+describe('scanner-ws: config', () => {
+  const yaml = (devices: string) => `- type: scanner-ws\n  name: hh\n  port: 9480\n  devices:\n${devices}`;
+  const parse = (text: string, env: Record<string, string>) => parseConfigText(text, 'agent.yaml', collectorConfigSchema.array(), env);
+
+  it('takes device tokens from the environment (${VAR}), with the defaults', () => {
+    const [cfg] = parse(yaml('    - id: hh-1\n      token: ${TOKEN_HH1}\n'), { TOKEN_HH1: TOKENS['hh-1'] });
+    expect(cfg).toMatchObject({ type: 'scanner-ws', host: '0.0.0.0', port: 9480, path: '/scans', devices: [{ id: 'hh-1', token: TOKENS['hh-1'] }], max_message_bytes: 65_536, ping_interval: 30_000, retry_after: 5_000 });
+  });
+
+  it('refuses a token given to two devices, a short token and a device id unfit for record ids, without printing a token', () => {
+    const shortToken = 'short-tok';
+    let message = '';
+    try {
+      parse(yaml(`    - id: hh-1\n      token: \${A}\n    - id: hh-2\n      token: \${A}\n    - id: hh 3\n      token: ${shortToken}\n`), { A: TOKENS['hh-1'] });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('the same token is given to two devices');
+    expect(message).toContain('at least 16 characters');
+    expect(message).toContain('letters, digits');
+    expect(message).not.toContain(TOKENS['hh-1']);
+    expect(message).not.toContain(shortToken);
+  });
+});
 
 describe('scanner-ws: authentication at the upgrade', () => {
   it('refuses a client without a token, with a wrong token (header or query) with 401; counts and logs it without the token; writes nothing', async () => {
