@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ErpEdgeError } from '../common/errors.js';
+import { loadTls } from '../common/tls.js';
 import type { Logger } from '../common/logger.js';
 import { forwarderSettings, outboxOptions, type LoadedAgentConfig } from './config.js';
 import { collectorKinds, findKind } from './collectors/registry.js';
@@ -51,6 +52,10 @@ export class Agent {
     const boot = randomUUID();
     const startedAt = Date.now();
     const socket = controlSocketPath(cfg.data_dir);
+    // Certificates first: a missing or wrong file stops the start before anything is opened.
+    const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
+    // Expired (or not yet valid): said now; capture goes on and the broker has the last word.
+    for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
     let agent: Agent | undefined;
     // First: a second agent on the same data_dir must not open the outbox at all.
     const control = await startControlServer(socket, (req) => (agent ? handleControl(agent, req) : Promise.resolve({ status: 503, body: { error: 'starting' } })), log);
@@ -90,6 +95,7 @@ export class Agent {
         agent: cfg.agent,
         boot,
         ...forwarderSettings(t),
+        tls,
         presence,
         logger: log,
       });

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/logger.js';
+import { loadTls } from '../common/tls.js';
 import { describeError, fail, loadOrExit, runService } from '../common/cli.js';
 import { loadAgentConfig, outboxOptions, type LoadedAgentConfig } from './config.js';
 import { existsSync } from 'node:fs';
@@ -60,7 +61,11 @@ const cfg = loadOrExit(() => loadAgentConfig(values.config!, recorded ? { env: r
 
 try {
   if (command === 'validate') {
-    process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)\n`);
+    // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
+    const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
+    if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
+    const cert = tls?.cert ? `, client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : '';
+    process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)${cert}\n`);
   } else if (command === 'status') {
     const live = await controlRequest<AgentSnapshot>(controlSocketPath(cfg.data_dir), 'GET', '/status');
     const snapshot = live ?? offlineSnapshot(cfg);

@@ -21,7 +21,11 @@ export type ErrorCode =
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'
   | 'ERP_COLLECTOR_UNKNOWN'
-  | 'ERP_BENCH_UNAVAILABLE';
+  | 'ERP_BENCH_UNAVAILABLE'
+  | 'ERP_TLS_FILE'
+  | 'ERP_TLS_CERT_DATES'
+  | 'ERP_BROKER_TLS'
+  | 'ERP_BROKER_AUTH';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

@@ -6,6 +6,7 @@ import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { explainBrokerError, type TlsMaterial } from '../../common/tls.js';
 import type { Outbox } from '../outbox/outbox.js';
 import { encodeBatch, planBatch } from './batch.js';
 import type { Presence } from './presence.js';
@@ -19,6 +20,8 @@ export interface ForwarderOptions {
   url: string;
   username?: string | undefined;
   password?: string | undefined;
+  /** Certificates read at start (common/tls.ts), for mqtts://. */
+  tls?: TlsMaterial | undefined;
   clientId?: string | undefined;
   batchMaxRecords: number;
   batchMaxBytes: number;
@@ -153,6 +156,7 @@ export class Forwarder {
       keepalive: Math.max(1, Math.round(this.opts.keepaliveMs / 1000)),
       connectTimeout: 10_000,
       queueQoSZero: false,
+      ...(this.opts.tls?.options ?? {}),
       ...(this.opts.presence ? { will: this.opts.presence.will() } : {}),
     };
     this.log.info({ url: safeUrl(this.opts.url), clientId: options.clientId }, 'connecting to broker');
@@ -192,8 +196,17 @@ export class Forwarder {
     await client.endAsync(true);
   }
 
-  /** While the broker is unreachable mqtt.js retries every second: one line a minute per error. */
+  /**
+   * While the broker is unreachable mqtt.js retries every second: one line a minute per error.
+   * Certificate and login problems are said plainly, naming the setting and file at fault.
+   */
   private logBrokerError(err: Error): void {
+    const explained = explainBrokerError(err, { key: 'transport', url: this.opts.url, tls: this.opts.tls, username: this.opts.username });
+    if (explained) {
+      const t = this.errorLog.take(`broker:${explained.code}:${String(explained.context.reason)}`);
+      if (t) this.log.error({ err: { code: explained.code, reason: explained.context.reason, message: explained.message }, suppressed: t.suppressed }, `${explained.message}; retrying`);
+      return;
+    }
     const t = this.errorLog.take(`broker:${err.message}`);
     if (t) this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, 'broker error; retrying');
   }
