@@ -262,8 +262,10 @@ export function explainBrokerError(err: Error & { code?: unknown; host?: string;
     return new ErpEdgeError('ERP_BROKER_AUTH', `the broker refused the login: bad user name or password (${who})`, { reason: rc, setting: `${b.key}.password` });
   }
   if (rc === 5 || rc === 135) {
-    const who = t?.cert ? `certificate ${t.cert.subject}` : b.username ? `user "${b.username}"` : 'an anonymous client';
-    return new ErpEdgeError('ERP_BROKER_AUTH', `the broker refused the connection: not authorized (${who}); check the broker's password file / ACL and ${b.key}.username or ${b.key}.tls.cert_file`, { reason: rc, setting: b.key });
+    // Mosquitto answers a wrong password with this too (3.1.1 has no finer code for it).
+    const who = b.username ? `user "${b.username}"` : t?.cert ? `certificate ${t.cert.subject}` : 'an anonymous client';
+    const check = b.username ? `a wrong ${b.key}.password, or the broker's password file or ACL does not admit ${b.key}.username` : `the broker's ACL or identity settings do not admit ${t?.cert ? `${b.key}.tls.cert_file` : 'anonymous clients'}`;
+    return new ErpEdgeError('ERP_BROKER_AUTH', `the broker refused the connection: not authorized (${who}): ${check}`, { reason: rc, setting: b.key });
   }
   return undefined;
 }
