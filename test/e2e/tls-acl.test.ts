@@ -226,6 +226,18 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     expect(agent.forwarder.getStats().connected).toBe(false);
   });
 
+  it('the relay with a wrong CA says so too, naming broker.tls.ca_file, and keeps retrying', async () => {
+    const rdir = join(dir, 'relay-wrong-ca');
+    mkdirSync(rdir, { recursive: true });
+    const brokerBlock = `${broker.url}\n  tls:\n    ca_file: ${pki.otherCa.cert}\n    cert_file: ${pki.relay.cert}\n    key_file: ${pki.relay.key}`;
+    writeFileSync(join(rdir, 'relay.yaml'), relayYaml({ dbPath: join(rdir, 'relay.db'), httpPort: 0, brokerUrl: brokerBlock }).replace('id: relay-test', 'id: relay-wrong-ca'));
+    const log = capturedLogger('info');
+    const r = await Relay.start(loadRelayConfig(join(rdir, 'relay.yaml')), log.logger);
+    cleanups.push(() => r.stop());
+    const line = await waitFor('the wrong CA logged', () => log.lines.find((l) => l.includes('wrong CA')), 15_000);
+    expect(JSON.parse(line).msg).toMatch(/^TLS to the broker failed: wrong CA: .* broker\.tls\.ca_file \(\S+other-ca\/ca\.pem\) does not vouch for/);
+  });
+
   it("host name mismatch: the broker's certificate names broker.invalid, the agent connects to 127.0.0.1", async () => {
     const path = agentConfig('agent-wrong-name', { cert: siteB, site: SITE_B, url: wrongNameUrl, total: 10 });
     const { agent, log } = await startAgent(path);
