@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ErpEdgeError } from '../common/errors.js';
-import { loadTls } from '../common/tls.js';
+import { expirySoon, loadTls } from '../common/tls.js';
 import { scrubber, secretValues } from '../common/secrets.js';
 import type { Logger } from '../common/logger.js';
 import { forwarderSettings, outboxOptions, type LoadedAgentConfig } from './config.js';
@@ -58,6 +58,8 @@ export class Agent {
     const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
     // Expired (or not yet valid): said now; capture goes on and the broker has the last word.
     for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
+    const soon = expirySoon(tls);
+    if (soon) log.warn(soon);
     let agent: Agent | undefined;
     // First: a second agent on the same data_dir must not open the outbox at all.
     const control = await startControlServer(socket, (req) => (agent ? handleControl(agent, req) : Promise.resolve({ status: 503, body: { error: 'starting' } })), log);

@@ -5,7 +5,7 @@ import { EVENTS_SUBSCRIPTION_V2, HEALTH_SUBSCRIPTION, PRESENCE_SUBSCRIPTION, par
 import { disableNagle } from '../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../common/logger.js';
 import { LogThrottle } from '../common/log-throttle.js';
-import { explainBrokerError, loadTls, type BrokerContext } from '../common/tls.js';
+import { expirySoon, explainBrokerError, loadTls, type BrokerContext } from '../common/tls.js';
 import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
 import { SqliteRelayStore } from './store/sqlite-store.js';
 import { RelayMetrics } from './metrics.js';
@@ -70,6 +70,8 @@ export class Relay {
     // Certificates before anything starts: a missing or wrong file stops the start (embedded broker: none).
     const tls = cfg.broker !== 'embedded' && cfg.broker.tls ? loadTls(cfg.broker.tls, 'broker.tls') : undefined;
     for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
+    const soon = expirySoon(tls);
+    if (soon) log.warn(soon);
     const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     let store: SqliteRelayStore | undefined;

@@ -136,6 +136,18 @@ export function loadTls(tls: TlsConfig, key: string, now = Date.now()): TlsMater
   return material;
 }
 
+/** Renew before this: a certificate that expires within it is warned about at every start. */
+export const EXPIRY_WARNING_MS = 30 * 86_400_000;
+
+/** `… expires on <date> (in N days): renew it` when this client's certificate is valid but ends within `withinMs`. */
+export function expirySoon(t: TlsMaterial | undefined, now = Date.now(), withinMs = EXPIRY_WARNING_MS): string | undefined {
+  if (!t?.cert || !t.files.cert_file) return undefined;
+  const left = t.cert.validTo.getTime() - now;
+  if (left <= 0 || left > withinMs) return undefined;
+  const days = Math.floor(left / 86_400_000);
+  return `${t.key}.cert_file (${t.files.cert_file}): the certificate (${t.cert.subject}) expires on ${t.cert.validTo.toISOString()} (in ${days} day${days === 1 ? '' : 's'}): renew it before then`;
+}
+
 function readPem(setting: string, file: string): string {
   try {
     return readFileSync(file, 'utf8');

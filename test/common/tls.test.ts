@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isErpEdgeError, type ErpEdgeError } from '../../common/errors.js';
-import { explainBrokerError, loadTls, tlsSchema, type TlsConfig } from '../../common/tls.js';
+import { expirySoon, explainBrokerError, loadTls, tlsSchema, type TlsConfig } from '../../common/tls.js';
 import { transportSchema } from '../../agent/config.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runCli } from '../helpers/cli.js';
@@ -95,6 +95,14 @@ describe.skipIf(!hasOpenssl)('tls files (loadTls)', () => {
     expect(t.problems.map((p) => [p.code, p.message])).toEqual([
       ['ERP_TLS_CERT_DATES', `transport.tls.cert_file (${future.cert}): the certificate (CN=site-a/agent-1) is not valid before 2098-01-01T00:00:00.000Z (check this machine's clock)`],
     ]);
+  });
+
+  it('a certificate ending within 30 days is warned about (at start); one ending later, or already expired, is not', () => {
+    const t = loadTls(cfg({}), 'transport.tls');
+    const end = t.cert!.validTo.getTime();
+    expect(expirySoon(t, end - 10.5 * 86_400_000)).toBe(`transport.tls.cert_file (${good.cert}): the certificate (CN=site-a/agent-1) expires on ${t.cert!.validTo.toISOString()} (in 10 days): renew it before then`);
+    expect(expirySoon(t, end - 31 * 86_400_000)).toBeUndefined();
+    expect(expirySoon(t, end + 1)).toBeUndefined();
   });
 
   it('an expired CA in ca_file is a problem too', () => {
