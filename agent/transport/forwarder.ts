@@ -80,6 +80,8 @@ export interface ForwarderStats {
   clockOffsetMs: number | null;
   /** When `connected` last changed (the forwarder's start before the first connect): how long it has been so. */
   connectedChangedAt: number;
+  /** Why the last connection attempt failed (certificate, login, network), until the next connect; for `status`. */
+  lastBrokerError: string | null;
 }
 
 /** An ack of either wire version, as the forwarder acts on it. */
@@ -134,6 +136,7 @@ export class Forwarder {
   };
   private readonly onAppended = (stream: string) => this.pump(stream);
   private readonly errorLog = new LogThrottle(60_000);
+  private lastBrokerError: string | null = null;
   private readonly ackLog = new LogThrottle(60_000);
   private readonly unknownStatuses = new Set<string>();
   /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
@@ -202,6 +205,7 @@ export class Forwarder {
    */
   private logBrokerError(err: Error): void {
     const explained = explainBrokerError(err, { key: 'transport', url: this.opts.url, tls: this.opts.tls, username: this.opts.username });
+    this.lastBrokerError = explained?.message ?? err.message;
     if (explained) {
       const t = this.errorLog.take(`broker:${explained.code}:${String(explained.context.reason)}`);
       if (t) this.log.error({ err: { code: explained.code, reason: explained.context.reason, message: explained.message }, suppressed: t.suppressed }, `${explained.message}; retrying`);
@@ -214,7 +218,7 @@ export class Forwarder {
   getStats(): ForwarderStats {
     let inFlight = 0;
     for (const s of this.streams.values()) inFlight += s.inflight.length;
-    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, clockOffsetMs: this.clock.ms, ...this.stats };
+    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, clockOffsetMs: this.clock.ms, lastBrokerError: this.lastBrokerError, ...this.stats };
   }
 
   private setReady(ready: boolean): void {
@@ -244,6 +248,7 @@ export class Forwarder {
     if (client !== this.client) return;
     this.setReady(true);
     this.errorLog.reset();
+    this.lastBrokerError = null;
     this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);

@@ -17,7 +17,7 @@ import { Agent } from '../../agent/agent.js';
 import { Relay } from '../../cloud-relay/relay.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { freePort, waitFor } from '../helpers/net.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runCliAsync } from '../helpers/cli.js';
 import { relayYaml } from '../helpers/pipeline.js';
 import { MosquittoProcess } from '../helpers/mosquitto.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
@@ -224,6 +224,9 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     expect(JSON.parse(lines[0]!).err.code).toBe('ERP_BROKER_TLS');
     await waitFor('capture went on', () => agent.outbox.lastSeq('orders') === 100, 10_000);
     expect(agent.forwarder.getStats().connected).toBe(false);
+    // `status` says why it is not connected.
+    const status = await runCliAsync('edge-agent', ['status', '--config', path]);
+    expect(status.stdout).toMatch(/^forwarder: NOT connected, .*\n {2}broker: TLS to the broker failed: wrong CA: .*transport\.tls\.ca_file \(\S+other-ca\/ca\.pem\)/m);
   });
 
   it('the relay with a wrong CA says so too, naming broker.tls.ca_file, and keeps retrying', async () => {
