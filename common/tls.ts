@@ -41,7 +41,7 @@ export function isTlsUrl(url: string): boolean {
 /** A schema check for a broker object with `url` and `tls` (agent `transport`, relay `broker`). */
 export function checkTlsUrl(b: { url: string; tls?: TlsConfig | undefined }, ctx: z.RefinementCtx): void {
   if (b.tls && !isTlsUrl(b.url)) {
-    ctx.addIssue({ code: 'custom', path: ['url'], message: `tls is set but the URL is not a TLS one: use mqtts:// (or wss://), e.g. ${b.url.replace(/^[a-z]+:/i, 'mqtts:')}` });
+    ctx.addIssue({ code: 'custom', path: ['url'], message: `tls is set but the URL is not a TLS one: use mqtts:// (or wss://), e.g. ${b.url.replace(/^[a-z]+:/i, 'mqtts:').replace(/:1883(?=\/|$)/, ':8883')} (the TLS listener's port)` });
   }
 }
 

@@ -116,7 +116,7 @@ describe.skipIf(!hasOpenssl)('tls files (loadTls)', () => {
   it('the schema: cert_file and key_file together; tls only with a TLS URL', () => {
     expect(tlsSchema.safeParse({ cert_file: 'a.pem' }).error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([['key_file', 'required with cert_file (the private key of that certificate)']]);
     const r = transportSchema.safeParse({ url: 'mqtt://broker:1883', tls: { ca_file: 'ca.pem' } });
-    expect(r.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([['url', 'tls is set but the URL is not a TLS one: use mqtts:// (or wss://), e.g. mqtts://broker:1883']]);
+    expect(r.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([['url', 'tls is set but the URL is not a TLS one: use mqtts:// (or wss://), e.g. mqtts://broker:8883 (the TLS listener\'s port)']]);
     expect(transportSchema.safeParse({ url: 'mqtts://broker:8883', tls: { ca_file: 'ca.pem' } }).success).toBe(true);
   });
 
