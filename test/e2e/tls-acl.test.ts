@@ -4,7 +4,8 @@
  * A real relay (its own client certificate) and real agents (one certificate each, CN = site/agent).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
@@ -16,11 +17,11 @@ import { loadRelayConfig } from '../../cloud-relay/config.js';
 import { Agent } from '../../agent/agent.js';
 import { Relay } from '../../cloud-relay/relay.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/net.js';
+import { canConnect, freePort, waitFor } from '../helpers/net.js';
 import { runCli, runCliAsync } from '../helpers/cli.js';
 import { relayYaml } from '../helpers/pipeline.js';
 import { MosquittoProcess } from '../helpers/mosquitto.js';
-import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
+import { MOSQUITTO_INSTALL, mosquittoBinary, requireBinary } from '../helpers/requirements.js';
 import { agentCn, makePki, OPENSSL_INSTALL, type CertFiles, type TestPki } from '../helpers/certs.js';
 import { batchV2 } from '../helpers/relay-wire.js';
 
@@ -141,7 +142,6 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
 
   /** A raw client holding a certificate (a rogue or a watcher), MQTT 5 unless said otherwise. */
   async function client(cert: CertFiles, o: { passphrase?: string; protocolVersion?: 4 | 5 } = {}): Promise<MqttClient> {
-    const { readFileSync } = await import('node:fs');
     const c = await mqtt.connectAsync(broker.url, {
       clientId: `test-${randomUUID()}`,
       protocolVersion: o.protocolVersion ?? 5,
@@ -262,6 +262,46 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     const refused = await waitFor('the broker refusal logged', () => log.lines.find((l) => l.includes('as expired')), 15_000);
     expect(JSON.parse(refused).msg).toMatch(/^TLS to the broker failed: the broker refused this client's certificate transport\.tls\.cert_file \(\S+site-a-expired\.pem\) as expired \(it expired on 2020-02-01T00:00:00\.000Z\): renew it; retrying$/);
     await waitFor('capture went on', () => agent.outbox.lastSeq('orders') === 10, 10_000);
+  });
+});
+
+describe.skipIf(!ready)('the shipped listener config (config/mosquitto/erp-edge.conf)', () => {
+  it('starts Mosquitto as documented (paths and port changed only): an agent certificate connects, the ACL governs it, no certificate no connection', async () => {
+    const { dir, cleanup } = makeTempDir('tls-conf-');
+    chmodSync(dir, 0o755);
+    const pki = makePki(join(dir, 'pki'));
+    const agentA = pki.ca.issue('a', { cn: agentCn(SITE_A, AGENT), usage: 'client' });
+    copyFileSync(ACL_TEMPLATE, join(dir, 'pki', 'erp-edge.acl'));
+    const port = await freePort();
+    const conf = readFileSync(resolve(import.meta.dirname, '../../config/mosquitto/erp-edge.conf'), 'utf8')
+      .replace('listener 8883', `listener ${port} 127.0.0.1`)
+      .replace('/etc/mosquitto/certs/ca.pem', pki.ca.cert)
+      .replace('/etc/mosquitto/certs/broker.pem', pki.server.cert)
+      .replace('/etc/mosquitto/certs/broker.key', pki.server.key)
+      .replace('/etc/mosquitto/erp-edge.acl', join(dir, 'pki', 'erp-edge.acl'));
+    writeFileSync(join(dir, 'mosquitto.conf'), conf);
+    const proc = spawn(mosquittoBinary(), ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr?.on('data', (d) => (stderr += String(d)));
+    try {
+      await waitFor('the documented listener', () => {
+        if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}: ${stderr}`);
+        return canConnect(port);
+      }, 10_000);
+      const url = `mqtts://127.0.0.1:${port}`;
+      const c = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, ca: readFileSync(pki.ca.cert), cert: readFileSync(agentA.cert), key: readFileSync(agentA.key) });
+      await c.publishAsync(healthTopic(SITE_A, AGENT), '{}', { qos: 1 });
+      const refused = await c.publishAsync(healthTopic(SITE_B, AGENT), '{}', { qos: 1 }).then(() => undefined, (err: { code?: number }) => err.code);
+      expect(refused).toBe(0x87);
+      await c.endAsync();
+      const anonymous = await mqtt.connectAsync(url, { reconnectPeriod: 0, ca: readFileSync(pki.ca.cert), connectTimeout: 5_000 }).then(() => 'connected', (err: { code?: string }) => err.code);
+      expect(anonymous).toBe('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+    } finally {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      cleanup();
+    }
   });
 });
 
