@@ -20,6 +20,8 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     out.push(
       `forwarder: ${f.connected ? 'connected' : 'NOT connected'}, wire v${f.wire}, in flight ${f.inFlight}, ${lastAck}, capture ${rate(f.captureRate)}/s, forward ${rate(f.forwardRate)}/s, dead-lettered ${f.deadLettered}, rebased ${f.rebases}, ignored acks ${f.ignoredAcks}`,
     );
+    // Why it is not connected (a certificate, a login, the network), as the log says it.
+    if (!f.connected && f.lastBrokerError) out.push(`  broker: ${f.lastBrokerError}`);
   }
   if (s.outbox) {
     const o = s.outbox;

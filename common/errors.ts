@@ -27,7 +27,11 @@ export type ErrorCode =
   | 'ERP_SCAN_UNAVAILABLE'
   | 'ERP_COLLECTOR_UNKNOWN'
   | 'ERP_BENCH_UNAVAILABLE'
-  | 'ERP_QUERY_TOO_MANY_ROWS';
+  | 'ERP_QUERY_TOO_MANY_ROWS'
+  | 'ERP_TLS_FILE'
+  | 'ERP_TLS_CERT_DATES'
+  | 'ERP_BROKER_TLS'
+  | 'ERP_BROKER_AUTH';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

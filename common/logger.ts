@@ -1,14 +1,13 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { prettyDestination } from './log-pretty.js';
+import { REDACTED, SECRET_KEYS, scrubber } from './secrets.js';
 
 export type { Logger };
 
 /**
- * Keys whose values are never logged, wherever they appear in a logged object.
- * Config objects are never logged whole, but this is the second line of defence.
+ * Keys whose values are never logged, wherever they appear in a logged object (common/secrets.ts
+ * lists them). Config objects are never logged whole, but this is the second line of defence.
  */
-const SECRET_KEYS = ['password', 'passwd', 'secret', 'token', 'api_key', 'apiKey', 'authorization', 'connection_string'];
-
 const redactPaths = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`]);
 
 export interface LoggerOptions {
@@ -17,6 +16,11 @@ export interface LoggerOptions {
   destination?: DestinationStream;
   /** Default: JSON to a given destination; to stdout, as `logFormat()` decides. */
   format?: LogFormat;
+  /**
+   * Secret values of the loaded config (`secretValues(cfg)`): replaced in every line written, the
+   * third line of defence (a driver's message that quotes one, a URL with credentials).
+   */
+  secrets?: readonly string[];
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -44,7 +48,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     level,
     name: opts.name,
     base: { pid: process.pid },
-    redact: { paths: redactPaths, censor: '[redacted]' },
+    redact: { paths: redactPaths, censor: REDACTED },
+    // Always on: a URL with credentials in any message loses its password even with no secrets given.
+    hooks: { streamWrite: scrubber(opts.secrets ?? []) },
   };
   const format = opts.format ?? (opts.destination ? 'json' : logFormat());
   if (format === 'pretty') {

@@ -32,6 +32,7 @@ const needed = [
   { bin: 'promtool', pkg: 'prometheus', why: 'the metrics tests check /metrics with `promtool check metrics` and the shipped alerting rules with `promtool check rules`' },
   { bin: 'chromium', pkg: 'chromium', why: 'the dashboard\'s browser test drives headless Chromium (/usr/bin/chromium) with playwright-core' },
   { bin: 'socat', pkg: 'socat', why: 'the scanner-serial tests make a real pseudo-terminal pair with it (one end for the collector, one for the test)' },
+  { bin: 'openssl', pkg: 'openssl', why: 'the TLS tests make their CA, broker and client certificates with openssl' },
 ];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {
