@@ -14,6 +14,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/logger.js';
+import { secretValues } from '../common/secrets.js';
 import { describeError, fail, onShutdown } from '../common/cli.js';
 import { loadRelayConfig, type ResolvedRelayConfig } from '../cloud-relay/config.js';
 import { Relay } from '../cloud-relay/relay.js';
@@ -48,7 +49,7 @@ try {
   const relayCfg = loadRelayConfig(relayConfigPath);
   const agentCfg = loadAgentConfig(agentConfigPath);
   if (reset) resetDemo(agentCfg, relayCfg);
-  const logger = createLogger({ level: agentCfg.log_level });
+  const logger = createLogger({ level: agentCfg.log_level, secrets: [...secretValues(relayCfg), ...secretValues(agentCfg)] });
   starting = (async () => {
     relay = await Relay.start(relayCfg, logger.child({ name: 'cloud-relay' }));
     agent = await Agent.start(agentCfg, logger.child({ name: 'edge-agent' }));
