@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ErpEdgeError } from '../common/errors.js';
+import { expirySoon, loadTls } from '../common/tls.js';
+import { scrubber, secretValues } from '../common/secrets.js';
 import type { Logger } from '../common/logger.js';
 import { forwarderSettings, outboxOptions, type LoadedAgentConfig } from './config.js';
 import { collectorKinds, findKind } from './collectors/registry.js';
@@ -51,6 +53,13 @@ export class Agent {
     const boot = randomUUID();
     const startedAt = Date.now();
     const socket = controlSocketPath(cfg.data_dir);
+    const scrub = scrubber(secretValues(cfg));
+    // Certificates first: a missing or wrong file stops the start before anything is opened.
+    const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
+    // Expired (or not yet valid): said now; capture goes on and the broker has the last word.
+    for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
+    const soon = expirySoon(tls);
+    if (soon) log.warn(soon);
     let agent: Agent | undefined;
     // First: a second agent on the same data_dir must not open the outbox at all.
     const control = await startControlServer(socket, (req) => (agent ? handleControl(agent, req) : Promise.resolve({ status: 503, body: { error: 'starting' } })), log);
@@ -90,6 +99,7 @@ export class Agent {
         agent: cfg.agent,
         boot,
         ...forwarderSettings(t),
+        tls,
         presence,
         logger: log,
       });
@@ -100,7 +110,8 @@ export class Agent {
         boot,
         startedAt,
         outbox,
-        collectors: () => supervisors.map((s) => s.status()),
+        // A collector's last error goes to `status`, /healthz and the relay (health): never with a secret in it.
+        collectors: () => supervisors.map((s) => scrubLastError(s.status(), scrub)),
         forwarder: () => forwarder.getStats(),
         configuredStreams: supervisors.map((s) => ({ stream: s.stream, collector: s.name })),
         disk: new DiskGauge(cfg.data_dir, cfg.outboxPath),
@@ -174,6 +185,10 @@ export class Agent {
     this.outbox.close();
     this.log.info('agent stopped');
   }
+}
+
+function scrubLastError<T extends { lastError: { message: string } | null }>(s: T, scrub: (t: string) => string): T {
+  return s.lastError ? { ...s, lastError: { ...s.lastError, message: scrub(s.lastError.message) } } : s;
 }
 
 /** The control socket's routes: status, and the dead-letter actions. */

@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/logger.js';
+import { loadTls } from '../common/tls.js';
+import { scrubProcessOutput, secretValues } from '../common/secrets.js';
 import { describeError, fail, loadOrExit, runService } from '../common/cli.js';
 import { loadAgentConfig, outboxOptions, type LoadedAgentConfig } from './config.js';
 import { existsSync } from 'node:fs';
@@ -57,10 +59,17 @@ if (command === 'sql' && sub !== 'test') fail(`sql needs test\n${USAGE}`, 2);
 // `sql test` prints connection settings: it notes which came from ${VAR} so as to print the reference instead.
 const recorded = command === 'sql' ? recordingEnv(process.env) : undefined;
 const cfg = loadOrExit(() => loadAgentConfig(values.config!, recorded ? { env: recorded.env } : {}));
+// From here on nothing this command prints (status, validate, errors) can carry a secret of the config.
+const secrets = secretValues(cfg);
+scrubProcessOutput(secrets);
 
 try {
   if (command === 'validate') {
-    process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)\n`);
+    // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
+    const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
+    if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
+    const cert = tls?.cert ? `, client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : '';
+    process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)${cert}\n`);
   } else if (command === 'status') {
     const live = await controlRequest<AgentSnapshot>(controlSocketPath(cfg.data_dir), 'GET', '/status');
     const snapshot = live ?? offlineSnapshot(cfg);
@@ -70,7 +79,7 @@ try {
   } else if (command === 'sql') {
     process.exitCode = await sqlTest(cfg, recorded!.used);
   } else {
-    const logger = createLogger({ level: cfg.log_level, name: 'edge-agent' });
+    const logger = createLogger({ level: cfg.log_level, name: 'edge-agent', secrets });
     await runService(logger, 'agent', () => Agent.start(cfg, logger));
   }
 } catch (err) {
@@ -92,7 +101,7 @@ async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): P
   if (ids?.some((n) => !Number.isInteger(n))) fail('--id takes the numeric ids that `deadletter list` shows', 2);
   if (!values.all && !values.stream && !ids) fail(`deadletter ${action} acts on --all, --stream S or --id N: say which`, 2);
   const q: DeadLetterQuery = { ...(values.stream ? { stream: values.stream } : {}), ...(ids ? { ids } : {}) };
-  const logger = createLogger({ level: 'warn', name: 'edge-agent' });
+  const logger = createLogger({ level: 'warn', name: 'edge-agent', secrets });
   if (action === 'resend') {
     const r =
       (await controlRequest<ResendResult>(socket, 'POST', '/deadletters/resend', q)) ??

@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { loadConfigFile } from '../common/config-file.js';
 import { byteSize, durationMs } from '../common/duration.js';
 import { topicLevel } from '../common/wire-v1.js';
+import { checkTlsUrl, resolveTlsPaths, tlsSchema } from '../common/tls.js';
 import type { Logger } from '../common/logger.js';
 import type { BaseCollectorConfig, CollectorKind } from './host/collector.js';
 import { collectorConfigSchemaOf, collectorKinds, type CollectorConfig } from './collectors/registry.js';
@@ -33,7 +34,10 @@ export const outboxSchema = z.strictObject({
 export const transportSchema = z.strictObject({
   url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
   username: z.string().optional(),
+  /** Use `${VAR}`: never written to a log, `status` or an error. */
   password: z.string().optional(),
+  /** Certificates for mqtts:// (docs/security.md); files relative to this config file, read at start. */
+  tls: tlsSchema.optional(),
   client_id: z.string().min(1).optional(),
   batch_max_records: z.number().int().min(1).max(10_000).default(1_000),
   batch_max_bytes: byteSize.default(256 * 1024),
@@ -44,7 +48,7 @@ export const transportSchema = z.strictObject({
   reconnect_period: durationMs.default(1_000),
   /** How often the agent publishes its health (backlog, collectors, exceptions). */
   health_interval: durationMs.default(15_000),
-});
+}).superRefine(checkTlsUrl);
 
 export const restartSchema = z.strictObject({
   /** A failed collector is restarted after this, doubling up to `max`. */
@@ -157,7 +161,8 @@ export function loadAgentConfig(path: string, opts: LoadOptions = {}): LoadedAge
   const configDir = dirname(resolve(path));
   const dataDir = resolve(configDir, cfg.data_dir);
   const configHash = createHash('sha256').update(readFileSync(path)).digest('hex');
-  return { ...cfg, data_dir: dataDir, configDir, outboxPath: resolve(dataDir, 'outbox.db'), configHash };
+  const transport = { ...cfg.transport, tls: resolveTlsPaths(cfg.transport.tls, configDir) };
+  return { ...cfg, transport, data_dir: dataDir, configDir, outboxPath: resolve(dataDir, 'outbox.db'), configHash };
 }
 
 export type OutboxConfig = z.output<typeof outboxSchema>;

@@ -20,6 +20,8 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     out.push(
       `forwarder: ${f.connected ? 'connected' : 'NOT connected'}, wire v${f.wire}, in flight ${f.inFlight}, ${lastAck}, capture ${rate(f.captureRate)}/s, forward ${rate(f.forwardRate)}/s, dead-lettered ${f.deadLettered}, rebased ${f.rebases}, ignored acks ${f.ignoredAcks}`,
     );
+    // Why it is not connected (a certificate, a login, the network), as the log says it.
+    if (!f.connected && f.lastBrokerError) out.push(`  broker: ${f.lastBrokerError}`);
   }
   if (s.outbox) {
     const o = s.outbox;
@@ -35,6 +37,13 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     const since = c.failingSince !== null && c.failingSince !== undefined ? `failing for ${age(now - c.failingSince)}` : `${age(now - c.since)} ago`;
     const errorFiles = c.exceptions.find((e) => e.kind === EXCEPTION_KINDS.fileError)?.count ?? '-';
     out.push([c.name, c.type, c.stream, state, since, c.errorCount, c.restarts, errorFiles, err].join('\t'));
+  }
+  // What each collector counts (a schedule job's last run: outcome, rows, duration, error, next run; a
+  // sql table's polls and errors): one line per figure, so a long list stays greppable by name.
+  const figures = s.collectors.filter((c) => Object.keys(c.counters).length > 0);
+  if (figures.length > 0) {
+    out.push('', 'collector figures', 'collector\tfigure\tvalue');
+    for (const c of figures) for (const [k, v] of Object.entries(c.counters)) out.push([c.name, k, v === '' ? '-' : String(v).replace(/\s+/g, ' ')].join('\t'));
   }
   out.push('', 'streams', 'stream\tpending\tpending_bytes\toldest_pending_age_s\tlast_seq\tacked_seq\tlast_ack\tdropped\tdead_letter\tepoch');
   for (const r of s.streams) {

@@ -1,5 +1,7 @@
 import { createLogger } from '../common/logger.js';
-import { loadOrExit, parseCommand, runService } from '../common/cli.js';
+import { describeError, fail, loadOrExit, parseCommand, runService } from '../common/cli.js';
+import { loadTls } from '../common/tls.js';
+import { scrubProcessOutput, secretValues } from '../common/secrets.js';
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 import { runHashPassword } from './auth/hash-password-cli.js';
@@ -13,9 +15,16 @@ if (argv[0] === 'hash-password') {
 }
 const { command, config } = parseCommand(argv, ['run', 'validate'], USAGE);
 const cfg = loadOrExit(() => loadRelayConfig(config));
+// From here on nothing this command prints (validate, errors, logs) can carry a secret of the config.
+const secrets = secretValues(cfg);
+scrubProcessOutput(secrets);
 if (command === 'validate') {
-  process.stdout.write(`OK ${config}\n`);
+  // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
+  const brokerTls = cfg.broker === 'embedded' ? undefined : cfg.broker.tls;
+  const tls = brokerTls ? loadOrExit(() => loadTls(brokerTls, 'broker.tls')) : undefined;
+  if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
+  process.stdout.write(`OK ${config}${tls?.cert ? `: client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : ''}\n`);
 } else {
-  const logger = createLogger({ level: cfg.log_level, name: 'cloud-relay' });
+  const logger = createLogger({ level: cfg.log_level, name: 'cloud-relay', secrets });
   await runService(logger, 'relay', () => Relay.start(cfg, logger));
 }

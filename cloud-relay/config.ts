@@ -5,14 +5,20 @@ import { byteSize, durationMs } from '../common/duration.js';
 import { ErpEdgeError } from '../common/errors.js';
 import { alertsSchema } from './fleet/alerts/rules.js';
 import { parsePasswordHash } from './auth/password.js';
+import { checkTlsUrl, resolveTlsPaths, tlsSchema } from '../common/tls.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
-const brokerUrl = z.strictObject({
-  url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
-  username: z.string().optional(),
-  password: z.string().optional(),
-});
+const brokerUrl = z
+  .strictObject({
+    url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
+    username: z.string().optional(),
+    /** Use `${VAR}`: never written to a log or an error. */
+    password: z.string().optional(),
+    /** Certificates for mqtts:// (docs/security.md); files relative to this config file, read at start. */
+    tls: tlsSchema.optional(),
+  })
+  .superRefine(checkTlsUrl);
 
 /** `auth:` (issue #9 item 9): who may use the API, the live channel and the dashboard. */
 const authSchema = z
@@ -126,5 +132,7 @@ export function resolveRelayConfig(cfg: RelayConfig): ResolvedRelayConfig {
 /** Loads and validates a relay config; relative paths are taken from the config file's folder. */
 export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): ResolvedRelayConfig {
   const cfg = loadConfigFile(path, relayConfigSchema, env);
-  return { ...cfg, store: { ...cfg.store, path: resolve(dirname(path), cfg.store.path) } };
+  const dir = dirname(path);
+  const broker = cfg.broker === 'embedded' ? cfg.broker : { ...cfg.broker, tls: resolveTlsPaths(cfg.broker.tls, resolve(dir)) };
+  return { ...cfg, broker, store: { ...cfg.store, path: resolve(dir, cfg.store.path) } };
 }

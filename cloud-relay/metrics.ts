@@ -1,11 +1,19 @@
 import type { MessageRejectReason, RecordProblem } from './ingest/decode.js';
 import type { SkipCounts } from './ingest/apply.js';
+import type { StreamTotals } from './store/store.js';
 
 /** Why a message was refused: event batches (ingest) and agent presence / health (fleet). */
 export type RejectReason = MessageRejectReason | 'invalid_presence' | 'invalid_health';
 
-/** Counters the relay keeps since it started; exposed on GET /api/stats. */
+/**
+ * The relay's counters; exposed on GET /api/stats and as Prometheus counters. Those the store keeps
+ * per stream (records stored, duplicate ids, conflicts, skipped seqs by reason, rejected records by
+ * reason) start from the store's totals (`seed`), so a restarted relay does not read 0 while it
+ * holds events; the others (batches, gaps, acks, messages) count since the relay started.
+ */
 export class RelayMetrics {
+  /** When the relay started: what the since-start counters count from. */
+  readonly startedAt = Date.now();
   batches = 0;
   readonly batchesByWire = { v1: 0, v2: 0 };
   recordsStored = 0;
@@ -41,6 +49,23 @@ export class RelayMetrics {
     invalid_health: 0,
   };
 
+  /** Starts the store-backed counters from what the store holds (once, before any batch is applied). */
+  seed(totals: readonly StreamTotals[]): void {
+    for (const t of totals) {
+      if (t.stored > 0) this.countStored(t.site, t.agent, t.stream, t.stored);
+      this.recordsStored += t.stored;
+      this.duplicateIds += t.duplicate_ids;
+      this.conflicts += t.conflicts;
+      this.droppedAtAgents += t.dropped;
+      this.skipped.dropped += t.dropped;
+      this.skipped.dead_letter += t.dead_lettered;
+      this.skipped.pruned += t.pruned;
+      this.skipped.other += t.skipped_other - t.pruned;
+      this.rejectedRecords.record_too_large += t.rejected_too_large;
+      this.rejectedRecords.invalid_record += t.rejected_records - t.rejected_too_large;
+    }
+  }
+
   countStored(site: string, agent: string, stream: string, n: number): void {
     const k = `${site}/${agent}/${stream}`;
     const c = this.storedByStream.get(k);
@@ -50,6 +75,7 @@ export class RelayMetrics {
 
   snapshot() {
     return {
+      started_at: this.startedAt,
       batches: this.batches,
       batches_by_wire: { ...this.batchesByWire },
       records_stored: this.recordsStored,

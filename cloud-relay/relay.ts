@@ -4,6 +4,8 @@ import { EVENTS_SUBSCRIPTION, RELAY_STATUS_TOPIC, WIRE_VERSION, type RelayStatus
 import { EVENTS_SUBSCRIPTION_V2, HEALTH_SUBSCRIPTION, PRESENCE_SUBSCRIPTION, parseAgentTopic } from '../common/wire-v2.js';
 import { disableNagle } from '../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../common/logger.js';
+import { LogThrottle } from '../common/log-throttle.js';
+import { expirySoon, explainBrokerError, loadTls, type BrokerContext } from '../common/tls.js';
 import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
 import { SqliteRelayStore } from './store/sqlite-store.js';
 import { RelayMetrics } from './metrics.js';
@@ -55,14 +57,23 @@ export class Relay {
     readonly httpUrl: string,
     readonly wireVersions: readonly number[],
     private readonly log: Logger,
+    private readonly brokerContext: BrokerContext,
   ) {}
+
+  /** Broker errors repeat every reconnect: one line a minute per kind. */
+  private readonly errorLog = new LogThrottle(60_000);
 
   static async start(input: RelayConfig, logger: Logger, opts: RelayStartOptions = {}): Promise<Relay> {
     const cfg: ResolvedRelayConfig = resolveRelayConfig(input);
     const log = logger.child({ component: 'relay' });
+    const creds = cfg.broker === 'embedded' ? {} : { username: cfg.broker.username, password: cfg.broker.password };
+    // Certificates before anything starts: a missing or wrong file stops the start (embedded broker: none).
+    const tls = cfg.broker !== 'embedded' && cfg.broker.tls ? loadTls(cfg.broker.tls, 'broker.tls') : undefined;
+    for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
+    const soon = expirySoon(tls);
+    if (soon) log.warn(soon);
     const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
-    const creds = cfg.broker === 'embedded' ? {} : { username: cfg.broker.username, password: cfg.broker.password };
     let store: SqliteRelayStore | undefined;
     let http: FastifyInstance | undefined;
     try {
@@ -75,6 +86,8 @@ export class Relay {
         ...(opts.clock ? { clock: opts.clock } : {}),
       });
       const metrics = new RelayMetrics();
+      // What the store holds, so that a restart does not read as an empty relay.
+      metrics.seed(store.streamTotals());
       const fleet = new FleetRegistry({
         store,
         metrics,
@@ -99,6 +112,7 @@ export class Relay {
         reconnectPeriod: 1000,
         will: { topic: RELAY_STATUS_TOPIC, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
         ...creds,
+        ...(tls?.options ?? {}),
       });
       disableNagle(client);
       const ingest = new Ingest({
@@ -113,7 +127,12 @@ export class Relay {
         },
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
       });
-      const relay = new Relay(metrics, prometheus, store, fleet, alerts, ingest, client, started.app, broker, url, started.url, wire, log);
+      const relay = new Relay(metrics, prometheus, store, fleet, alerts, ingest, client, started.app, broker, url, started.url, wire, log, {
+        key: 'broker',
+        url,
+        tls,
+        username: creds.username,
+      });
       fleet.start();
       // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
       alerts.start();
@@ -135,14 +154,20 @@ export class Relay {
   private wire(): void {
     this.client.on('connect', (connack) => {
       this.log.info({ sessionPresent: connack.sessionPresent }, 'relay connected to broker');
+      this.errorLog.reset();
       void this.subscribe();
     });
     this.client.on('close', () => this.log.debug('relay broker connection closed'));
     this.client.on('error', (err) => {
       // While stopping, a message delivered as the connection closes cannot be acknowledged
       // ("write after end"): expected, and the broker redelivers it to the persistent session.
-      if (this.stopping) this.log.debug({ err: { message: err.message } }, 'relay broker error while stopping');
-      else this.log.error({ err: { message: err.message } }, 'relay broker error');
+      if (this.stopping) return this.log.debug({ err: { message: err.message } }, 'relay broker error while stopping');
+      // Certificate and login problems said plainly, naming the setting and file at fault.
+      const explained = explainBrokerError(err, this.brokerContext);
+      const t = this.errorLog.take(explained ? `${explained.code}:${String(explained.context.reason)}` : err.message);
+      if (!t) return;
+      if (explained) this.log.error({ err: { code: explained.code, reason: explained.context.reason, message: explained.message }, suppressed: t.suppressed }, `${explained.message}; retrying`);
+      else this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, 'relay broker error; retrying');
     });
     this.client.on('message', (topic, payload) => this.route(topic, payload));
   }

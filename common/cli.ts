@@ -28,12 +28,22 @@ export function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Stops cleanly on SIGINT/SIGTERM (service stop); a second signal exits at once. */
+/**
+ * A second signal this soon after the first is the same request: Ctrl+C under `npm start` or `npx`
+ * reaches the process twice, from the terminal and forwarded by npm.
+ */
+const SAME_REQUEST_MS = 1_000;
+
+/** Stops cleanly on SIGINT/SIGTERM (service stop); a second signal (a second Ctrl+C) exits at once. */
 export function onShutdown(stop: () => Promise<void>): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const handler = (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince < SAME_REQUEST_MS) return;
+      process.stderr.write(`${signal} again while stopping: exiting now\n`);
+      process.exit(1);
+    }
+    stoppingSince = Date.now();
     stop().then(
       () => process.exit(0),
       (err) => {

@@ -20,8 +20,18 @@ export type ErrorCode =
   | 'ERP_PORT_IN_USE'
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'
+  // scanner-ws replies (docs/scanner-ws.md): a message that is not a scan, a device the token is
+  // not for, a scan not recorded for another reason (the agent stopping): retry later
+  | 'ERP_SCAN_INVALID'
+  | 'ERP_SCAN_FORBIDDEN'
+  | 'ERP_SCAN_UNAVAILABLE'
   | 'ERP_COLLECTOR_UNKNOWN'
-  | 'ERP_BENCH_UNAVAILABLE';
+  | 'ERP_BENCH_UNAVAILABLE'
+  | 'ERP_QUERY_TOO_MANY_ROWS'
+  | 'ERP_TLS_FILE'
+  | 'ERP_TLS_CERT_DATES'
+  | 'ERP_BROKER_TLS'
+  | 'ERP_BROKER_AUTH';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { defineKind, type CollectorKind } from '../host/collector.js';
 import { fileDropOverlap } from './file-drop/overlap.js';
 import { fileDropSchema } from './file-drop/schema.js';
-import { scannerTcpSchema } from './scanner/schema.js';
+import { scannerSerialSchema, scannerTcpSchema, scannerWsSchema } from './scanner/schema.js';
+import { scheduleSchema } from './schedule/schema.js';
 import { sqlSchema } from './sql/schema.js';
 import { syntheticSchema } from './synthetic/schema.js';
 
@@ -13,7 +14,10 @@ import { syntheticSchema } from './synthetic/schema.js';
  */
 export const collectorKinds = [
   defineKind({ type: 'file-drop', schema: fileDropSchema, load: () => import('./file-drop/file-drop.js'), overlap: fileDropOverlap }),
+  defineKind({ type: 'scanner-serial', schema: scannerSerialSchema, load: () => import('./scanner/serial.js') }),
   defineKind({ type: 'scanner-tcp', schema: scannerTcpSchema, load: () => import('./scanner/tcp.js') }),
+  defineKind({ type: 'schedule', schema: scheduleSchema, load: () => import('./schedule/schedule.js') }),
+  defineKind({ type: 'scanner-ws', schema: scannerWsSchema, load: () => import('./scanner/websocket.js') }),
   defineKind({ type: 'sql', schema: sqlSchema, load: () => import('./sql/sql.js') }),
   defineKind({ type: 'synthetic', schema: syntheticSchema, load: () => import('./synthetic/synthetic.js') }),
 ] as const;

@@ -74,7 +74,7 @@ export class CollectorSupervisor {
   /** First failure of the current streak (see CollectorStatus.failingSince). */
   private streakStart: number | null = null;
   private retryAt: number | null = null;
-  private instance: { collector: Collector; abort: AbortController; startedAt: number } | undefined;
+  private instance: { collector: Collector; abort: AbortController; startedAt: number; retire(): void } | undefined;
   private lastStats: CollectorStats = {};
   private module: CollectorModule<BaseCollectorConfig> | undefined;
   private stopping = false;
@@ -141,6 +141,8 @@ export class CollectorSupervisor {
     const mod = await this.load();
     if (!mod || this.stopping) return;
     const abort = new AbortController();
+    // Set once this instance's stop() has finished or been abandoned (see CaptureWriter.forInstance).
+    let retired = false;
     let collector: Collector | undefined;
     const fail = (err: unknown) => {
       // Only the live instance can fail the collector; a late call from a stopped one is ignored.
@@ -149,13 +151,13 @@ export class CollectorSupervisor {
     try {
       collector = mod.create(this.opts.config, {
         name: this.name,
-        writer: this.opts.writer.forInstance(abort.signal),
+        writer: this.opts.writer.forInstance(abort.signal, () => retired),
         logger: this.log,
         signal: abort.signal,
         resolvePath: this.opts.resolvePath,
         fail,
       });
-      this.instance = { collector, abort, startedAt: Date.now() };
+      this.instance = { collector, abort, startedAt: Date.now(), retire: () => (retired = true) };
       await collector.start();
     } catch (err) {
       // fail() during start already handled this instance.
@@ -243,6 +245,7 @@ export class CollectorSupervisor {
       const r = await Promise.race([stopped, delay(this.stopTimeoutMs, 'timeout' as const, { signal: timeout.signal, ref: false }).catch(() => 'stopped' as const)]);
       if (r === 'timeout') this.log.error({ timeout_ms: this.stopTimeoutMs }, 'collector did not stop in time; abandoned');
     } finally {
+      inst.retire();
       timeout.abort();
     }
   }

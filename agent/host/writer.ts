@@ -132,12 +132,18 @@ export class CaptureWriter {
     this.streams.add(opts.stream);
   }
 
-  /** The collector instance's view: its appends wait (and give up) with the instance's stop signal. */
-  forInstance(signal: AbortSignal): Writer {
+  /**
+   * The collector instance's view. Its appends wait (and give up) with the instance's stop signal;
+   * `retired` says when it may append nothing more (default: as soon as the signal is aborted). The
+   * supervisor retires an instance only once its stop() has finished (or been abandoned): what a
+   * collector still holds when asked to stop (scans read but not yet written) goes in while there
+   * is room without waiting, and no successor exists yet to own the checkpoints.
+   */
+  forInstance(signal: AbortSignal, retired: () => boolean = () => signal.aborted): Writer {
     return {
       source: this.source,
       stream: this.stream,
-      append: (records, checkpoint, opts) => this.append(records, checkpoint, opts, signal),
+      append: (records, checkpoint, opts) => this.append(records, checkpoint, opts, signal, retired),
       setCheckpoints: (cp) => this.setCheckpoints(cp),
       getCheckpoint: <T>(key: string) => this.outbox.getCheckpoint<T>(this.source, key),
       listCheckpoints: <T>() => this.outbox.listCheckpoints<T>(this.source),
@@ -155,6 +161,7 @@ export class CaptureWriter {
     checkpoint: CheckpointInput | readonly CheckpointInput[] = [],
     opts: AppendOptions = {},
     signal?: AbortSignal,
+    retired: () => boolean = () => signal?.aborted ?? false,
   ): Promise<AppendResult> {
     const stream = this.checkStream(opts.stream ?? this.stream);
     const now = Date.now();
@@ -183,7 +190,7 @@ export class CaptureWriter {
       this.counters.full_refusals++;
       throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full: ${valid.length} record(s) refused, retry later`, { source: this.source, stream, records: valid.length });
     }
-    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal) : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
+    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired) : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
     this.counters.appends++;
     this.counters.records += valid.length;
     this.counters.bytes += validBytes;
@@ -207,6 +214,7 @@ export class CaptureWriter {
     cps: ReturnType<typeof toCheckpoints>,
     alongside: Pick<OutboxAppendOptions, 'deadLetters' | 'keyVersions'>,
     signal: AbortSignal | undefined,
+    retired: () => boolean,
   ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
     let waitedSince: number | undefined;
     for (;;) {
@@ -216,8 +224,8 @@ export class CaptureWriter {
           waitedSince ??= Date.now();
           ticket = await this.outbox.waitForRoom(stream, records.length, bytes, signal);
         }
-        // A stopped (or abandoned) instance appends nothing more: its successor owns the checkpoints.
-        signal?.throwIfAborted();
+        // A retired instance (stopped or abandoned) appends nothing more: its successor owns the checkpoints.
+        if (retired()) throw signal?.reason ?? new DOMException('This operation was aborted', 'AbortError');
         const r = this.outbox.appendEncoded(stream, records, cps, { ...alongside, ticket });
         const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
         if (waitedSince !== undefined) {

@@ -6,6 +6,7 @@ import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { explainBrokerError, type TlsMaterial } from '../../common/tls.js';
 import type { Outbox } from '../outbox/outbox.js';
 import { encodeBatch, planBatch } from './batch.js';
 import type { Presence } from './presence.js';
@@ -19,6 +20,8 @@ export interface ForwarderOptions {
   url: string;
   username?: string | undefined;
   password?: string | undefined;
+  /** Certificates read at start (common/tls.ts), for mqtts://. */
+  tls?: TlsMaterial | undefined;
   clientId?: string | undefined;
   batchMaxRecords: number;
   batchMaxBytes: number;
@@ -77,6 +80,8 @@ export interface ForwarderStats {
   clockOffsetMs: number | null;
   /** When `connected` last changed (the forwarder's start before the first connect): how long it has been so. */
   connectedChangedAt: number;
+  /** Why the last connection attempt failed (certificate, login, network), until the next connect; for `status`. */
+  lastBrokerError: string | null;
 }
 
 /** An ack of either wire version, as the forwarder acts on it. */
@@ -131,6 +136,7 @@ export class Forwarder {
   };
   private readonly onAppended = (stream: string) => this.pump(stream);
   private readonly errorLog = new LogThrottle(60_000);
+  private lastBrokerError: string | null = null;
   private readonly ackLog = new LogThrottle(60_000);
   private readonly unknownStatuses = new Set<string>();
   /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
@@ -153,6 +159,7 @@ export class Forwarder {
       keepalive: Math.max(1, Math.round(this.opts.keepaliveMs / 1000)),
       connectTimeout: 10_000,
       queueQoSZero: false,
+      ...(this.opts.tls?.options ?? {}),
       ...(this.opts.presence ? { will: this.opts.presence.will() } : {}),
     };
     this.log.info({ url: safeUrl(this.opts.url), clientId: options.clientId }, 'connecting to broker');
@@ -192,8 +199,18 @@ export class Forwarder {
     await client.endAsync(true);
   }
 
-  /** While the broker is unreachable mqtt.js retries every second: one line a minute per error. */
+  /**
+   * While the broker is unreachable mqtt.js retries every second: one line a minute per error.
+   * Certificate and login problems are said plainly, naming the setting and file at fault.
+   */
   private logBrokerError(err: Error): void {
+    const explained = explainBrokerError(err, { key: 'transport', url: this.opts.url, tls: this.opts.tls, username: this.opts.username });
+    this.lastBrokerError = explained?.message ?? err.message;
+    if (explained) {
+      const t = this.errorLog.take(`broker:${explained.code}:${String(explained.context.reason)}`);
+      if (t) this.log.error({ err: { code: explained.code, reason: explained.context.reason, message: explained.message }, suppressed: t.suppressed }, `${explained.message}; retrying`);
+      return;
+    }
     const t = this.errorLog.take(`broker:${err.message}`);
     if (t) this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, 'broker error; retrying');
   }
@@ -201,7 +218,7 @@ export class Forwarder {
   getStats(): ForwarderStats {
     let inFlight = 0;
     for (const s of this.streams.values()) inFlight += s.inflight.length;
-    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, clockOffsetMs: this.clock.ms, ...this.stats };
+    return { connected: this.ready, connectedChangedAt: this.readyChangedAt, wire: this.wire, inFlight, clockOffsetMs: this.clock.ms, lastBrokerError: this.lastBrokerError, ...this.stats };
   }
 
   private setReady(ready: boolean): void {
@@ -231,6 +248,7 @@ export class Forwarder {
     if (client !== this.client) return;
     this.setReady(true);
     this.errorLog.reset();
+    this.lastBrokerError = null;
     this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);

@@ -123,7 +123,7 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
     const forkedFrom = Math.min(conflicting[0]?.seq ?? Number.POSITIVE_INFINITY, s.forkedFrom ?? Number.POSITIVE_INFINITY);
     out.conflicts = conflicting.length;
     if (forkedFrom !== s.forkedFrom || conflicting.length > 0) {
-      tx.updateStream(s.id, { last, dropped: 0, deadLettered: 0, skippedOther: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, forkedFrom });
+      tx.updateStream(s.id, { last, stored: 0, dropped: 0, deadLettered: 0, skippedOther: 0, pruned: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, rejectedTooLarge: 0, forkedFrom });
     }
     const concerned = recs.filter((r) => r.seq >= forkedFrom);
     const why =
@@ -195,12 +195,15 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   if (last !== s.last || out.duplicateIds > 0 || out.conflicts > 0 || rejected > 0) {
     tx.updateStream(s.id, {
       last,
+      stored: out.stored,
       dropped: sk.dropped,
       deadLettered: sk.dead_letter,
       skippedOther: sk.pruned + sk.other,
+      pruned: sk.pruned,
       duplicateIds: out.duplicateIds,
       conflicts: out.conflicts,
       rejectedRecords: rejected,
+      rejectedTooLarge: out.rejectedRecords.record_too_large,
     });
   }
   out.upto = last;

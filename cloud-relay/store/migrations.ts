@@ -133,6 +133,16 @@ const MIGRATIONS: readonly string[] = [
   -- At most one active instance per key.
   CREATE UNIQUE INDEX alerts_active ON alerts (key) WHERE resolved_at IS NULL;
   `,
+  // 7: records stored per stream epoch, and the two counts that were only kept summed (pruned within
+  // skipped_other, record_too_large within rejected_records), so that a restarted relay's counters
+  // (GET /api/stats, Prometheus) start from what its store holds instead of 0. A store written
+  // before this step counts its earlier pruned seqs as other and its earlier refusals as invalid.
+  `
+  ALTER TABLE streams ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE streams ADD COLUMN rejected_too_large INTEGER NOT NULL DEFAULT 0;
+  UPDATE streams SET stored = (SELECT coalesce(sum(json_array_length(g.records)), 0) FROM segments g WHERE g.stream_id = streams.id);
+  `,
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;

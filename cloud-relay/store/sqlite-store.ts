@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
-import type { AgentRecord, AlertRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamUpdate } from './store.js';
+import type { AgentRecord, AlertRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamTotals, StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -75,9 +75,9 @@ export class SqliteRelayStore implements RelayStore {
         'INSERT INTO streams (site, agent, stream, epoch, first_seen, last_at, stream_key) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       updateStream: db.prepare<[StreamUpdateParams]>(
-        `UPDATE streams SET last_seq = @last, dropped = dropped + @dropped, dead_lettered = dead_lettered + @deadLettered,
-           skipped_other = skipped_other + @skippedOther, duplicate_ids = duplicate_ids + @duplicateIds, conflicts = conflicts + @conflicts,
-           rejected_records = rejected_records + @rejectedRecords, forked_from = coalesce(min(forked_from, @forkedFrom), forked_from, @forkedFrom),
+        `UPDATE streams SET last_seq = @last, stored = stored + @stored, dropped = dropped + @dropped, dead_lettered = dead_lettered + @deadLettered,
+           skipped_other = skipped_other + @skippedOther, pruned = pruned + @pruned, duplicate_ids = duplicate_ids + @duplicateIds, conflicts = conflicts + @conflicts,
+           rejected_records = rejected_records + @rejectedRecords, rejected_too_large = rejected_too_large + @rejectedTooLarge, forked_from = coalesce(min(forked_from, @forkedFrom), forked_from, @forkedFrom),
            last_at = @now WHERE id = @id`,
       ),
       heldIds: db.prepare<[number, number, number], { seq: number; id: string }>('SELECT seq, id FROM held_ids WHERE stream_id = ? AND seq BETWEEN ? AND ?'),
@@ -93,11 +93,17 @@ export class SqliteRelayStore implements RelayStore {
         'SELECT first_seq, received_at, records FROM segments WHERE stream_id = ? AND last_seq >= ? ORDER BY last_seq',
       ),
       listStreams: db.prepare<[], StreamRowDb>(
-        `SELECT s.site, s.agent, s.stream, s.epoch, s.last_seq, s.dropped, s.dead_lettered, s.skipped_other, s.duplicate_ids, s.conflicts,
+        `SELECT s.site, s.agent, s.stream, s.epoch, s.last_seq, s.stored, s.dropped, s.dead_lettered, s.skipped_other, s.duplicate_ids, s.conflicts,
                 s.rejected_records, s.forked_from, s.first_seen, s.last_at,
                 s.id = (SELECT c.id FROM streams c WHERE c.site = s.site AND c.agent = s.agent AND c.stream = s.stream
                         ORDER BY c.first_seen DESC, c.id DESC LIMIT 1) AS current
          FROM streams s ORDER BY s.site, s.agent, s.stream, s.first_seen, s.id`,
+      ),
+      streamTotals: db.prepare<[], StreamTotals>(
+        `SELECT site, agent, stream, sum(stored) AS stored, sum(dropped) AS dropped, sum(dead_lettered) AS dead_lettered,
+                sum(skipped_other) AS skipped_other, sum(pruned) AS pruned, sum(duplicate_ids) AS duplicate_ids, sum(conflicts) AS conflicts,
+                sum(rejected_records) AS rejected_records, sum(rejected_too_large) AS rejected_too_large
+         FROM streams GROUP BY site, agent, stream ORDER BY site, agent, stream`,
       ),
       currentEpoch: db.prepare<[string, string, string], string>(
         'SELECT epoch FROM streams WHERE site = ? AND agent = ? AND stream = ? ORDER BY first_seen DESC, id DESC LIMIT 1',
@@ -248,6 +254,10 @@ export class SqliteRelayStore implements RelayStore {
 
   listStreams(): StreamRow[] {
     return this.stmts.listStreams.all().map((r) => ({ ...r, current: r.current === 1 }));
+  }
+
+  streamTotals(): StreamTotals[] {
+    return this.stmts.streamTotals.all();
   }
 
   listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] } {

@@ -26,12 +26,19 @@ export interface StreamState {
 /** Counts added to a stream row, with its new cursor. */
 export interface StreamUpdate {
   last: number;
+  /** Records stored (in the segment of this batch). */
+  stored: number;
   dropped: number;
   deadLettered: number;
+  /** Every reason other than dropped and dead_letter, `pruned` included. */
   skippedOther: number;
+  /** Of skippedOther, the `pruned` seqs. */
+  pruned: number;
   duplicateIds: number;
   conflicts: number;
   rejectedRecords: number;
+  /** Of rejectedRecords, those over the size limit (record_too_large). */
+  rejectedTooLarge: number;
   /** Set when a conflict is found (kept at the lowest seq ever set). */
   forkedFrom?: number;
 }
@@ -72,6 +79,8 @@ export interface StreamRow {
   stream: string;
   epoch: string;
   last_seq: number;
+  /** Records stored (seqs held by a duplicate id or skipped are not). */
+  stored: number;
   dropped: number;
   dead_lettered: number;
   skipped_other: number;
@@ -82,6 +91,23 @@ export interface StreamRow {
   first_seen: number;
   last_at: number;
   current: boolean;
+}
+
+/** What the store holds for one (site, agent, stream), over all its epochs: the relay's counters start from it. */
+export interface StreamTotals {
+  site: string;
+  agent: string;
+  stream: string;
+  stored: number;
+  dropped: number;
+  dead_lettered: number;
+  /** Skipped for other reasons than dropped and dead_letter, pruned included. */
+  skipped_other: number;
+  pruned: number;
+  duplicate_ids: number;
+  conflicts: number;
+  rejected_records: number;
+  rejected_too_large: number;
 }
 
 /** A stored record as the API serves it: every field present (null when absent). */
@@ -179,6 +205,8 @@ export interface RelayStore {
   /** Runs `fn` in one transaction (one commit, one fsync); a throw rolls all of it back. */
   transaction<T>(fn: (tx: StoreTx) => T): T;
   listStreams(): StreamRow[];
+  /** Per (site, agent, stream), summed over its epochs. */
+  streamTotals(): StreamTotals[];
   /** Events of a stream in seq order; without `epoch`, the stream's current (newest) epoch. */
   listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] };
   loadAgents(): AgentRecord[];

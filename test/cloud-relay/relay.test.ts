@@ -10,7 +10,7 @@ import { MosquittoProcess } from '../helpers/mosquitto.js';
 import { freePort, waitFor } from '../helpers/net.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
 import { getJson, relayHarness, type ServedEvent } from '../helpers/relay-harness.js';
-import { AGENT, EPOCH_A as EPOCH, SITE, batchV1 as batch, range, recordV1 as record, servedV1 as served } from '../helpers/relay-wire.js';
+import { AGENT, EPOCH_A as EPOCH, SITE, batchV1 as batch, batchV2, range, recordV1 as record, servedV1 as served } from '../helpers/relay-wire.js';
 
 const WAIT_MS = 15_000;
 const silent = createLogger({ level: 'silent' });
@@ -320,6 +320,67 @@ describe('Relay', () => {
       Relay.start(config({ embedded_broker: { host: '127.0.0.1', port: brokerPort }, store: { path: join(notADir, 'relay.db'), synchronous: 'FULL' } }), silent),
     ).rejects.toMatchObject({ code: expect.stringMatching(/^(EEXIST|ENOTDIR)$/) });
     await closeServer(await listen(brokerPort));
+  });
+
+  it('after a restart on the same store, /api/stats and /metrics count what the store holds (not 0); traffic counters start again', async () => {
+    const cfg = { limits: { max_record_bytes: 2048 } };
+    const relay = await startRelay(cfg);
+    const agent = await connectAgent(relay);
+    expect(await agent.sendV2(batchV2(1, 5))).toMatchObject({ status: 'ok', upto: 5 });
+    // 6 dropped at the agent's cap, 7 pruned, 8 dead-lettered; 9..10 stored.
+    const skips = [{ from: 6, to: 6, reason: 'dropped' }, { from: 7, to: 7, reason: 'pruned' }, { from: 8, to: 8, reason: 'dead_letter' }];
+    expect(await agent.sendV2(batchV2(9, 10, { skipped: skips }))).toMatchObject({ status: 'ok', upto: 10 });
+    // 11 carries the id of seq 1 (recognised, not stored); 12 is stored.
+    const dup = batchV2(11, 12);
+    dup.records[0]!.id = 'orders.csv#1';
+    expect(await agent.sendV2(dup)).toMatchObject({ status: 'ok', upto: 12 });
+    // 13 over the relay's size limit, on stream `stock` one record without its ts.
+    const big = batchV2(13, 13);
+    big.records[0]!.data = { note: 'x'.repeat(3_000) };
+    expect(await agent.sendV2(big)).toMatchObject({ status: 'rejected', upto: 12 });
+    const bad = batchV2(1, 2, { stream: 'stock' });
+    bad.records[1]!.ts = null;
+    expect(await agent.sendV2(bad)).toMatchObject({ status: 'rejected', upto: 1 });
+    // A v1 resend with another id at a held seq: a conflict (v1: counted, and skipped as a duplicate).
+    expect(await agent.send(batch(5, 5, { idPrefix: 'other#' }))).toMatchObject({ status: 'ok', upto: 12 });
+
+    const storeBacked = (s: Awaited<ReturnType<typeof stats>>) => ({
+      records_stored: s.records_stored,
+      duplicate_ids: s.duplicate_ids,
+      conflicts: s.conflicts,
+      dropped_at_agents: s.dropped_at_agents,
+      skipped: s.skipped,
+      rejected_records: s.rejected_records,
+    });
+    const before = await stats(relay);
+    const warmup = (await getJson<StreamsResponse>(`${relay.httpUrl}/api/streams`)).body.streams.filter((s) => s.stream.startsWith('warmup-')).length;
+    expect(storeBacked(before)).toEqual({
+      records_stored: 5 + 2 + 1 + 1 + warmup,
+      duplicate_ids: 1,
+      conflicts: 1,
+      dropped_at_agents: 1,
+      skipped: { dropped: 1, dead_letter: 1, pruned: 1, other: 0 },
+      rejected_records: { invalid_record: 1, record_too_large: 1 },
+    });
+    expect(before.batches).toBeGreaterThan(0);
+    await agent.close();
+    await h.stopRelay(relay);
+
+    // The harness gives every relay of a test the same store file.
+    const again = await startRelay(cfg);
+    const after = await stats(again);
+    expect(storeBacked(after)).toEqual(storeBacked(before));
+    // Counted since this start: nothing has arrived yet.
+    expect(after).toMatchObject({ batches: 0, gaps: 0, duplicates: 0, rejected_acks: 0 });
+    expect(after.started_at).toBeGreaterThanOrEqual(before.started_at);
+    const metrics = await (await fetch(`${again.httpUrl}/metrics`)).text();
+    expect(metrics).toContain(`erp_edge_relay_events_stored_total{site="${SITE}",agent="${AGENT}",stream="orders"} 8`);
+    expect(metrics).toContain('erp_edge_relay_skipped_seqs_total{reason="pruned"} 1');
+    expect(metrics).toContain('erp_edge_relay_records_rejected_total{reason="record_too_large"} 1');
+    // And they go on from there.
+    const next = await connectAgent(again);
+    expect(await next.sendV2(batchV2(13, 14, { skipped: [] }))).toMatchObject({ status: 'ok', upto: 14 });
+    expect(await (await fetch(`${again.httpUrl}/metrics`)).text()).toContain(`erp_edge_relay_events_stored_total{site="${SITE}",agent="${AGENT}",stream="orders"} 10`);
   });
 
   it('stop() releases the broker and HTTP ports', async () => {

@@ -11,10 +11,10 @@ import {
   type MssqlColumn,
   type MssqlTable,
   type Statement,
-} from '../../agent/collectors/sql/dialects/mssql-statements.js';
-import { existingKeysStatement } from '../../agent/collectors/sql/dialects/mssql-keys.js';
-import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../agent/collectors/sql/dialects/mssql-metadata.js';
-import type { MssqlQuery, MssqlRows, MssqlRunner, MssqlSession, MssqlStream } from '../../agent/collectors/sql/mssql-runner.js';
+} from '../../agent/databases/dialects/mssql-statements.js';
+import { existingKeysStatement } from '../../agent/databases/dialects/mssql-keys.js';
+import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../agent/databases/dialects/mssql-metadata.js';
+import type { MssqlQuery, MssqlRows, MssqlRunner, MssqlSession, MssqlStream } from '../../agent/databases/mssql-runner.js';
 
 /**
  * An in-memory SQL Server for the mssql capture tests (SQL Server cannot run here): one table,

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { SqlSource } from '../../agent/collectors/sql/dialect.js';
+import type { SqlSource } from '../../agent/databases/dialect.js';
 import { Outbox } from '../../agent/outbox/outbox.js';
 import { testOutboxOptions } from './outbox.js';
 import { createTestDatabase, type TestDatabase } from './sql-databases.js';
@@ -19,7 +19,7 @@ export async function openSqlFixture(driver: 'pg' | 'mysql', statements: readonl
   for (const s of statements) await db.exec(s);
   const tmp = makeTempDir(prefix);
   const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-  const dialect = driver === 'pg' ? await import('../../agent/collectors/sql/dialects/pg.js') : await import('../../agent/collectors/sql/dialects/mysql.js');
+  const dialect = driver === 'pg' ? await import('../../agent/databases/dialects/pg.js') : await import('../../agent/databases/dialects/mysql.js');
   const source = await dialect.connect({ ...db.connection, poolSize: 2, connectTimeoutMs: 5_000 });
   return { db, tmp, outbox, source };
 }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { durationMs } from '../../../common/duration.js';
+import { byteSize, durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
 
 /**
@@ -151,3 +151,79 @@ export type ScannerTcpConfig = z.output<typeof scannerTcpSchema>;
 export function listenPorts(port: number | number[] | undefined): number[] {
   return port === undefined ? [] : Array.isArray(port) ? port : [port];
 }
+
+/**
+ * scanner-serial: a scanner on a serial port (RS-232 or a USB adapter). The line settings must
+ * match the scanner's; the defaults are the common 9600 8N1 without flow control.
+ */
+export const scannerSerialSchema = z
+  .strictObject({
+    type: z.literal('scanner-serial'),
+    name: topicLevel,
+    stream: topicLevel.optional(),
+    /** `/dev/ttyUSB0`, `/dev/serial/by-id/…` (stable across replugging), `COM3`. */
+    path: z.string().min(1),
+    baud_rate: z.number().int().positive().default(9_600),
+    data_bits: z.literal([5, 6, 7, 8]).default(8),
+    stop_bits: z.literal([1, 1.5, 2]).default(1),
+    parity: z.enum(['none', 'even', 'odd', 'mark', 'space']).default('none'),
+    /** Hardware flow control: while reading is paused (outbox full) the scanner is told to hold its data. */
+    rts_cts: z.boolean().default(false),
+    /** The scans' device id (default: the collector's name); a `device_prefix` in a scan overrides it. */
+    device: deviceId.optional(),
+    /** Opening the port again after it went away or could not be opened. */
+    reconnect: reconnectSchema.prefault({}),
+    ...streamFields,
+    ...scanFields,
+  });
+
+export type ScannerSerialConfig = z.output<typeof scannerSerialSchema>;
+
+/**
+ * scanner-ws: a WebSocket endpoint for handheld apps (see docs/scanner-ws.md). Plain `ws://` only:
+ * TLS comes with #12 (until then, put a TLS-terminating proxy in front when the Wi-Fi is not trusted).
+ */
+export const scannerWsSchema = z
+  .strictObject({
+    type: z.literal('scanner-ws'),
+    name: topicLevel,
+    stream: topicLevel.optional(),
+    /** Handhelds reach the agent over the site network; every connection needs a device token. */
+    host: z.string().min(1).default('0.0.0.0'),
+    /** 0: the OS picks one (tests). */
+    port: z.number().int().min(0).max(65_535),
+    /** URL path of the endpoint; other paths are answered 404. */
+    path: z.string().regex(/^\/[^?#\s]*$/, 'a URL path starting with `/`').default('/scans'),
+    /**
+     * One entry per handheld. The token authenticates the device and decides its id: write it as
+     * `${VAR}` (the environment) so it is never in the config file or a log.
+     */
+    devices: z
+      .array(
+        z.strictObject({
+          id: deviceId,
+          token: z.string().min(16, 'at least 16 characters (use a random token)').max(512),
+        }),
+      )
+      .min(1),
+    /** Largest WebSocket message; a larger one closes the connection (code 1009). */
+    max_message_bytes: byteSize.default(64 * 1024),
+    /** A client that has not answered the previous ping by the next one is dropped. */
+    ping_interval: durationMs.pipe(z.number().min(100, 'at least 100ms')).default(30_000),
+    /** Told to clients whose scan was refused because the outbox is full (`retry_after_ms`). */
+    retry_after: durationMs.default(5_000),
+    ...scanFields,
+  })
+  .superRefine((cfg, ctx) => {
+    const ids = new Set<string>();
+    const tokens = new Set<string>();
+    cfg.devices.forEach((d, i) => {
+      if (ids.has(d.id)) ctx.addIssue({ code: 'custom', path: ['devices', i, 'id'], message: `device "${d.id}" is listed twice` });
+      // Not quoted: the token is a secret.
+      if (tokens.has(d.token)) ctx.addIssue({ code: 'custom', path: ['devices', i, 'token'], message: 'the same token is given to two devices; each device needs its own' });
+      ids.add(d.id);
+      tokens.add(d.token);
+    });
+  });
+
+export type ScannerWsConfig = z.output<typeof scannerWsSchema>;

@@ -1,5 +1,5 @@
 import type { Writer } from '../../host/writer.js';
-import type { SchemaChangeListener } from './schema-version.js';
+import type { SchemaChangeListener } from '../../databases/schema-version.js';
 
 /** Where every capture mode's records go, and how: the same for a table, a query or a SQL Server table. */
 export interface CaptureTarget {

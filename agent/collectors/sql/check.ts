@@ -1,5 +1,5 @@
 import { formatBytes } from '../../../common/format-bytes.js';
-import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from './dialect.js';
+import { splitTableName, type DialectModule, type LogicalInfo, type LogicalTableInfo, type SourceIdentity, type SqlSource, type TableInfo } from '../../databases/dialect.js';
 import { incrementalTables, logicalNames, logicalTableName, type LogicalTableConfig, type QueryConfig, type SqlConfig, type TableConfig } from './schema.js';
 
 /**
@@ -373,8 +373,8 @@ export function errorText(err: unknown, password: string): string {
 // One collector, against its database
 
 const DIALECTS: Record<Driver, () => Promise<DialectModule>> = {
-  pg: () => import('./dialects/pg.js'),
-  mysql: () => import('./dialects/mysql.js'),
+  pg: () => import('../../databases/dialects/pg.js'),
+  mysql: () => import('../../databases/dialects/mysql.js'),
 };
 
 /**

@@ -1,8 +1,8 @@
 import type { CaptureInput, Writer } from '../../host/writer.js';
-import type { SourceRow, SqlSource } from './dialect.js';
+import type { SourceRow, SqlSource } from '../../databases/dialect.js';
 import { recordKey, rowRecord } from './record.js';
 import type { CaptureTarget } from './capture-target.js';
-import { noteSchema } from './schema-version.js';
+import { noteSchema } from '../../databases/schema-version.js';
 import type { TableConfig } from './schema.js';
 
 /**

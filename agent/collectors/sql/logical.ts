@@ -1,13 +1,13 @@
 import pg from 'pg';
 import type { CaptureInput, Writer } from '../../host/writer.js';
-import { quoteName, splitTableName, wireValue } from './dialect.js';
-import { pageRows, type SourceRow } from './dialect.js';
-import { pgColumns, snapshotSql, TIMESTAMP_OID, typeParser } from './dialects/pg.js';
-import { zonedMicros } from './time-zone.js';
-import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from './dialects/pgoutput.js';
+import { quoteName, splitTableName, wireValue } from '../../databases/dialect.js';
+import { pageRows, type SourceRow } from '../../databases/dialect.js';
+import { pgColumns, snapshotSql, TIMESTAMP_OID, typeParser } from '../../databases/dialects/pg.js';
+import { zonedMicros } from '../../databases/time-zone.js';
+import { parseLsn, parseMessage, type PgOutputMessage, type RelationMessage, type TupleData } from '../../databases/dialects/pgoutput.js';
 import { recordId, recordKey, rowRecord } from './record.js';
 import { snapshotMarker } from './snapshot.js';
-import { noteSchema, schemaVersion, type SchemaChangeListener } from './schema-version.js';
+import { noteSchema, schemaVersion, type SchemaChangeListener } from '../../databases/schema-version.js';
 import { logicalNames, logicalTableName, type LogicalTableConfig, type SqlConfig } from './schema.js';
 
 /**

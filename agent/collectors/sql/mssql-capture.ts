@@ -1,7 +1,7 @@
 import { ErpEdgeError } from '../../../common/errors.js';
 import type { CaptureInput, Writer } from '../../host/writer.js';
 import type { CaptureTarget } from './capture-target.js';
-import { noteSchema } from './schema-version.js';
+import { noteSchema } from '../../databases/schema-version.js';
 import {
   binaryHex,
   cdcBounds,
@@ -25,10 +25,10 @@ import {
   type MssqlColumn,
   type MssqlTable,
   type WireValue,
-} from './dialects/mssql-statements.js';
-import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from './dialects/mssql-keys.js';
+} from '../../databases/dialects/mssql-statements.js';
+import { existingKeysStatement, keysPerStatement, unmatchableKeyColumns } from '../../databases/dialects/mssql-keys.js';
 import { checkpointKey } from './incremental.js';
-import type { MssqlRows, MssqlRunner } from './mssql-runner.js';
+import type { MssqlRows, MssqlRunner } from '../../databases/mssql-runner.js';
 import { reconcileDeletes, type ReconcileTarget } from './reconcile.js';
 import { recordKey, rowRecord } from './record.js';
 import { captureInstanceOf, type MssqlTableConfig } from './schema.js';

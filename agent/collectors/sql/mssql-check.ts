@@ -1,7 +1,7 @@
 import { connectFailure, describeConnection, errorText, type CheckResult } from './check.js';
-import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from './dialects/mssql-metadata.js';
-import { quoteIdent } from './dialects/mssql-statements.js';
-import type { MssqlConnectOptions, MssqlRunner } from './mssql-runner.js';
+import { captureInstanceStatement, prerequisitesStatement, tableAccessStatement } from '../../databases/dialects/mssql-metadata.js';
+import { quoteIdent } from '../../databases/dialects/mssql-statements.js';
+import type { MssqlConnectOptions, MssqlRunner } from '../../databases/mssql-runner.js';
 import { captureInstanceOf, mssqlTables, type MssqlTableConfig, type SqlConfig } from './schema.js';
 
 /**
@@ -14,7 +14,7 @@ import { captureInstanceOf, mssqlTables, type MssqlTableConfig, type SqlConfig }
 
 type Connect = (opts: MssqlConnectOptions) => Promise<MssqlRunner>;
 
-const realConnect: Connect = async (opts) => (await import('./dialects/mssql.js')).connect(opts);
+const realConnect: Connect = async (opts) => (await import('../../databases/dialects/mssql.js')).connect(opts);
 
 /** Connects as the collector would, checks, and closes. Never throws for a database problem. */
 export async function testMssqlCollector(cfg: SqlConfig, connect: Connect = realConnect): Promise<CheckResult[]> {

@@ -1,9 +1,9 @@
 import type { CaptureInput, Writer } from '../../host/writer.js';
-import type { SqlSource } from './dialect.js';
+import type { SqlSource } from '../../databases/dialect.js';
 import { recordKey, rowRecord } from './record.js';
 import type { QueryConfig } from './schema.js';
 import type { CaptureTarget } from './capture-target.js';
-import { noteSchema } from './schema-version.js';
+import { noteSchema } from '../../databases/schema-version.js';
 import { ErpEdgeError } from '../../../common/errors.js';
 
 /**

@@ -1,7 +1,7 @@
 import { ErpEdgeError } from '../../../common/errors.js';
 import type { CaptureInput } from '../../host/writer.js';
 import type { Writer } from '../../host/writer.js';
-import type { SqlSource } from './dialect.js';
+import type { SqlSource } from '../../databases/dialect.js';
 import { recordId } from './record.js';
 
 /** What reconciliation needs of a table's capture (an incremental TableCapture is one; SQL Server's rowversion capture makes one). */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { joinKey } from '../../../common/record-key.js';
 import type { CaptureInput } from '../../host/writer.js';
-import type { SourceRow } from './dialect.js';
+import type { SourceRow } from '../../databases/dialect.js';
 
 /**
  * Record identity for every SQL dialect and mode (docs/wire.md: source + table + primary key +

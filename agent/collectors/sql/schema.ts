@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { durationMs } from '../../../common/duration.js';
 import { topicLevel } from '../../../common/wire-v1.js';
-import { queryProblem } from './query-text.js';
-import { checkTimeZone } from './time-zone.js';
+import { queryProblem } from '../../databases/query-text.js';
+import { connectionIssues, connectionSchema, ianaZone, sqlDriver } from '../../databases/connection-schema.js';
 
 /**
  * sql collector config. No driver imports here: `validate` loads schemas only.
@@ -52,15 +52,6 @@ const tableSchema = z.strictObject({
   poll_interval: durationMs.optional(),
   /** Stream for this table's records; default: the collector's stream. */
   stream: topicLevel.optional(),
-});
-
-/** An IANA zone name Intl knows (e.g. `Europe/Berlin`). */
-const ianaZone = z.string().min(1).superRefine((zone, ctx) => {
-  try {
-    checkTimeZone(zone);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `unknown IANA time zone ${JSON.stringify(zone)} (e.g. Europe/Berlin, UTC)` });
-  }
 });
 
 /** What every SQL Server table entry has (driver: mssql). */
@@ -170,22 +161,8 @@ const sqlObject = z.strictObject({
   type: z.literal('sql'),
   name: topicLevel,
   stream: topicLevel.optional(),
-  driver: z.enum(['pg', 'mysql', 'mssql']),
-  connection: z.strictObject({
-    host: z.string().min(1).default('127.0.0.1'),
-    port: z.number().int().min(1).max(65_535).optional(),
-    database: z.string().min(1),
-    user: z.string().min(1),
-    /** Use `${VAR}`: the password is never written to the config file or a log. */
-    password: z.string().default(''),
-    /** Pooled connections per collector. */
-    pool_size: z.number().int().min(1).max(20).default(2),
-    connect_timeout: durationMs.default(10_000),
-    /** SQL Server only (TLS on the TDS connection). */
-    encrypt: z.boolean().default(true),
-    /** SQL Server only: accept a self-signed server certificate (test servers; not for production). */
-    trust_server_certificate: z.boolean().default(false),
-  }),
+  driver: sqlDriver,
+  connection: connectionSchema,
   poll_interval: durationMs.default(5_000),
   /** Rows per query page (and per outbox transaction). */
   batch_size: z.number().int().min(1).max(100_000).default(1_000),
@@ -229,9 +206,7 @@ export const sqlSchema = sqlObject.superRefine((cfg, ctx) => {
     if (cfg.driver === 'mssql' && !mssqlMode) ctx.addIssue({ code: 'custom', path: ['tables', i, 'mode'], message: `mode ${t.mode} is not available with driver: mssql; SQL Server tables use mode: ${MSSQL_MODES.join(', ')}` });
     if (cfg.driver !== 'mssql' && mssqlMode) ctx.addIssue({ code: 'custom', path: ['tables', i, 'mode'], message: `mode ${t.mode} needs driver: mssql (SQL Server); driver ${cfg.driver} supports mode: incremental or query` });
   });
-  // Non-default TLS settings on another driver would be silently ignored: refused instead.
-  if (cfg.driver !== 'mssql' && !cfg.connection.encrypt) ctx.addIssue({ code: 'custom', path: ['connection', 'encrypt'], message: 'connection.encrypt is a SQL Server setting (driver: mssql)' });
-  if (cfg.driver !== 'mssql' && cfg.connection.trust_server_certificate) ctx.addIssue({ code: 'custom', path: ['connection', 'trust_server_certificate'], message: 'connection.trust_server_certificate is a SQL Server setting (driver: mssql)' });
+  connectionIssues(cfg.driver, cfg.connection, ctx, ['connection']);
   const seen = new Set<string>();
   for (const t of cfg.logical?.tables ?? []) {
     if (seen.has(t.table)) ctx.addIssue({ code: 'custom', path: ['logical', 'tables'], message: `table ${t.table} is listed twice` });

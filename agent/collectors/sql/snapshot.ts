@@ -1,7 +1,7 @@
 import type { CaptureInput } from '../../host/writer.js';
 import { changeRecord, checkpointKey, keyValues, type IncrementalCheckpoint, type TableCapture } from './incremental.js';
 import { recordKey } from './record.js';
-import { noteSchema } from './schema-version.js';
+import { noteSchema } from '../../databases/schema-version.js';
 
 /**
  * The initial load of a table: every row in key order, page by page (keyset pagination: constant

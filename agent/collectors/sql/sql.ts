@@ -4,11 +4,11 @@ import { LogThrottle } from '../../../common/log-throttle.js';
 import type { Logger } from '../../../common/logger.js';
 import type { Collector, CollectorContext, CollectorStats } from '../../host/collector.js';
 import type { Writer } from '../../host/writer.js';
-import type { DialectModule, SqlSource } from './dialect.js';
+import type { DialectModule, SqlSource } from '../../databases/dialect.js';
 import type { LogicalCapture } from './logical.js';
 import { pollIncremental, type TableCapture } from './incremental.js';
 import type { MssqlCapture } from './mssql-capture.js';
-import type { MssqlConnectOptions, MssqlRunner } from './mssql-runner.js';
+import type { MssqlConnectOptions, MssqlRunner } from '../../databases/mssql-runner.js';
 import { reconcileDeletes } from './reconcile.js';
 import { initialLoad } from './snapshot.js';
 import { pollQuery, type QueryCapture } from './query.js';
@@ -16,11 +16,11 @@ import { mssqlTables, type MssqlTableConfig, type QueryConfig, type SqlConfig, t
 
 /** Drivers load lazily: a collector for one database never loads another's driver. */
 const DIALECTS: Record<Exclude<SqlConfig['driver'], 'mssql'>, () => Promise<DialectModule>> = {
-  pg: () => import('./dialects/pg.js'),
-  mysql: () => import('./dialects/mysql.js'),
+  pg: () => import('../../databases/dialects/pg.js'),
+  mysql: () => import('../../databases/dialects/mysql.js'),
 };
 /** SQL Server's module gives a runner (mssql-runner.ts), not a SqlSource: its modes have their own engine. */
-const MSSQL = () => import('./dialects/mssql.js');
+const MSSQL = () => import('../../databases/dialects/mssql.js');
 
 export function create(cfg: SqlConfig, ctx: CollectorContext): Collector {
   return new SqlCollector(cfg, ctx);

@@ -32,8 +32,12 @@ export class WebhookSender {
   /** Delivered, failed attempts, dropped: for tests and diagnostics. */
   readonly counts = { delivered: 0, failures: 0, dropped: 0 };
 
+  /** The URL without user info (fetch refuses a URL with credentials) and those credentials as Basic auth. */
+  private readonly endpoint: { url: string; headers: Record<string, string> };
+
   constructor(private readonly o: WebhookOptions) {
     this.target = safeUrl(o.config.url);
+    this.endpoint = withoutCredentials(o.config.url);
   }
 
   get pending(): number {
@@ -87,9 +91,9 @@ export class WebhookSender {
     this.inflight = ctl;
     const timer = setTimeout(() => ctl.abort(), this.o.config.timeout);
     try {
-      const res = await fetch(this.o.config.url, {
+      const res = await fetch(this.endpoint.url, {
         method: 'POST',
-        headers: { ...this.o.config.headers, 'content-type': 'application/json' },
+        headers: { ...this.endpoint.headers, ...this.o.config.headers, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         signal: ctl.signal,
       });
@@ -109,4 +113,14 @@ export class WebhookSender {
       this.timer = setTimeout(resolve, ms);
     });
   }
+}
+
+/** `https://user:pass@host/x` → `https://host/x` and `Authorization: Basic …` (configured headers still win). */
+function withoutCredentials(raw: string): { url: string; headers: Record<string, string> } {
+  const u = new URL(raw);
+  if (!u.username && !u.password) return { url: raw, headers: {} };
+  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), headers: { authorization: `Basic ${basic}` } };
 }

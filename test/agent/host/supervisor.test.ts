@@ -335,6 +335,33 @@ describe('stop()', () => {
     expect(inst!.stopCalls).toBe(1);
   });
 
+  it('lets a collector write what it still holds while its stop() runs, and nothing once it has stopped', async () => {
+    let ctxOf: CollectorContext | undefined;
+    const during: string[] = [];
+    const sup = supervise(
+      kind('holding', (_cfg, ctx) => {
+        ctxOf = ctx;
+        return {
+          start: async () => {},
+          // Scans read but not yet written when the stop came: they go in while there is room.
+          stop: async () => {
+            during.push(ctx.signal.aborted ? 'aborted' : 'live');
+            await ctx.writer.append([{ id: 'held-1', data: { n: 1 } }], { key: 'pos', value: 1 });
+          },
+        };
+      }),
+      'holding',
+    );
+    await sup.start();
+    await sup.stop();
+    expect(during).toEqual(['aborted']);
+    expect(outbox.readPending('holding', 0, 10).map((r) => wireRecordV2.parse(JSON.parse(r.payload)).id)).toEqual(['held-1']);
+    expect(outbox.getCheckpoint('holding:holding', 'pos')).toBe(1);
+    // Retired: a late append from the stopped instance is refused, even with room.
+    await expect(ctxOf!.writer.append([{ id: 'late', data: null }])).rejects.toMatchObject({ name: 'AbortError' });
+    expect(outbox.lastSeq('holding')).toBe(1);
+  });
+
   it('abandons a collector whose stop() never resolves after stopTimeoutMs', async () => {
     const log = captureLog();
     let signal: AbortSignal | undefined;

@@ -116,6 +116,9 @@ describe('relay store migrations', () => {
       ['orders', OLD_EPOCH_2, 9, 4, true, null, 0, 0],
       ['returns', OLD_EPOCH, 2, 0, true, null, 0, 0],
     ]);
+    // Records stored, counted from the segments by the upgrade (the relay's counters start from them).
+    expect(store.listStreams().map((s) => s.stored)).toEqual([5, 5, 2]);
+    expect(store.streamTotals().map((t) => [t.stream, t.stored, t.dropped])).toEqual([['orders', 10, 4], ['returns', 2, 0]]);
     const old = store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', epoch: OLD_EPOCH, after: 0, limit: 100 });
     expect(old.events.map(({ received_at: _r, ...e }) => e)).toEqual([1, 2, 3, 4, 5].map((s) => servedV1(recordV1(s))));
     expect(old.events.map((e) => e.received_at)).toEqual([1_500, 1_500, 1_500, 2_000, 2_000]);
@@ -140,7 +143,7 @@ describe('relay store migrations', () => {
     // And the upgraded file opens again as is.
     store.close();
     const again = openStore();
-    expect(again.listStreams().find((s) => s.epoch === OLD_EPOCH_2)).toMatchObject({ last_seq: 11, forked_from: 9, conflicts: 1 });
+    expect(again.listStreams().find((s) => s.epoch === OLD_EPOCH_2)).toMatchObject({ last_seq: 11, forked_from: 9, conflicts: 1, stored: 7 });
   });
 
   it('refuses a store written by a newer relay (ERP_STORE_SCHEMA) and leaves it untouched', () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { checkLogical, exitCode, formatResults, SLOT_LAG_WARN_BYTES, testSqlCollector, type CheckResult } from '../../../../agent/collectors/sql/check.js';
-import type { LogicalInfo } from '../../../../agent/collectors/sql/dialect.js';
+import type { LogicalInfo } from '../../../../agent/databases/dialect.js';
 import { sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { runCli } from '../../../helpers/cli.js';
 import { useLogicalCluster } from '../../../helpers/pg-cluster.js';

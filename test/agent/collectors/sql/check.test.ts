@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkTable, exitCode, formatResults, recordingEnv, redactor, testSqlCollector, type CheckResult } from '../../../../agent/collectors/sql/check.js';
-import type { TableInfo } from '../../../../agent/collectors/sql/dialect.js';
+import type { TableInfo } from '../../../../agent/databases/dialect.js';
 import { incrementalTables, sqlSchema, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import { runCli } from '../../../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/sql-databases.js';

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SqlSource } from '../../../../agent/collectors/sql/dialect.js';
+import type { SqlSource } from '../../../../agent/databases/dialect.js';
 import { checkpointKey, pollIncremental, type IncrementalCheckpoint, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
 import { create } from '../../../../agent/collectors/sql/sql.js';
 import { incrementalTables, sqlSchema, type SqlConfig, type TableConfig } from '../../../../agent/collectors/sql/schema.js';
@@ -104,7 +104,7 @@ for (const driver of ['pg', 'mysql'] as const) {
     });
 
     it('with the collector\'s time_zone, zone-less timestamps are read in it and carried as UTC (DST both ways); the version and key columns stay the database\'s', async () => {
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const dialect = driver === 'pg' ? await import('../../../../agent/databases/dialects/pg.js') : await import('../../../../agent/databases/dialects/mysql.js');
       const zoned = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000, timeZone: 'Europe/Berlin' });
       try {
         const c = { ...capture(), source: zoned };

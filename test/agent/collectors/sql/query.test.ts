@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testSqlCollector } from '../../../../agent/collectors/sql/check.js';
-import type { QueryPage, SqlSource } from '../../../../agent/collectors/sql/dialect.js';
+import type { QueryPage, SqlSource } from '../../../../agent/databases/dialect.js';
 import { pollQuery, queryCheckpointKey, type QueryCapture, type QueryCheckpoint } from '../../../../agent/collectors/sql/query.js';
 import { sqlSchema, type QueryConfig, type SqlConfig } from '../../../../agent/collectors/sql/schema.js';
 import type { Outbox } from '../../../../agent/outbox/outbox.js';
@@ -118,7 +118,7 @@ for (const driver of ['pg', 'mysql'] as const) {
 
     it('with a time_zone west of UTC, a zone-less version column pages and moves :last on the database\'s own values (the UTC form is for values only)', async () => {
       for (let i = 1; i <= 5; i++) await order(i, 1, 'new', `2026-01-15 1${i}:00:00`);
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const dialect = driver === 'pg' ? await import('../../../../agent/databases/dialects/pg.js') : await import('../../../../agent/databases/dialects/mysql.js');
       const zoned = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000, timeZone: 'America/New_York' });
       try {
         const cfg = config({ query: 'SELECT id, status, changed_at FROM orders WHERE changed_at >= :last', key: ['id'] });

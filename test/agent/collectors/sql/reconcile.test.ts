@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SqlSource } from '../../../../agent/collectors/sql/dialect.js';
+import type { SqlSource } from '../../../../agent/databases/dialect.js';
 import { pollIncremental, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
 import { decodeKey, reconcileDeletes } from '../../../../agent/collectors/sql/reconcile.js';
 import { recordKey } from '../../../../agent/collectors/sql/record.js';
@@ -100,7 +100,7 @@ for (const driver of ['pg', 'mysql'] as const) {
       const db = await createTestDatabase(driver);
       const tmp = makeTempDir('sql-reconcile-ts-');
       const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-      const dialect = driver === 'pg' ? await import('../../../../agent/collectors/sql/dialects/pg.js') : await import('../../../../agent/collectors/sql/dialects/mysql.js');
+      const dialect = driver === 'pg' ? await import('../../../../agent/databases/dialects/pg.js') : await import('../../../../agent/databases/dialects/mysql.js');
       const source = await dialect.connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000 });
       try {
         const ts = driver === 'pg' ? 'timestamp(6)' : 'datetime(6)';
@@ -129,7 +129,7 @@ describe('reconciliation refuses keys it cannot match back', () => {
     const db = await createTestDatabase('pg');
     const tmp = makeTempDir('sql-reconcile-bytea-');
     const outbox = new Outbox(testOutboxOptions(path.join(tmp.dir, 'outbox.db'), { synchronous: 'NORMAL' }));
-    const { connect } = await import('../../../../agent/collectors/sql/dialects/pg.js');
+    const { connect } = await import('../../../../agent/databases/dialects/pg.js');
     const source = await connect({ ...db.connection, poolSize: 1, connectTimeoutMs: 5_000 });
     try {
       await db.exec(`CREATE TABLE blobs (k bytea PRIMARY KEY, updated_at timestamp(6) NOT NULL)`);

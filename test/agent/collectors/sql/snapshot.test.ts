@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SnapshotPage, SourceRow, SqlSource } from '../../../../agent/collectors/sql/dialect.js';
+import type { SnapshotPage, SourceRow, SqlSource } from '../../../../agent/databases/dialect.js';
 import { pollIncremental, type TableCapture } from '../../../../agent/collectors/sql/incremental.js';
 import { incrementalTables, sqlSchema } from '../../../../agent/collectors/sql/schema.js';
 import { initialLoad } from '../../../../agent/collectors/sql/snapshot.js';

@@ -91,6 +91,19 @@ describe('alert webhook (real HTTP receiver, injected clock)', () => {
     expect(hook.received.map((r) => (r.body as { status: string }).status)).toEqual(['firing', 'resolved']);
   });
 
+  it('credentials in the webhook URL are sent as Basic auth (fetch refuses a URL holding them)', async () => {
+    const hook = await webhook();
+    let now = T;
+    const url = hook.url.replace('http://', 'http://alerts:s%40cret@');
+    const relay = await h.startRelay({ alerts: { ...alertsConfig(url), webhook: { url, retry: { initial: '10ms', max: '40ms' } } } }, { clock: () => now });
+    const a1 = await bornAgent(relay, 'boot-1', () => now);
+    await dropLink(relay, a1);
+    now += 5 * 60_000;
+    await hook.waitFor(1);
+    expect(hook.received[0]!.headers).toMatchObject({ authorization: `Basic ${Buffer.from('alerts:s@cret').toString('base64')}` });
+    expect(relay.alerts.webhookCounts?.failures).toBe(0);
+  });
+
   it('a webhook failing 3 times then answering gets the firing once, then the resolved, in order', async () => {
     const hook = await webhook({ failFirst: 3 });
     let now = T;
