@@ -165,7 +165,7 @@ export class ScannerTcpCollector implements Collector {
         repeats: b.repeats,
         devices: b.devices,
         backlog: this.queue.backlog,
-        paused_connections: paused,
+        connections_paused: paused,
       },
       exceptions: this.book.exceptions(),
     };

@@ -216,7 +216,7 @@ describe('scanner-tcp: back-pressure', () => {
     const data = scanLines(codes);
     sender.write(data);
 
-    await waitFor('connection paused', () => r.counters().paused_connections === 1);
+    await waitFor('connection paused', () => r.counters().connections_paused === 1);
     // Paused: the collector has not read what the sender wrote, the sender holds the rest.
     expect(Number(r.counters().bytes_read)).toBeLessThan(data.length);
     expect(sender.writableLength).toBeGreaterThan(0);
@@ -236,7 +236,7 @@ describe('scanner-tcp: back-pressure', () => {
     }
     expect(seen.map((s) => s.barcode).join()).toBe(codes.join());
     expect(seen.map((s) => s.seq)).toEqual(codes.map((_, i) => i + 1));
-    expect(r.counters()).toMatchObject({ paused_connections: 0, backlog: 0, scans: N });
+    expect(r.counters()).toMatchObject({ connections_paused: 0, backlog: 0, scans: N });
     expect(r.h.failures).toEqual([]);
   });
 
