@@ -54,8 +54,14 @@ function packed(name: string, version: string): string {
   if (existsSync(file)) return file;
   mkdirSync(CACHE, { recursive: true });
   log(`fetching ${name}@${version} from the registry into ${CACHE} (once)`);
-  run('npm', ['pack', `${name}@${version}`, '--pack-destination', CACHE, '--silent'], { cwd: CACHE });
-  if (!existsSync(file)) throw new Error(`npm pack ${name}@${version} did not write ${file}`);
+  // Packed into a folder of its own, then renamed: a concurrent build never sees half a tarball.
+  const tmp = join(CACHE, `pack-${process.pid}`);
+  mkdirSync(tmp, { recursive: true });
+  run('npm', ['pack', `${name}@${version}`, '--pack-destination', tmp, '--silent'], { cwd: tmp });
+  const made = join(tmp, `${name}-${version}.tgz`);
+  if (!existsSync(made)) throw new Error(`npm pack ${name}@${version} did not write ${made}`);
+  renameSync(made, file);
+  rmSync(tmp, { recursive: true, force: true });
   return file;
 }
 
@@ -66,8 +72,18 @@ function unpacked(tarball: string, dir: string): string {
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   run('tar', ['xzf', tarball, '-C', tmp, '--strip-components=1']);
-  renameSync(tmp, dir);
+  settle(tmp, dir);
   return dir;
+}
+
+/** Moves a finished folder into place; if a concurrent build put one there first, keeps that one. */
+function settle(tmp: string, dir: string): void {
+  try {
+    renameSync(tmp, dir);
+  } catch (err) {
+    if (!existsSync(dir)) throw err;
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** An official Node build for `platform` (the registry's node-<platform> package), unpacked. */
@@ -97,12 +113,15 @@ function betterSqlite3For(nodeDir: string, nodeVersion: string, platform: 'linux
   rmSync(tmp, { recursive: true, force: true });
   cpSync(src, tmp, { recursive: true, filter: (p) => !p.startsWith(join(src, 'build')) });
   // The target Node first on PATH: node-gyp and the addon's build read the running Node's version.
-  const env = { ...process.env, PATH: [join(nodeDir, 'bin'), process.env.PATH].join(delimiter) };
+  // npm's own settings are dropped: an npmrc's `nodedir` (npm_config_nodedir=/usr on Debian's npm)
+  // would win over --nodedir and build for the machine's Node instead.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_config_')));
+  env.PATH = [join(nodeDir, 'bin'), process.env.PATH].join(delimiter);
+  env.npm_config_nodedir = nodeDir;
   run(join(nodeDir, 'bin', 'node'), [nodeGyp(), 'rebuild', '--release', `--nodedir=${nodeDir}`, '-j', 'max'], { cwd: tmp, env });
   // The built addon must load in that Node before it is cached.
-  run(join(nodeDir, 'bin', 'node'), ['-e', `new (require(${JSON.stringify(tmp)}))(':memory:').prepare('select 1').get()`]);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  run(join(nodeDir, 'bin', 'node'), ['-e', `process.dlopen({ exports: {} }, ${JSON.stringify(join(tmp, 'build', 'Release', 'better_sqlite3.node'))})`]);
+  settle(tmp, dir);
   return addon;
 }
 
