@@ -14,6 +14,7 @@ import { Agent } from './agent.js';
 import { AGENT_VERSION } from './version.js';
 import { answerProblem, defaultAgentId, writeStarterConfig } from './init.js';
 import { createInterface } from 'node:readline/promises';
+import { installerArgs, runServiceInstaller } from './service-install.js';
 import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
 import { testCollector } from './collectors/sql/sql-test.js';
 import type { SqlConfig } from './collectors/sql/schema.js';
@@ -22,6 +23,10 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
   init [--site S] [--agent A] [--broker URL] [--data-dir DIR] [--inbox DIR] [--force]
                           write a commented starter config (default ./agent.yaml); asks on a
                           terminal for what is not given; never replaces a file without --force
+  install-service [--site S --agent A --broker URL] [--rw-path DIR]... [--no-start]
+                          (packaged executable, as root) install or upgrade the systemd service:
+                          runs install.sh beside the executable (README "Install at a site")
+  uninstall-service [--purge]   remove it; keeps config and outbox unless --purge
   run                     start the agent (collectors, outbox, forwarder)
   validate                check the config file; prints OK or the file:line:col and key at fault
   status [--json]         collectors (state, last error), streams (backlog, last ack, dead letters),
@@ -57,6 +62,10 @@ try {
       'data-dir': { type: 'string' },
       inbox: { type: 'string' },
       force: { type: 'boolean' },
+      root: { type: 'string' },
+      'rw-path': { type: 'string', multiple: true },
+      'no-start': { type: 'boolean' },
+      purge: { type: 'boolean' },
     },
   });
 } catch (err) {
@@ -69,8 +78,14 @@ if (values.version) {
   process.exit(0);
 }
 if (values.help || !command) fail(USAGE, command ? 0 : 2);
-if (!['init', 'run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
-if (command === 'init') {
+if (!['init', 'install-service', 'uninstall-service', 'run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
+if (command === 'install-service' || command === 'uninstall-service') {
+  try {
+    process.exitCode = runServiceInstaller(command === 'install-service' ? 'install' : 'uninstall', installerArgs(values));
+  } catch (err) {
+    fail(describeError(err));
+  }
+} else if (command === 'init') {
   // No top-level await: the packaged executable runs this module as CommonJS.
   init().catch((err: unknown) => fail(describeError(err)));
 } else {

@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'
   | 'ERP_COLLECTOR_UNKNOWN'
-  | 'ERP_BENCH_UNAVAILABLE';
+  | 'ERP_BENCH_UNAVAILABLE'
+  | 'ERP_SERVICE_INSTALL';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

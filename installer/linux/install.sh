@@ -39,7 +39,7 @@ done
 ROOT=${ROOT%/}
 say() { echo "install.sh: $*"; }
 
-for f in edge-agent better_sqlite3.node erp-edge-agent.service erp-edge.sysusers; do
+for f in edge-agent better_sqlite3.node erp-edge-agent.service erp-edge.sysusers uninstall.sh; do
   [ -f "$FROM/$f" ] || { echo "install.sh: $FROM/$f is missing (run this from the folder npm run package made)" >&2; exit 1; }
 done
 
@@ -70,6 +70,8 @@ gid=$(awk -F: '$1 == "erp-edge" { print $3 }' "$ROOT/etc/group")
 install -d -m 0755 "$ROOT/opt/erp-edge" "$ROOT/opt/erp-edge/bin" "$ROOT/usr/local/bin"
 put 0755 "$FROM/edge-agent" "$ROOT/opt/erp-edge/bin/edge-agent"
 put 0644 "$FROM/better_sqlite3.node" "$ROOT/opt/erp-edge/bin/better_sqlite3.node"
+# So that the installed `edge-agent uninstall-service` finds it.
+put 0755 "$FROM/uninstall.sh" "$ROOT/opt/erp-edge/bin/uninstall.sh"
 [ "$(readlink "$ROOT/usr/local/bin/edge-agent" 2>/dev/null || true)" = /opt/erp-edge/bin/edge-agent ] ||
   ln -sfn /opt/erp-edge/bin/edge-agent "$ROOT/usr/local/bin/edge-agent"
 

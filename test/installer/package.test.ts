@@ -17,10 +17,10 @@ let env: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   built = await buildPackagedOffline(join(dir, 'out'));
-  if (built) console.log(`packaging: cache filled in ${built.seconds.fill.toFixed(0)} s (0: it was there), offline build in ${built.seconds.build.toFixed(0)} s`);
+  if (built) console.log(`packaging with the registry unreachable: ${built.seconds.toFixed(0)} s`);
   // What a service gets: no NODE_OPTIONS, no npm variables, no Node.js anywhere on PATH.
   env = { PATH: pathWithoutNode(join(dir, 'bin')), HOME: join(dir, 'home'), LANG: 'C.UTF-8' };
-}, 20 * 60_000);
+}, 6 * 60_000);
 afterAll(() => cleanup());
 
 const exe = (name: 'edge-agent' | 'cloud-relay') => join(built!.dir, name);

@@ -19,7 +19,7 @@ const { dir, cleanup } = makeTempDir('erp-edge-install-');
 let built: Awaited<ReturnType<typeof buildPackagedOffline>>;
 beforeAll(async () => {
   if (hasSystemd) built = await buildPackagedOffline(join(dir, 'out'));
-}, 20 * 60_000);
+}, 6 * 60_000);
 afterAll(() => cleanup());
 
 function sh(script: string, args: string[]) {
@@ -158,6 +158,27 @@ describe.skipIf(!hasSystemd)('install.sh and uninstall.sh into a fake root', () 
   });
 });
 
+describe.skipIf(!hasSystemd)('edge-agent install-service / uninstall-service', () => {
+  it('runs install.sh beside the executable, and the installed executable runs uninstall.sh', ({ skip }) => {
+    if (!built) skip();
+    const viaScript = join(dir, 'root-script');
+    const viaCli = join(dir, 'root-cli');
+    const from = fromDir('from-cli');
+    const answers = ['--site', 'wh-1', '--agent', 'box-1', '--broker', 'mqtt://127.0.0.1:1883', '--rw-path', '/srv/a', '--rw-path', '/srv/b'];
+    sh('install.sh', ['--root', viaScript, '--from', from, ...answers]);
+    const r = spawnSync(join(from, 'edge-agent'), ['install-service', '--root', viaCli, ...answers], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    // The same files, modes, owners and contents as install.sh run by hand.
+    expect(tree(viaCli)).toEqual(tree(viaScript));
+    expect(readFileSync(join(viaCli, 'etc/systemd/system/erp-edge-agent.service.d/rw-paths.conf'), 'utf8')).toMatch(/^ReadWritePaths=\/srv\/a \/srv\/b$/m);
+
+    const u = spawnSync(join(viaCli, 'opt/erp-edge/bin/edge-agent'), ['uninstall-service', '--root', viaCli], { encoding: 'utf8' });
+    expect(u.status, u.stderr).toBe(0);
+    expect(existsSync(join(viaCli, 'opt/erp-edge'))).toBe(false);
+    expect(existsSync(join(viaCli, 'etc/erp-edge/agent.yaml'))).toBe(true);
+  });
+});
+
 describe.skipIf(!hasSystemd)('upgrade under a running outbox', () => {
   it('loses no pending event when install.sh replaces the executable of a running agent and it restarts', async ({ skip }) => {
     if (!built) skip();
@@ -172,32 +193,35 @@ describe.skipIf(!hasSystemd)('upgrade under a running outbox', () => {
     writeFileSync(cfg, agentYaml({ url: `mqtt://127.0.0.1:${brokerPort}`, inbox: join(work, 'inbox'), dataDir: work }));
     const env = { PATH: '/usr/bin:/bin', HOME: dir };
     const old = new PackagedProcess(exe, ['run', '--config', cfg], env, join(dir, 'upgrade-agent.log'));
-    const rows = dropCsvFiles(join(work, 'inbox'), 2, 300);
-    // `status` asks the running agent over its control socket: every row is in the outbox, none sent.
-    const pending = () => {
-      const r = spawnSync(exe, ['status', '--json', '--config', cfg], { encoding: 'utf8', env });
-      const snap = JSON.parse(r.stdout) as { running: boolean; pid: number; streams: { stream: string; pending: number }[] };
-      return { ...snap, pending: snap.streams.find((x) => x.stream === 'orders')?.pending ?? 0 };
-    };
-    await waitFor('every row pending in the outbox', () => pending().pending === rows, 30_000, 200);
-    const oldPid = pending().pid;
-
-    // Upgrade while it runs: the file is replaced under it, then the service restarts (SIGTERM, start).
-    const from = fromDir('up-2');
-    appendFileSync(join(from, 'edge-agent'), Buffer.from([0]));
-    sh('install.sh', [...base, '--from', from]);
-    expect(await old.stop()).toBe(0);
-    const upgraded = new PackagedProcess(exe, ['run', '--config', cfg], env, join(dir, 'upgrade-agent.log'));
-    // The new executable runs on the same outbox with the events still pending.
-    const after = await waitFor('the upgraded agent to answer status', () => {
-      const p = pending();
-      return p.running && p.pid !== oldPid ? p : undefined;
-    }, 30_000, 200);
-    expect(after.pending).toBe(rows);
-    const relayCfg = join(dir, 'upgrade-relay.yaml');
-    writeFileSync(relayCfg, relayYaml({ dbPath: join(dir, 'upgrade-relay.db'), httpPort, embeddedPort: brokerPort }));
-    const relay = new PackagedProcess(join(built!.dir, 'cloud-relay'), ['run', '--config', relayCfg], env, join(dir, 'upgrade-relay.log'));
+    const running: PackagedProcess[] = [old];
     try {
+      const rows = dropCsvFiles(join(work, 'inbox'), 2, 300);
+      // `status` asks the running agent over its control socket: every row is in the outbox, none sent.
+      const pending = () => {
+        const r = spawnSync(exe, ['status', '--json', '--config', cfg], { encoding: 'utf8', env });
+        const snap = JSON.parse(r.stdout) as { running: boolean; pid: number; streams: { stream: string; pending: number }[] };
+        return { ...snap, pending: snap.streams.find((x) => x.stream === 'orders')?.pending ?? 0 };
+      };
+      await waitFor('every row pending in the outbox', () => pending().pending === rows, 30_000, 200);
+      const oldPid = pending().pid;
+
+      // Upgrade while it runs: the file is replaced under it, then the service restarts (SIGTERM, start).
+      const from = fromDir('up-2');
+      appendFileSync(join(from, 'edge-agent'), Buffer.from([0]));
+      sh('install.sh', [...base, '--from', from]);
+      expect(await old.stop()).toBe(0);
+      const upgraded = new PackagedProcess(exe, ['run', '--config', cfg], env, join(dir, 'upgrade-agent.log'));
+      running.push(upgraded);
+      // The new executable runs on the same outbox with the events still pending.
+      const after = await waitFor('the upgraded agent to answer status', () => {
+        const p = pending();
+        return p.running && p.pid !== oldPid ? p : undefined;
+      }, 30_000, 200);
+      expect(after.pending).toBe(rows);
+      const relayCfg = join(dir, 'upgrade-relay.yaml');
+      writeFileSync(relayCfg, relayYaml({ dbPath: join(dir, 'upgrade-relay.db'), httpPort, embeddedPort: brokerPort }));
+      const relay = new PackagedProcess(join(built!.dir, 'cloud-relay'), ['run', '--config', relayCfg], env, join(dir, 'upgrade-relay.log'));
+      running.push(relay);
       const http = `http://127.0.0.1:${httpPort}`;
       const events = await waitFor('every row captured before the upgrade at the relay', async () => {
         const e = await fetchAllEvents(http, 'site-a', 'agent-1', 'orders');
@@ -205,8 +229,7 @@ describe.skipIf(!hasSystemd)('upgrade under a running outbox', () => {
       }, 60_000, 200);
       expect(checkExact(events, rows)).toBeUndefined();
     } finally {
-      await upgraded.stop();
-      await relay.stop();
+      for (const p of running) await p.stop();
     }
   });
 });
