@@ -24,11 +24,39 @@ export const PROGRAMS = [
 /** The native addons the bundles load from disk: file name → where this machine's build of it is. */
 export const NATIVE_ADDONS = ['better_sqlite3.node'];
 
-/** `require('bindings')('x.node')` → the addon file beside the bundle. */
+/**
+ * `require('bindings')('x.node')` → the addon file beside the bundle (or the executable). A single
+ * executable also carries it as a SEA asset: when nothing is beside it, the asset is written once
+ * to a folder of the service's own (systemd's $STATE_DIRECTORY, else ~/.cache) under its hash, and
+ * loaded from there; so the executable alone is enough. Never /tmp: another user could plant a file.
+ */
 const BINDINGS_SHIM = `
 const { join } = require('node:path');
+const fs = require('node:fs');
+const { createHash } = require('node:crypto');
+const { homedir } = require('node:os');
+function fromSeaAsset(name) {
+  let sea;
+  try { sea = require('node:sea'); } catch { return undefined; }
+  if (!sea.isSea()) return undefined;
+  let bytes;
+  try { bytes = new Uint8Array(sea.getRawAsset(name)); } catch { return undefined; }
+  const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  const base = (process.env.STATE_DIRECTORY || '').split(':')[0] || process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  const dir = join(base, 'erp-edge-native', hash);
+  const file = join(dir, name);
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const tmp = file + '.' + process.pid + '.tmp';
+    fs.writeFileSync(tmp, bytes, { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
 module.exports = function bindings(name) {
-  const file = join(__dirname, name.endsWith('.node') ? name : name + '.node');
+  name = name.endsWith('.node') ? name : name + '.node';
+  const beside = join(__dirname, name);
+  const file = fs.existsSync(beside) ? beside : (fromSeaAsset(name) || beside);
   const mod = { exports: {} };
   try {
     process.dlopen(mod, file);

@@ -134,13 +134,13 @@ function postjectApi(): { inject: (file: string, name: string, data: Buffer, opt
  * One SEA: the target's node runs the bundle into a blob (`execArgv`: the runtime flags, baked in),
  * which is injected into a copy of that node.
  */
-async function seaExecutable(o: { node: string; bundleFile: string; out: string; execArgv: readonly string[]; work: string }): Promise<void> {
+async function seaExecutable(o: { node: string; bundleFile: string; out: string; execArgv: readonly string[]; work: string; assets: Record<string, string> }): Promise<void> {
   mkdirSync(o.work, { recursive: true });
   const blob = join(o.work, 'sea.blob');
   const config = join(o.work, 'sea-config.json');
   writeFileSync(
     config,
-    JSON.stringify({ main: o.bundleFile, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: o.execArgv }, null, 2),
+    JSON.stringify({ main: o.bundleFile, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: o.execArgv, assets: o.assets }, null, 2),
   );
   run(o.node, ['--experimental-sea-config', config]);
   const tmp = `${o.out}.tmp`;
@@ -155,7 +155,7 @@ async function seaExecutable(o: { node: string; bundleFile: string; out: string;
 /** The executables' runtime flags per program: the agent's are what the bench measured. */
 const EXEC_ARGV: Record<string, readonly string[]> = { 'edge-agent': AGENT_NODE_FLAGS, 'cloud-relay': [] };
 
-/** linux-x64: edge-agent and cloud-relay with Node 24, better_sqlite3.node beside them, installer/linux/. */
+/** linux-x64: edge-agent and cloud-relay with Node 24 (better_sqlite3.node inside, and beside them), installer/linux/. */
 async function packageLinuxX64(bundles: string): Promise<string> {
   const nodeDir = nodeDist('linux-x64', LINUX_NODE);
   const addon = betterSqlite3For(nodeDir, LINUX_NODE, 'linux-x64');
@@ -164,7 +164,15 @@ async function packageLinuxX64(bundles: string): Promise<string> {
   mkdirSync(out, { recursive: true });
   for (const p of PROGRAMS) {
     log(`linux-x64: ${p.name}`);
-    await seaExecutable({ node: join(nodeDir, 'bin', 'node'), bundleFile: join(bundles, `${p.name}.cjs`), out: join(out, p.name), execArgv: EXEC_ARGV[p.name] ?? [], work: join(CACHE, 'work', 'linux-x64', p.name) });
+    await seaExecutable({
+      node: join(nodeDir, 'bin', 'node'),
+      bundleFile: join(bundles, `${p.name}.cjs`),
+      out: join(out, p.name),
+      execArgv: EXEC_ARGV[p.name] ?? [],
+      work: join(CACHE, 'work', 'linux-x64', p.name),
+      // Also inside: the executable alone runs (the bindings shim of scripts/bundle.ts extracts it).
+      assets: { 'better_sqlite3.node': addon },
+    });
   }
   copyFileSync(addon, join(out, 'better_sqlite3.node'));
   const installer = join(root, 'installer', 'linux');

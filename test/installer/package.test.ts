@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from '../helpers/tmp.js';
 import { freePort, waitFor } from '../helpers/net.js';
@@ -48,6 +48,31 @@ describe('packaged linux-x64 executables', () => {
     const bad = runPackaged('edge-agent', ['validate', '--config', cfg]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/agent\.yaml:\d+:\d+ collectors\[0\]\.format/);
+  });
+
+  it('runs alone, with nothing beside it: the SQLite binding it carries is written under $HOME/.cache once and loaded', async ({ skip }) => {
+    if (!built) skip();
+    const alone = join(dir, 'alone');
+    mkdirSync(alone);
+    copyFileSync(exe('edge-agent'), join(alone, 'edge-agent'));
+    const home = join(dir, 'alone-home');
+    const aloneEnv = { ...env, HOME: home };
+    const cfg = join(alone, 'agent.yaml');
+    writeFileSync(cfg, agentYaml({ url: 'mqtt://127.0.0.1:1', inbox: join(alone, 'inbox'), dataDir: join(alone, 'data') }));
+    const agent = new PackagedProcess(join(alone, 'edge-agent'), ['run', '--config', cfg], aloneEnv, join(dir, 'alone.log'));
+    try {
+      const status = await waitFor('the lone executable to run its outbox', () => {
+        const r = spawnSync(join(alone, 'edge-agent'), ['status', '--json', '--config', cfg], { env: aloneEnv, encoding: 'utf8' });
+        const s = r.status === 0 ? (JSON.parse(r.stdout) as { running: boolean; epoch: string }) : undefined;
+        return s?.running ? s : undefined;
+      }, 30_000, 200);
+      expect(status.epoch).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      expect(await agent.stop()).toBe(0);
+    }
+    const native = readdirSync(join(home, '.cache', 'erp-edge-native'));
+    expect(native).toHaveLength(1);
+    expect(statSync(join(home, '.cache', 'erp-edge-native', native[0]!, 'better_sqlite3.node')).mode & 0o777).toBe(0o600);
   });
 
   it('carries dropped CSV rows to the packaged relay, each row once and in order, and both stop cleanly on SIGTERM', async ({ skip }) => {
