@@ -15,6 +15,7 @@ import { AGENT_VERSION } from './version.js';
 import { answerProblem, defaultAgentId, writeStarterConfig } from './init.js';
 import { createInterface } from 'node:readline/promises';
 import { installerArgs, runServiceInstaller } from './service-install.js';
+import { serviceWriteWarnings } from './service-paths.js';
 import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
 import { testCollector } from './collectors/sql/sql-test.js';
 import type { SqlConfig } from './collectors/sql/schema.js';
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
   try {
     if (command === 'validate') {
       process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)\n`);
+      for (const w of serviceWriteWarnings(cfg)) process.stderr.write(`${w}\n`);
     } else if (command === 'status') {
       const live = await controlRequest<AgentSnapshot>(controlSocketPath(cfg.data_dir), 'GET', '/status');
       const snapshot = live ?? offlineSnapshot(cfg);
