@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Run by `npm test` before vitest: makes sure the real parts the tests spawn are installed.
 // Mosquitto (the end-to-end and fault tests start their own on free ports), promtool (from
-// Debian's prometheus package: the metrics tests check their output with it) and Chromium
-// (Debian's package: the dashboard's browser test; playwright-core downloads no browser).
+// Debian's prometheus package: the metrics tests check their output with it), Chromium
+// (Debian's package: the dashboard's browser test; playwright-core downloads no browser) and
+// systemd's tools (the Linux installer's tests; no running systemd needed).
 // As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -30,6 +31,7 @@ const needed = [
   { bin: 'mosquitto', pkg: 'mosquitto', why: 'end-to-end and fault-injection tests spawn their own Mosquitto' },
   { bin: 'promtool', pkg: 'prometheus', why: 'the metrics tests check /metrics with `promtool check metrics` and the shipped alerting rules with `promtool check rules`' },
   { bin: 'chromium', pkg: 'chromium', why: 'the dashboard\'s browser test drives headless Chromium (/usr/bin/chromium) with playwright-core' },
+  { bin: 'systemd-analyze', pkg: 'systemd', why: 'the installer tests run systemd-analyze verify/security on the unit and systemd-sysusers into a fake root' },
 ];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {
