@@ -13,7 +13,7 @@
 //                            Its dist/api.js needs no dependency, so it is not installed.
 //   better-sqlite3-<v>-node-<v>-linux-x64/   the locked better-sqlite3 (node_modules' source, the
 //                            exact version npm installed) compiled against that Node's headers
-//                            (node-gyp --nodedir): ~3 min once, then reused.
+//                            (node-gyp --nodedir): 3 to 7 min once on a 2-core VM, then reused.
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -26,6 +26,8 @@ const require = createRequire(import.meta.url);
 /** ERP_EDGE_PACKAGE_CACHE / ERP_EDGE_PACKAGE_OUT: elsewhere (e.g. to time a first build without touching the real cache). */
 export const CACHE = resolve(process.env.ERP_EDGE_PACKAGE_CACHE ?? join(root, '.cache', 'packaging'));
 export const OUT = resolve(process.env.ERP_EDGE_PACKAGE_OUT ?? join(root, 'dist', 'package'));
+/** Bundles and SEA blobs of this run: its own folder, so that two builds at once (tests) never share one. */
+const WORK = join(CACHE, 'work', String(process.pid));
 
 /**
  * The Node inside the Linux executables: 24, the newest LTS (supported until April 2028), pinned to
@@ -169,7 +171,7 @@ async function packageLinuxX64(bundles: string): Promise<string> {
       bundleFile: join(bundles, `${p.name}.cjs`),
       out: join(out, p.name),
       execArgv: EXEC_ARGV[p.name] ?? [],
-      work: join(CACHE, 'work', 'linux-x64', p.name),
+      work: join(WORK, 'linux-x64', p.name),
       // Also inside: the executable alone runs (the bindings shim of scripts/bundle.ts extracts it).
       assets: { 'better_sqlite3.node': addon },
     });
@@ -200,10 +202,14 @@ async function main(): Promise<void> {
   const unknown = wanted.filter((t) => !(t in TARGETS));
   if (unknown.length > 0) throw new Error(`unknown target ${unknown.join(', ')} (targets: ${Object.keys(TARGETS).join(', ')})`);
   const started = Date.now();
-  const bundles = await bundle(join(CACHE, 'work', 'bundle'));
-  for (const t of wanted.length > 0 ? wanted : Object.keys(TARGETS)) {
-    const out = await TARGETS[t]!(bundles);
-    log(`${t} -> ${out}`);
+  try {
+    const bundles = await bundle(join(WORK, 'bundle'));
+    for (const t of wanted.length > 0 ? wanted : Object.keys(TARGETS)) {
+      const out = await TARGETS[t]!(bundles);
+      log(`${t} -> ${out}`);
+    }
+  } finally {
+    rmSync(WORK, { recursive: true, force: true });
   }
   log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
