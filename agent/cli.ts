@@ -13,7 +13,7 @@ import { formatDeadLetters, formatStatus } from './status.js';
 import { Agent } from './agent.js';
 import { AGENT_VERSION } from './version.js';
 import { answerProblem, defaultAgentId, writeStarterConfig } from './init.js';
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import { installerArgs, runServiceInstaller } from './service-install.js';
 import { serviceWriteWarnings } from './service-paths.js';
 import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
@@ -135,13 +135,22 @@ async function init(): Promise<void> {
   if (missing.length > 0 && !process.stdin.isTTY) fail(`init needs ${missing.map((k) => `--${k}`).join(', ')} (or run it on a terminal to be asked)\n${USAGE}`, 2);
   if (missing.length > 0) {
     const rl = createInterface({ input: process.stdin, output: process.stdout });
+    // Lines through the iterator, not rl.question(): it buffers answers typed (or pasted) ahead.
+    const lines = rl[Symbol.asyncIterator]();
+    const ask = async (prompt: string): Promise<string> => {
+      rl.setPrompt(prompt);
+      rl.prompt();
+      const next = await lines.next();
+      if (next.done) fail('\ninit: input ended before every answer was given', 2);
+      return String(next.value);
+    };
     const offers = { site: undefined, agent: defaultAgentId(), broker: 'mqtt://127.0.0.1:1883' };
     const labels = { site: 'Site (e.g. the warehouse code)', agent: 'Agent id (unique within the site)', broker: 'Broker URL' };
     try {
       for (const key of missing) {
         for (;;) {
           const offer = offers[key];
-          const answer = (await rl.question(`${labels[key]}${offer ? ` [${offer}]` : ''}: `)).trim() || offer || '';
+          const answer = (await ask(`${labels[key]}${offer ? ` [${offer}]` : ''}: `)).trim() || offer || '';
           const problem = answerProblem(key, answer);
           if (!problem) {
             given[key] = answer;

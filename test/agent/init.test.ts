@@ -5,6 +5,12 @@ import { loadAgentConfig } from '../../agent/config.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runCli } from '../helpers/cli.js';
 import pkg from '../../package.json' with { type: 'json' };
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { defaultAgentId } from '../../agent/init.js';
+import { requireBinary } from '../helpers/requirements.js';
+
+const hasScript = requireBinary('script', 'sudo apt-get install -y bsdutils (script(1) gives init a terminal)');
 
 let dir: string;
 let cleanup: () => void;
@@ -73,5 +79,23 @@ describe('edge-agent init', () => {
     expect(bad(['--agent', '#']).stderr).toContain('--agent "#": must be letters');
     expect(bad(['--broker', 'http://h']).stderr).toContain('must be an mqtt://');
     expect(existsSync(file)).toBe(false);
+  });
+
+  it.skipIf(!hasScript)('asks on a terminal for what the flags do not give, again after a wrong answer, with the host name as the agent id offered', () => {
+    const file = join(dir, 'agent.yaml');
+    const offered = defaultAgentId(); // undefined where the host name cannot be a topic level
+    const bin = resolve(import.meta.dirname, '../../bin/edge-agent.js');
+    // script(1) runs init on a pseudo-terminal; the answers are typed ahead: a bad site, a good one,
+    // Enter for the offered agent id, the broker.
+    const r = spawnSync('script', ['-qec', `${process.execPath} ${bin} init --config ${file}`, '/dev/null'], {
+      input: `wh/1\nwh-1\n${offered ? '' : 'box-1'}\nmqtt://h:1883\n`,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('Site (e.g. the warehouse code): ');
+    expect(r.stdout).toContain('must be letters, digits');
+    expect(r.stdout).toContain(`Agent id (unique within the site)${offered ? ` [${offered}]` : ''}: `);
+    expect(loadAgentConfig(file, { env: {} })).toMatchObject({ site: 'wh-1', agent: offered ?? 'box-1', transport: { url: 'mqtt://h:1883' } });
   });
 });
