@@ -13,11 +13,23 @@ import { offlineSnapshot } from './state/offline.js';
 import type { AgentSnapshot } from './state/agent-state.js';
 import { formatDeadLetters, formatStatus } from './status.js';
 import { Agent } from './agent.js';
+import { AGENT_VERSION } from './version.js';
+import { answerProblem, defaultAgentId, writeStarterConfig } from './init.js';
+import { createInterface } from 'node:readline';
+import { installerArgs, runServiceInstaller } from './service-install.js';
+import { serviceWriteWarnings } from './service-paths.js';
 import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
 import { testCollector } from './collectors/sql/sql-test.js';
 import type { SqlConfig } from './collectors/sql/schema.js';
 
 const USAGE = `usage: edge-agent <command> --config FILE [options]
+  init [--site S] [--agent A] [--broker URL] [--data-dir DIR] [--inbox DIR] [--force]
+                          write a commented starter config (default ./agent.yaml); asks on a
+                          terminal for what is not given; never replaces a file without --force
+  install-service [--site S --agent A --broker URL] [--rw-path DIR]... [--no-start]
+                          (packaged executable, as root) install or upgrade the systemd service:
+                          runs install.sh beside the executable (README "Install at a site")
+  uninstall-service [--purge]   remove it; keeps config and outbox unless --purge
   run                     start the agent (collectors, outbox, forwarder)
   validate                check the config file; prints OK or the file:line:col and key at fault
   status [--json]         collectors (state, last error), streams (backlog, last ack, dead letters),
@@ -29,7 +41,8 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
                           SELECT granted, key unique, version column type and index; for logical:
                           wal_level, free slots, REPLICATION, publication, replica identity, slot
                           state and lag; prints ok/warn/FAIL
-                          with the statement that fixes each; exit 1 on any FAIL`;
+                          with the statement that fixes each; exit 1 on any FAIL
+  --version               print the version (and the Node.js it runs on)`;
 
 let parsed;
 try {
@@ -45,6 +58,17 @@ try {
       all: { type: 'boolean' },
       limit: { type: 'string' },
       collector: { type: 'string' },
+      version: { type: 'boolean', short: 'V' },
+      site: { type: 'string' },
+      agent: { type: 'string' },
+      broker: { type: 'string' },
+      'data-dir': { type: 'string' },
+      inbox: { type: 'string' },
+      force: { type: 'boolean' },
+      root: { type: 'string' },
+      'rw-path': { type: 'string', multiple: true },
+      'no-start': { type: 'boolean' },
+      purge: { type: 'boolean' },
     },
   });
 } catch (err) {
@@ -52,38 +76,108 @@ try {
 }
 const { values, positionals } = parsed;
 const [command, sub] = positionals;
+if (values.version) {
+  process.stdout.write(`edge-agent ${AGENT_VERSION} (node ${process.version}, ${process.platform}-${process.arch})\n`);
+  process.exit(0);
+}
 if (values.help || !command) fail(USAGE, command ? 0 : 2);
-if (!['run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
-if (!values.config) fail(`--config FILE is required\n${USAGE}`, 2);
-if (command === 'sql' && sub !== 'test') fail(`sql needs test\n${USAGE}`, 2);
-// `sql test` prints connection settings: it notes which came from ${VAR} so as to print the reference instead.
-const recorded = command === 'sql' ? recordingEnv(process.env) : undefined;
-const cfg = loadOrExit(() => loadAgentConfig(values.config!, recorded ? { env: recorded.env } : {}));
-// From here on nothing this command prints (status, validate, errors) can carry a secret of the config.
-const secrets = secretValues(cfg);
-scrubProcessOutput(secrets);
-
-try {
-  if (command === 'validate') {
-    // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
-    const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
-    if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
-    const cert = tls?.cert ? `, client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : '';
-    process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)${cert}\n`);
-  } else if (command === 'status') {
-    const live = await controlRequest<AgentSnapshot>(controlSocketPath(cfg.data_dir), 'GET', '/status');
-    const snapshot = live ?? offlineSnapshot(cfg);
-    process.stdout.write(values.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot, Date.now()));
-  } else if (command === 'deadletter') {
-    await deadletter(cfg, sub);
-  } else if (command === 'sql') {
-    process.exitCode = await sqlTest(cfg, recorded!.used);
-  } else {
-    const logger = createLogger({ level: cfg.log_level, name: 'edge-agent', secrets });
-    await runService(logger, 'agent', () => Agent.start(cfg, logger));
+if (!['init', 'install-service', 'uninstall-service', 'run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
+if (command === 'install-service' || command === 'uninstall-service') {
+  try {
+    process.exitCode = runServiceInstaller(command === 'install-service' ? 'install' : 'uninstall', installerArgs(values));
+  } catch (err) {
+    fail(describeError(err));
   }
-} catch (err) {
-  fail(describeError(err));
+} else if (command === 'init') {
+  // No top-level await: the packaged executable runs this module as CommonJS.
+  init().catch((err: unknown) => fail(describeError(err)));
+} else {
+  main().catch((err: unknown) => fail(describeError(err)));
+}
+
+async function main(): Promise<void> {
+  if (!values.config) fail(`--config FILE is required\n${USAGE}`, 2);
+  if (command === 'sql' && sub !== 'test') fail(`sql needs test\n${USAGE}`, 2);
+  // `sql test` prints connection settings: it notes which came from ${VAR} so as to print the reference instead.
+  const recorded = command === 'sql' ? recordingEnv(process.env) : undefined;
+    const cfg = loadOrExit(() => loadAgentConfig(values.config!, recorded ? { env: recorded.env } : {}));
+  // From here on nothing this command prints (status, validate, errors) can carry a secret of the config.
+  const secrets = secretValues(cfg);
+  scrubProcessOutput(secrets);
+
+  try {
+    if (command === 'validate') {
+      // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
+      const tls = cfg.transport.tls ? loadTls(cfg.transport.tls, 'transport.tls') : undefined;
+      if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
+      const cert = tls?.cert ? `, client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : '';
+      process.stdout.write(`OK ${values.config}: site ${cfg.site}, agent ${cfg.agent}, ${cfg.collectors.length} collector(s)${cert}\n`);
+      for (const w of serviceWriteWarnings(cfg)) process.stderr.write(`${w}\n`);
+    } else if (command === 'status') {
+      const live = await controlRequest<AgentSnapshot>(controlSocketPath(cfg.data_dir), 'GET', '/status');
+      const snapshot = live ?? offlineSnapshot(cfg);
+      process.stdout.write(values.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot, Date.now()));
+    } else if (command === 'deadletter') {
+      await deadletter(cfg, sub);
+    } else if (command === 'sql') {
+      process.exitCode = await sqlTest(cfg, recorded!.used);
+    } else {
+      const logger = createLogger({ level: cfg.log_level, name: 'edge-agent', secrets });
+      await runService(logger, 'agent', () => Agent.start(cfg, logger));
+    }
+  } catch (err) {
+    fail(describeError(err));
+  }
+}
+
+/** `init`: the starter config from flags, asking on a terminal for what is missing. */
+async function init(): Promise<void> {
+  const path = values.config ?? 'agent.yaml';
+  if (existsSync(path) && !values.force) fail(`${path} already exists; pass --force to replace it`);
+  const given = { site: values.site, agent: values.agent ?? (process.stdin.isTTY ? undefined : defaultAgentId()), broker: values.broker };
+  for (const key of ['site', 'agent', 'broker'] as const) {
+    const v = given[key];
+    const problem = v === undefined ? undefined : answerProblem(key, v);
+    if (problem) fail(`--${key} ${JSON.stringify(v)}: ${problem}`, 2);
+  }
+  const missing = (['site', 'agent', 'broker'] as const).filter((k) => given[k] === undefined);
+  if (missing.length > 0 && !process.stdin.isTTY) fail(`init needs ${missing.map((k) => `--${k}`).join(', ')} (or run it on a terminal to be asked)\n${USAGE}`, 2);
+  if (missing.length > 0) {
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    // Lines through the iterator, not rl.question(): it buffers answers typed (or pasted) ahead.
+    const lines = rl[Symbol.asyncIterator]();
+    const ask = async (prompt: string): Promise<string> => {
+      rl.setPrompt(prompt);
+      rl.prompt();
+      const next = await lines.next();
+      if (next.done) fail('\ninit: input ended before every answer was given', 2);
+      return String(next.value);
+    };
+    const offers = { site: undefined, agent: defaultAgentId(), broker: 'mqtt://127.0.0.1:1883' };
+    const labels = { site: 'Site (e.g. the warehouse code)', agent: 'Agent id (unique within the site)', broker: 'Broker URL' };
+    try {
+      for (const key of missing) {
+        for (;;) {
+          const offer = offers[key];
+          const answer = (await ask(`${labels[key]}${offer ? ` [${offer}]` : ''}: `)).trim() || offer || '';
+          const problem = answerProblem(key, answer);
+          if (!problem) {
+            given[key] = answer;
+            break;
+          }
+          process.stdout.write(`  ${problem}\n`);
+        }
+      }
+    } finally {
+      rl.close();
+    }
+  }
+  writeStarterConfig(
+    path,
+    { site: given.site!, agent: given.agent!, broker: given.broker!, dataDir: values['data-dir'] ?? './data', ...(values.inbox ? { inbox: values.inbox } : {}) },
+    { force: values.force ?? false },
+  );
+  process.stdout.write(`wrote ${path}; check it with: edge-agent validate --config ${path}\n`);
 }
 
 async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): Promise<void> {
@@ -101,7 +195,7 @@ async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): P
   if (ids?.some((n) => !Number.isInteger(n))) fail('--id takes the numeric ids that `deadletter list` shows', 2);
   if (!values.all && !values.stream && !ids) fail(`deadletter ${action} acts on --all, --stream S or --id N: say which`, 2);
   const q: DeadLetterQuery = { ...(values.stream ? { stream: values.stream } : {}), ...(ids ? { ids } : {}) };
-  const logger = createLogger({ level: 'warn', name: 'edge-agent', secrets });
+  const logger = createLogger({ level: 'warn', name: 'edge-agent', secrets: secretValues(cfg) });
   if (action === 'resend') {
     const r =
       (await controlRequest<ResendResult>(socket, 'POST', '/deadletters/resend', q)) ??

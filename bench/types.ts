@@ -69,6 +69,8 @@ export interface ScenarioContext {
 export interface Dist {
   agent: string;
   relay: string;
+  /** The paths are single executables (npm run package), run directly: their Node and flags are inside. */
+  executable?: boolean;
 }
 
 /** Another revision of this repository, built beside this tree (bench/lib/baseline.ts). */

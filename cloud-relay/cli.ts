@@ -9,22 +9,26 @@ import { runHashPassword } from './auth/hash-password-cli.js';
 const USAGE = `usage: cloud-relay <run|validate> --config FILE
        cloud-relay hash-password < password.txt   (prints a scrypt hash for auth.users[].password_hash)`;
 
-const argv = process.argv.slice(2);
-if (argv[0] === 'hash-password') {
-  process.exit(await runHashPassword());
-}
-const { command, config } = parseCommand(argv, ['run', 'validate'], USAGE);
-const cfg = loadOrExit(() => loadRelayConfig(config));
-// From here on nothing this command prints (validate, errors, logs) can carry a secret of the config.
-const secrets = secretValues(cfg);
-scrubProcessOutput(secrets);
-if (command === 'validate') {
-  // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
-  const brokerTls = cfg.broker === 'embedded' ? undefined : cfg.broker.tls;
-  const tls = brokerTls ? loadOrExit(() => loadTls(brokerTls, 'broker.tls')) : undefined;
-  if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
-  process.stdout.write(`OK ${config}${tls?.cert ? `: client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : ''}\n`);
-} else {
-  const logger = createLogger({ level: cfg.log_level, name: 'cloud-relay', secrets });
-  await runService(logger, 'relay', () => Relay.start(cfg, logger));
+// No top-level await: the packaged executable runs this module as CommonJS.
+main(process.argv.slice(2)).catch((err: unknown) => fail(describeError(err)));
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'hash-password') {
+    process.exit(await runHashPassword());
+  }
+  const { command, config } = parseCommand(argv, ['run', 'validate'], USAGE);
+  const cfg = loadOrExit(() => loadRelayConfig(config));
+  // From here on nothing this command prints (validate, errors, logs) can carry a secret of the config.
+  const secrets = secretValues(cfg);
+  scrubProcessOutput(secrets);
+  if (command === 'validate') {
+    // The certificate files too: missing, not PEM, key not matching, expired (common/tls.ts).
+    const brokerTls = cfg.broker === 'embedded' ? undefined : cfg.broker.tls;
+    const tls = brokerTls ? loadOrExit(() => loadTls(brokerTls, 'broker.tls')) : undefined;
+    if (tls && tls.problems.length > 0) fail(tls.problems.map(describeError).join('\n'));
+    process.stdout.write(`OK ${config}${tls?.cert ? `: client certificate ${tls.cert.subject} valid until ${tls.cert.validTo.toISOString()}` : ''}\n`);
+  } else {
+    const logger = createLogger({ level: cfg.log_level, name: 'cloud-relay', secrets });
+    await runService(logger, 'relay', () => Relay.start(cfg, logger));
+  }
 }

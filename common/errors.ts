@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'ERP_CONFIG_INVALID'
   | 'ERP_CONFIG_UNREADABLE'
   | 'ERP_CONFIG_ENV_MISSING'
+  | 'ERP_CONFIG_EXISTS'
   | 'ERP_OUTBOX_CLOSED'
   | 'ERP_OUTBOX_SEQ'
   | 'ERP_OUTBOX_SCHEMA'
@@ -31,7 +32,8 @@ export type ErrorCode =
   | 'ERP_TLS_FILE'
   | 'ERP_TLS_CERT_DATES'
   | 'ERP_BROKER_TLS'
-  | 'ERP_BROKER_AUTH';
+  | 'ERP_BROKER_AUTH'
+  | 'ERP_SERVICE_INSTALL';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

@@ -2,8 +2,9 @@
 // Run by `npm test` before vitest: makes sure the real parts the tests spawn are installed.
 // Mosquitto (the end-to-end and fault tests start their own on free ports), promtool (from
 // Debian's prometheus package: the metrics tests check their output with it), Chromium
-// (Debian's package: the dashboard's browser test; playwright-core downloads no browser) and socat
-// (the serial scanner tests: a real pseudo-terminal pair stands in for the serial cable).
+// (Debian's package: the dashboard's browser test; playwright-core downloads no browser), socat
+// (the serial scanner tests: a real pseudo-terminal pair stands in for the serial cable), openssl
+// (the TLS tests' certificates) and systemd's tools (the Linux installer's tests; no running systemd needed).
 // As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -33,6 +34,7 @@ const needed = [
   { bin: 'chromium', pkg: 'chromium', why: 'the dashboard\'s browser test drives headless Chromium (/usr/bin/chromium) with playwright-core' },
   { bin: 'socat', pkg: 'socat', why: 'the scanner-serial tests make a real pseudo-terminal pair with it (one end for the collector, one for the test)' },
   { bin: 'openssl', pkg: 'openssl', why: 'the TLS tests make their CA, broker and client certificates with openssl' },
+  { bin: 'systemd-analyze', pkg: 'systemd', why: 'the installer tests run systemd-analyze verify/security on the unit and systemd-sysusers into a fake root' },
 ];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {

@@ -18,6 +18,17 @@ export const DIST: Dist = {
   relay: join(ROOT, 'dist', 'cloud-relay', 'cli.js'),
 };
 
+/** The single executables of `npm run package` (Node 24 and the agent's runtime flags inside). */
+export const PACKAGED: Dist = {
+  agent: join(ROOT, 'dist', 'package', 'linux-x64', 'edge-agent'),
+  relay: join(ROOT, 'dist', 'package', 'linux-x64', 'cloud-relay'),
+  executable: true,
+};
+
+export function packagedBuilt(): boolean {
+  return Object.values(PACKAGED).every((p) => typeof p !== 'string' || existsSync(p));
+}
+
 export function assertBuilt(): void {
   for (const p of Object.values(DIST)) {
     if (!existsSync(p)) throw new ScenarioUnavailable(`${p} is missing: run \`npm run build\` first (npm run bench does)`);
@@ -94,7 +105,7 @@ ${collector}`;
 
 export function startAgent(dir: string, o: AgentOptions, dist: Dist = DIST): CliProcess {
   if (dist === DIST) assertBuilt();
-  const proc = new CliProcess('edge-agent', agentConfig(dir, { httpEndpoints: dist === DIST, ...o }), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS);
+  const proc = new CliProcess('edge-agent', agentConfig(dir, { httpEndpoints: dist === DIST || dist === PACKAGED, ...o }), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS, dist.executable);
   proc.start();
   return proc;
 }

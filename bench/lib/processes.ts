@@ -40,13 +40,17 @@ export class CliProcess {
     private readonly logPath: string,
     private readonly entry?: string,
     private readonly nodeArgs: readonly string[] = [],
+    /** `entry` is a single executable (npm run package): run it directly, its Node and flags are inside. */
+    private readonly executable = false,
   ) {}
 
   start(env: NodeJS.ProcessEnv = {}): void {
     const log = createWriteStream(this.logPath, { flags: 'a' });
     // ERP_EDGE_CHILD_NODE_ARGS: extra node flags for the child (e.g. --cpu-prof while profiling).
     const extra = (process.env.ERP_EDGE_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const proc = spawn(process.execPath, [...this.nodeArgs, ...extra, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), 'run', '--config', this.configPath], {
+    const args = ['run', '--config', this.configPath];
+    const [cmd, argv] = this.executable && this.entry ? [this.entry, args] : [process.execPath, [...this.nodeArgs, ...extra, this.entry ?? join(ROOT, 'bin', `${this.bin}.js`), ...args]];
+    const proc = spawn(cmd, argv, {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },

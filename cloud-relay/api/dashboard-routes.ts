@@ -1,9 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-
-/** The dashboard's files, served as they are (no build step); next to this module in the source tree and in dist/ (scripts/copy-dashboard.mjs). */
-const DIR = fileURLToPath(new URL('./dashboard/', import.meta.url));
+import { dashboardFile } from './dashboard-files.js';
 
 const FILES: Array<{ path: string; file: string; type: string }> = [
   { path: '/', file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -18,7 +14,7 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 export function registerDashboardRoutes(app: FastifyInstance): void {
   for (const f of FILES) {
     // Read once at start: a missing file fails the relay's start, not a user's page load.
-    const body = readFileSync(`${DIR}${f.file}`);
+    const body = dashboardFile(f.file);
     app.get(f.path, { config: { public: true } }, async (_req, reply) =>
       reply
         .header('content-type', f.type)

