@@ -85,6 +85,6 @@ describe('end to end: scanner-tcp → outbox → MQTT → relay', () => {
       expect(got.every((s, i) => s.seq === i + 1), `${device} seq 1..${PER_DEVICE}`).toBe(true);
     }
     const counters = agent.supervisors[0]!.status().counters ?? {};
-    expect(counters).toMatchObject({ scans: TOTAL, oversize: 0, partial_dropped: 0 });
+    expect(counters).toMatchObject({ scans: TOTAL, oversize: 0, partial_discarded: 0 });
   }, 60_000);
 });

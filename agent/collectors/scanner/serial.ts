@@ -116,14 +116,10 @@ export class SerialScanner implements Collector {
   }
 
   stats(): CollectorStats {
-    const b = this.book.stats();
     return {
       counters: {
         ...this.counters,
-        scans: b.scans,
-        invalid: b.invalid,
-        repeats: b.repeats,
-        devices: b.devices,
+        ...this.book.stats(),
         /** Scans read and waiting for the outbox. */
         backlog: this.queue.backlog,
         /** Bytes read from the OS but not yet framed: they pile up (to 64 KiB) while reading is paused. */

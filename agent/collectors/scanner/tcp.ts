@@ -33,7 +33,7 @@ interface Counters {
   /** Frames over `framing.max_length`, discarded. */
   oversize: number;
   /** Connections closed in the middle of a frame (those bytes are not a scan). */
-  partial_dropped: number;
+  partial_discarded: number;
   /** Connections closed because they were silent for `idle_timeout`. */
   idle_closed: number;
   socket_errors: number;
@@ -71,7 +71,7 @@ export class ScannerTcpCollector implements Collector {
     connect_failures: 0,
     bytes_read: 0,
     oversize: 0,
-    partial_dropped: 0,
+    partial_discarded: 0,
     idle_closed: 0,
     socket_errors: 0,
     pauses: 0,
@@ -118,7 +118,7 @@ export class ScannerTcpCollector implements Collector {
         this.warn(`oversize:${c.device}`, { device: c.device, peer: c.peer, length, max_length: cfg.framing.max_length }, 'scan longer than framing.max_length discarded');
       },
       partial: (c, length) => {
-        this.counters.partial_dropped++;
+        this.counters.partial_discarded++;
         this.warn(`partial:${c.device}`, { device: c.device, peer: c.peer, bytes: length }, 'connection closed in the middle of a scan; the unfinished bytes are not a scan');
       },
       idle: (c) => {
@@ -153,17 +153,13 @@ export class ScannerTcpCollector implements Collector {
   }
 
   stats(): CollectorStats {
-    const b = this.book.stats();
     let paused = 0;
     for (const c of this.conns) if (c.isPaused) paused++;
     return {
       counters: {
         connections: this.conns.size,
         ...this.counters,
-        scans: b.scans,
-        invalid: b.invalid,
-        repeats: b.repeats,
-        devices: b.devices,
+        ...this.book.stats(),
         backlog: this.queue.backlog,
         connections_paused: paused,
       },

@@ -82,7 +82,7 @@ describe('scanner-tcp: listen', () => {
     expect(ofDevice(r.o, 'DOCK2').map((s) => s.barcode)).toEqual(codesB);
     expect(ofDevice(r.o, 'GW1').map((s) => s.barcode)).toEqual(codesP.filter((_, i) => i % 2).map((c) => c.slice(4)));
     for (const d of ['127.0.0.1', 'DOCK2', 'GW1', 'GW2']) expect(ofDevice(r.o, d).map((s) => s.seq)).toEqual(ofDevice(r.o, d).map((_, i) => i + 1));
-    expect(r.counters()).toMatchObject({ connections: 2, scans: 900, devices: 4, oversize: 0, partial_dropped: 0 });
+    expect(r.counters()).toMatchObject({ connections: 2, scans: 900, devices: 4, oversize: 0, partial_discarded: 0 });
   });
 
   it('refuses connections over max_connections and counts them; the others go on', async () => {
@@ -169,7 +169,7 @@ describe('scanner-tcp: garbage', () => {
     expect(ofDevice(r.o, 'ENDLESS')).toEqual([]);
 
     const counters = r.counters();
-    expect(counters).toMatchObject({ oversize: 1 + referenceOversize(noise, MAX), partial_dropped: 3, idle_closed: 2 });
+    expect(counters).toMatchObject({ oversize: 1 + referenceOversize(noise, MAX), partial_discarded: 3, idle_closed: 2 });
     expect(r.h.failures).toEqual([]);
     // Logged, once per kind and device within the throttle interval.
     const warned = (msg: string) => r.logs.filter((l) => l.msg.startsWith(msg)).map((l) => l.device);
@@ -282,7 +282,7 @@ describe('scanner-tcp: connect', () => {
       ['G2', 2],
       ['G3', 3],
     ]);
-    expect(r.counters()).toMatchObject({ partial_dropped: 1, connections: 1 });
+    expect(r.counters()).toMatchObject({ partial_discarded: 1, connections: 1 });
     expect(r.logs.filter((l) => l.msg.startsWith('cannot connect to scanner')).length).toBe(1);
   });
 });
