@@ -13,7 +13,7 @@ const AGENT = join(CONFIG, 'agent.template.yaml');
 const RELAYS = [join(CONFIG, 'relay.template.yaml'), join(CONFIG, 'relay-embedded.template.yaml')];
 
 /** Secrets the commented examples read from the environment (nothing in the templates defaults them). */
-const SQL_ENV = { ERP_PG_PASSWORD: 'pg-pw', ERP_MYSQL_PASSWORD: 'my-pw', ERP_MSSQL_PASSWORD: 'ms-pw' };
+const SQL_ENV = { ERP_PG_PASSWORD: 'pg-pw', ERP_MYSQL_PASSWORD: 'my-pw', ERP_MSSQL_PASSWORD: 'ms-pw', SCANNER_TOKEN_HH01: 'hh01-token-0123456789' };
 /** The CLI's environment: a service manager's STATE_DIRECTORY would move data_dir; the test sets none. */
 const CLEAN = { STATE_DIRECTORY: '' };
 
@@ -58,21 +58,16 @@ describe('agent template (config/agent.template.yaml)', () => {
     expect(r.status).toBe(0);
   });
 
-  it('names every registered collector kind: as a commented example, or as a placeholder that points to the docs', () => {
+  it('shows every registered collector kind as a commented example', () => {
     for (const kind of collectorKinds) {
       const heading = lines.find((l) => l.startsWith(`  # ── ${kind.type}`));
       expect(heading, `no section for collector kind ${kind.type}`).toBeDefined();
-      if (!heading!.includes('PLACEHOLDER')) expect(found.map((e) => e.type).concat('file-drop')).toContain(kind.type);
-    }
-    // Kinds written in parallel get a marked placeholder with no keys of its own (nothing to uncomment).
-    for (const kind of ['scanner-tcp', 'scanner-serial', 'scanner-ws', 'schedule']) {
-      expect(lines.some((l) => l.startsWith(`  # ── ${kind} `) && l.includes('PLACEHOLDER: see docs'))).toBe(true);
-      expect(found.map((e) => e.type)).not.toContain(kind);
+      expect(found.map((e) => e.type).concat('file-drop')).toContain(kind.type);
     }
     // Every SQL driver has an example.
     const drivers = found.filter((e) => e.type === 'sql').map((e) => lines.slice(e.lines[0], e.lines.at(-1)! + 1).join('\n').match(/#  driver: (\w+)/)?.[1]);
     expect(drivers).toEqual(['pg', 'mysql', 'mssql']);
-    expect(found.map((e) => e.type)).toEqual(['file-drop', 'sql', 'sql', 'sql', 'synthetic']);
+    expect(found.map((e) => e.type)).toEqual(['file-drop', 'sql', 'sql', 'sql', 'synthetic', 'scanner-tcp', 'scanner-serial', 'scanner-ws', 'schedule']);
   });
 
   it('each commented example, uncommented alone, loads as the collector it shows', () => {
@@ -90,7 +85,7 @@ describe('agent template (config/agent.template.yaml)', () => {
     writeFileSync(path, uncomment(lines, found));
     const r = runCli('edge-agent', ['validate', '--config', path], { ...CLEAN, ...SQL_ENV });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/OK .*: site my-site, agent agent-01, 6 collector\(s\)/);
+    expect(r.stdout).toMatch(/OK .*: site my-site, agent agent-01, 10 collector\(s\)/);
     expect(r.status).toBe(0);
     const cfg = loadAgentConfig(path, { env: SQL_ENV });
     const sql = cfg.collectors.filter((c) => c.type === 'sql');
