@@ -153,5 +153,5 @@ describe('outbox under kill -9', () => {
     } finally {
       outbox.close();
     }
-  }, 60_000);
+  }, 180_000); // 20 child processes (tsx start-up each): ~30 s alone, past 60 s on a loaded 2-core VM
 });
