@@ -87,7 +87,14 @@ export const relayConfigSchema = z.strictObject({
     .strictObject({
       /** A v2 record whose JSON is larger is refused with a `rejected` ack (reason record_too_large). */
       max_record_bytes: byteSize.default(1024 * 1024),
+      /**
+       * A message (event batch, presence, health) whose payload is larger is refused unparsed and
+       * counted (`too_large`); the embedded broker refuses such a publish (and drops its sender's
+       * connection), as Mosquitto's `max_packet_size` does (config/mosquitto/erp-edge.conf).
+       */
+      max_message_bytes: byteSize.default(16 * 1024 * 1024),
     })
+    .refine((l) => l.max_message_bytes >= l.max_record_bytes, { message: 'max_message_bytes must be at least max_record_bytes (a batch carries a whole record)', path: ['max_message_bytes'] })
     .prefault({}),
   dedupe: z
     .strictObject({

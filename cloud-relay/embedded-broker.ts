@@ -12,8 +12,16 @@ export interface EmbeddedBroker {
  * Aedes in-process, for a single machine that runs nothing else. Its default port is not 1883:
  * sites often have a Mosquitto there already.
  */
-export async function startEmbeddedBroker(host: string, port: number, logger: Logger): Promise<EmbeddedBroker> {
-  const aedes = await Aedes.createBroker();
+export async function startEmbeddedBroker(host: string, port: number, logger: Logger, maxMessageBytes = Infinity): Promise<EmbeddedBroker> {
+  const aedes = await Aedes.createBroker({
+    // limits.max_message_bytes: a larger publish is refused (Aedes then closes that client's
+    // connection, as Mosquitto does past max_packet_size), never routed to the relay.
+    authorizePublish: (client, packet, done) => {
+      if (packet.payload.length <= maxMessageBytes) return done(null);
+      logger.warn({ client: client?.id, topic: packet.topic.slice(0, 300), bytes: packet.payload.length, max: maxMessageBytes }, 'embedded broker refused a message over limits.max_message_bytes');
+      done(new Error(`message of ${packet.payload.length} bytes over limits.max_message_bytes (${maxMessageBytes})`));
+    },
+  });
   const server: Server = createServer((socket) => {
     socket.setNoDelay(true); // small acks must not wait for Nagle (see common/mqtt-socket.ts)
     aedes.handle(socket);

@@ -45,6 +45,8 @@ export class RelayMetrics {
     topic_mismatch: 0,
     bad_topic: 0,
     unsupported_version: 0,
+    too_large: 0,
+    internal_error: 0,
     invalid_presence: 0,
     invalid_health: 0,
   };

@@ -58,6 +58,8 @@ export class Relay {
     readonly wireVersions: readonly number[],
     private readonly log: Logger,
     private readonly brokerContext: BrokerContext,
+    /** limits.max_message_bytes, for presence and health (ingest checks event batches). */
+    private readonly maxMessageBytes: number,
   ) {}
 
   /** Broker errors repeat every reconnect: one line a minute per kind. */
@@ -72,7 +74,7 @@ export class Relay {
     for (const p of tls?.problems ?? []) log.error({ err: { code: p.code, message: p.message } }, p.message);
     const soon = expirySoon(tls);
     if (soon) log.warn(soon);
-    const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log) : undefined;
+    const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log, cfg.limits.max_message_bytes) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     let store: SqliteRelayStore | undefined;
     let http: FastifyInstance | undefined;
@@ -121,6 +123,7 @@ export class Relay {
         log: log.child({ part: 'ingest' }),
         wireVersions: wire,
         maxRecordBytes: cfg.limits.max_record_bytes,
+        maxMessageBytes: cfg.limits.max_message_bytes,
         onStored: (records, storedAt, site, agent) => {
           prometheus.lag.observe(records, storedAt);
           fleet.onStored(site, agent, records, storedAt);
@@ -132,7 +135,7 @@ export class Relay {
         url,
         tls,
         username: creds.username,
-      });
+      }, cfg.limits.max_message_bytes);
       fleet.start();
       // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
       alerts.start();
@@ -169,7 +172,15 @@ export class Relay {
       if (explained) this.log.error({ err: { code: explained.code, reason: explained.context.reason, message: explained.message }, suppressed: t.suppressed }, `${explained.message}; retrying`);
       else this.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, 'relay broker error; retrying');
     });
-    this.client.on('message', (topic, payload) => this.route(topic, payload));
+    this.client.on('message', (topic, payload) => {
+      // A message must never end the relay: whatever one throws is logged and counted, and the next is read.
+      try {
+        this.route(topic, payload);
+      } catch (err) {
+        this.log.error({ topic: topic.slice(0, 300), bytes: payload.length, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'message handling failed');
+        this.ingest.reject('internal_error', topic, (err as Error).message);
+      }
+    });
   }
 
   private async subscribe(): Promise<void> {
@@ -198,6 +209,9 @@ export class Relay {
   private route(topic: string, payload: Buffer): void {
     const t = parseAgentTopic(topic);
     if (!t) return this.ingest.reject('bad_topic', topic, 'not an erp-edge agent topic');
+    if (t.kind !== 'events' && payload.length > this.maxMessageBytes) {
+      return this.ingest.reject('too_large', topic, `${payload.length} bytes, over limits.max_message_bytes (${this.maxMessageBytes})`);
+    }
     if (t.kind === 'events') return this.ingest.onEvents({ version: t.version, site: t.site, agent: t.agent, stream: t.stream! }, topic, payload);
     if (t.version !== 2) return; // v1 agent status is not subscribed; nothing else to do with it
     if (t.kind === 'status') return this.fleet.onPresence(t.site, t.agent, payload);

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
 import { health as healthSchema, presence as presenceSchema, type Health, type Presence } from '../../common/wire-v2.js';
@@ -281,6 +282,8 @@ function cmp(a: string, b: string): number {
 }
 
 function parse<T>(payload: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }): { ok: true; value: T } | { ok: false; detail: string } {
+  // toString would turn invalid bytes into U+FFFD silently.
+  if (!isUtf8(payload)) return { ok: false, detail: 'invalid JSON: not valid UTF-8' };
   let json: unknown;
   try {
     json = JSON.parse(payload.toString('utf8'));

@@ -1,10 +1,11 @@
+import { isUtf8 } from 'node:buffer';
 import type { z } from 'zod';
 import { eventBatch } from '../../common/wire-v1.js';
 import { eventBatchV2Envelope, eventBatchV2Header, spanIssue, wireRecordV2, type WireVersion } from '../../common/wire-v2.js';
 import { checkRecordV2 } from '../../common/record-check.js';
 
 /** Why a whole message is refused (counted, logged, never acked). */
-export type MessageRejectReason = 'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic' | 'unsupported_version';
+export type MessageRejectReason = 'invalid_json' | 'invalid_schema' | 'topic_mismatch' | 'bad_topic' | 'unsupported_version' | 'too_large' | 'internal_error';
 
 /** Why one record of a v2 batch is refused (answered with a `rejected` ack naming it). */
 export type RecordProblem = 'invalid_record' | 'record_too_large';
@@ -50,6 +51,8 @@ export type DecodeResult = { ok: true; batch: DecodedBatch } | { ok: false; reas
 export interface DecodeOptions {
   /** `limits.max_record_bytes`: UTF-8 bytes of a v2 record's JSON. */
   maxRecordBytes: number;
+  /** `limits.max_message_bytes`: a larger payload is refused before it is parsed (absent: no limit here). */
+  maxMessageBytes?: number;
 }
 
 export interface EventsTopic {
@@ -66,6 +69,11 @@ function firstIssue(error: z.ZodError): string {
 
 /** Decodes an event batch payload that arrived on `topic` (already parsed, version accepted). */
 export function decodeEventBatch(topic: EventsTopic, payload: Buffer, opts: DecodeOptions): DecodeResult {
+  if (opts.maxMessageBytes !== undefined && payload.length > opts.maxMessageBytes) {
+    return { ok: false, reason: 'too_large', detail: `${payload.length} bytes, over limits.max_message_bytes (${opts.maxMessageBytes})` };
+  }
+  // toString would turn invalid bytes into U+FFFD silently, and store text the agent never sent.
+  if (!isUtf8(payload)) return { ok: false, reason: 'invalid_json', detail: 'not valid UTF-8' };
   let json: unknown;
   try {
     json = JSON.parse(payload.toString('utf8'));
@@ -94,7 +102,11 @@ function decodeV1(topic: EventsTopic, json: unknown): DecodeResult {
   const records: DecodedRecord[] = new Array(b.records.length);
   for (let i = 0; i < b.records.length; i++) {
     const r = b.records[i]!;
-    records[i] = { seq: r.seq, id: r.id, value: r };
+    // Encoded here, not at the store: a record JSON cannot carry back (nested deeper than the
+    // encoder's stack) is this message's fault, not the store's.
+    const json = encode(r);
+    if (json === undefined) return { ok: false, reason: 'invalid_schema', detail: `records.${i}.data: ${UNENCODABLE}` };
+    records[i] = { seq: r.seq, id: r.id, value: r, json };
   }
   const skipped = b.dropped_upto !== undefined && b.dropped_upto > 0 ? [{ from: 1, to: b.dropped_upto, reason: 'dropped' }] : [];
   return { ok: true, batch: { version: 1, site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, skipped, records } };
@@ -138,7 +150,11 @@ function decodeV2(topic: EventsTopic, json: unknown, opts: DecodeOptions): Decod
       }
       value = parsed.data;
     }
-    const text = JSON.stringify(value);
+    const text = encode(value);
+    if (text === undefined) {
+      records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'invalid_record', detail: `data: ${UNENCODABLE}` } };
+      continue;
+    }
     if (text.length > safeLength && Buffer.byteLength(text, 'utf8') > opts.maxRecordBytes) {
       records[i] = { seq: raw.seq, id, value: undefined, problem: { code: 'record_too_large', detail: `over limits.max_record_bytes (${opts.maxRecordBytes})` } };
       continue;
@@ -149,6 +165,21 @@ function decodeV2(topic: EventsTopic, json: unknown, opts: DecodeOptions): Decod
   const skipped = (b.skipped ?? []).map((s) => ({ from: s.from, to: s.to, reason: s.reason }));
   if (!isAscendingRanges(skipped)) skipped.sort((x, y) => x.from - y.from);
   return { ok: true, batch: { version: 2, site: b.site, agent: b.agent, stream: b.stream, epoch: b.epoch, boot: b.boot, sentAt: b.sent_at, skipped, records } };
+}
+
+const UNENCODABLE = 'cannot be encoded again as JSON (nested too deeply)';
+
+/**
+ * JSON.parse takes any depth, JSON.stringify recurses and overflows the stack on a value nested
+ * some thousands deep (a RangeError that used to escape ingest and end the relay): undefined then.
+ */
+function encode(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
+  }
 }
 
 function hasSeq(r: unknown): boolean {

@@ -15,6 +15,8 @@ export interface IngestOptions {
   wireVersions: readonly WireVersion[];
   /** `limits.max_record_bytes`. */
   maxRecordBytes: number;
+  /** `limits.max_message_bytes` (absent: no limit here). */
+  maxMessageBytes?: number;
   /** Called after each commit with the records it stored and the store time (the capture→store lag histogram). */
   onStored?: (records: readonly DecodedRecord[], storedAt: number, site: string, agent: string) => void;
   /** Publishes an ack (QoS 1). */
@@ -44,7 +46,7 @@ export class Ingest {
     if (!this.accepted.has(topic.version)) {
       return this.reject('unsupported_version', rawTopic, `wire v${topic.version} is not in wire_versions [${[...this.accepted].join(', ')}]`);
     }
-    const r = decodeEventBatch(topic, payload, { maxRecordBytes: this.o.maxRecordBytes });
+    const r = decodeEventBatch(topic, payload, { maxRecordBytes: this.o.maxRecordBytes, ...(this.o.maxMessageBytes !== undefined ? { maxMessageBytes: this.o.maxMessageBytes } : {}) });
     if (!r.ok) return this.reject(r.reason, rawTopic, r.detail);
     this.pending.push(r.batch);
     if (this.pending.length === 1) setImmediate(() => this.flush());

@@ -220,7 +220,7 @@ describe('Relay', () => {
     await agent.publishRaw(`erp-edge/v1/${SITE}/${AGENT}/events`, JSON.stringify(batch(1, 1)));
     await agent.publishRaw(`${ordersTopic}/extra`, JSON.stringify(batch(1, 1)));
 
-    const expected = { invalid_json: 3, invalid_schema: 7, topic_mismatch: 4, bad_topic: 2, unsupported_version: 0, invalid_presence: 0, invalid_health: 0 };
+    const expected = { invalid_json: 3, invalid_schema: 7, topic_mismatch: 4, bad_topic: 2, unsupported_version: 0, too_large: 0, internal_error: 0, invalid_presence: 0, invalid_health: 0 };
     const total = Object.values(expected).reduce((a, b) => a + b, 0);
     const s = await waitFor(
       `${total} rejected messages to be counted`,

@@ -62,7 +62,7 @@ async function expectDelivered(s: Setup, total: number): Promise<void> {
   const events = await fetchAllEvents(s.relay.httpUrl, 'site-a', 'agent-1', 'orders');
   expect(checkExact(events, total)).toBeUndefined();
   await waitFor('outbox drained', () => pendingTotal(s.agent) === 0, 20_000);
-  expect(s.relay.metrics.snapshot().rejected).toEqual({ invalid_json: 0, invalid_schema: 0, topic_mismatch: 0, bad_topic: 0, unsupported_version: 0, invalid_presence: 0, invalid_health: 0 });
+  expect(s.relay.metrics.snapshot().rejected).toEqual({ invalid_json: 0, invalid_schema: 0, topic_mismatch: 0, bad_topic: 0, unsupported_version: 0, too_large: 0, internal_error: 0, invalid_presence: 0, invalid_health: 0 });
 }
 
 describe('end to end: file drop → outbox → MQTT → relay', () => {

@@ -62,4 +62,31 @@ describe('decodeEventBatch', () => {
     const none = decode(1, batchV1(1, 1, { dropped_upto: 0 }));
     expect(none.ok && none.batch.skipped).toEqual([]);
   });
+
+  // Found by the fuzz test (test/e2e/relay-fuzz.test.ts): JSON.parse takes any depth, but re-encoding
+  // a record nested 200 000 deep overflowed the stack, a RangeError out of ingest that ended the relay.
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  const withDeepData = (b: object) => JSON.stringify(b).replace('"data":{', `"data":{"x":${deep(200_000)},`);
+
+  it('v2: a record nested too deeply to encode again is refused by itself (invalid_record), not thrown', () => {
+    const r = decode(2, withDeepData(batchV2(1, 2)));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.batch.records.map((x) => x.problem?.code)).toEqual(['invalid_record', undefined]); // the first record only
+    expect(r.batch.records[0]!.problem!.detail).toMatch(/nested too deeply/);
+  });
+
+  it('v1: the same refuses the message (invalid_schema) instead of failing at the store', () => {
+    expect(decode(1, withDeepData(batchV1(1, 1)))).toMatchObject({ ok: false, reason: 'invalid_schema', detail: expect.stringMatching(/^records\.0\.data: .*nested too deeply/) });
+  });
+
+  it('refuses a payload over limits.max_message_bytes unparsed (too_large), and one that is not UTF-8 (invalid_json)', () => {
+    const body = Buffer.from(JSON.stringify(batchV2(1, 3)));
+    const opts = (maxMessageBytes: number) => ({ maxRecordBytes: 1 << 20, maxMessageBytes });
+    expect(decodeEventBatch(topic(2), body, opts(body.length)).ok).toBe(true);
+    expect(decodeEventBatch(topic(2), body, opts(body.length - 1))).toEqual({ ok: false, reason: 'too_large', detail: `${body.length} bytes, over limits.max_message_bytes (${body.length - 1})` });
+    const at = body.indexOf('file-drop');
+    const broken = Buffer.concat([body.subarray(0, at), Buffer.from([0xc3, 0x28]), body.subarray(at)]);
+    expect(decodeEventBatch(topic(2), broken, opts(1 << 20))).toEqual({ ok: false, reason: 'invalid_json', detail: 'not valid UTF-8' });
+  });
 });

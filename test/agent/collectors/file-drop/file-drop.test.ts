@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { scanFile } from '../../../../agent/collectors/file-drop/formats.js';
 import { create, FileDropCollector } from '../../../../agent/collectors/file-drop/file-drop.js';
 import { fileDropSchema } from '../../../../agent/collectors/file-drop/schema.js';
 import { Outbox, type OutboxOptions } from '../../../../agent/outbox/outbox.js';
@@ -950,3 +952,54 @@ describe('file-drop collector: drop order (#7)', () => {
     expect(c.stats().counters).toMatchObject({ out_of_order: 1 });
   });
 });
+
+describe('file-drop: fuzzed files (#12 item 6)', () => {
+  it('30 random and damaged CSV files: each is archived with its rows or moved to error/ with a reason, exactly as the reader judges it; the outbox holds the archived rows, nothing else', async () => {
+    const valid = Buffer.from('id,sku,qty,note\n1,A-1,2,"plain"\n2,B-7,1,"with, comma"\n3,C-9,5,"two\nlines"\n');
+    const damage = fc.tuple(fc.constantFrom('delete', 'insert', 'truncate'), fc.nat(), fc.array(fc.constantFrom(0x22, 0x2c, 0x0a, 0x0d, 0x00, 0xff, 0xc3), { minLength: 1, maxLength: 3 }));
+    const contentArb = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 300 }).map((a) => Buffer.from(a)),
+      fc.array(damage, { minLength: 1, maxLength: 3 }).map((ds) =>
+        ds.reduce<Buffer>((b, [kind, pos, bytes]) => {
+          const at = pos % (b.length + 1);
+          if (kind === 'delete') return Buffer.concat([b.subarray(0, at), b.subarray(at + bytes.length)]);
+          if (kind === 'insert') return Buffer.concat([b.subarray(0, at), Buffer.from(bytes), b.subarray(at)]);
+          return b.subarray(0, Math.max(1, at));
+        }, valid),
+      ),
+    );
+    // Distinct contents (the ledger knows a file by its hash), none empty (an empty file waits empty_stable_time).
+    const files = new Map<string, Buffer>();
+    for (const b of fc.sample(contentArb, { numRuns: 60, seed: 12_066 })) if (b.length > 0 && files.size < 30) files.set(sha256(b), b);
+    // What the reader says of each, on a copy outside the drop folder.
+    const judged = new Map<string, number | 'malformed'>();
+    fs.mkdirSync(path.join(base, 'copies'));
+    let i = 0;
+    for (const [hash, b] of files) {
+      const copy = path.join(base, 'copies', `f${i++}.csv`);
+      fs.writeFileSync(copy, b);
+      judged.set(hash, await scanFile(copy, { format: 'csv', encoding: 'auto' }).then((s) => s.rows, () => 'malformed' as const));
+    }
+    expect([...judged.values()].filter((v) => v === 'malformed').length).toBeGreaterThan(0);
+    expect([...judged.values()].filter((v) => v !== 'malformed').length).toBeGreaterThan(0);
+
+    const outbox = openOutbox();
+    i = 0;
+    for (const b of files.values()) fs.writeFileSync(path.join(drop, `f${i++}.csv`), b);
+    const c = await startCollector(outbox, { stable_time: '100ms' });
+    await waitFor('every file archived or in error/', () => [...files.values()].every((b) => ['archived', 'error'].includes(ledger(outbox, b)?.state ?? '')), 30_000);
+    await c.idle();
+
+    let rows = 0;
+    for (const [hash, b] of files) {
+      const l = ledger(outbox, b)!;
+      const want = judged.get(hash)!;
+      expect(l.state, `${path.basename(l.path)}: reader says ${String(want)}`).toBe(want === 'malformed' ? 'error' : 'archived');
+      if (want === 'malformed') expect(fs.existsSync(`${l.movedTo!}.reason.txt`)).toBe(true);
+      else rows += want;
+    }
+    expect(records(outbox)).toHaveLength(rows);
+    expect(errorFiles().filter((f) => f.endsWith('.reason.txt'))).toHaveLength([...judged.values()].filter((v) => v === 'malformed').length);
+  });
+});
+

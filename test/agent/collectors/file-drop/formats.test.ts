@@ -4,6 +4,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import {
   readRows,
   scanFile,
@@ -708,3 +709,62 @@ describe('resources', () => {
     }
   });
 });
+
+describe('fuzzed files (#12 item 6)', () => {
+  const VALID: Record<'csv' | 'tsv' | 'jsonl', string> = {
+    csv: 'order,sku,qty,note\n1001,A-1,2,"plain"\n1002,B-7,1,"with, comma"\n1003,C-9,5,"two\nlines"\n1004,D-1,3,"quote "" inside"\n',
+    tsv: 'order\tsku\tqty\n1001\tA-1\t2\n1002\tB-7\t1\n1003\tÄ-9\t5\n',
+    jsonl: '{"order":1001,"sku":"A-1","qty":2}\n{"order":1002,"sku":"B-7","lines":[{"n":1}]}\n\n{"order":1003,"note":"é"}\n',
+  };
+  /** Damage as files get it: bytes dropped, inserted (quotes, delimiters, line ends, invalid UTF-8, NUL), cut, repeated. */
+  const damage = fc.tuple(
+    fc.constantFrom('delete', 'insert', 'truncate', 'repeat'),
+    fc.nat(),
+    fc.array(fc.constantFrom(0x22, 0x2c, 0x09, 0x0a, 0x0d, 0x7b, 0x7d, 0x5c, 0x00, 0xff, 0xc3, 0x80, 0xfe, 0xef, 0xbb, 0xbf), { minLength: 1, maxLength: 4 }),
+  );
+  function applyDamage(b: Buffer, [kind, pos, bytes]: [string, number, number[]]): Buffer {
+    const at = pos % (b.length + 1);
+    if (kind === 'delete') return Buffer.concat([b.subarray(0, at), b.subarray(at + bytes.length)]);
+    if (kind === 'insert') return Buffer.concat([b.subarray(0, at), Buffer.from(bytes), b.subarray(at)]);
+    if (kind === 'truncate') return b.subarray(0, at);
+    return Buffer.concat([b, b.subarray(at)]).subarray(0, 8_192);
+  }
+  const content = (format: 'csv' | 'tsv' | 'jsonl'): fc.Arbitrary<Buffer> =>
+    fc.oneof<fc.Arbitrary<Buffer>[]>(
+      fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
+      fc.array(damage, { minLength: 1, maxLength: 4 }).map((ds) => ds.reduce<Buffer>((b, d) => applyDamage(b, d), Buffer.from(VALID[format]))),
+    );
+
+  for (const format of ['csv', 'tsv', 'jsonl'] as const) {
+    it(`${format}: random and damaged files are read or refused with ERP_FILE_MALFORMED, never another throw; a file read yields exactly the rows its scan counted`, async () => {
+      const seen = { read: 0, refused: 0 };
+      await fc.assert(
+        fc.asyncProperty(content(format), fc.constantFrom<FormatOptions['encoding']>('auto', 'utf-8', 'windows-1252'), async (bytes, encoding) => {
+          const p = write(bytes, format);
+          let scan: Awaited<ReturnType<typeof scanFile>>;
+          try {
+            scan = await scanFile(p, { format, encoding });
+          } catch (err) {
+            expect(isErpEdgeError(err, 'ERP_FILE_MALFORMED'), String(err)).toBe(true);
+            expect((err as ErpEdgeError).message.length).toBeGreaterThan(0);
+            seen.refused++;
+            return;
+          }
+          let n = 0;
+          for await (const row of readRows(p, { format, encoding: scan.encoding })) {
+            expect(row.line).toBeGreaterThan(0);
+            n++;
+          }
+          expect(n).toBe(scan.rows);
+          expect(scan.size).toBe(bytes.length);
+          seen.read++;
+        }),
+        { numRuns: 200, seed: 12_006 },
+      );
+      // Both outcomes occurred: the generator reaches malformed files and readable ones.
+      expect(seen.read).toBeGreaterThan(0);
+      expect(seen.refused).toBeGreaterThan(0);
+    });
+  }
+});
+

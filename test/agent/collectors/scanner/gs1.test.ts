@@ -378,4 +378,66 @@ describe('bad input is flagged, never thrown', () => {
       { numRuns: 3000 },
     );
   });
+
+  // #12 item 6: valid codes, mutated the way scanners and wedges damage them.
+  const VALID_CODES = [
+    ']C101095212345432133103000400',
+    `]C1010952123454321317261231` + `10ABC${GS}21XYZ`,
+    '(01)09521234543213(10)ABC(21)12345',
+    `]d2${GS}0109521234543213${GS}10A1`,
+    ']E09521234543213',
+    ']C100106141411234567897',
+  ];
+  const damage = fc.oneof(
+    fc.tuple(fc.constant('delete' as const), fc.nat()),
+    fc.tuple(fc.constant('insert' as const), fc.nat(), fc.constantFrom('0', '9', GS, '|', '(', ')', 'A', ' ', '\u00e9', '\x00', '\ufffd')),
+    fc.tuple(fc.constant('replace' as const), fc.nat(), fc.constantFrom('0', '5', GS, 'X', '\u00ff')),
+    fc.tuple(fc.constant('swap' as const), fc.nat()),
+    fc.tuple(fc.constant('truncate' as const), fc.nat()),
+    fc.tuple(fc.constant('repeat' as const), fc.nat(), fc.integer({ min: 1, max: 400 })),
+  );
+  function applyDamage(code: string, d: [string, number, (string | number)?]): string {
+    const at = d[1] % (code.length + 1);
+    switch (d[0]) {
+      case 'delete':
+        return code.slice(0, at) + code.slice(at + 1);
+      case 'insert':
+        return code.slice(0, at) + String(d[2]) + code.slice(at);
+      case 'replace':
+        return code.slice(0, at) + String(d[2]) + code.slice(at + 1);
+      case 'swap':
+        return at + 1 < code.length ? code.slice(0, at) + code[at + 1]! + code[at]! + code.slice(at + 2) : code;
+      case 'truncate':
+        return code.slice(0, at);
+      default:
+        // Capped at a scan's default max_length (4096): repeated repeats would grow without end.
+        return (code + code.slice(at).repeat(Number(d[2]))).slice(0, 4_096);
+    }
+  }
+
+  it('property: valid codes damaged (characters dropped, inserted, replaced, swapped, cut, repeated): never throws, the verdict is consistent', () => {
+    for (const code of VALID_CODES) expectValid(parse(code));
+    fc.assert(
+      fc.property(fc.constantFrom(...VALID_CODES), fc.array(damage, { minLength: 1, maxLength: 4 }), fc.boolean(), (code, ds, assumeGs1) => {
+        const raw = ds.reduce((c, d) => applyDamage(c, d as [string, number, (string | number)?]), code);
+        const p = parse(raw, { assumeGs1, gsReplacement: '|' });
+        expect(p.valid).toBe(p.reasons.length === 0);
+        for (const e of p.elements) expect(e.valid).toBe(e.reason === undefined);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('property: one digit of a GTIN changed is always caught (mod 10 finds every single-digit error)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 13 }), fc.integer({ min: 1, max: 9 }), (i, delta) => {
+        const gtin = '09521234543213';
+        const bad = gtin.slice(0, i) + String((Number(gtin[i]) + delta) % 10) + gtin.slice(i + 1);
+        const p = parse(`]C101${bad}`);
+        expect(p.valid).toBe(false);
+        expect(p.elements[0]).toMatchObject({ ai: '01', valid: false });
+      }),
+      { numRuns: 126 },
+    );
+  });
 });

@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { WebSocket } from 'ws';
 import { scannerWsSchema, type ScannerWsConfig } from '../../../../agent/collectors/scanner/schema.js';
 import { ScannerWsCollector } from '../../../../agent/collectors/scanner/websocket.js';
@@ -477,3 +478,70 @@ describe('scanner-ws: many clients, keep-alive, stop, port', () => {
     expect((err as Error).message).toContain(`collectors.${STREAM}.port`);
   });
 });
+
+describe('scanner-ws: fuzzed messages (#12 item 6)', () => {
+  /** A valid scan, then some of its fields dropped, retyped or made huge. */
+  const mutatedScan = fc
+    .record({
+      barcode: fc.oneof(fc.string({ minLength: 1, maxLength: 40 }), fc.constant(']C10109501101020938')),
+      ts: fc.option(fc.oneof(fc.integer({ min: 0, max: 2e12 }), fc.constant('2026-12-03T10:00:00Z')), { nil: undefined }),
+      id: fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }),
+      edits: fc.array(
+        fc.tuple(
+          fc.constantFrom('barcode', 'ts', 'id', 'device', 'location', 'extra'),
+          fc.oneof(fc.constant(undefined), fc.jsonValue({ maxDepth: 2 }), fc.constantFrom('', 'x'.repeat(9_000), -1, 1.5, 8.64e15 + 1, 'NaN', null, 'hh-2', 'hh-1')),
+        ),
+        { maxLength: 3 },
+      ),
+    })
+    .map(({ barcode, ts, id, edits }) => {
+      const m: Record<string, unknown> = { barcode, ...(ts !== undefined ? { ts } : {}), ...(id !== undefined ? { id } : {}) };
+      for (const [k, v] of edits) {
+        if (v === undefined) delete m[k];
+        else m[k] = v;
+      }
+      return m;
+    });
+  const deep = (n: number) => `{"barcode":"A","x":${'['.repeat(n)}${']'.repeat(n)}}`;
+  type Msg = { text: string } | { binary: Buffer };
+  const message: fc.Arbitrary<Msg> = fc.oneof(
+    mutatedScan.map((m) => ({ text: JSON.stringify(m) })),
+    fc.array(mutatedScan, { maxLength: 5 }).map((a) => ({ text: JSON.stringify(a) })),
+    fc.jsonValue({ maxDepth: 3 }).map((v) => ({ text: JSON.stringify(v) ?? 'null' })),
+    fc.string({ maxLength: 50 }).map((text) => ({ text })), // mostly not JSON
+    fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b) => ({ binary: Buffer.from(b) })), // binary frames: ws checks no UTF-8 there
+    fc.integer({ min: 1_000, max: 20_000 }).map((n) => ({ text: deep(n) })),
+  );
+
+  it('answers each of 300 random messages with one reply of the right shape (never a throw), keeps the connection, and counts right', async () => {
+    const r = await start();
+    const c = await asDevice(r.url, 'hh-1');
+    const msgs = fc.sample(message, { numRuns: 300, seed: 1012 });
+    let ok = 0;
+    for (const m of msgs) {
+      if ('binary' in m) c.ws.send(m.binary, { binary: true });
+      else c.ws.send(m.text);
+      const reply = await c.next<Reply | Reply[]>();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse('binary' in m ? m.binary.toString('utf8') : m.text);
+      } catch {
+        parsed = undefined;
+      }
+      const many = Array.isArray(parsed) && parsed.length > 0;
+      expect(Array.isArray(reply), JSON.stringify(m).slice(0, 200)).toBe(many);
+      const replies = Array.isArray(reply) ? reply : [reply];
+      if (many) expect(replies).toHaveLength((parsed as unknown[]).length);
+      for (const x of replies) {
+        expect(typeof x.ok).toBe('boolean');
+        if (x.ok) ok++;
+        else expect(['ERP_SCAN_INVALID', 'ERP_SCAN_FORBIDDEN']).toContain(x.error.code);
+      }
+    }
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    expect(ok).toBeGreaterThan(0);
+    expect(r.collector.stats().counters).toMatchObject({ messages: msgs.length, accepted: ok, failed: 0 });
+    expect(records(r)).toHaveLength(ok);
+  });
+});
+
