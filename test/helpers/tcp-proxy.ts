@@ -9,7 +9,9 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  *   connections made afterwards pass normally: the link "comes back" for whoever reconnects, which
  *   is the realistic case (a NAT entry or route that died; the peer must notice and reconnect) and
  *   what a dead-link detector must handle. Those blackholed connections stay dead until `reset()`
- *   or `close()`.
+ *   or `close()`. `blackhole({ newConnections: true })` swallows new connections too (accepted,
+ *   then silent: a WAN link that is down) until `restore()`, after which new ones pass again while
+ *   the old ones stay dead.
  * - `reset()`: every open connection is closed with an RST on both sides.
  * - `delay(ms)`: every chunk is held `ms` in each direction (order kept); `delay(0)` ends it.
  *
@@ -51,8 +53,16 @@ export class TcpProxy {
     return this.conns.size;
   }
 
-  blackhole(): void {
+  private blackholeNew = false;
+
+  blackhole(opts: { newConnections?: boolean } = {}): void {
     for (const c of this.conns) c.blackholed = true;
+    if (opts.newConnections) this.blackholeNew = true;
+  }
+
+  /** New connections pass again (those blackholed stay dead, as a NAT entry that is gone). */
+  restore(): void {
+    this.blackholeNew = false;
   }
 
   reset(): void {
@@ -72,6 +82,7 @@ export class TcpProxy {
     this.accepted++;
     const upstream = connect(this.targetPort, this.targetHost);
     const c = new ProxiedConnection(client, upstream, () => this.delayMs, () => this.conns.delete(c));
+    c.blackholed = this.blackholeNew;
     this.conns.add(c);
   }
 }
