@@ -9,6 +9,7 @@ import { expirySoon, explainBrokerError, loadTls, type BrokerContext } from '../
 import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
 import { SqliteRelayStore } from './store/sqlite-store.js';
 import { RelayMetrics } from './metrics.js';
+import { CountersFile } from './counters-file.js';
 import { Ingest } from './ingest/ingest.js';
 import { FleetRegistry } from './fleet/fleet.js';
 import { AlertEvaluator } from './fleet/alerts/evaluator.js';
@@ -42,6 +43,7 @@ export class Relay {
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
   private readonly startedAt = Date.now();
   private stopping = false;
+  private counters: CountersFile | undefined;
 
   private constructor(
     readonly metrics: RelayMetrics,
@@ -76,6 +78,7 @@ export class Relay {
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     let store: SqliteRelayStore | undefined;
     let http: FastifyInstance | undefined;
+    let counters: CountersFile | undefined;
     try {
       // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
       store = new SqliteRelayStore({
@@ -88,6 +91,9 @@ export class Relay {
       const metrics = new RelayMetrics();
       // What the store holds, so that a restart does not read as an empty relay.
       metrics.seed(store.streamTotals());
+      // The traffic counters (batches, gaps, …) the store does not hold: saved beside it.
+      counters = new CountersFile(`${cfg.store.path}.counters.json`, metrics, log);
+      counters.load();
       const fleet = new FleetRegistry({
         store,
         metrics,
@@ -133,6 +139,8 @@ export class Relay {
         tls,
         username: creds.username,
       });
+      relay.counters = counters;
+      counters.start();
       fleet.start();
       // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
       alerts.start();
@@ -144,6 +152,7 @@ export class Relay {
       log.info({ broker: safeUrl(url), http: started.url, wire_versions: wire, dedupe_window_ms: cfg.dedupe.window, max_record_bytes: cfg.limits.max_record_bytes }, 'relay started');
       return relay;
     } catch (err) {
+      counters?.stop();
       await http?.close();
       store?.close();
       await broker?.close();
@@ -216,6 +225,7 @@ export class Relay {
     }
     // Ingest first: a group commit finishing after the client ended would publish its acks into a closed connection.
     this.ingest.close();
+    this.counters?.stop();
     await this.client.endAsync();
     await this.http.close();
     this.alerts.stop();
