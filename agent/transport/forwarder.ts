@@ -6,6 +6,7 @@ import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { StateChangeLog } from '../../common/state-log.js';
 import { explainBrokerError, type TlsMaterial } from '../../common/tls.js';
 import type { Outbox } from '../outbox/outbox.js';
 import { encodeBatch, planBatch } from './batch.js';
@@ -147,6 +148,12 @@ export class Forwarder {
   private readonly errorLog = new LogThrottle(60_000);
   private lastBrokerError: string | null = null;
   private readonly ackLog = new LogThrottle(60_000);
+  /** A flapping link must not log a line per flap: one a minute, with the count of the others. */
+  private readonly linkLog = new StateChangeLog<'connected' | 'lost'>(60_000, (state, suppressed) => {
+    const n = suppressed > 0 ? { changes_not_logged: suppressed } : {};
+    if (state === 'connected') this.log.info({ wire: this.wire, ...n }, 'connected to broker; resuming from the first unacked seq of every stream');
+    else this.log.warn(n, 'broker connection lost; capturing continues, replay resumes on reconnect');
+  });
   private readonly unknownStatuses = new Set<string>();
   /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
   private relayOnline: boolean | undefined;
@@ -177,7 +184,7 @@ export class Forwarder {
     disableNagle(client);
     client.on('connect', () => void this.onConnect(client));
     client.on('close', () => {
-      if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
+      if (this.ready) this.linkLog.change('lost');
       this.setReady(false);
       this.opts.presence?.onDisconnect();
     });
@@ -207,6 +214,7 @@ export class Forwarder {
       await Promise.race([offline.catch(() => undefined), delay(2_000, undefined, { ref: false })]);
     }
     await client.endAsync(true);
+    this.linkLog.flush();
   }
 
   /**
@@ -259,7 +267,7 @@ export class Forwarder {
     this.setReady(true);
     this.errorLog.reset();
     this.lastBrokerError = null;
-    this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
+    this.linkLog.change('connected');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
       this.state(stream).timeoutsInARow = 0;
