@@ -20,6 +20,14 @@ if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(seed)) {
   console.error('usage: npm run chaos -- --rounds N --seed S [--dir D]  (N ≥ 1, S an integer)');
   process.exit(2);
 }
-const summary = await runChaos({ rounds, seed, ...(values.dir ? { dir: values.dir } : {}) });
+// Ctrl-C (or SIGTERM) ends the rounds; the quiet period and the check still run. A second one exits.
+const stop = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stop.signal.aborted) process.exit(130);
+    stop.abort();
+  });
+}
+const summary = await runChaos({ rounds, seed, signal: stop.signal, ...(values.dir ? { dir: values.dir } : {}) });
 console.log(formatSummary(summary));
 process.exit(passed(summary) ? 0 : 1);

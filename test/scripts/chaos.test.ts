@@ -21,7 +21,7 @@ describe('chaos schedule', () => {
 describe.skipIf(!HAVE_MOSQUITTO)('chaos runner, short (10 rounds, real processes)', () => {
   it('loses, doubles and reorders nothing, and recovers from every fault', async () => {
     const lines: string[] = [];
-    const s = await runChaos({ rounds: 10, seed: 12, recoveryLimitMs: 60_000, print: (l) => lines.push(l) });
+    const s = await runChaos({ rounds: 10, seed: 12, recoveryLimitMs: 90_000, print: (l) => lines.push(l) });
     const report = `${lines.join('\n')}\n${formatSummary(s)}`;
     expect(s.rounds, report).toBe(10);
     expect(s.events, report).toBeGreaterThan(0);
@@ -35,7 +35,7 @@ describe.skipIf(!HAVE_MOSQUITTO)('chaos runner, short (10 rounds, real processes
       exits: 0,
     });
     expect(passed(s)).toBe(true);
-  }, 170_000);
+  }, 300_000); // ~1 min on an idle 2-core machine; a loaded one is much slower
 });
 
 describe('chaos check', () => {
