@@ -90,10 +90,12 @@ export class Relay {
       });
       const metrics = new RelayMetrics();
       // What the store holds, so that a restart does not read as an empty relay.
-      metrics.seed(store.streamTotals());
-      // The traffic counters (batches, gaps, …) the store does not hold: saved beside it.
+      const totals = store.streamTotals();
+      metrics.seed(totals);
+      // The traffic counters (batches, gaps, …) the store does not hold: saved beside it. A store
+      // without a stream is new (or was deleted): its counters start from 0, whatever file is left.
       counters = new CountersFile(`${cfg.store.path}.counters.json`, metrics, log);
-      counters.load();
+      if (totals.length > 0) counters.load();
       const fleet = new FleetRegistry({
         store,
         metrics,
