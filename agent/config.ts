@@ -42,6 +42,7 @@ export const transportSchema = z.strictObject({
   batch_max_records: z.number().int().min(1).max(10_000).default(1_000),
   batch_max_bytes: byteSize.default(256 * 1024),
   max_inflight: z.number().int().min(1).max(256).default(8),
+  /** No relay ack this long: resend from the last acked seq; a second time in a row with no broker PUBACK either, drop the connection and open a new one (a dead link). */
   ack_timeout: durationMs.default(15_000),
   /** MQTT keep-alive: a dead link (no FIN) is noticed after 1.5× this; the fleet's "offline" is only as fast. */
   keepalive: durationMs.default(60_000),

@@ -9,11 +9,14 @@ export type RejectReason = MessageRejectReason | 'invalid_presence' | 'invalid_h
  * The relay's counters; exposed on GET /api/stats and as Prometheus counters. Those the store keeps
  * per stream (records stored, duplicate ids, conflicts, skipped seqs by reason, rejected records by
  * reason) start from the store's totals (`seed`), so a restarted relay does not read 0 while it
- * holds events; the others (batches, gaps, acks, messages) count since the relay started.
+ * holds events; the others (batches, gaps, acks, messages: `traffic()`) are saved beside the store
+ * and go on from there (counters-file.ts), counted since `counted_since`.
  */
 export class RelayMetrics {
   /** When the relay started: what the since-start counters count from. */
   readonly startedAt = Date.now();
+  /** Since when the traffic counters count: the first start of this store's relay (restoreTraffic). */
+  countedSince = this.startedAt;
   batches = 0;
   readonly batchesByWire = { v1: 0, v2: 0 };
   recordsStored = 0;
@@ -68,6 +71,43 @@ export class RelayMetrics {
     }
   }
 
+  /** The counters the store does not hold, to be saved (counters-file.ts). */
+  traffic(): TrafficCounters {
+    return {
+      batches: this.batches,
+      batches_by_wire: { ...this.batchesByWire },
+      duplicates: this.duplicates,
+      gaps: this.gaps,
+      rejected_acks: this.rejectedAcks,
+      conflict_acks: this.conflictAcks,
+      new_epochs: this.newEpochs,
+      store_errors: this.storeErrors,
+      presence_messages: this.presenceMessages,
+      health_messages: this.healthMessages,
+      stale_wills: this.staleWills,
+      rejected: { ...this.rejected },
+    };
+  }
+
+  /** Adds what an earlier run counted (once, at start); unknown or malformed entries are ignored. */
+  restoreTraffic(t: Partial<TrafficCounters>, countedSince: number): void {
+    const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+    this.batches += n(t.batches);
+    this.batchesByWire.v1 += n(t.batches_by_wire?.v1);
+    this.batchesByWire.v2 += n(t.batches_by_wire?.v2);
+    this.duplicates += n(t.duplicates);
+    this.gaps += n(t.gaps);
+    this.rejectedAcks += n(t.rejected_acks);
+    this.conflictAcks += n(t.conflict_acks);
+    this.newEpochs += n(t.new_epochs);
+    this.storeErrors += n(t.store_errors);
+    this.presenceMessages += n(t.presence_messages);
+    this.healthMessages += n(t.health_messages);
+    this.staleWills += n(t.stale_wills);
+    for (const k of Object.keys(this.rejected) as RejectReason[]) this.rejected[k] += n(t.rejected?.[k]);
+    if (Number.isFinite(countedSince) && countedSince < this.countedSince) this.countedSince = countedSince;
+  }
+
   countStored(site: string, agent: string, stream: string, n: number): void {
     const k = `${site}/${agent}/${stream}`;
     const c = this.storedByStream.get(k);
@@ -78,6 +118,7 @@ export class RelayMetrics {
   snapshot() {
     return {
       started_at: this.startedAt,
+      counted_since: this.countedSince,
       batches: this.batches,
       batches_by_wire: { ...this.batchesByWire },
       records_stored: this.recordsStored,
@@ -98,6 +139,21 @@ export class RelayMetrics {
       rejected: { ...this.rejected },
     };
   }
+}
+
+export interface TrafficCounters {
+  batches: number;
+  batches_by_wire: { v1: number; v2: number };
+  duplicates: number;
+  gaps: number;
+  rejected_acks: number;
+  conflict_acks: number;
+  new_epochs: number;
+  store_errors: number;
+  presence_messages: number;
+  health_messages: number;
+  stale_wills: number;
+  rejected: Record<RejectReason, number>;
 }
 
 export type RelayStats = ReturnType<RelayMetrics['snapshot']>;

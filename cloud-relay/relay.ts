@@ -9,6 +9,7 @@ import { expirySoon, explainBrokerError, loadTls, type BrokerContext } from '../
 import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
 import { SqliteRelayStore } from './store/sqlite-store.js';
 import { RelayMetrics } from './metrics.js';
+import { CountersFile } from './counters-file.js';
 import { Ingest } from './ingest/ingest.js';
 import { FleetRegistry } from './fleet/fleet.js';
 import { AlertEvaluator } from './fleet/alerts/evaluator.js';
@@ -42,6 +43,7 @@ export class Relay {
   readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
   private readonly startedAt = Date.now();
   private stopping = false;
+  private counters: CountersFile | undefined;
 
   private constructor(
     readonly metrics: RelayMetrics,
@@ -78,6 +80,7 @@ export class Relay {
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
     let store: SqliteRelayStore | undefined;
     let http: FastifyInstance | undefined;
+    let counters: CountersFile | undefined;
     try {
       // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
       store = new SqliteRelayStore({
@@ -89,7 +92,12 @@ export class Relay {
       });
       const metrics = new RelayMetrics();
       // What the store holds, so that a restart does not read as an empty relay.
-      metrics.seed(store.streamTotals());
+      const totals = store.streamTotals();
+      metrics.seed(totals);
+      // The traffic counters (batches, gaps, …) the store does not hold: saved beside it. A store
+      // without a stream is new (or was deleted): its counters start from 0, whatever file is left.
+      counters = new CountersFile(`${cfg.store.path}.counters.json`, metrics, log);
+      if (totals.length > 0) counters.load();
       const fleet = new FleetRegistry({
         store,
         metrics,
@@ -136,6 +144,8 @@ export class Relay {
         tls,
         username: creds.username,
       }, cfg.limits.max_message_bytes);
+      relay.counters = counters;
+      counters.start();
       fleet.start();
       // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
       alerts.start();
@@ -147,6 +157,7 @@ export class Relay {
       log.info({ broker: safeUrl(url), http: started.url, wire_versions: wire, dedupe_window_ms: cfg.dedupe.window, max_record_bytes: cfg.limits.max_record_bytes }, 'relay started');
       return relay;
     } catch (err) {
+      counters?.stop();
       await http?.close();
       store?.close();
       await broker?.close();
@@ -230,6 +241,7 @@ export class Relay {
     }
     // Ingest first: a group commit finishing after the client ended would publish its acks into a closed connection.
     this.ingest.close();
+    this.counters?.stop();
     await this.client.endAsync();
     await this.http.close();
     this.alerts.stop();

@@ -84,7 +84,7 @@ try {
  */
 function resetDemo(agentCfg: LoadedAgentConfig, relayCfg: ResolvedRelayConfig): void {
   const store = relayCfg.store.path;
-  const targets = [agentCfg.data_dir, store, `${store}-wal`, `${store}-shm`];
+  const targets = [agentCfg.data_dir, store, `${store}-wal`, `${store}-shm`, `${store}.counters.json`];
   for (const c of agentCfg.collectors) {
     if (c.type !== 'file-drop') continue;
     const inbox = resolve(agentCfg.configDir, c.path);

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { StateChangeLog } from '../../common/state-log.js';
 import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
@@ -157,6 +158,12 @@ export class Outbox extends EventEmitter {
   private readonly dead: DeadLetters;
   private readonly keys: KeyVersions;
   private readonly dropLog = new LogThrottle(60_000);
+  /** Under a small cap the outbox can flip full ↔ space many times a second: one line a minute, with the count. */
+  private readonly fullLog = new StateChangeLog<'full' | 'space'>(60_000, (state, suppressed) => {
+    const at = { bytes: this.bytes, events: this.events, ...(suppressed > 0 ? { changes_not_logged: suppressed } : {}) };
+    if (state === 'full') this.log?.warn(at, 'outbox full: collectors paused until the relay acks');
+    else this.log?.info(at, 'outbox has space again: collectors resume');
+  });
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
   private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
 
@@ -717,6 +724,7 @@ export class Outbox extends EventEmitter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.fullLog.flush();
     this.db.close();
     this.emit('space');
     this.emit('freed'); // release waiters
@@ -833,13 +841,8 @@ export class Outbox extends EventEmitter {
     const full = this.policy === 'block' && this.atCap();
     if (full === this.full) return;
     this.full = full;
-    if (full) {
-      this.log?.warn({ bytes: this.bytes, events: this.events }, 'outbox full: collectors paused until the relay acks');
-      this.emit('full');
-    } else {
-      this.log?.info({ bytes: this.bytes, events: this.events }, 'outbox has space again: collectors resume');
-      this.emit('space');
-    }
+    this.fullLog.change(full ? 'full' : 'space');
+    this.emit(full ? 'full' : 'space');
   }
 
   private refreshUsage(): void {

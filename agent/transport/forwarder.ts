@@ -6,6 +6,7 @@ import { ACK_STATUS, ackTopicV2, ackV2, eventsTopicV2, type WireVersion } from '
 import { disableNagle } from '../../common/mqtt-socket.js';
 import { safeUrl, type Logger } from '../../common/logger.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { StateChangeLog } from '../../common/state-log.js';
 import { explainBrokerError, type TlsMaterial } from '../../common/tls.js';
 import type { Outbox } from '../outbox/outbox.js';
 import { encodeBatch, planBatch } from './batch.js';
@@ -39,6 +40,8 @@ interface InflightBatch {
   first: number;
   last: number;
   sentAt: number;
+  /** The broker confirmed it (PUBACK): the connection carried it, whatever the relay does. */
+  brokerAcked: boolean;
 }
 
 interface StreamState {
@@ -54,7 +57,11 @@ interface StreamState {
   inflight: InflightBatch[];
   rewoundTo: number;
   rewoundAt: number;
-  /** Ack timeouts in a row without progress: each one doubles the wait (up to 32x). */
+  /**
+   * Ack timeouts in a row without progress: each one doubles the wait (up to 32x) while the broker
+   * confirms what is sent (a slow or absent relay); the second one with the broker silent too
+   * drops the connection (dead link).
+   */
   timeoutsInARow: number;
 }
 
@@ -68,6 +75,8 @@ export interface ForwarderStats {
   acks: number;
   gaps: number;
   timeouts: number;
+  /** Connections dropped and re-opened because a second ack timeout in a row found the broker silent (dead link). */
+  deadLinkReconnects: number;
   /** Records moved to the dead-letter table after a relay rejection. */
   deadLettered: number;
   /** Streams moved to a new epoch after a relay conflict. */
@@ -129,6 +138,7 @@ export class Forwarder {
     acks: 0,
     gaps: 0,
     timeouts: 0,
+    deadLinkReconnects: 0,
     deadLettered: 0,
     rebases: 0,
     ignoredAcks: 0,
@@ -138,6 +148,12 @@ export class Forwarder {
   private readonly errorLog = new LogThrottle(60_000);
   private lastBrokerError: string | null = null;
   private readonly ackLog = new LogThrottle(60_000);
+  /** A flapping link must not log a line per flap: one a minute, with the count of the others. */
+  private readonly linkLog = new StateChangeLog<'connected' | 'lost'>(60_000, (state, suppressed) => {
+    const n = suppressed > 0 ? { changes_not_logged: suppressed } : {};
+    if (state === 'connected') this.log.info({ wire: this.wire, ...n }, 'connected to broker; resuming from the first unacked seq of every stream');
+    else this.log.warn(n, 'broker connection lost; capturing continues, replay resumes on reconnect');
+  });
   private readonly unknownStatuses = new Set<string>();
   /** The relay's last known presence (retained status): no ack timeouts while it is known offline. */
   private relayOnline: boolean | undefined;
@@ -168,7 +184,7 @@ export class Forwarder {
     disableNagle(client);
     client.on('connect', () => void this.onConnect(client));
     client.on('close', () => {
-      if (this.ready) this.log.warn('broker connection lost; capturing continues, replay resumes on reconnect');
+      if (this.ready) this.linkLog.change('lost');
       this.setReady(false);
       this.opts.presence?.onDisconnect();
     });
@@ -178,7 +194,8 @@ export class Forwarder {
       else this.onMessage(topic, payload);
     });
     outbox.on('appended', this.onAppended);
-    this.timer = setInterval(() => this.checkTimeouts(), Math.min(1000, this.opts.ackTimeoutMs));
+    // A tenth of the ack timeout (at most 1 s): a dead link is dropped close to 2 × ack_timeout.
+    this.timer = setInterval(() => this.checkTimeouts(), Math.max(20, Math.min(1000, Math.round(this.opts.ackTimeoutMs / 10))));
     this.timer.unref();
   }
 
@@ -197,6 +214,7 @@ export class Forwarder {
       await Promise.race([offline.catch(() => undefined), delay(2_000, undefined, { ref: false })]);
     }
     await client.endAsync(true);
+    this.linkLog.flush();
   }
 
   /**
@@ -249,7 +267,7 @@ export class Forwarder {
     this.setReady(true);
     this.errorLog.reset();
     this.lastBrokerError = null;
-    this.log.info({ wire: this.wire }, 'connected to broker; resuming from the first unacked seq of every stream');
+    this.linkLog.change('connected');
     for (const stream of outbox.streamNames()) {
       this.rewind(stream);
       this.state(stream).timeoutsInARow = 0;
@@ -308,11 +326,14 @@ export class Forwarder {
       const now = Date.now();
       const payload = encodeBatch({ site, agent, stream, epoch: s.epoch, boot }, plan, wire, now);
       const topic = wire === 1 ? eventsTopicV1(site, agent, stream) : eventsTopicV2(site, agent, stream);
-      const batch: InflightBatch = { first: plan.first, last: plan.last, sentAt: now };
+      const batch: InflightBatch = { first: plan.first, last: plan.last, sentAt: now, brokerAcked: false };
       client.publish(topic, payload, { qos: 1 }, (err) => {
         if (err) this.log.debug({ stream, first: batch.first, last: batch.last, err: { message: err.message } }, 'publish not confirmed by broker; the ack timeout resends');
-        // The relay's clock starts when the broker has the batch: a slow uplink is not a lost ack.
-        else batch.sentAt = Date.now();
+        else {
+          // The relay's clock starts when the broker has the batch: a slow uplink is not a lost ack.
+          batch.sentAt = Date.now();
+          batch.brokerAcked = true;
+        }
       });
       s.inflight.push(batch);
       s.sentUpto = plan.last;
@@ -522,27 +543,55 @@ export class Forwarder {
    * Resends from the last acked seq when the relay has not acked in time. Not while the relay is
    * known to be offline (its online status triggers the resend), and backing off while timeouts
    * repeat, so an absent relay does not get the same batches queued at the broker over and over.
+   *
+   * A batch the broker never confirmed (no PUBACK) points at the link, not the relay: no back-off
+   * then, and the second such timeout in a row drops the connection and opens a new one rather
+   * than resending into it. A link that died without a FIN or RST (a dead NAT entry, a cut WAN
+   * line) is otherwise noticed only by the MQTT keep-alive, 1.5 × `transport.keepalive`.
    */
   private checkTimeouts(): void {
     if (!this.ready || this.relayOnline === false) return;
     const now = Date.now();
+    let deadLink: { stream: string; first: number; waitedMs: number } | undefined;
     for (const [stream, s] of this.streams) {
       const oldest = s.inflight[0];
-      const wait = this.opts.ackTimeoutMs * 2 ** Math.min(s.timeoutsInARow, 5);
-      if (oldest && now - oldest.sentAt > wait) {
-        this.stats.timeouts++;
-        s.timeoutsInARow++;
-        if (this.wire === 2 && !this.v2AckSeen && s.timeoutsInARow >= 2) {
-          // The relay says it speaks v2, yet no v2 ack ever came: the broker drops v2 (its ACL).
-          this.v2Allowed = false;
-          this.wire = 1;
-          this.log.warn({ stream }, 'no v2 ack ever came although the relay accepts v2: the broker drops erp-edge/v2 (check its ACL); speaking wire v1');
-        }
-        this.log.warn({ stream, first: oldest.first, waitedMs: now - oldest.sentAt }, 'no relay ack in time; resending from the last acked seq');
-        this.rewind(stream);
-        this.pump(stream);
+      if (!oldest) continue;
+      const wait = oldest.brokerAcked ? this.opts.ackTimeoutMs * 2 ** Math.min(s.timeoutsInARow, 5) : this.opts.ackTimeoutMs;
+      if (now - oldest.sentAt <= wait) continue;
+      this.stats.timeouts++;
+      s.timeoutsInARow++;
+      if (!oldest.brokerAcked && s.timeoutsInARow >= 2) {
+        deadLink = { stream, first: oldest.first, waitedMs: now - oldest.sentAt };
+        continue;
       }
+      if (this.wire === 2 && !this.v2AckSeen && s.timeoutsInARow >= 2) {
+        // The relay says it speaks v2, yet no v2 ack ever came: the broker drops v2 (its ACL).
+        this.v2Allowed = false;
+        this.wire = 1;
+        this.log.warn({ stream }, 'no v2 ack ever came although the relay accepts v2: the broker drops erp-edge/v2 (check its ACL); speaking wire v1');
+      }
+      this.log.warn({ stream, first: oldest.first, waitedMs: now - oldest.sentAt }, 'no relay ack in time; resending from the last acked seq');
+      this.rewind(stream);
+      this.pump(stream);
     }
+    if (deadLink) this.dropDeadLink(deadLink);
+  }
+
+  /**
+   * Closes the socket under mqtt.js (no DISCONNECT: nothing would carry it). Its 'close' handler
+   * marks the forwarder not ready and reconnects after `reconnect_period`; the new connection's
+   * onConnect rewinds every stream to its first unacked seq.
+   */
+  private dropDeadLink(at: { stream: string; first: number; waitedMs: number }): void {
+    const client = this.client;
+    if (!client) return;
+    this.stats.deadLinkReconnects++;
+    this.log.warn(
+      { ...at, timeouts_in_a_row: this.state(at.stream).timeoutsInARow },
+      'second ack timeout in a row and the broker confirmed nothing: the connection is dead; opening a new one',
+    );
+    this.setReady(false);
+    client.stream?.destroy();
   }
 }
 

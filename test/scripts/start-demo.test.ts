@@ -86,7 +86,7 @@ async function expectCleanStop(demo: Demo): Promise<void> {
   await waitFor('no process of the demo left', () => !groupAlive(demo.proc.pid!), 10_000);
   // Closed, not killed: SQLite removes the WAL on the last clean close, the agent its control socket.
   expect(readdirSync(join(dir, 'var', 'agent')).sort()).toEqual(['outbox.db']);
-  expect(readdirSync(join(dir, 'var', 'relay')).sort()).toEqual(['relay.db']);
+  expect(readdirSync(join(dir, 'var', 'relay')).sort()).toEqual(['relay.db', 'relay.db.counters.json']);
 }
 
 describe('npm start (the demo)', () => {
