@@ -89,6 +89,11 @@ export class AlertEvaluator {
     await this.writes;
   }
 
+  /** Resolves once the store writes decided so far are done (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.writes;
+  }
+
   /** Queues a store write after those decided before it; a failure is logged, never thrown into ingest. */
   private write(what: string, fn: () => Promise<void>): Promise<void> {
     this.writes = this.writes.then(fn).catch((err: Error) => this.o.log.error({ err: { message: err.message } }, `alert store write failed (${what})`));

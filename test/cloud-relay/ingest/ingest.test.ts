@@ -51,9 +51,9 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
     metrics = new RelayMetrics();
     log = captureLogger();
   });
-  afterEach(() => {
+  afterEach(async () => {
     try {
-      store.close();
+      await store.close();
     } catch {
       /* closed by the test */
     }
@@ -67,7 +67,7 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
     send(i, batchV2(9, 9));
     // Nothing is stored or acked before the group commit runs.
     expect(published).toEqual([]);
-    expect(store.listStreams()).toEqual([]);
+    expect(await store.listStreams()).toEqual([]);
     await waitFor('three acks', () => published.length === 3);
     expect(published.map((p) => p.topic)).toEqual([ackTopic(SITE, AGENT), ackTopicV2(SITE, AGENT), ackTopicV2(SITE, AGENT)]);
     expect(ackV1.parse(published[0]!.json)).toEqual({ v: 1, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 2, status: 'ok' });
@@ -108,7 +108,7 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
   it('acks nothing when the store fails, and counts it', async () => {
     const i = ingest();
     send(i, batchV2(1, 2));
-    store.close(); // the group commit will find the store gone
+    void store.close(); // the group commit will find the store gone
     await waitFor('the store error', () => metrics.storeErrors === 1);
     expect(published).toEqual([]);
     expect(log.lines.find((l) => l.msg === 'store failed; batches not acked')).toMatchObject({ level: 50, batches: 1 });
