@@ -63,4 +63,23 @@ describe('relay config', () => {
     expect(cfg.alerts.webhook).toMatchObject({ url: 'https://ops.example/hook', timeout: 5_000, retry: { initial: 1_000, max: 300_000 } });
     expect(configFailure(() => parse(['alerts:', '  rules:', '    - { name: x, kind: disk_free_below, bytes: lots }']))).toMatch(/alerts\.rules\[0\]\.bytes/);
   });
+
+  it('store: the release 0.1 form is SQLite; type postgres takes a URL or host fields, secrets from ${VAR}; shared_group needs postgres', () => {
+    const text = (lines: string[]) => [...lines, 'auth:', '  disabled: true', ''].join('\n');
+    const old = parse([]);
+    expect(old.store).toEqual({ path: 'relay.db', synchronous: 'FULL' });
+    const pgCfg = parseConfigText(
+      text(['broker:', '  url: mqtt://broker:1883', '  shared_group: relays', 'store:', '  type: postgres', '  host: db.example', '  user: relay', '  password: ${PGPASS}']),
+      'relay.yaml',
+      relayConfigSchema,
+      { PGPASS: 'from-env' },
+    );
+    expect(pgCfg.store).toEqual({ type: 'postgres', host: 'db.example', user: 'relay', password: 'from-env', pool_size: 10, schema: 'erp_edge_relay', statement_timeout: 30_000 });
+    expect(pgCfg.broker).toMatchObject({ shared_group: 'relays' });
+    expect(pgCfg.ingest.gap_wait).toBe(200);
+    expect(configFailure(() => parseConfigText(text(['broker: embedded', 'store:', '  type: postgres']), 'relay.yaml', relayConfigSchema, {}))).toMatch(/store/);
+    expect(
+      configFailure(() => parseConfigText(text(['broker:', '  url: mqtt://b:1883', '  shared_group: relays', 'store:', '  path: relay.db']), 'relay.yaml', relayConfigSchema, {})),
+    ).toMatch(/broker\.shared_group: several relay instances need one store they share/);
+  });
 });
