@@ -24,12 +24,13 @@ import { fileDropBulk } from './scenarios/file-drop-bulk.js';
 import { sqlSnapshot } from './scenarios/sql-snapshot.js';
 import { sqlLogical } from './scenarios/sql-logical.js';
 import { fleetHealth } from './scenarios/fleet-health.js';
+import { relayStore } from './scenarios/relay-store.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, relayStore];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');

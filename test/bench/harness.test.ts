@@ -22,7 +22,7 @@ const EXPECTED: Record<string, string[]> = {
   'sql-snapshot': ['plain streamed SELECT (cursor, FETCH 10000)', 'snapshot into the outbox (agent, service flags)', 'ratio to the plain SELECT', 'agent RSS during the snapshot (max)', 'snapshot into the outbox (in-process, same code)'],
   // At the harness's scale 0.01 both offered rates round to one of 100 rows/s (~5 s with its own cluster).
   'fleet-health': ["relay CPU per 1 000 agents' health messages", 'idle relay CPU over the same time (reference)', 'relay CPU at 1 000 agents, health every 15 s', 'GET /metrics scrape (all agents)'],
-  'sql-logical': ['capture rate into the outbox at 100 rows/s offered', 'capture rate / offered at 100 rows/s offered', 'capture lag p99 (committed_at → outbox) at 100 rows/s offered', 'slot lag when the load stops at 100 rows/s offered', 'agent RSS during logical capture (max, service flags)'],
+  'sql-logical': ['capture rate into the outbox at 100 rows/s offered', 'capture rate / offered at 100 rows/s offered', 'capture lag p99 (committed_at → outbox) at 100 rows/s offered', 'slot lag when the load stops at 100 rows/s offered', 'agent RSS during logical capture (max, service flags)'],  'relay-store': ['sqlite-1_events_per_s', 'sqlite-1_cpu_ms_per_100k', 'postgres-1_events_per_s', 'postgres-3-round-robin_rewinds', 'postgres-3-sticky_cpu_ms_per_100k'],
 };
 
 describe.skipIf(!hasMosquitto)('npm run bench -- --quick (tiny sizes)', () => {
