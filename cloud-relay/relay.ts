@@ -108,6 +108,10 @@ export class Relay {
       const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), ...(opts.live ? { live: opts.live } : {}) };
       const started = await startHttpApi(cfg.http.host, cfg.http.port, api, log);
       http = started.app;
+      // Before the MQTT client exists: retained presence is evaluated as it arrives (the store's
+      // alerts are loaded by then).
+      await alerts.start();
+      fleet.start();
       const wire = cfg.wire_versions;
       // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
       const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: cfg.id, started_at: Date.now(), wire };
@@ -144,9 +148,7 @@ export class Relay {
         tls,
         username: creds.username,
       }, sharedGroup);
-      fleet.start();
-      // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
-      await alerts.start();
+      // Nothing awaited from mqtt.connect to here: the client's first events must find their listeners.
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
       if (broker) await relay.ready;
