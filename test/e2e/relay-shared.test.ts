@@ -129,7 +129,7 @@ describe.skipIf(!hasMosquitto)('three relay processes on one Mosquitto shared su
     for (const r of relays) await r.proc.kill('SIGTERM');
     await broker?.stop();
     await db?.drop();
-    if (!process.env.KEEP_TMP) tmp?.cleanup();
+    tmp?.cleanup();
   });
 
   async function runAgents(site: string, midRun?: () => Promise<void>): Promise<SimAgent[]> {
