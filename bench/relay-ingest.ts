@@ -67,14 +67,14 @@ function decode(p: Buffer): DecodedBatch {
   return r.batch;
 }
 
-function feed(store: SqliteRelayStore, msgs: Buffer[]): { decode: number; store: number } {
+async function feed(store: SqliteRelayStore, msgs: Buffer[]): Promise<{ decode: number; store: number }> {
   let tDecode = 0;
   let tStore = 0;
   for (let i = 0; i < msgs.length; i += GROUP) {
     const t0 = process.hrtime.bigint();
     const group = msgs.slice(i, i + GROUP).map(decode);
     const t1 = process.hrtime.bigint();
-    const res = applyBatches(store, group);
+    const res = await applyBatches(store, group);
     const t2 = process.hrtime.bigint();
     if (res.some((r) => r.status !== 'ok' || r.duplicateIds > 0)) throw new Error(`not ok: ${JSON.stringify(res.find((r) => r.status !== 'ok' || r.duplicateIds > 0))}`);
     tDecode += Number(t1 - t0) / 1e6;
@@ -87,9 +87,9 @@ const results: { decode: number; store: number; total: number }[] = [];
 for (let run = 0; run < RUNS; run++) {
   const dir = mkdtempSync(join(tmpdir(), 'relay-ingest-'));
   const store = new SqliteRelayStore({ path: join(dir, 'relay.db'), synchronous: 'FULL', dedupeWindowMs: WINDOW, log });
-  if (PRELOAD > 0) feed(store, payloads(`preload-${run}-xxxxxxxx`, PRELOAD, 'preload:'));
-  const t = feed(store, payloads(`epoch-${run}-xxxxxxxx`, N, 'load:'));
-  store.close();
+  if (PRELOAD > 0) await feed(store, payloads(`preload-${run}-xxxxxxxx`, PRELOAD, 'preload:'));
+  const t = await feed(store, payloads(`epoch-${run}-xxxxxxxx`, N, 'load:'));
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
   const per = 100_000 / N;
   results.push({ decode: t.decode * per, store: t.store * per, total: (t.decode + t.store) * per });

@@ -25,12 +25,13 @@ import { sqlSnapshot } from './scenarios/sql-snapshot.js';
 import { sqlLogical } from './scenarios/sql-logical.js';
 import { fleetHealth } from './scenarios/fleet-health.js';
 import { scannerTcp } from './scenarios/scanner-tcp.js';
+import { relayStore } from './scenarios/relay-store.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp, relayStore];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');

@@ -17,8 +17,48 @@ const brokerUrl = z
     password: z.string().optional(),
     /** Certificates for mqtts:// (docs/security.md); files relative to this config file, read at start. */
     tls: tlsSchema.optional(),
+    /**
+     * Several relay instances: each subscribes to events as `$share/<group>/…` (Mosquitto ≥ 2.0,
+     * EMQX, HiveMQ), so the broker hands each batch to one of them. Needs a store every instance
+     * shares (`store.type: postgres`). Presence and health stay plain subscriptions: every instance
+     * keeps the whole fleet view.
+     */
+    shared_group: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (at most 64): it becomes a topic level')
+      .optional(),
   })
   .superRefine(checkTlsUrl);
+
+/** `store:` the embedded SQLite file (the default; `type` may be left out, as release 0.1 wrote it). */
+const sqliteStoreSchema = z.strictObject({
+  type: z.literal('sqlite').optional(),
+  path: z.string().min(1),
+  synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+});
+
+/** `store: {type: postgres}`: a PostgreSQL database every relay instance shares (store/postgres-store.ts). */
+const postgresStoreSchema = z
+  .strictObject({
+    type: z.literal('postgres'),
+    /** postgres://user:pass@host:port/db (use `${VAR}` for the password); or the fields below. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+    host: z.string().optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    database: z.string().optional(),
+    user: z.string().optional(),
+    /** Use `${VAR}`: never written to a log or an error. */
+    password: z.string().optional(),
+    /** Connections in the pool (ingest holds one per group commit; the API and fleet use the others). */
+    pool_size: z.number().int().min(2).max(200).default(10),
+    /** Tables live in this schema (created when missing). */
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier').default('erp_edge_relay'),
+    /** `SET statement_timeout` for every connection. */
+    statement_timeout: durationMs.default(30_000),
+  })
+  .refine((s) => s.url !== undefined || s.host !== undefined, 'give store.url or store.host');
+
+export type PostgresStoreConfig = z.output<typeof postgresStoreSchema>;
 
 /** `auth:` (issue #9 item 9): who may use the API, the live channel and the dashboard. */
 const authSchema = z
@@ -63,10 +103,17 @@ export const relayConfigSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).default(DEFAULT_EMBEDDED_BROKER_PORT),
     })
     .prefault({}),
-  store: z.strictObject({
-    path: z.string().min(1),
-    synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
-  }),
+  store: z.union([postgresStoreSchema, sqliteStoreSchema]),
+  ingest: z
+    .strictObject({
+      /**
+       * With `broker.shared_group`: a batch ahead of the stored cursor may be one whose predecessor
+       * another instance is committing. Wait up to this long for the stream's watermark to reach it
+       * before answering `gap` (0: answer at once). A single instance never waits.
+       */
+      gap_wait: durationMs.default(200),
+    })
+    .prefault({}),
   http: z
     .strictObject({
       host: z.string().default('127.0.0.1'),
@@ -117,6 +164,9 @@ export const relayConfigSchema = z.strictObject({
   alerts: alertsSchema,
   auth: authSchema,
 }).superRefine((cfg, ctx) => {
+  if (cfg.broker !== 'embedded' && cfg.broker.shared_group !== undefined && cfg.store.type !== 'postgres') {
+    ctx.addIssue({ code: 'custom', path: ['broker', 'shared_group'], message: 'several relay instances need one store they share: set store.type: postgres (a SQLite file belongs to one relay)' });
+  }
   // Secure by default: a relay nobody configured auth for must not serve the fleet to anyone who asks.
   if (!cfg.auth.disabled && cfg.auth.users.length === 0 && cfg.auth.tokens.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['auth'], message: 'configure auth.users or auth.tokens (or set `auth: { disabled: true }` explicitly to leave the API and dashboard open)' });
@@ -141,5 +191,6 @@ export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.e
   const cfg = loadConfigFile(path, relayConfigSchema, env);
   const dir = dirname(path);
   const broker = cfg.broker === 'embedded' ? cfg.broker : { ...cfg.broker, tls: resolveTlsPaths(cfg.broker.tls, resolve(dir)) };
-  return { ...cfg, broker, store: { ...cfg.store, path: resolve(dir, cfg.store.path) } };
+  const store = cfg.store.type === 'postgres' ? cfg.store : { ...cfg.store, path: resolve(dir, cfg.store.path) };
+  return { ...cfg, broker, store };
 }

@@ -25,7 +25,10 @@ export class RelayMetrics {
   /** Records not stored because their id was stored before. */
   duplicateIds = 0;
   conflicts = 0;
+  /** `gap` answers (the agent rewinds and resends from the cursor). */
   gaps = 0;
+  /** Gaps that did not need answering: another relay instance committed the predecessor within ingest.gap_wait. */
+  gapWaitsResolved = 0;
   /** Seqs dropped at agents (`drop_oldest`), v1 dropped_upto and v2 skipped `dropped` alike. */
   droppedAtAgents = 0;
   readonly skipped: SkipCounts = { dropped: 0, dead_letter: 0, pruned: 0, other: 0 };

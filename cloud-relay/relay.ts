@@ -7,7 +7,8 @@ import { safeUrl, type Logger } from '../common/logger.js';
 import { LogThrottle } from '../common/log-throttle.js';
 import { expirySoon, explainBrokerError, loadTls, type BrokerContext } from '../common/tls.js';
 import { resolveRelayConfig, type RelayConfig, type ResolvedRelayConfig } from './config.js';
-import { SqliteRelayStore } from './store/sqlite-store.js';
+import { openRelayStore } from './store/open-store.js';
+import type { RelayStore } from './store/store.js';
 import { RelayMetrics } from './metrics.js';
 import { CountersFile } from './counters-file.js';
 import { Ingest } from './ingest/ingest.js';
@@ -28,8 +29,14 @@ export interface RelayStartOptions {
 }
 
 /** What the relay subscribes to: events of both wire versions, v2 presence and health. */
-/** v2's topics: a broker ACL written for release 0.1 may refuse them; the relay then speaks v1 only. */
-const V2_SUBSCRIPTIONS = [EVENTS_SUBSCRIPTION_V2, PRESENCE_SUBSCRIPTION, HEALTH_SUBSCRIPTION];
+/**
+ * With `broker.shared_group`, events go to one instance of the group (`$share/<group>/…`); presence
+ * and health stay plain subscriptions, so every instance keeps the whole fleet view (its registry is
+ * in memory, written to the shared store by each: the same messages, the same rows).
+ */
+function eventsSubscription(topic: string, group: string | undefined): string {
+  return group === undefined ? topic : `$share/${group}/${topic}`;
+}
 
 /**
  * Composition root of the relay: config → store → ingest and fleet → HTTP API → MQTT client.
@@ -48,7 +55,7 @@ export class Relay {
   private constructor(
     readonly metrics: RelayMetrics,
     readonly prometheus: RelayPrometheus,
-    readonly store: SqliteRelayStore,
+    readonly store: RelayStore,
     readonly fleet: FleetRegistry,
     readonly alerts: AlertEvaluator,
     private readonly ingest: Ingest,
@@ -60,6 +67,8 @@ export class Relay {
     readonly wireVersions: readonly number[],
     private readonly log: Logger,
     private readonly brokerContext: BrokerContext,
+    /** `broker.shared_group`: one of several instances. */
+    readonly sharedGroup: string | undefined,
     /** limits.max_message_bytes, for presence and health (ingest checks event batches). */
     private readonly maxMessageBytes: number,
   ) {}
@@ -78,26 +87,24 @@ export class Relay {
     if (soon) log.warn(soon);
     const broker = cfg.broker === 'embedded' ? await startEmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port, log, cfg.limits.max_message_bytes) : undefined;
     const url = broker ? broker.url : (cfg.broker as { url: string }).url;
-    let store: SqliteRelayStore | undefined;
+    const sharedGroup = cfg.broker === 'embedded' ? undefined : cfg.broker.shared_group;
+    let store: RelayStore | undefined;
     let http: FastifyInstance | undefined;
     let counters: CountersFile | undefined;
     try {
       // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
-      store = new SqliteRelayStore({
-        path: cfg.store.path,
-        synchronous: cfg.store.synchronous,
-        dedupeWindowMs: cfg.dedupe.window,
-        log,
-        ...(opts.clock ? { clock: opts.clock } : {}),
-      });
+      store = await openRelayStore(cfg.store, { dedupeWindowMs: cfg.dedupe.window, log, clock: opts.clock });
       const metrics = new RelayMetrics();
       // What the store holds, so that a restart does not read as an empty relay.
-      const totals = store.streamTotals();
+      const totals = await store.streamTotals();
       metrics.seed(totals);
-      // The traffic counters (batches, gaps, …) the store does not hold: saved beside it. A store
-      // without a stream is new (or was deleted): its counters start from 0, whatever file is left.
-      counters = new CountersFile(`${cfg.store.path}.counters.json`, metrics, log);
-      if (totals.length > 0) counters.load();
+      // The traffic counters (batches, gaps, …) the store does not hold: saved beside a SQLite store.
+      // A store without a stream is new (or was deleted): its counters start from 0, whatever file is
+      // left. A PostgreSQL store is shared by instances, each with its own counters: from 0 at start.
+      if (cfg.store.type !== 'postgres') {
+        counters = new CountersFile(`${cfg.store.path}.counters.json`, metrics, log);
+        if (totals.length > 0) counters.load();
+      }
       const fleet = new FleetRegistry({
         store,
         metrics,
@@ -106,6 +113,7 @@ export class Relay {
         historySamples: cfg.fleet.history_samples,
         ...(opts.clock ? { clock: opts.clock } : {}),
       });
+      await fleet.load();
       const alerts = new AlertEvaluator({ config: cfg.alerts, fleet, store, relayId: cfg.id, log: log.child({ part: 'alerts' }), ...(opts.clock ? { clock: opts.clock } : {}) });
       const prometheus = createRelayPrometheus(fleet, metrics);
       const auth = new Authenticator(cfg.auth);
@@ -113,14 +121,22 @@ export class Relay {
       const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), ...(opts.live ? { live: opts.live } : {}) };
       const started = await startHttpApi(cfg.http.host, cfg.http.port, api, log);
       http = started.app;
+      // Before the MQTT client exists: retained presence is evaluated as it arrives (the store's
+      // alerts are loaded by then).
+      await alerts.start();
+      fleet.start();
       const wire = cfg.wire_versions;
       // The broker keeps this session's subscriptions and queued QoS 1 messages across relay restarts.
       const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: cfg.id, started_at: Date.now(), wire };
+      // One of several instances: no persistent session (a broker may keep queueing a share's messages
+      // to a dead member's session; lost in-flight batches are resent by their agents after the ack
+      // timeout), and no offline will on the relays' common status topic (the group lives on while
+      // one instance does; agents pause their resends while the relay is said to be offline).
       const client = mqtt.connect(url, {
         clientId: cfg.id,
-        clean: false,
+        clean: sharedGroup !== undefined,
         reconnectPeriod: 1000,
-        will: { topic: RELAY_STATUS_TOPIC, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
+        ...(sharedGroup === undefined ? { will: { topic: RELAY_STATUS_TOPIC, payload: Buffer.from(JSON.stringify(offline)), qos: 1 as const, retain: true } } : {}),
         ...creds,
         ...(tls?.options ?? {}),
       });
@@ -137,18 +153,18 @@ export class Relay {
           fleet.onStored(site, agent, records, storedAt);
         },
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
+        // Only several instances need to wait for each other's commits.
+        gapWaitMs: sharedGroup !== undefined ? cfg.ingest.gap_wait : 0,
       });
       const relay = new Relay(metrics, prometheus, store, fleet, alerts, ingest, client, started.app, broker, url, started.url, wire, log, {
         key: 'broker',
         url,
         tls,
         username: creds.username,
-      }, cfg.limits.max_message_bytes);
+      }, sharedGroup, cfg.limits.max_message_bytes);
       relay.counters = counters;
-      counters.start();
-      fleet.start();
-      // Before the MQTT client delivers anything: retained presence is evaluated as it arrives.
-      alerts.start();
+      counters?.start();
+      // Nothing awaited from mqtt.connect to here: the client's first events must find their listeners.
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
       if (broker) await relay.ready;
@@ -159,7 +175,7 @@ export class Relay {
     } catch (err) {
       counters?.stop();
       await http?.close();
-      store?.close();
+      await store?.close();
       await broker?.close();
       throw err;
     }
@@ -196,13 +212,14 @@ export class Relay {
 
   private async subscribe(): Promise<void> {
     try {
-      await this.client.subscribeAsync(EVENTS_SUBSCRIPTION, { qos: 1 });
+      await this.client.subscribeAsync(eventsSubscription(EVENTS_SUBSCRIPTION, this.sharedGroup), { qos: 1 });
     } catch (err) {
       this.log.error({ err: { message: (err as Error).message } }, 'relay could not subscribe to events');
       return;
     }
     // Subscribed whatever wire_versions says: v2 batches a relay does not accept are counted, not unseen.
-    const refused = await this.client.subscribeAsync(V2_SUBSCRIPTIONS, { qos: 1 }).then(
+    const v2 = [eventsSubscription(EVENTS_SUBSCRIPTION_V2, this.sharedGroup), PRESENCE_SUBSCRIPTION, HEALTH_SUBSCRIPTION];
+    const refused = await this.client.subscribeAsync(v2, { qos: 1 }).then(
       () => false,
       (err: Error) => {
         this.log.warn({ err: { message: err.message } }, 'the broker refused the wire v2 topics (an ACL for release 0.1?): accepting v1 only');
@@ -235,18 +252,18 @@ export class Relay {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.client.connected) {
+    if (this.client.connected && this.sharedGroup === undefined) {
       const offline: RelayStatus = { v: WIRE_VERSION, online: false, id: this.clientId, started_at: this.startedAt, wire: [...this.wireVersions] };
       await this.client.publishAsync(RELAY_STATUS_TOPIC, JSON.stringify(offline), { qos: 1, retain: true }).catch(() => undefined);
     }
     // Ingest first: a group commit finishing after the client ended would publish its acks into a closed connection.
-    this.ingest.close();
+    await this.ingest.close();
     this.counters?.stop();
     await this.client.endAsync();
     await this.http.close();
-    this.alerts.stop();
-    this.fleet.stop();
-    this.store.close();
+    await this.alerts.stop();
+    await this.fleet.stop();
+    await this.store.close();
     await this.broker?.close();
     this.log.info('relay stopped');
   }

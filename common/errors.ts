@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'ERP_AGENT_RUNNING'
   | 'ERP_CONTROL_FAILED'
   | 'ERP_STORE_SCHEMA'
+  // the relay's PostgreSQL store cannot be reached or refused the login (names host and database, never the password)
+  | 'ERP_STORE_UNAVAILABLE'
   | 'ERP_PORT_IN_USE'
   | 'ERP_WIRE_INVALID'
   | 'ERP_FILE_MALFORMED'

@@ -83,8 +83,12 @@ try {
  * configs' folder (the samples' layout): pointed at a site's config, it refuses rather than delete.
  */
 function resetDemo(agentCfg: LoadedAgentConfig, relayCfg: ResolvedRelayConfig): void {
-  const store = relayCfg.store.path;
-  const targets = [agentCfg.data_dir, store, `${store}-wal`, `${store}-shm`, `${store}.counters.json`];
+  const targets = [agentCfg.data_dir];
+  // A PostgreSQL store is not the demo's to delete.
+  if (relayCfg.store.type !== 'postgres') {
+    const store = relayCfg.store.path;
+    targets.push(store, `${store}-wal`, `${store}-shm`, `${store}.counters.json`);
+  }
   for (const c of agentCfg.collectors) {
     if (c.type !== 'file-drop') continue;
     const inbox = resolve(agentCfg.configDir, c.path);

@@ -14,14 +14,14 @@ const eventsQuery = z.strictObject({
 
 /** GET /api/streams, /api/events, /api/stats. */
 export function registerEventRoutes(app: FastifyInstance, store: RelayStore, stats: () => unknown): void {
-  app.get('/api/streams', async () => ({ streams: store.listStreams() }));
+  app.get('/api/streams', async () => ({ streams: await store.listStreams() }));
   app.get('/api/stats', async () => stats());
   app.get('/api/events', async (req, reply) => {
     const q = eventsQuery.safeParse(req.query);
     if (!q.success) {
       return reply.code(400).send({ error: 'invalid query', issues: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) });
     }
-    const { epoch, events } = store.listEvents(q.data);
+    const { epoch, events } = await store.listEvents(q.data);
     const last = events[events.length - 1];
     return { site: q.data.site, agent: q.data.agent, stream: q.data.stream, epoch, events, next_after: last ? last.seq : q.data.after };
   });

@@ -87,20 +87,24 @@ export class FleetRegistry {
 
   constructor(private readonly o: FleetOptions) {
     this.clock = o.clock ?? Date.now;
-    for (const r of o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
     this.history = new FleetHistory(o.historySamples);
-    this.history.load(o.store.loadHistory(o.historySamples));
+  }
+
+  /** Reads what the store holds (once, before start and before any message). */
+  async load(): Promise<void> {
+    for (const r of await this.o.store.loadAgents()) this.agents.set(keyOf(r.site, r.agent), r);
+    this.history.load(await this.o.store.loadHistory(this.o.historySamples));
   }
 
   start(): void {
-    this.timer = setInterval(() => this.flush(), this.o.flushIntervalMs ?? 1_000);
+    this.timer = setInterval(() => void this.flush(), this.o.flushIntervalMs ?? 1_000);
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.flush();
+    await this.flush();
   }
 
   /** Called after each accepted presence or health message (the live feed, the alert evaluator); returns the unsubscribe. */
@@ -120,18 +124,33 @@ export class FleetRegistry {
     }
   }
 
-  /** Writes changed agents to the store; a failure is logged and retried at the next flush. */
-  flush(): void {
+  private flushing: Promise<void> | undefined;
+
+  /** Writes changed agents to the store; a failure is logged and retried at the next flush. One at a time. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    this.flushing = this.flushOnce();
+    try {
+      await this.flushing;
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+
+  private async flushOnce(): Promise<void> {
     const samples = this.history.pending();
     if (this.dirty.size === 0 && samples.length === 0) return;
-    const rows = [...this.dirty].map((k) => this.agents.get(k)!);
+    const keys = [...this.dirty];
+    const rows = keys.map((k) => ({ ...this.agents.get(k)! }));
+    // Taken now: a change arriving while the write is under way marks its agent dirty again.
+    this.dirty.clear();
     try {
-      if (rows.length > 0) this.o.store.saveAgents(rows);
-      this.dirty.clear();
+      if (rows.length > 0) await this.o.store.saveAgents(rows);
       const n = samples.length;
-      this.o.store.saveHistory(samples, this.history.max);
+      await this.o.store.saveHistory(samples, this.history.max);
       this.history.saved(n);
     } catch (err) {
+      for (const k of keys) this.dirty.add(k);
       const t = this.throttle.take('flush');
       if (t) this.o.log.error({ agents: rows.length, err: { message: (err as Error).message }, count: t.count }, 'could not save the fleet registry; will retry');
     }

@@ -74,8 +74,22 @@ function emptyOutcome(): BatchOutcome {
 }
 
 /** Several batches in one store transaction (one commit, one fsync): the group commit. Results in order. */
-export function applyBatches(store: RelayStore, batches: readonly DecodedBatch[]): BatchOutcome[] {
-  return store.transaction((tx) => batches.map((b) => applyBatch(tx, b)));
+export function applyBatches(store: RelayStore, batches: readonly DecodedBatch[]): Promise<BatchOutcome[]> {
+  // Streams are locked as they are opened: in one order (by stream, arrival order kept within one),
+  // so two relays committing groups over the same streams never wait on each other in a cycle.
+  const order = batches.map((_, i) => i);
+  if (batches.length > 1) order.sort((i, j) => compareStreams(batches[i]!, batches[j]!) || i - j);
+  return store.transaction(async (tx) => {
+    const out = new Array<BatchOutcome>(batches.length);
+    for (const i of order) out[i] = await applyBatch(tx, batches[i]!);
+    return out;
+  });
+}
+
+function compareStreams(a: DecodedBatch, b: DecodedBatch): number {
+  const x = `${a.site}\u0000${a.agent}\u0000${a.stream}\u0000${a.epoch}`;
+  const y = `${b.site}\u0000${b.agent}\u0000${b.stream}\u0000${b.epoch}`;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /**
@@ -88,9 +102,9 @@ export function applyBatches(store: RelayStore, batches: readonly DecodedBatch[]
  *    was stored before (de-duplication by id), stored otherwise;
  *  - a record beyond last + 1 is a gap.
  */
-export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
+export async function applyBatch(tx: StoreTx, b: DecodedBatch): Promise<BatchOutcome> {
   const out = emptyOutcome();
-  const s = tx.openStream(b.site, b.agent, b.stream, b.epoch);
+  const s = await tx.openStream(b.site, b.agent, b.stream, b.epoch);
   out.newEpoch = s.created && s.otherEpochs.length > 0;
   if (out.newEpoch) out.previousEpochs = s.otherEpochs;
   let last = s.last;
@@ -107,8 +121,8 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   if (resentEnd > 0) {
     const from = recs[0]!.seq;
     const to = recs[resentEnd - 1]!.seq;
-    const heldIds = tx.storedIds(s.id, from, to);
-    const skipped = b.version === 2 ? tx.skippedRanges(s.id, from, to) : [];
+    const heldIds = await tx.storedIds(s.id, from, to);
+    const skipped = b.version === 2 ? await tx.skippedRanges(s.id, from, to) : [];
     for (let i = 0; i < resentEnd; i++) {
       const r = recs[i]!;
       const held = heldIds.get(r.seq);
@@ -123,7 +137,7 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
     const forkedFrom = Math.min(conflicting[0]?.seq ?? Number.POSITIVE_INFINITY, s.forkedFrom ?? Number.POSITIVE_INFINITY);
     out.conflicts = conflicting.length;
     if (forkedFrom !== s.forkedFrom || conflicting.length > 0) {
-      tx.updateStream(s.id, { last, stored: 0, dropped: 0, deadLettered: 0, skippedOther: 0, pruned: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, rejectedTooLarge: 0, forkedFrom });
+      await tx.updateStream(s.id, { last, stored: 0, dropped: 0, deadLettered: 0, skippedOther: 0, pruned: 0, duplicateIds: 0, conflicts: conflicting.length, rejectedRecords: 0, rejectedTooLarge: 0, forkedFrom });
     }
     const concerned = recs.filter((r) => r.seq >= forkedFrom);
     const why =
@@ -153,7 +167,7 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
       }
       if (k.to > last) {
         countSkip(out.skipped, k.reason, k.to - last);
-        if (b.version === 2) tx.holdSkipped(s.id, last + 1, k.to, k.reason);
+        if (b.version === 2) await tx.holdSkipped(s.id, last + 1, k.to, k.reason);
         last = k.to;
       }
       continue;
@@ -177,15 +191,15 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
     last = rec.seq;
   }
 
-  const segment = fresh.length > 0 ? notSeenBefore(tx, s.key, fresh) : fresh;
+  const segment = fresh.length > 0 ? await notSeenBefore(tx, s.key, fresh) : fresh;
   out.duplicateIds = fresh.length - segment.length;
   // A recognised record holds its seq without being stored: keep its id there, so that a resend at
   // that seq is compared as for a stored one.
   if (out.duplicateIds > 0) {
     const stored = new Set(segment);
-    tx.holdIds(s.id, fresh.filter((r) => !stored.has(r)).map((r) => ({ seq: r.seq, id: r.id! })));
+    await tx.holdIds(s.id, fresh.filter((r) => !stored.has(r)).map((r) => ({ seq: r.seq, id: r.id! })));
   }
-  if (segment.length > 0) tx.insertSegment(s.id, segment[0]!.seq, segment[segment.length - 1]!.seq, encodeSegment(segment));
+  if (segment.length > 0) await tx.insertSegment(s.id, segment[0]!.seq, segment[segment.length - 1]!.seq, encodeSegment(segment));
   out.stored = segment.length;
   out.storedRecords = segment;
   out.storedAt = tx.now;
@@ -193,7 +207,7 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
   const rejected = out.rejectedRecords.invalid_record + out.rejectedRecords.record_too_large;
   const sk = out.skipped;
   if (last !== s.last || out.duplicateIds > 0 || out.conflicts > 0 || rejected > 0) {
-    tx.updateStream(s.id, {
+    await tx.updateStream(s.id, {
       last,
       stored: out.stored,
       dropped: sk.dropped,
@@ -216,12 +230,12 @@ export function applyBatch(tx: StoreTx, b: DecodedBatch): BatchOutcome {
  * changes and changes back is stored again, so the latest version of a key is the source's); one
  * without a key, when its id was stored before. Ids over MAX_ID_LENGTH (v1 only) are not indexed.
  */
-function notSeenBefore(tx: StoreTx, key: number, fresh: DecodedRecord[]): DecodedRecord[] {
+async function notSeenBefore(tx: StoreTx, key: number, fresh: DecodedRecord[]): Promise<DecodedRecord[]> {
   const indexed = fresh.every((r) => r.id!.length <= MAX_ID_LENGTH) ? fresh : fresh.filter((r) => r.id!.length <= MAX_ID_LENGTH);
   if (indexed.length === 0) return fresh;
   // Every id is remembered, in order (a record without a key is judged by this); a keyed record is
   // judged by its key's latest id instead.
-  const isNew = tx.rememberIds(
+  const isNew = await tx.rememberIds(
     key,
     indexed.map((r) => r.id!),
   );
@@ -231,7 +245,7 @@ function notSeenBefore(tx: StoreTx, key: number, fresh: DecodedRecord[]): Decode
     if (typeof k === 'string') keyed.push({ i, key: k, id: indexed[i]!.id! });
   }
   if (keyed.length > 0) {
-    const latest = tx.rememberLatest(key, keyed);
+    const latest = await tx.rememberLatest(key, keyed);
     keyed.forEach((k, j) => (isNew[k.i] = latest[j]!));
   }
   if (!isNew.includes(false)) return fresh;

@@ -21,6 +21,19 @@ export interface IngestOptions {
   onStored?: (records: readonly DecodedRecord[], storedAt: number, site: string, agent: string) => void;
   /** Publishes an ack (QoS 1). */
   publish: (topic: string, payload: string) => void;
+  /**
+   * Several relays on a shared subscription: how long a batch ahead of the stored cursor waits for
+   * another instance to commit its predecessor before `gap` is answered (0: answer at once).
+   */
+  gapWaitMs?: number;
+  /** How often the stream's watermark is read while waiting. */
+  gapPollMs?: number;
+}
+
+/** A batch waiting for its group commit; `deadline` once it has gapped and waits for a predecessor. */
+interface Queued {
+  batch: DecodedBatch;
+  deadline?: number;
 }
 
 /** One line per minute and key for what can repeat per message (rejects, gaps, skips). */
@@ -32,8 +45,12 @@ const LOG_INTERVAL_MS = 60_000;
  * store transaction, so they share one fsync (group commit); each is acked after that commit.
  */
 export class Ingest {
-  private pending: DecodedBatch[] = [];
+  private pending: Queued[] = [];
   private closed = false;
+  /** The group commit under way: one at a time, so batches of one stream are applied in arrival order. */
+  private inFlight: Promise<void> | undefined;
+  /** Gapped batches waiting for another instance's commit. */
+  private readonly waiting = new Set<Promise<void>>();
   private readonly accepted: ReadonlySet<number>;
   private readonly throttle = new LogThrottle(LOG_INTERVAL_MS);
 
@@ -48,8 +65,30 @@ export class Ingest {
     }
     const r = decodeEventBatch(topic, payload, { maxRecordBytes: this.o.maxRecordBytes, ...(this.o.maxMessageBytes !== undefined ? { maxMessageBytes: this.o.maxMessageBytes } : {}) });
     if (!r.ok) return this.reject(r.reason, rawTopic, r.detail);
-    this.pending.push(r.batch);
-    if (this.pending.length === 1) setImmediate(() => this.flush());
+    this.enqueue({ batch: r.batch });
+  }
+
+  private enqueue(q: Queued): void {
+    this.pending.push(q);
+    if (this.pending.length === 1 && !this.inFlight) setImmediate(() => this.kick());
+  }
+
+  /** Starts a group commit of what is pending unless one is under way (which kicks again when done). */
+  private kick(): void {
+    if (this.inFlight || this.pending.length === 0) return;
+    this.inFlight = this.flush().finally(() => {
+      this.inFlight = undefined;
+      if (this.pending.length > 0) setImmediate(() => this.kick());
+    });
+  }
+
+  /** Resolves once nothing is pending, in flight or waiting (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.inFlight || this.pending.length > 0 || this.waiting.size > 0) {
+      if (this.inFlight) await this.inFlight;
+      else if (this.waiting.size > 0) await Promise.race(this.waiting);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
   }
 
   /** A message refused whole: counted by reason, logged (throttled), not acked. */
@@ -59,37 +98,87 @@ export class Ingest {
     if (t) this.o.log.warn({ topic, reason, detail: detail.slice(0, 500), count: t.count, suppressed: t.suppressed }, 'rejected message');
   }
 
-  /** After this, batches still waiting for their group commit are dropped unacked (their agents resend them). */
-  close(): void {
+  /**
+   * After this, batches still waiting for their group commit are dropped unacked (their agents resend
+   * them); resolves once the commit under way has finished (its acks are not sent).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     this.pending = [];
+    await this.inFlight;
+    await Promise.all(this.waiting);
   }
 
-  private flush(): void {
-    const batches = this.pending;
+  private async flush(): Promise<void> {
+    const queued = this.pending;
     this.pending = [];
-    if (this.closed || batches.length === 0) return;
+    if (this.closed || queued.length === 0) return;
     let outcomes: BatchOutcome[];
     try {
-      outcomes = applyBatches(this.o.store, batches);
+      outcomes = await applyBatches(
+        this.o.store,
+        queued.map((q) => q.batch),
+      );
     } catch (err) {
       // One batch the store cannot take must not hold up the others of its group: each on its own.
-      if (batches.length > 1) for (const b of batches) this.applyAlone(b);
-      else this.storeFailed(batches, err);
+      if (queued.length > 1) for (const q of queued) await this.applyAlone(q);
+      else this.storeFailed([queued[0]!.batch], err);
       return;
     }
-    for (let i = 0; i < batches.length; i++) this.acknowledge(batches[i]!, outcomes[i]!);
+    for (let i = 0; i < queued.length; i++) this.settle(queued[i]!, outcomes[i]!);
   }
 
-  private applyAlone(b: DecodedBatch): void {
+  private async applyAlone(q: Queued): Promise<void> {
     let outcome: BatchOutcome;
     try {
-      outcome = applyBatches(this.o.store, [b])[0]!;
+      outcome = (await applyBatches(this.o.store, [q.batch]))[0]!;
     } catch (err) {
-      this.storeFailed([b], err);
+      this.storeFailed([q.batch], err);
       return;
     }
-    this.acknowledge(b, outcome);
+    this.settle(q, outcome);
+  }
+
+  /**
+   * Acks the outcome; but a gap, with gap_wait on (several relays), first waits for the stream's
+   * committed watermark to reach the seq before the batch (another instance holding the predecessor),
+   * then applies the batch again. Only a gap still there at the deadline is answered.
+   */
+  private settle(q: Queued, o: BatchOutcome): void {
+    const waitMs = this.o.gapWaitMs ?? 0;
+    if (o.status !== 'gap' || waitMs <= 0 || this.closed || o.gapAt === undefined) return this.acknowledge(q.batch, o);
+    const deadline = q.deadline ?? Date.now() + waitMs;
+    if (Date.now() >= deadline) return this.acknowledge(q.batch, o);
+    const b = q.batch;
+    const need = o.gapAt - 1;
+    // What this pass stored (a prefix before the gap) is counted now; the batch is answered later.
+    this.count(b, o, true);
+    const p = (async () => {
+      const poll = this.o.gapPollMs ?? 10;
+      for (;;) {
+        await new Promise((r) => setTimeout(r, Math.max(1, Math.min(poll, deadline - Date.now()))));
+        if (this.closed) return;
+        let mark: number;
+        try {
+          mark = await this.o.store.watermark(b.site, b.agent, b.stream, b.epoch);
+        } catch (err) {
+          this.o.log.warn({ err: { message: (err as Error).message } }, 'could not read a stream watermark while waiting for a predecessor batch');
+          mark = -1;
+        }
+        if (mark >= need) {
+          this.o.metrics.gapWaitsResolved++;
+          return this.enqueue({ batch: b, deadline });
+        }
+        if (Date.now() >= deadline) {
+          this.o.metrics.batches++;
+          if (b.version === 1) this.o.metrics.batchesByWire.v1++;
+          else this.o.metrics.batchesByWire.v2++;
+          return this.answer(b, o);
+        }
+      }
+    })();
+    this.waiting.add(p);
+    void p.finally(() => this.waiting.delete(p));
   }
 
   /** Not acked: the agents resend after their ack timeout. */
@@ -101,16 +190,27 @@ export class Ingest {
 
   private acknowledge(b: DecodedBatch, o: BatchOutcome): void {
     this.count(b, o);
+    this.answer(b, o);
+  }
+
+  private answer(b: DecodedBatch, o: BatchOutcome): void {
+    if (o.status === 'gap') this.o.metrics.gaps++;
+    // Stopping: what was committed is counted, but the connection is closing; the agent resends and
+    // the resend is answered as a duplicate.
+    if (this.closed) return;
     this.logOutcome(b, o);
     const { topic, ack } = ackFor(b, o);
     this.o.publish(topic, JSON.stringify(ack));
   }
 
-  private count(b: DecodedBatch, o: BatchOutcome): void {
+  /** `partial`: a gapped pass whose batch waits and will be applied again (the batch is counted then). */
+  private count(b: DecodedBatch, o: BatchOutcome, partial = false): void {
     const m = this.o.metrics;
-    m.batches++;
-    if (b.version === 1) m.batchesByWire.v1++;
-    else m.batchesByWire.v2++;
+    if (!partial) {
+      m.batches++;
+      if (b.version === 1) m.batchesByWire.v1++;
+      else m.batchesByWire.v2++;
+    }
     m.recordsStored += o.stored;
     if (o.stored > 0) {
       m.countStored(b.site, b.agent, b.stream, o.stored);
@@ -127,8 +227,7 @@ export class Ingest {
     m.rejectedRecords.invalid_record += o.rejectedRecords.invalid_record;
     m.rejectedRecords.record_too_large += o.rejectedRecords.record_too_large;
     if (o.newEpoch) m.newEpochs++;
-    if (o.status === 'gap') m.gaps++;
-    else if (o.status === 'rejected') m.rejectedAcks++;
+    if (o.status === 'rejected') m.rejectedAcks++;
     else if (o.status === 'conflict') m.conflictAcks++;
   }
 

@@ -37,6 +37,9 @@ type StreamRowDb = Omit<StreamRow, 'current'> & { current: number };
 
 /** The relay's durable store in one SQLite file (WAL); see store.ts for the contract. */
 export class SqliteRelayStore implements RelayStore {
+  readonly kind = 'sqlite';
+  /** Transactions one after another (each spans microtasks only, but callers may overlap). */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly db: Database.Database;
   private readonly ids: IdIndex;
   private readonly clock: () => number;
@@ -64,6 +67,9 @@ export class SqliteRelayStore implements RelayStore {
       throw err;
     }
     this.stmts = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
       getStream: db.prepare<[string, string, string, string], { id: number; last_seq: number; forked_from: number | null; stream_key: number | null }>(
         'SELECT id, last_seq, forked_from, stream_key FROM streams WHERE site = ? AND agent = ? AND stream = ? AND epoch = ?',
       ),
@@ -151,7 +157,7 @@ export class SqliteRelayStore implements RelayStore {
     };
   }
 
-  loadAlerts(resolvedKept: number): AlertRecord[] {
+  async loadAlerts(resolvedKept: number): Promise<AlertRecord[]> {
     return this.stmts.loadAlerts.all(resolvedKept).map((r) => ({
       ...r,
       labels: JSON.parse(r.labels) as Record<string, string>,
@@ -161,32 +167,46 @@ export class SqliteRelayStore implements RelayStore {
     }));
   }
 
-  insertAlert(a: Omit<AlertRecord, 'id'>): number {
+  async insertAlert(a: Omit<AlertRecord, 'id'>): Promise<number> {
     const r = this.stmts.insertAlert.run(a.key, a.rule, a.kind, a.site, a.agent, JSON.stringify(a.labels), JSON.stringify(a.value), a.started_at, a.fired_at, a.resolved_at, a.firing_sent ? 1 : 0, a.resolved_sent ? 1 : 0);
     return Number(r.lastInsertRowid);
   }
 
-  resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): void {
+  async resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): Promise<void> {
     this.db.transaction(() => {
       this.stmts.resolveAlert.run(resolvedAt, JSON.stringify(value), resolvedSent ? 1 : 0, id);
       this.stmts.trimAlerts.run(resolvedKept);
     })();
   }
 
-  markAlertSent(id: number, status: 'firing' | 'resolved'): void {
+  async markAlertSent(id: number, status: 'firing' | 'resolved'): Promise<void> {
     (status === 'firing' ? this.stmts.firingSent : this.stmts.resolvedSent).run(id);
   }
 
-  transaction<T>(fn: (tx: StoreTx) => T): T {
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    const run = this.queue.then(
+      () => this.runTransaction(fn),
+      () => this.runTransaction(fn),
+    );
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * BEGIN … COMMIT around an async `fn`: every StoreTx operation answers with a settled Promise, so
+   * the transaction spans microtasks only (no timer or I/O callback runs inside it).
+   */
+  private async runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     const now = this.clock();
     let rotated = false;
     let result: T;
+    this.stmts.begin.run();
     try {
-      result = this.db.transaction(() => {
-        rotated = this.ids.rotateIfDue(now);
-        return fn(this.txAt(now));
-      })();
+      rotated = this.ids.rotateIfDue(now);
+      result = await fn(this.txAt(now));
+      this.stmts.commit.run();
     } catch (err) {
+      if (this.db.inTransaction) this.stmts.rollback.run();
       // Rolled back: the generation state in memory may be ahead of the file.
       this.ids.reload();
       throw err;
@@ -195,24 +215,28 @@ export class SqliteRelayStore implements RelayStore {
     return result;
   }
 
+  async watermark(site: string, agent: string, stream: string, epoch: string): Promise<number> {
+    return this.stmts.getStream.get(site, agent, stream, epoch)?.last_seq ?? 0;
+  }
+
   private txAt(now: number): StoreTx {
     return {
       now,
-      openStream: (site, agent, stream, epoch) => this.openStream(site, agent, stream, epoch, now),
-      storedIds: (streamId, from, to) => this.storedIds(streamId, from, to),
-      skippedRanges: (streamId, from, to) => this.stmts.skippedOver.all(streamId, to, from),
-      holdIds: (streamId, held) => {
+      openStream: async (site, agent, stream, epoch) => this.openStream(site, agent, stream, epoch, now),
+      storedIds: async (streamId, from, to) => this.storedIds(streamId, from, to),
+      skippedRanges: async (streamId, from, to) => this.stmts.skippedOver.all(streamId, to, from),
+      holdIds: async (streamId, held) => {
         for (const h of held) this.stmts.holdId.run(streamId, h.seq, h.id);
       },
-      holdSkipped: (streamId, from, to, reason) => {
+      holdSkipped: async (streamId, from, to, reason) => {
         this.stmts.holdSkipped.run(streamId, from, to, reason);
       },
-      rememberIds: (key, ids) => this.ids.rememberAll(key, ids),
-      rememberLatest: (key, records) => this.ids.rememberLatest(key, records),
-      insertSegment: (streamId, firstSeq, lastSeq, recordsJson) => {
+      rememberIds: async (key, ids) => this.ids.rememberAll(key, ids),
+      rememberLatest: async (key, records) => this.ids.rememberLatest(key, records),
+      insertSegment: async (streamId, firstSeq, lastSeq, recordsJson) => {
         this.stmts.insertSegment.run(streamId, firstSeq, lastSeq, now, recordsJson);
       },
-      updateStream: (streamId, u) => this.updateStream(streamId, u, now),
+      updateStream: async (streamId, u) => this.updateStream(streamId, u, now),
     };
   }
 
@@ -252,15 +276,15 @@ export class SqliteRelayStore implements RelayStore {
     this.stmts.updateStream.run({ ...u, forkedFrom: u.forkedFrom ?? null, now, id: streamId });
   }
 
-  listStreams(): StreamRow[] {
+  async listStreams(): Promise<StreamRow[]> {
     return this.stmts.listStreams.all().map((r) => ({ ...r, current: r.current === 1 }));
   }
 
-  streamTotals(): StreamTotals[] {
+  async streamTotals(): Promise<StreamTotals[]> {
     return this.stmts.streamTotals.all();
   }
 
-  listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] } {
+  async listEvents(q: EventQuery): Promise<{ epoch: string | null; events: StoredEvent[] }> {
     const epoch = q.epoch ?? this.stmts.currentEpoch.get(q.site, q.agent, q.stream);
     if (!epoch) return { epoch: null, events: [] };
     const id = this.stmts.streamId.get(q.site, q.agent, q.stream, epoch);
@@ -289,7 +313,7 @@ export class SqliteRelayStore implements RelayStore {
     return { epoch, events };
   }
 
-  loadAgents(): AgentRecord[] {
+  async loadAgents(): Promise<AgentRecord[]> {
     return this.stmts.loadAgents.all().map((r) => ({
       ...r,
       online: r.online === null ? null : r.online === 1,
@@ -298,7 +322,7 @@ export class SqliteRelayStore implements RelayStore {
     }));
   }
 
-  saveAgents(rows: readonly AgentRecord[]): void {
+  async saveAgents(rows: readonly AgentRecord[]): Promise<void> {
     this.db.transaction(() => {
       for (const r of rows) {
         this.stmts.saveAgent.run(
@@ -317,11 +341,11 @@ export class SqliteRelayStore implements RelayStore {
     })();
   }
 
-  loadHistory(keep: number): HistoryRow[] {
+  async loadHistory(keep: number): Promise<HistoryRow[]> {
     return this.stmts.loadHistory.all(keep).map(({ site, agent, ...sample }) => ({ site, agent, sample }));
   }
 
-  saveHistory(rows: readonly HistoryRow[], keep: number): void {
+  async saveHistory(rows: readonly HistoryRow[], keep: number): Promise<void> {
     if (rows.length === 0) return;
     this.db.transaction(() => {
       const touched = new Map<string, { site: string; agent: string }>();
@@ -338,7 +362,8 @@ export class SqliteRelayStore implements RelayStore {
     return this.ids.state();
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.queue;
     this.db.close();
   }
 }

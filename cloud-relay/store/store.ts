@@ -1,11 +1,18 @@
 
 /**
  * What the relay keeps, behind one interface: streams and their cursors, stored records (in
- * segments), the record-id index used to de-duplicate, and the fleet registry. The SQLite store
- * implements it today (sqlite-store.ts); a PostgreSQL store is planned behind the same interface.
+ * segments), the record-id index used to de-duplicate, the fleet registry, its history and alerts.
+ * Two implementations: SQLite (sqlite-store.ts, embedded, the default) and PostgreSQL
+ * (postgres-store.ts, for several relay instances on one database).
+ *
+ * Every operation returns a Promise: PostgreSQL answers over the network. The SQLite store runs
+ * each one synchronously and returns a settled Promise (its transaction spans only microtasks, so
+ * nothing else on the event loop runs inside it).
  *
  * Ordering and de-duplication rules live in ingest/apply.ts, which drives a StoreTx inside one
- * transaction per group commit; a store only persists and looks up.
+ * transaction per group commit; a store only persists and looks up. `openStream` takes the
+ * stream's lock for the rest of the transaction (PostgreSQL: a row lock, so several relays may
+ * apply batches of one stream concurrently and each sees the cursor its predecessor committed).
  */
 
 /** A stream epoch as ingest sees it at the start of a batch. */
@@ -48,29 +55,29 @@ export interface StoreTx {
   /** Time of this transaction (the store's clock): received_at of what it stores. */
   readonly now: number;
   /** The epoch's row, created (cursor 0) when new. */
-  openStream(site: string, agent: string, stream: string, epoch: string): StreamState;
+  openStream(site: string, agent: string, stream: string, epoch: string): Promise<StreamState>;
   /** Record ids held at seqs from..to: stored, or recognised as a duplicate id (skipped seqs are absent). */
-  storedIds(streamId: number, from: number, to: number): Map<number, string>;
+  storedIds(streamId: number, from: number, to: number): Promise<Map<number, string>>;
   /** Seqs held as skipped, overlapping from..to. */
-  skippedRanges(streamId: number, from: number, to: number): { from: number; to: number }[];
+  skippedRanges(streamId: number, from: number, to: number): Promise<{ from: number; to: number }[]>;
   /** Remembers the ids of records recognised as duplicates at their seqs (they are not stored). */
-  holdIds(streamId: number, held: readonly { seq: number; id: string }[]): void;
+  holdIds(streamId: number, held: readonly { seq: number; id: string }[]): Promise<void>;
   /** Remembers seqs skipped by the agent. */
-  holdSkipped(streamId: number, from: number, to: number, reason: string): void;
+  holdSkipped(streamId: number, from: number, to: number, reason: string): Promise<void>;
   /**
    * Remembers record ids for a stream key, in order: true where the id is new (now remembered),
    * false where it was remembered within the de-duplication window or earlier in the list
    * (always true when de-duplication is off).
    */
-  rememberIds(streamKey: number, ids: readonly string[]): boolean[];
+  rememberIds(streamKey: number, ids: readonly string[]): Promise<boolean[]>;
   /**
    * For records with a business key, in order: true where the id is not the one last stored for
    * its key within the window (it becomes it), false where it is.
    */
-  rememberLatest(streamKey: number, records: readonly { key: string; id: string }[]): boolean[];
+  rememberLatest(streamKey: number, records: readonly { key: string; id: string }[]): Promise<boolean[]>;
   /** One segment: a JSON array of records (each with its seq), in seq order, possibly with holes. */
-  insertSegment(streamId: number, firstSeq: number, lastSeq: number, recordsJson: string): void;
-  updateStream(streamId: number, u: StreamUpdate): void;
+  insertSegment(streamId: number, firstSeq: number, lastSeq: number, recordsJson: string): Promise<void>;
+  updateStream(streamId: number, u: StreamUpdate): Promise<void>;
 }
 
 export interface StreamRow {
@@ -194,26 +201,33 @@ export interface HistoryRow {
 }
 
 export interface RelayStore {
+  /** `sqlite` or `postgres` (logs, bench). */
+  readonly kind: string;
   /** Active alerts and the newest `resolvedKept` resolved ones (fleet/alerts), by id. */
-  loadAlerts(resolvedKept: number): AlertRecord[];
+  loadAlerts(resolvedKept: number): Promise<AlertRecord[]>;
   /** Stores a firing alert; returns its id. */
-  insertAlert(a: Omit<AlertRecord, 'id'>): number;
+  insertAlert(a: Omit<AlertRecord, 'id'>): Promise<number>;
   /** Marks it resolved (with its latest value), and drops resolved alerts past the newest `resolvedKept`. */
-  resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): void;
+  resolveAlert(id: number, resolvedAt: number, value: number | string, resolvedSent: boolean, resolvedKept: number): Promise<void>;
   /** The webhook has (or will never get) this notification. */
-  markAlertSent(id: number, status: 'firing' | 'resolved'): void;
+  markAlertSent(id: number, status: 'firing' | 'resolved'): Promise<void>;
   /** Runs `fn` in one transaction (one commit, one fsync); a throw rolls all of it back. */
-  transaction<T>(fn: (tx: StoreTx) => T): T;
-  listStreams(): StreamRow[];
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /**
+   * The highest seq held contiguously for (site, agent, stream, epoch) as committed, or 0 (unknown
+   * stream). Ingest polls it before answering `gap` when several relays share the stream's batches.
+   */
+  watermark(site: string, agent: string, stream: string, epoch: string): Promise<number>;
+  listStreams(): Promise<StreamRow[]>;
   /** Per (site, agent, stream), summed over its epochs. */
-  streamTotals(): StreamTotals[];
+  streamTotals(): Promise<StreamTotals[]>;
   /** Events of a stream in seq order; without `epoch`, the stream's current (newest) epoch. */
-  listEvents(q: EventQuery): { epoch: string | null; events: StoredEvent[] };
-  loadAgents(): AgentRecord[];
-  saveAgents(rows: readonly AgentRecord[]): void;
+  listEvents(q: EventQuery): Promise<{ epoch: string | null; events: StoredEvent[] }>;
+  loadAgents(): Promise<AgentRecord[]>;
+  saveAgents(rows: readonly AgentRecord[]): Promise<void>;
   /** The last `keep` samples of each agent, oldest first, grouped by agent. */
-  loadHistory(keep: number): HistoryRow[];
+  loadHistory(keep: number): Promise<HistoryRow[]>;
   /** Appends samples (in order) and deletes each agent's rows older than its last `keep`. */
-  saveHistory(rows: readonly HistoryRow[], keep: number): void;
-  close(): void;
+  saveHistory(rows: readonly HistoryRow[], keep: number): Promise<void>;
+  close(): Promise<void>;
 }

@@ -51,7 +51,7 @@ describe('relay config', () => {
   it('the example config loads', () => {
     const cfg = loadRelayConfig(resolve(import.meta.dirname, '../../config/relay.example.yaml'));
     expect(cfg.wire_versions).toEqual([1, 2]);
-    expect(cfg.store.path).toMatch(/var\/relay\/relay\.db$/);
+    expect(cfg.store.type === 'postgres' ? '' : cfg.store.path).toMatch(/var\/relay\/relay\.db$/);
   });
 
   it('alerts: none by default; the commented alerts block of the example loads once uncommented; a bad rule is named with its line', () => {
@@ -62,5 +62,24 @@ describe('relay config', () => {
     expect(cfg.alerts.rules.map((r) => r.kind)).toEqual(['agent_offline', 'oldest_pending_age', 'collector_error', 'agent_version_below', 'disk_free_below']);
     expect(cfg.alerts.webhook).toMatchObject({ url: 'https://ops.example/hook', timeout: 5_000, retry: { initial: 1_000, max: 300_000 } });
     expect(configFailure(() => parse(['alerts:', '  rules:', '    - { name: x, kind: disk_free_below, bytes: lots }']))).toMatch(/alerts\.rules\[0\]\.bytes/);
+  });
+
+  it('store: the release 0.1 form is SQLite; type postgres takes a URL or host fields, secrets from ${VAR}; shared_group needs postgres', () => {
+    const text = (lines: string[]) => [...lines, 'auth:', '  disabled: true', ''].join('\n');
+    const old = parse([]);
+    expect(old.store).toEqual({ path: 'relay.db', synchronous: 'FULL' });
+    const pgCfg = parseConfigText(
+      text(['broker:', '  url: mqtt://broker:1883', '  shared_group: relays', 'store:', '  type: postgres', '  host: db.example', '  user: relay', '  password: ${PGPASS}']),
+      'relay.yaml',
+      relayConfigSchema,
+      { PGPASS: 'from-env' },
+    );
+    expect(pgCfg.store).toEqual({ type: 'postgres', host: 'db.example', user: 'relay', password: 'from-env', pool_size: 10, schema: 'erp_edge_relay', statement_timeout: 30_000 });
+    expect(pgCfg.broker).toMatchObject({ shared_group: 'relays' });
+    expect(pgCfg.ingest.gap_wait).toBe(200);
+    expect(configFailure(() => parseConfigText(text(['broker: embedded', 'store:', '  type: postgres']), 'relay.yaml', relayConfigSchema, {}))).toMatch(/store/);
+    expect(
+      configFailure(() => parseConfigText(text(['broker:', '  url: mqtt://b:1883', '  shared_group: relays', 'store:', '  path: relay.db']), 'relay.yaml', relayConfigSchema, {})),
+    ).toMatch(/broker\.shared_group: several relay instances need one store they share/);
   });
 });

@@ -96,7 +96,7 @@ describe('Relay', () => {
     expect(res).toMatchObject({ site: SITE, agent: AGENT, stream: 'orders', epoch: EPOCH, next_after: 4 });
     expect(res.events.map(({ received_at: _r, ...e }) => e)).toEqual([record(1), record(2), record(3), record(4)].map(served));
     // The ack came after the commit: the store already has the records.
-    expect(relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 }).events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect((await relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 })).events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
 
     expect(await streams(relay)).toEqual([
       expect.objectContaining({ site: SITE, agent: AGENT, stream: 'orders', epoch: EPOCH, last_seq: 4, dropped: 0, current: true }),
@@ -119,7 +119,7 @@ describe('Relay', () => {
     expect(gap).toEqual({ v: 1, stream: 'orders', epoch: EPOCH, upto: 5, status: 'gap' });
     // The agent resends from upto + 1.
     expect(gap.upto + 1).toBe(6);
-    expect(relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 }).events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect((await relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 })).events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
     expect((await events(relay)).events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
     expect((await stats(relay)).gaps).toBe(1);
 
@@ -239,7 +239,7 @@ describe('Relay', () => {
 
     expect((await streams(relay)).map((r) => r.stream)).toEqual(['sentinel']);
     for (const stream of ['orders', 'returns']) expect((await events(relay, stream)).events).toEqual([]);
-    expect(relay.store.listStreams().some((r) => r.site === 'plant-8' || r.agent === 'edge-2')).toBe(false);
+    expect((await relay.store.listStreams()).some((r) => r.site === 'plant-8' || r.agent === 'edge-2')).toBe(false);
     // Only the sentinel was acked; a rejected message gets no ack.
     expect(agent.acks.slice(acksBefore).map((a) => a.stream)).toEqual(['sentinel']);
     expect(agent.invalidAcks).toEqual([]);

@@ -120,6 +120,6 @@ describe('relay templates (config/relay.template.yaml: external broker; relay-em
     expect(external!.broker).toMatchObject({ url: 'mqtts://mqtt.example.com:8883', username: 'erp-edge-relay' });
     expect(embedded!.broker).toBe('embedded');
     expect(embedded!.embedded_broker).toEqual({ host: '127.0.0.1', port: 11883 });
-    for (const cfg of [external!, embedded!]) expect(cfg.store.path).toBe('/var/lib/erp-edge/relay.db');
+    for (const cfg of [external!, embedded!]) expect(cfg.store.type === 'postgres' ? '' : cfg.store.path).toBe('/var/lib/erp-edge/relay.db');
   });
 });

@@ -160,7 +160,7 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     const path = agentConfig('agent-ok', { cert: siteA, passphrase: 'site-a-key-pass', total: 300 });
     const { agent, log } = await startAgent(path, { AGENT_KEY_PASS: 'site-a-key-pass' });
     await waitFor('300 records acked by the relay', () => agent.outbox.ackedSeq('orders') === 300, 30_000);
-    const stored = relay.store.listStreams().find((s) => s.site === SITE_A && s.agent === AGENT && s.stream === 'orders');
+    const stored = (await relay.store.listStreams()).find((s) => s.site === SITE_A && s.agent === AGENT && s.stream === 'orders');
     expect(stored?.last_seq).toBe(300);
     // The birth is retained on erp-edge/v2/site-a/agent-1/status: allowed by the ACL, seen by the relay.
     await waitFor('the agent online at the relay', () => relay.fleet.list().find((a) => a.site === SITE_A && a.agent === AGENT)?.online === true, 10_000);
@@ -201,7 +201,7 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     await waitFor('the marker at the watcher', () => seen.includes(healthTopic(SITE_A, AGENT)), 10_000);
     expect(seen.filter((t) => t.includes(`/${SITE_B}/`))).toEqual([]);
     // The relay (subscribed to everything) stored nothing for site B.
-    expect(relay.store.listStreams().filter((s) => s.site === SITE_B)).toEqual([]);
+    expect((await relay.store.listStreams()).filter((s) => s.site === SITE_B)).toEqual([]);
   });
 
   it("a forged envelope on site A's own topic naming site B is rejected and counted by the relay (topic_mismatch; every variant: test/cloud-relay/relay.test.ts)", async () => {
@@ -210,7 +210,7 @@ ${o.passphrase ? `    passphrase: \${AGENT_KEY_PASS}\n` : ''}collectors:
     // Allowed by the ACL (its own topic), but the body claims to be site B.
     await rogue.publishAsync(eventsTopicV2(SITE_A, AGENT, 'forged'), JSON.stringify(batchV2(1, 3, { site: SITE_B, agent: AGENT, stream: 'forged' })), { qos: 1 });
     await waitFor('topic_mismatch counted', () => relay.metrics.snapshot().rejected.topic_mismatch === before + 1, 10_000);
-    expect(relay.store.listStreams().filter((s) => s.stream === 'forged')).toEqual([]);
+    expect((await relay.store.listStreams()).filter((s) => s.stream === 'forged')).toEqual([]);
   });
 
   it('wrong CA: the agent logs a clear error naming transport.tls.ca_file, keeps capturing and retrying (one line for many attempts)', async () => {

@@ -50,6 +50,11 @@ export class AlertEvaluator {
   private timer: NodeJS.Timeout | undefined;
   /** Evaluations of the whole fleet so far (tests wait on it). */
   evaluations = 0;
+  /**
+   * Store writes, one after another in the order decided (the store answers asynchronously): an
+   * alert's insert has given it its id before its resolution or a delivery mark is written.
+   */
+  private writes: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: AlertEvaluatorOptions) {
     this.rules = new Map(o.config.rules.map((r) => [r.name, r]));
@@ -63,8 +68,8 @@ export class AlertEvaluator {
   }
 
   /** Loads the store's alerts, queues what the webhook did not get yet, evaluates, then on the timer and on fleet changes. */
-  start(): void {
-    const all = this.o.store.loadAlerts(this.o.config.resolved_kept);
+  async start(): Promise<void> {
+    const all = await this.o.store.loadAlerts(this.o.config.resolved_kept);
     for (const a of all) {
       if (a.resolved_at === null) this.active.set(a.key, a);
       else this.resolved.unshift(a);
@@ -77,10 +82,22 @@ export class AlertEvaluator {
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
     this.webhook?.stop();
+    await this.writes;
+  }
+
+  /** Resolves once the store writes decided so far are done (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.writes;
+  }
+
+  /** Queues a store write after those decided before it; a failure is logged, never thrown into ingest. */
+  private write(what: string, fn: () => Promise<void>): Promise<void> {
+    this.writes = this.writes.then(fn).catch((err: Error) => this.o.log.error({ err: { message: err.message } }, `alert store write failed (${what})`));
+    return this.writes;
   }
 
   list(): AlertList {
@@ -159,22 +176,30 @@ export class AlertEvaluator {
       firing_sent: this.webhook === undefined,
       resolved_sent: false,
     };
-    // Stored before it is announced: a crash in between loses a notification, never repeats one.
-    const a: AlertRecord = { ...row, id: this.o.store.insertAlert(row) };
+    // Active at once (it must not fire twice); stored before it is announced: a crash in between
+    // loses a notification, never repeats one. Its id is the store's, known once the insert is done.
+    const a: AlertRecord = { ...row, id: 0 };
     this.active.set(key, a);
     this.o.log.warn({ alert: rule.name, kind: rule.kind, site, agent, labels: h.labels, value: h.value, started_at: since }, 'alert firing');
-    this.send(a, 'firing');
+    void this.write('insert', async () => {
+      a.id = await this.o.store.insertAlert(row);
+      this.send(a, 'firing');
+    });
   }
 
   private resolve(a: AlertRecord, now: number): void {
     this.active.delete(a.key);
     a.resolved_at = now;
     a.resolved_sent = this.webhook === undefined;
-    this.o.store.resolveAlert(a.id, now, a.value, a.resolved_sent, this.o.config.resolved_kept);
+    const value = a.value;
+    const sent = a.resolved_sent;
     this.resolved.unshift(a);
     if (this.resolved.length > this.o.config.resolved_kept) this.resolved.length = this.o.config.resolved_kept;
     this.o.log.info({ alert: a.rule, kind: a.kind, site: a.site, agent: a.agent, labels: a.labels, value: a.value, started_at: a.started_at, duration_ms: now - a.started_at }, 'alert resolved');
-    this.send(a, 'resolved');
+    void this.write('resolve', async () => {
+      await this.o.store.resolveAlert(a.id, now, value, sent, this.o.config.resolved_kept);
+      this.send(a, 'resolved');
+    });
   }
 
   private send(a: AlertRecord, status: AlertStatus): void {
@@ -186,6 +211,6 @@ export class AlertEvaluator {
     if (a?.id === d.alertId && d.body.status === 'firing') a.firing_sent = true;
     const r = this.resolved.find((x) => x.id === d.alertId);
     if (r) r[d.body.status === 'firing' ? 'firing_sent' : 'resolved_sent'] = true;
-    this.guarded(() => this.o.store.markAlertSent(d.alertId, d.body.status));
+    void this.write('sent', () => this.o.store.markAlertSent(d.alertId, d.body.status));
   }
 }

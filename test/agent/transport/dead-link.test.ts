@@ -58,9 +58,9 @@ describe.skipIf(!HAVE_MOSQUITTO)('a dead link (the proxy drops every byte, close
     forwarder.start();
     stops.push(() => outbox.close(), () => forwarder.stop());
 
-    const stored = () => relay.store.listStreams().find((s) => s.stream === 'orders' && s.current)?.last_seq ?? 0;
+    const stored = async () => (await relay.store.listStreams()).find((s) => s.stream === 'orders' && s.current)?.last_seq ?? 0;
     outbox.append('orders', recs(1, 50));
-    await waitFor('the first 50 stored', () => stored() === 50, 15_000);
+    await waitFor('the first 50 stored', async () => (await stored()) === 50, 15_000);
     expect(proxy.accepted).toBe(1);
 
     proxy.blackhole();
@@ -68,7 +68,7 @@ describe.skipIf(!HAVE_MOSQUITTO)('a dead link (the proxy drops every byte, close
     outbox.append('orders', recs(51, 100));
     // Bounded wait, not a timing figure: the first timeout resends into the dead link, the second
     // drops it; reconnect_period later a new connection (which the proxy passes) resends.
-    await waitFor('delivery over a new connection', () => stored() === 100, 2 * ACK_TIMEOUT + RECONNECT + 1_500, 20);
+    await waitFor('delivery over a new connection', async () => (await stored()) === 100, 2 * ACK_TIMEOUT + RECONNECT + 1_500, 20);
     const recoveredMs = Date.now() - cutAt;
     expect(proxy.accepted).toBe(2);
     const st = forwarder.getStats();

@@ -56,8 +56,8 @@ function startAgent(ackTimeoutMs: number): { outbox: Outbox; forwarder: Forwarde
 
 const recs = (from: number, to: number): NewRecord[] => Array.from({ length: to - from + 1 }, (_, i) => ({ id: `r${from + i}`, source: 'test', data: { n: from + i } }));
 
-function stream(relay: Relay) {
-  return relay.store.listStreams().find((s) => s.stream === 'orders' && s.current);
+async function stream(relay: Relay) {
+  return (await relay.store.listStreams()).find((s) => s.stream === 'orders' && s.current);
 }
 
 describe('forwarder against a real broker and relay', () => {
@@ -65,7 +65,7 @@ describe('forwarder against a real broker and relay', () => {
     let relay = await startRelay('relay-1.db');
     const { outbox } = startAgent(1_000);
     outbox.append('orders', recs(1, 100));
-    await waitFor('relay 1 has 1..100', () => stream(relay)?.last_seq === 100, 15_000);
+    await waitFor('relay 1 has 1..100', async () => (await stream(relay))?.last_seq === 100, 15_000);
     await waitFor('acked', () => outbox.ackedSeq('orders') === 100, 15_000);
     outbox.pruneAcked(true);
     await relay.stop();
@@ -74,18 +74,18 @@ describe('forwarder against a real broker and relay', () => {
     relay = await startRelay('relay-2.db');
     stops.push(() => relay.stop());
     outbox.append('orders', recs(101, 150));
-    await waitFor('relay 2 has up to 150', () => stream(relay)?.last_seq === 150, 20_000);
-    const events = relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 1000 }).events;
+    await waitFor('relay 2 has up to 150', async () => (await stream(relay))?.last_seq === 150, 20_000);
+    const events = (await relay.store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 1000 })).events;
     expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 50 }, (_, i) => 101 + i));
     // Declared as skipped (reason `pruned`: acked and pruned here, lost by the relay), counted apart from drops.
-    expect(stream(relay)).toMatchObject({ dropped: 0, skipped_other: 100 });
+    expect(await stream(relay)).toMatchObject({ dropped: 0, skipped_other: 100 });
   });
 
   it('does not resend on ack timeouts while the relay is known to be offline, and resends at once when it returns', async () => {
     let relay = await startRelay('relay.db');
     const { outbox, forwarder } = startAgent(300);
     outbox.append('orders', recs(1, 10));
-    await waitFor('first 10 stored', () => stream(relay)?.last_seq === 10, 15_000);
+    await waitFor('first 10 stored', async () => (await stream(relay))?.last_seq === 10, 15_000);
     await relay.stop(); // publishes its retained offline status
 
     outbox.append('orders', recs(11, 20));
@@ -95,7 +95,7 @@ describe('forwarder against a real broker and relay', () => {
 
     relay = await startRelay('relay.db');
     stops.push(() => relay.stop());
-    await waitFor('all 20 stored', () => stream(relay)?.last_seq === 20, 15_000);
+    await waitFor('all 20 stored', async () => (await stream(relay))?.last_seq === 20, 15_000);
     expect(forwarder.getStats().timeouts).toBe(0);
   });
 });

@@ -61,26 +61,3 @@ describe('fleet history: a bounded, persisted sample per health message', () => 
     expect((await detail(again)).body.history).toEqual(expected);
   });
 });
-
-describe('SqliteRelayStore history', () => {
-  it('trims each agent to its last `keep` rows on write and loads the last `keep` per agent, oldest first', () => {
-    const tmp = makeTempDir('relay-history-');
-    const path = join(tmp.dir, 'relay.db');
-    const log = createLogger({ level: 'silent' });
-    const s = (at: number) => ({ at, pending: at, oldest_pending_age_ms: null, capture_rate: null, forward_rate: null, collectors_in_error: 0, rss: null });
-    try {
-      let store = new SqliteRelayStore({ path, dedupeWindowMs: 0, log });
-      store.saveHistory([1, 2, 3, 4].map((at) => ({ site: 's', agent: 'a', sample: s(at) })), 10);
-      store.saveHistory([{ site: 's', agent: 'b', sample: s(100) }], 10);
-      store.saveHistory([5, 6].map((at) => ({ site: 's', agent: 'a', sample: s(at) })), 3);
-      store.close();
-      store = new SqliteRelayStore({ path, dedupeWindowMs: 0, log });
-      expect(store.loadHistory(10).map((r) => `${r.agent}:${r.sample.at}`)).toEqual(['a:4', 'a:5', 'a:6', 'b:100']);
-      // A smaller keep (the config lowered) loads only the newest.
-      expect(store.loadHistory(1).map((r) => `${r.agent}:${r.sample.at}`)).toEqual(['a:6', 'b:100']);
-      store.close();
-    } finally {
-      tmp.cleanup();
-    }
-  });
-});

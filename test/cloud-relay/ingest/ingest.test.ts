@@ -51,9 +51,9 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
     metrics = new RelayMetrics();
     log = captureLogger();
   });
-  afterEach(() => {
+  afterEach(async () => {
     try {
-      store.close();
+      await store.close();
     } catch {
       /* closed by the test */
     }
@@ -67,7 +67,7 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
     send(i, batchV2(9, 9));
     // Nothing is stored or acked before the group commit runs.
     expect(published).toEqual([]);
-    expect(store.listStreams()).toEqual([]);
+    expect(await store.listStreams()).toEqual([]);
     await waitFor('three acks', () => published.length === 3);
     expect(published.map((p) => p.topic)).toEqual([ackTopic(SITE, AGENT), ackTopicV2(SITE, AGENT), ackTopicV2(SITE, AGENT)]);
     expect(ackV1.parse(published[0]!.json)).toEqual({ v: 1, stream: 'orders', epoch: 'epoch-aaaaaaaa', upto: 2, status: 'ok' });
@@ -108,9 +108,35 @@ describe('Ingest (decode → apply → ack, group commit, logs)', () => {
   it('acks nothing when the store fails, and counts it', async () => {
     const i = ingest();
     send(i, batchV2(1, 2));
-    store.close(); // the group commit will find the store gone
+    void store.close(); // the group commit will find the store gone
     await waitFor('the store error', () => metrics.storeErrors === 1);
     expect(published).toEqual([]);
     expect(log.lines.find((l) => l.msg === 'store failed; batches not acked')).toMatchObject({ level: 50, batches: 1 });
+  });
+
+  it('with gap_wait (several relays), a batch ahead of the cursor waits for another instance to commit its predecessor instead of answering gap', async () => {
+    const gapWaitMs = 5_000;
+    const other = new Ingest({ store, metrics: new RelayMetrics(), log: log.logger, wireVersions: [2], maxRecordBytes: 1 << 20, publish: () => undefined });
+    const waiting = new Ingest({ store, metrics, log: log.logger, wireVersions: [2], maxRecordBytes: 1 << 20, gapWaitMs, gapPollMs: 5, publish: (topic, payload) => published.push({ topic, json: JSON.parse(payload) as Record<string, unknown> }) });
+    send(waiting, batchV2(6, 10));
+    // Not answered while it waits (a functional bound, not a timing: the wait is 5 s).
+    await waitFor('the batch applied once and found a gap', async () => (await store.listStreams()).length === 1);
+    expect(published).toEqual([]);
+    send(other, batchV2(1, 5));
+    await waitFor('an ack', () => published.length === 1, 10_000);
+    expect(ackV2.parse(published[0]!.json)).toMatchObject({ status: 'ok', upto: 10 });
+    expect(metrics.snapshot()).toMatchObject({ gaps: 0, batches: 1 });
+    expect(metrics.gapWaitsResolved).toBe(1);
+    await other.close();
+    await waiting.close();
+  });
+
+  it('with gap_wait, a predecessor that never comes is answered gap at the deadline', async () => {
+    const waiting = new Ingest({ store, metrics, log: log.logger, wireVersions: [2], maxRecordBytes: 1 << 20, gapWaitMs: 50, gapPollMs: 5, publish: (topic, payload) => published.push({ topic, json: JSON.parse(payload) as Record<string, unknown> }) });
+    send(waiting, batchV2(6, 10));
+    await waitFor('an ack', () => published.length === 1, 10_000);
+    expect(ackV2.parse(published[0]!.json)).toMatchObject({ status: 'gap', upto: 0 });
+    expect(metrics.snapshot()).toMatchObject({ gaps: 1, batches: 1 });
+    await waiting.close();
   });
 });

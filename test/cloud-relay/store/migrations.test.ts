@@ -69,10 +69,10 @@ describe('relay store migrations', () => {
     open.push(s);
     return s;
   };
-  const apply = (store: SqliteRelayStore, b: BatchV2) => {
+  const apply = async (store: SqliteRelayStore, b: BatchV2) => {
     const r = decodeEventBatch({ version: 2, site: b.site, agent: b.agent, stream: b.stream }, Buffer.from(JSON.stringify(b)), { maxRecordBytes: 1 << 20 });
     if (!r.ok) throw new Error(r.detail);
-    return applyBatches(store, [r.batch])[0]!;
+    return (await applyBatches(store, [r.batch]))[0]!;
   };
   const userVersion = () => {
     const db = new Database(path, { readonly: true });
@@ -87,10 +87,10 @@ describe('relay store migrations', () => {
     tmp = makeTempDir('erp-edge-relay-migrations-');
     path = join(tmp.dir, 'relay.db');
   });
-  afterEach(() => {
+  afterEach(async () => {
     for (const s of open.splice(0)) {
       try {
-        s.close();
+        await s.close();
       } catch {
         /* closed by the test */
       }
@@ -98,52 +98,52 @@ describe('relay store migrations', () => {
     tmp.cleanup();
   });
 
-  it('creates a new store at the current schema version', () => {
-    openStore().close();
+  it('creates a new store at the current schema version', async () => {
+    await openStore().close();
     expect(userVersion()).toBe(STORE_SCHEMA_VERSION);
     // Opening again runs no step twice.
     openStore().close();
     expect(userVersion()).toBe(STORE_SCHEMA_VERSION);
   });
 
-  it('upgrades a relay.db written by release 0.1 in place: events, cursors and epochs kept, v2 batches taken', () => {
+  it('upgrades a relay.db written by release 0.1 in place: events, cursors and epochs kept, v2 batches taken', async () => {
     writeRelease01Db(path);
     const store = openStore();
     expect(userVersion()).toBe(STORE_SCHEMA_VERSION);
 
-    expect(store.listStreams().map((s) => [s.stream, s.epoch, s.last_seq, s.dropped, s.current, s.forked_from, s.duplicate_ids, s.dead_lettered])).toEqual([
+    expect((await store.listStreams()).map((s) => [s.stream, s.epoch, s.last_seq, s.dropped, s.current, s.forked_from, s.duplicate_ids, s.dead_lettered])).toEqual([
       ['orders', OLD_EPOCH, 5, 0, false, null, 0, 0],
       ['orders', OLD_EPOCH_2, 9, 4, true, null, 0, 0],
       ['returns', OLD_EPOCH, 2, 0, true, null, 0, 0],
     ]);
     // Records stored, counted from the segments by the upgrade (the relay's counters start from them).
-    expect(store.listStreams().map((s) => s.stored)).toEqual([5, 5, 2]);
-    expect(store.streamTotals().map((t) => [t.stream, t.stored, t.dropped])).toEqual([['orders', 10, 4], ['returns', 2, 0]]);
-    const old = store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', epoch: OLD_EPOCH, after: 0, limit: 100 });
+    expect((await store.listStreams()).map((s) => s.stored)).toEqual([5, 5, 2]);
+    expect((await store.streamTotals()).map((t) => [t.stream, t.stored, t.dropped])).toEqual([['orders', 10, 4], ['returns', 2, 0]]);
+    const old = await store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', epoch: OLD_EPOCH, after: 0, limit: 100 });
     expect(old.events.map(({ received_at: _r, ...e }) => e)).toEqual([1, 2, 3, 4, 5].map((s) => servedV1(recordV1(s))));
     expect(old.events.map((e) => e.received_at)).toEqual([1_500, 1_500, 1_500, 2_000, 2_000]);
-    expect(store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 }).events.map((e) => e.seq)).toEqual([5, 6, 7, 8, 9]);
+    expect((await store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 0, limit: 100 })).events.map((e) => e.seq)).toEqual([5, 6, 7, 8, 9]);
 
     // The cursor of the current epoch carries on with v2 batches.
     const next = batchV2(10, 11, { epoch: OLD_EPOCH_2, idPrefix: 'b#' });
-    expect(apply(store, next)).toMatchObject({ status: 'ok', upto: 11, stored: 2 });
+    expect(await apply(store, next)).toMatchObject({ status: 'ok', upto: 11, stored: 2 });
     // A resend of 0.1-stored seqs is compared with the ids 0.1 stored: same ids a duplicate...
-    expect(apply(store, batchV2(8, 9, { epoch: OLD_EPOCH_2, idPrefix: 'b#' }))).toMatchObject({ status: 'ok', upto: 11, duplicates: 2 });
+    expect(await apply(store, batchV2(8, 9, { epoch: OLD_EPOCH_2, idPrefix: 'b#' }))).toMatchObject({ status: 'ok', upto: 11, duplicates: 2 });
     // ...other ids a conflict.
-    expect(apply(store, batchV2(9, 9, { epoch: OLD_EPOCH_2, idPrefix: 'other#' }))).toMatchObject({ status: 'conflict', upto: 11, forkedFrom: 9 });
+    expect(await apply(store, batchV2(9, 9, { epoch: OLD_EPOCH_2, idPrefix: 'other#' }))).toMatchObject({ status: 'conflict', upto: 11, forkedFrom: 9 });
     // A gap is still a gap against the 0.1 cursor.
-    expect(apply(store, batchV2(8, 8, { stream: 'returns', epoch: OLD_EPOCH, idPrefix: 'ret#' }))).toMatchObject({ status: 'gap', upto: 2 });
-    const cur = store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 9, limit: 100 }).events;
+    expect(await apply(store, batchV2(8, 8, { stream: 'returns', epoch: OLD_EPOCH, idPrefix: 'ret#' }))).toMatchObject({ status: 'gap', upto: 2 });
+    const cur = (await store.listEvents({ site: SITE, agent: AGENT, stream: 'orders', after: 9, limit: 100 })).events;
     expect(cur.map(({ received_at: _r, ...e }) => e)).toEqual(next.records.map(servedV2));
 
     // A new epoch of a 0.1 stream gets the stream key 0.1 rows were given by the migration.
-    expect(apply(store, batchV2(1, 1, { epoch: 'epoch-03030303', idPrefix: 'new#' }))).toMatchObject({ status: 'ok', newEpoch: true, previousEpochs: [OLD_EPOCH, OLD_EPOCH_2] });
-    expect(apply(store, batchV2(1, 1, { epoch: 'epoch-04040404', idPrefix: 'new#' }))).toMatchObject({ status: 'ok', stored: 0, duplicateIds: 1 });
+    expect(await apply(store, batchV2(1, 1, { epoch: 'epoch-03030303', idPrefix: 'new#' }))).toMatchObject({ status: 'ok', newEpoch: true, previousEpochs: [OLD_EPOCH, OLD_EPOCH_2] });
+    expect(await apply(store, batchV2(1, 1, { epoch: 'epoch-04040404', idPrefix: 'new#' }))).toMatchObject({ status: 'ok', stored: 0, duplicateIds: 1 });
 
     // And the upgraded file opens again as is.
-    store.close();
+    await store.close();
     const again = openStore();
-    expect(again.listStreams().find((s) => s.epoch === OLD_EPOCH_2)).toMatchObject({ last_seq: 11, forked_from: 9, conflicts: 1, stored: 7 });
+    expect((await again.listStreams()).find((s) => s.epoch === OLD_EPOCH_2)).toMatchObject({ last_seq: 11, forked_from: 9, conflicts: 1, stored: 7 });
   });
 
   it('refuses a store written by a newer relay (ERP_STORE_SCHEMA) and leaves it untouched', () => {
