@@ -6,9 +6,9 @@ import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
-import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
+import { encodeRecordBody, recordLine, wireRecordV2 } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
-import { lineBytes, lineSeq, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
 import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
@@ -97,6 +97,28 @@ export interface AppendOptions {
   ticket?: RoomTicket;
   /** Source keys and their versions (key-versions.ts), stored in the same transaction for this collector. */
   keyVersions?: { collector: string } & KeyVersionsInput;
+}
+
+export interface ResendProgress {
+  stream: string;
+  from: number;
+  /** The stream's acked seq: the last one that can be resent. */
+  upto: number;
+  /** Retained records to resend. */
+  total: number;
+  resent: number;
+  /** Acked seqs from `from` already pruned (not resent), if any. */
+  notRetained: { from: number; to: number } | null;
+}
+
+/** What is wrong with a chunk row: the whole of it, or some of its lines (by index). */
+type Quarantine = { whole: string } | { lines: Map<number, string> };
+
+export interface RepairReport {
+  /** Seq ranges moved to the dead-letter table, with the reason. */
+  quarantined: { stream: string; from: number; to: number; reason: string }[];
+  checkpointsRemoved: { collector: string; key: string }[];
+  streamsFixed: { stream: string; nextSeq: number; was: number }[];
 }
 
 /** A place in the queue of appends waiting for room under `block` (opaque). */
@@ -372,30 +394,211 @@ export class Outbox extends EventEmitter {
    */
   readPending(stream: string, afterSeq: number, maxRecords: number, maxBytes = Number.POSITIVE_INFINITY): PendingRow[] {
     this.assertOpen();
-    const rows: PendingRow[] = [];
-    let total = 0;
-    // Lazily, chunk by chunk: a batch usually needs one or two of them, not the whole backlog.
-    for (const c of this.stmts.chunksAfter.iterate(stream, afterSeq)) {
-      const lines = this.linesOf(c);
-      for (let i = Math.max(0, afterSeq + 1 - c.first_seq); i < lines.length; i++) {
-        const payload = lines[i]!;
-        const bytes = Buffer.byteLength(payload);
-        if (rows.length > 0 && total + bytes > maxBytes) return rows;
-        rows.push({ seq: c.first_seq + i, bytes, payload });
-        total += bytes;
-        if (rows.length >= maxRecords) return rows;
+    for (;;) {
+      const rows: PendingRow[] = [];
+      let total = 0;
+      let damaged: { chunk: ChunkRow; bad: Quarantine } | undefined;
+      // Lazily, chunk by chunk: a batch usually needs one or two of them, not the whole backlog.
+      read: for (const c of this.stmts.chunksAfter.iterate(stream, afterSeq)) {
+        const lines = this.linesOf(c);
+        if (!Array.isArray(lines)) {
+          damaged = { chunk: c, bad: lines };
+          break;
+        }
+        for (let i = Math.max(0, afterSeq + 1 - c.first_seq); i < lines.length; i++) {
+          const payload = lines[i]!;
+          const bytes = Buffer.byteLength(payload);
+          if (rows.length > 0 && total + bytes > maxBytes) break read;
+          rows.push({ seq: c.first_seq + i, bytes, payload });
+          total += bytes;
+          if (rows.length >= maxRecords) break read;
+        }
       }
+      if (!damaged) return rows;
+      // A row that cannot be sent as it is (a damaged file): it goes to the dead-letter table with
+      // the reason, its seqs become a skipped range, and reading goes on. Never a loop on one row.
+      // (The statement above is finished before this writes: SQLite allows no write mid-iteration.)
+      this.quarantineChunks([damaged]);
     }
-    return rows;
   }
 
-  private linesOf(c: ChunkRow): string[] {
+  /** A chunk's lines, each checked once when the chunk is first split; the problems instead when any. */
+  private linesOf(c: ChunkRow): string[] | Quarantine {
     const cached = this.split;
     // gids are reused after deletes: the stream is part of the key, and deletes clear the cache.
     if (cached && cached.gid === c.gid && cached.stream === c.stream && cached.firstSeq === c.first_seq) return cached.lines;
+    const bad = checkChunk(c, lineProblem);
+    if (bad) return bad;
     const lines = splitChunk(c.payload);
     this.split = { stream: c.stream, gid: c.gid, firstSeq: c.first_seq, lines };
     return lines;
+  }
+
+  /**
+   * Moves damaged chunk rows (or their damaged lines) to the dead-letter table (origin `repair`,
+   * with the reason), leaving their pending seqs as skipped ranges (`dead_letter`), as for a record
+   * the relay refused. Good lines of a chunk stay, as chunks of consecutive records. Returns how
+   * many seqs were quarantined.
+   */
+  private quarantineChunks(found: readonly { chunk: ChunkRow; bad: Quarantine }[]): number {
+    const now = Date.now();
+    const run = this.db.transaction(() => {
+      let n = 0;
+      for (const { chunk: c, bad } of found) {
+        const s = this.stmts.getStream.get(c.stream);
+        const acked = s?.acked_seq ?? 0;
+        const epoch = s?.epoch ?? this.epoch;
+        this.split = undefined;
+        this.stmts.deleteGid.run(c.gid);
+        this.bytes -= c.bytes;
+        this.events -= c.last_seq - c.first_seq + 1;
+        const seqs: number[] = [];
+        const dead: DeadLetterInput[] = [];
+        if ('whole' in bad) {
+          for (let q = c.first_seq; q <= c.last_seq; q++) seqs.push(q);
+          dead.push({ stream: c.stream, epoch, seq: c.first_seq, origin: 'repair', reason: `${bad.whole} (seqs ${c.first_seq}..${c.last_seq})`, payload: payloadText(c.payload) });
+        } else {
+          const lines = splitChunk(c.payload);
+          let runStart = -1;
+          const flush = (end: number) => {
+            if (runStart < 0) return;
+            const kept = linesToChunk(lines.slice(runStart, end), c.first_seq + runStart, c.min_ts);
+            this.insertChunk(c.stream, kept, c.wire);
+            this.bytes += kept.bytes;
+            this.events += end - runStart;
+            runStart = -1;
+          };
+          for (let i = 0; i < lines.length; i++) {
+            const reason = bad.lines.get(i);
+            if (reason === undefined) {
+              if (runStart < 0) runStart = i;
+              continue;
+            }
+            flush(i);
+            seqs.push(c.first_seq + i);
+            dead.push({ stream: c.stream, epoch, seq: c.first_seq + i, origin: 'repair', reason, payload: lines[i]! });
+          }
+          flush(lines.length);
+        }
+        this.dead.insert(dead, now);
+        // Acked seqs the relay holds already: only the pending ones are declared skipped.
+        for (const r of runsOf(seqs.filter((q) => q > acked))) this.stmts.insertSkip.run(c.stream, r.from, r.to, 'dead_letter', now);
+        n += seqs.length;
+        this.log?.error(
+          { stream: c.stream, first: c.first_seq, last: c.last_seq, quarantined: seqs.length, reason: 'whole' in bad ? bad.whole : [...bad.lines.values()][0] },
+          'outbox: damaged records moved to the dead-letter table (edge-agent deadletter list); the stream goes on past them',
+        );
+      }
+      return n;
+    });
+    try {
+      const n = run();
+      this.afterCommit(() => this.updateFullState());
+      this.afterCommit(() => this.emit('freed'));
+      return n;
+    } catch (err) {
+      this.refreshUsage();
+      throw err;
+    }
+  }
+
+  /**
+   * `outbox repair` (the agent stopped): every chunk row checked in full — readable, its seqs, each
+   * record valid JSON meeting the wire schema — and what fails moved to the dead-letter table;
+   * checkpoints that are not JSON removed (the collector starts over there; the relay recognises
+   * what it captures again by id); a stream's next seq raised above its highest stored one.
+   */
+  repair(): RepairReport {
+    this.assertOpen();
+    const report: RepairReport = { quarantined: [], checkpointsRemoved: [], streamsFixed: [] };
+    const page = this.db.prepare<[number], ChunkRow>('SELECT * FROM chunks WHERE gid > ? ORDER BY gid LIMIT 200');
+    let after = 0;
+    for (;;) {
+      const rows = page.all(after);
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]!.gid;
+      const found: { chunk: ChunkRow; bad: Quarantine }[] = [];
+      for (const c of rows) {
+        const bad = checkChunk(c, fullLineProblem);
+        if (!bad) continue;
+        found.push({ chunk: c, bad });
+        if ('whole' in bad) report.quarantined.push({ stream: c.stream, from: c.first_seq, to: c.last_seq, reason: bad.whole });
+        else for (const [i, reason] of bad.lines) report.quarantined.push({ stream: c.stream, from: c.first_seq + i, to: c.first_seq + i, reason });
+      }
+      // Rows re-inserted for the good lines get new gids above `after`: checked again, and found good.
+      if (found.length > 0) this.quarantineChunks(found);
+    }
+    this.db.transaction(() => {
+      for (const cp of this.db.prepare('SELECT collector, key, value FROM checkpoints').all() as { collector: string; key: string; value: unknown }[]) {
+        let ok = typeof cp.value === 'string';
+        if (ok) {
+          try {
+            JSON.parse(cp.value as string);
+          } catch {
+            ok = false;
+          }
+        }
+        if (ok) continue;
+        this.stmts.deleteCheckpoint.run(cp.collector, cp.key);
+        report.checkpointsRemoved.push({ collector: cp.collector, key: cp.key });
+      }
+      const heads = this.db.prepare('SELECT s.stream, s.next_seq, max(c.last_seq) AS top FROM streams s JOIN chunks c ON c.stream = s.stream GROUP BY s.stream').all() as {
+        stream: string;
+        next_seq: number;
+        top: number;
+      }[];
+      for (const h of heads) {
+        if (h.top < h.next_seq) continue;
+        this.stmts.setNextSeq.run(h.top + 1, h.stream);
+        report.streamsFixed.push({ stream: h.stream, nextSeq: h.top + 1, was: h.next_seq });
+      }
+    })();
+    if (report.checkpointsRemoved.length > 0) this.log?.warn({ checkpoints: report.checkpointsRemoved }, 'outbox repair: unreadable checkpoints removed');
+    return report;
+  }
+
+  /**
+   * `outbox resend`: appends again, as new records (new seqs, same ids and contents), the records of
+   * `stream` from seq `from` that were acked and are still retained (the replay window): the relay
+   * recognises those it holds by id and stores those it lost. Pages of `pageSize` records, one
+   * transaction each; `progress` after each. Pending records are not copied (they go out anyway).
+   * Stops with ERP_OUTBOX_FULL when a page does not fit under `block` (what was resent stands).
+   */
+  resendRetained(
+    stream: string,
+    from: number,
+    progress?: (p: ResendProgress) => void,
+    pageSize = 1_000,
+  ): ResendProgress {
+    this.assertOpen();
+    const s = this.stmts.getStream.get(stream);
+    if (!s) throw new ErpEdgeError('ERP_OUTBOX_SEQ', `no stream ${stream} in the outbox`, { stream });
+    const upto = s.acked_seq;
+    const firstHeld = (this.db.prepare('SELECT min(first_seq) AS m FROM chunks WHERE stream = ?').get(stream) as { m: number | null }).m;
+    const start = Math.max(from, firstHeld ?? upto + 1);
+    const p: ResendProgress = {
+      stream,
+      from,
+      upto,
+      total: Math.max(0, upto - start + 1),
+      resent: 0,
+      notRetained: firstHeld === null ? (upto >= from ? { from, to: upto } : null) : firstHeld > from ? { from, to: Math.min(firstHeld - 1, upto) } : null,
+    };
+    let after = start - 1;
+    while (after < upto) {
+      const rows = this.readPending(stream, after, Math.min(pageSize, upto - after)).filter((r) => r.seq <= upto);
+      if (rows.length === 0) break;
+      const records: EncodedRecord[] = rows.map((r) => {
+        const body = lineBody(r.payload);
+        return { ts: recordTsOr(r.payload, Date.now()), body, bytes: Buffer.byteLength(body) };
+      });
+      this.appendEncoded(stream, records);
+      p.resent += rows.length;
+      after = rows[rows.length - 1]!.seq;
+      progress?.({ ...p });
+    }
+    this.log?.warn({ stream, from, upto, resent: p.resent, not_retained: p.notRetained }, 'outbox resend: retained records appended again (the relay recognises what it holds by id)');
+    return p;
   }
 
   /** Whether any record of the stream has a seq above `seq`. */
@@ -765,7 +968,7 @@ export class Outbox extends EventEmitter {
     let freed = 0;
     for (let i = 0; i < k; i++) freed += Buffer.byteLength(lines[i]!);
     const rest = lines.slice(k);
-    this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map(recordTs)), c.bytes - freed, rest.join('\n'), c.gid);
+    this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map((l) => recordTsOr(l, c.min_ts))), c.bytes - freed, rest.join('\n'), c.gid);
     this.events -= k;
     this.bytes -= freed;
     return k;
@@ -858,6 +1061,36 @@ export class Outbox extends EventEmitter {
   }
 }
 
+/** A chunk row's problems under `lineCheck`, or undefined when every line of it can be sent. */
+function checkChunk(c: ChunkRow, lineCheck: (line: string, seq: number) => string | undefined): Quarantine | undefined {
+  const whole = chunkProblem(c.payload, c.first_seq, c.last_seq);
+  if (whole) return { whole };
+  const lines = splitChunk(c.payload);
+  let bad: Map<number, string> | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const p = lineCheck(lines[i]!, c.first_seq + i);
+    if (p) (bad ??= new Map()).set(i, p);
+  }
+  return bad ? { lines: bad } : undefined;
+}
+
+/** `outbox repair`'s check of a record line: readable, and a record the relay would accept (wire v2). */
+export function fullLineProblem(line: string, seq: number): string | undefined {
+  const p = lineProblem(line, seq);
+  if (p) return p;
+  const r = wireRecordV2.safeParse(JSON.parse(line));
+  if (r.success) return undefined;
+  const issue = r.error.issues[0]!;
+  return `record fails the wire schema: ${issue.path.join('.') || '(record)'}: ${issue.message}`;
+}
+
+/** A chunk payload as text for the dead-letter table (a BLOB written over it is kept as base64). */
+function payloadText(payload: unknown): string {
+  if (typeof payload === 'string') return payload;
+  if (Buffer.isBuffer(payload)) return `base64:${payload.toString('base64')}`;
+  return String(payload);
+}
+
 /** Consecutive runs of ascending seqs. */
 function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
   const runs: { from: number; to: number }[] = [];
@@ -895,7 +1128,7 @@ function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamSta
       const pending = splitChunk(partial.payload).slice(s.acked_seq + 1 - partial.first_seq);
       n += pending.length;
       b += pending.reduce((sum, l) => sum + Buffer.byteLength(l), 0);
-      const ts = Math.min(...pending.map(recordTs));
+      const ts = Math.min(...pending.map((l) => recordTsOr(l, partial.min_ts)));
       oldest = oldest === null ? ts : Math.min(oldest, ts);
     }
     return {
