@@ -64,7 +64,7 @@ export async function outboxResend(cfg: LoadedAgentConfig, stream: string, from:
   }
   if (json) out.write(`${JSON.stringify(result, null, 2)}\n`);
   else {
-    out.write(`resent ${result.resent} retained record(s) of ${stream} (seqs ${Math.max(from, result.upto - result.total + 1)}..${result.upto}) as new records${live ? ' (by the running agent)' : ''}\n`);
+    out.write(`resent ${result.resent} retained record(s) of ${stream} (seqs up to ${result.upto}) as new records${live ? ' (by the running agent)' : ''}\n`);
     if (result.notRetained) out.write(`not resent: seqs ${result.notRetained.from}..${result.notRetained.to} were pruned after the replay window\n`);
     if (result.total === 0 && !result.notRetained) out.write(`nothing acked from seq ${from} on (pending records are sent anyway)\n`);
   }

@@ -580,7 +580,12 @@ export class Outbox extends EventEmitter {
       stream,
       from,
       upto,
-      total: Math.max(0, upto - start + 1),
+      // Records actually held in [start, upto] (dead-lettered seqs carry none).
+      total: (
+        this.db
+          .prepare('SELECT coalesce(sum(min(last_seq, ?) - max(first_seq, ?) + 1), 0) AS n FROM chunks WHERE stream = ? AND last_seq >= ? AND first_seq <= ?')
+          .get(upto, start, stream, start, upto) as { n: number }
+      ).n,
       resent: 0,
       notRetained: firstHeld === null ? (upto >= from ? { from, to: upto } : null) : firstHeld > from ? { from, to: Math.min(firstHeld - 1, upto) } : null,
     };
