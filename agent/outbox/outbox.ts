@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
@@ -26,6 +26,8 @@ export interface OutboxOptions {
   capPolicy: CapPolicy;
   /** How long acked rows are kept before pruning. */
   replayWindowMs: number;
+  /** Bytes kept in `<path>-reserve`, given up when the disk fills (room for acks and pruning); 0: none. */
+  diskReserveBytes?: number;
   logger?: Logger;
 }
 
@@ -168,10 +170,14 @@ export class Outbox extends EventEmitter {
   private readonly log: Logger | undefined;
   private readonly replayWindowMs: number;
   private readonly synchronous: 'FULL' | 'NORMAL';
+  private readonly reserveBytes: number;
+  private readonly reservePath: string;
   private bytes = 0;
   private events = 0;
   private droppedTotal = 0;
   private full = false;
+  /** The file system refused a write (SQLITE_FULL) and no append has succeeded since: when, and what it said. */
+  private diskFull: { since: number; message: string } | null = null;
   private closed = false;
   /** Appends waiting for room under `block`, in arrival order: while there are any, acked rows are pruned at once. */
   private readonly queue: RoomTicket[] = [];
@@ -191,6 +197,8 @@ export class Outbox extends EventEmitter {
     this.policy = opts.capPolicy;
     this.replayWindowMs = opts.replayWindowMs;
     this.synchronous = opts.synchronous;
+    this.reserveBytes = opts.path === ':memory:' ? 0 : (opts.diskReserveBytes ?? 0);
+    this.reservePath = `${opts.path}-reserve`;
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = new Database(opts.path);
     try {
@@ -206,6 +214,7 @@ export class Outbox extends EventEmitter {
       this.refreshUsage();
       // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
       this.updateFullState();
+      if (!this.makeReserve()) this.diskFull = { since: Date.now(), message: 'no room on the disk for the outbox reserve' };
     } catch (err) {
       // A refused open (e.g. ERP_OUTBOX_SCHEMA) must not leave the file handle open.
       this.db.close();
@@ -300,6 +309,10 @@ export class Outbox extends EventEmitter {
     opts: AppendOptions = {},
   ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
+    // The disk filled up: nothing is appended until the reserve is back (acks and pruning use it meanwhile).
+    if (this.diskFull && !this.recoverDisk()) {
+      throw new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is still full: nothing was written (${this.diskFull.message})`, { stream, path: this.path });
+    }
     if (records.length > 0 && !this.hasRoomFor(stream, records.length, encodedBytes(records), opts.ticket)) {
       throw new ErpEdgeError(
         'ERP_OUTBOX_FULL',
@@ -334,7 +347,7 @@ export class Outbox extends EventEmitter {
     } catch (err) {
       // The transaction rolled back: re-read usage so the counters match the file again.
       this.refreshUsage();
-      throw err;
+      throw this.diskFullError(err, stream);
     }
     // The records are committed: what follows must not make the caller believe they were not.
     this.afterCommit(() => {
@@ -354,6 +367,85 @@ export class Outbox extends EventEmitter {
     } catch (err) {
       this.log?.error({ err: { message: (err as Error).message } }, 'outbox: work after a commit failed (the commit stands)');
     }
+  }
+
+  /**
+   * SQLite's SQLITE_FULL (the file system has no room for the database or its WAL) as
+   * ERP_OUTBOX_DISK_FULL: nothing was written (the transaction rolled back, the file is intact).
+   * The outbox counts as full until an append succeeds again: acks prune at once, whatever the
+   * replay window, to give pages back; the capture writer waits and retries, as for a full outbox.
+   */
+  private diskFullError(err: unknown, stream: string): unknown {
+    if (!isDiskFull(err)) return err;
+    const first = this.diskFull === null;
+    this.diskFull ??= { since: Date.now(), message: (err as Error).message };
+    if (first) {
+      // Room for acks, pruning and a checkpoint, which need to write too.
+      const released = this.releaseReserve();
+      this.log?.error(
+        { path: this.path, reserve_released: released, err: { code: (err as { code?: string }).code, message: (err as Error).message } },
+        'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
+      );
+      this.emit('full');
+    }
+    // Rows acked and kept for the replay window give their pages back now.
+    this.afterCommit(() => {
+      if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
+    });
+    return new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is full: nothing was written (${(err as Error).message})`, { stream, path: this.path });
+  }
+
+  /** Writes the reserve file (when one is configured and missing); false when the disk has no room for it. */
+  private makeReserve(): boolean {
+    if (this.reserveBytes <= 0) return true;
+    try {
+      writeFileSync(this.reservePath, Buffer.alloc(this.reserveBytes), { flag: 'wx' });
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return true;
+      rmSync(this.reservePath, { force: true });
+      if (code === 'ENOSPC' || code === 'EDQUOT') return false;
+      throw err;
+    }
+  }
+
+  private releaseReserve(): boolean {
+    if (this.reserveBytes <= 0) return false;
+    try {
+      rmSync(this.reservePath);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * While the disk is full: move the WAL into the database and empty it (pruned rows left free pages
+   * there to take it), then make the reserve again. Only then may appends go on.
+   */
+  private recoverDisk(): boolean {
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Readers, or no room yet: the reserve decides.
+    }
+    if (!this.makeReserve()) return false;
+    this.diskHasRoom();
+    return true;
+  }
+
+  private diskHasRoom(): void {
+    const was = this.diskFull;
+    if (!was) return;
+    this.diskFull = null;
+    this.log?.info({ path: this.path, full_for_ms: Date.now() - was.since }, 'outbox: the disk has room again; collectors resume');
+    if (!this.full) this.emit('space');
+  }
+
+  /** Since when the disk has refused outbox writes, and its message; null when it has not (or an append succeeded since). */
+  diskFullState(): { since: number; message: string } | null {
+    return this.diskFull ? { ...this.diskFull } : null;
   }
 
   /** Stores checkpoints alone (state changes that carry no records). */
@@ -638,7 +730,7 @@ export class Outbox extends EventEmitter {
       return upto - s.acked_seq;
     });
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
-    if (newly > 0 && (this.full || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
+    if (newly > 0 && (this.full || this.diskFull || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
     return newly;
   }
 
@@ -824,12 +916,12 @@ export class Outbox extends EventEmitter {
     return readStreamStatus(this.db, this.epoch);
   }
 
-  usage(): { bytes: number; events: number; dropped: number; full: boolean } {
-    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full };
+  usage(): { bytes: number; events: number; dropped: number; full: boolean; diskFull: boolean } {
+    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null, diskFull: this.diskFull !== null };
   }
 
   isFull(): boolean {
-    return this.full;
+    return this.full || this.diskFull !== null;
   }
 
   /**
@@ -926,6 +1018,8 @@ export class Outbox extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+    // The reserve is the outbox's own: it goes with it (made again at the next open).
+    if (this.reserveBytes > 0) rmSync(this.reservePath, { force: true });
     this.emit('space');
     this.emit('freed'); // release waiters
   }
@@ -1094,6 +1188,12 @@ function payloadText(payload: unknown): string {
   if (typeof payload === 'string') return payload;
   if (Buffer.isBuffer(payload)) return `base64:${payload.toString('base64')}`;
   return String(payload);
+}
+
+/** SQLite's "database or disk is full" (ENOSPC or a quota while writing the database or its WAL). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && /no space|disk is full/i.test(String((err as Error).message)));
 }
 
 /** Consecutive runs of ascending seqs. */
