@@ -185,6 +185,8 @@ export class Outbox extends EventEmitter {
   private readonly dead: DeadLetters;
   private readonly keys: KeyVersions;
   private readonly dropLog = new LogThrottle(60_000);
+  /** Disk full / room again: one line a minute each, with how many were held back (a small disk cycles fast). */
+  private readonly diskLog = new LogThrottle(60_000);
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
   private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
 
@@ -382,10 +384,13 @@ export class Outbox extends EventEmitter {
     if (first) {
       // Room for acks, pruning and a checkpoint, which need to write too.
       const released = this.releaseReserve();
-      this.log?.error(
-        { path: this.path, reserve_released: released, err: { code: (err as { code?: string }).code, message: (err as Error).message } },
-        'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
-      );
+      const t = this.diskLog.take('full');
+      if (t) {
+        this.log?.error(
+          { path: this.path, reserve_released: released, suppressed: t.suppressed, err: { code: (err as { code?: string }).code, message: (err as Error).message } },
+          'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
+        );
+      }
       this.emit('full');
     }
     // Rows acked and kept for the replay window give their pages back now.
@@ -430,7 +435,13 @@ export class Outbox extends EventEmitter {
     } catch {
       // Readers, or no room yet: the reserve decides.
     }
-    if (!this.makeReserve()) return false;
+    if (!this.makeReserve()) {
+      // Pruned rows left free pages inside the database file (SQLite keeps them; the file does not
+      // shrink): appends fill those, and the WAL works in the room the reserve gave up. Go on once
+      // there are at least twice the reserve's worth of them.
+      const free = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
+      if (free < 2 * Math.max(this.reserveBytes, 1 << 20)) return false;
+    }
     this.diskHasRoom();
     return true;
   }
@@ -439,7 +450,8 @@ export class Outbox extends EventEmitter {
     const was = this.diskFull;
     if (!was) return;
     this.diskFull = null;
-    this.log?.info({ path: this.path, full_for_ms: Date.now() - was.since }, 'outbox: the disk has room again; collectors resume');
+    const t = this.diskLog.take('room');
+    if (t) this.log?.info({ path: this.path, full_for_ms: Date.now() - was.since, suppressed: t.suppressed }, 'outbox: the disk has room again; collectors resume');
     if (!this.full) this.emit('space');
   }
 
