@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
@@ -433,17 +433,33 @@ export class Outbox extends EventEmitter {
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {
-      // Readers, or no room yet: the reserve decides.
+      // Readers, or no room yet: the figures below decide.
     }
-    if (!this.makeReserve()) {
-      // Pruned rows left free pages inside the database file (SQLite keeps them; the file does not
-      // shrink): appends fill those, and the WAL works in the room the reserve gave up. Go on once
-      // there are at least twice the reserve's worth of them.
-      const free = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
-      if (free < 2 * Math.max(this.reserveBytes, 1 << 20)) return false;
+    // The WAL needs room on the file system to work in (it holds new pages until a checkpoint moves
+    // them into the database): the reserve is made again only when that room is left beside it.
+    const margin = Math.max(this.reserveBytes, 1 << 20);
+    if (this.fsFree() >= this.reserveBytes + margin && this.makeReserve()) {
+      this.diskHasRoom();
+      return true;
     }
-    this.diskHasRoom();
-    return true;
+    // Pruned rows left free pages inside the database file (SQLite keeps them; the file does not
+    // shrink): appends fill those, with the WAL in the room the reserve gave up.
+    const free = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
+    if (free >= margin && this.fsFree() >= margin) {
+      this.diskHasRoom();
+      return true;
+    }
+    return false;
+  }
+
+  /** Bytes available on the outbox's file system (Infinity when it cannot be read: SQLite will say). */
+  private fsFree(): number {
+    try {
+      const st = statfsSync(dirname(this.path));
+      return st.bavail * st.bsize;
+    } catch {
+      return Number.POSITIVE_INFINITY;
+    }
   }
 
   private diskHasRoom(): void {
@@ -928,8 +944,9 @@ export class Outbox extends EventEmitter {
     return readStreamStatus(this.db, this.epoch);
   }
 
-  usage(): { bytes: number; events: number; dropped: number; full: boolean; diskFull: boolean } {
-    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null, diskFull: this.diskFull !== null };
+  /** `full`: at a cap under `block`, or the disk refused a write (see diskFullState). */
+  usage(): { bytes: number; events: number; dropped: number; full: boolean } {
+    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null };
   }
 
   isFull(): boolean {
