@@ -191,7 +191,7 @@ function scrubLastError<T extends { lastError: { message: string } | null }>(s: 
   return s.lastError ? { ...s, lastError: { ...s.lastError, message: scrub(s.lastError.message) } } : s;
 }
 
-/** The control socket's routes: status, and the dead-letter actions. */
+/** The control socket's routes: status, the dead-letter actions and outbox resend. */
 async function handleControl(agent: Agent, req: Parameters<ControlHandler>[0]): ReturnType<ControlHandler> {
   const route = `${req.method} ${req.path}`;
   if (route === 'GET /status') return { status: 200, body: agent.state.snapshot() };
@@ -200,6 +200,11 @@ async function handleControl(agent: Agent, req: Parameters<ControlHandler>[0]): 
   const q: DeadLetterQuery = { ...(body.stream ? { stream: body.stream } : {}), ...(body.ids ? { ids: body.ids } : {}) };
   if (route === 'POST /deadletters/resend') return { status: 200, body: agent.resendDeadLetters(q) };
   if (route === 'POST /deadletters/discard') return { status: 200, body: { discarded: agent.discardDeadLetters(q).length } };
+  if (route === 'POST /outbox/resend') {
+    const r = req.body as { stream?: unknown; from?: unknown } | undefined;
+    if (typeof r?.stream !== 'string' || typeof r.from !== 'number') return { status: 400, body: { error: 'stream and from are required' } };
+    return { status: 200, body: agent.outbox.resendRetained(r.stream, r.from) };
+  }
   return { status: 404, body: { error: `no route ${route}` } };
 }
 

@@ -18,6 +18,7 @@ import { answerProblem, defaultAgentId, writeStarterConfig } from './init.js';
 import { createInterface } from 'node:readline';
 import { installerArgs, runServiceInstaller } from './service-install.js';
 import { serviceWriteWarnings } from './service-paths.js';
+import { outboxRepair, outboxResend, outboxVerify } from './outbox-tools.js';
 import { exitCode, formatResult, recordingEnv, redactor, summary, type CheckResult } from './collectors/sql/check.js';
 import { testCollector } from './collectors/sql/sql-test.js';
 import type { SqlConfig } from './collectors/sql/schema.js';
@@ -37,6 +38,10 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
   deadletter list    [--stream S] [--limit N] [--json]
   deadletter resend  (--all | --stream S | --id N ...)   append them again as new records
   deadletter discard (--all | --stream S | --id N ...)   delete them for good (logged)
+  outbox verify [--json]  integrity check, seq contiguity per stream, checkpoints, dead letters; exit 1 on a problem
+  outbox repair [--json]  (agent stopped) move unreadable records to the dead-letter table with the reason
+  outbox resend --stream S --from SEQ   append retained (acked, not yet pruned) records again; the relay
+                          recognises those it holds by id
   sql test [--collector NAME]   connect as each sql collector (or NAME) and check its tables: exists,
                           SELECT granted, key unique, version column type and index; for logical:
                           wal_level, free slots, REPLICATION, publication, replica identity, slot
@@ -69,6 +74,7 @@ try {
       'rw-path': { type: 'string', multiple: true },
       'no-start': { type: 'boolean' },
       purge: { type: 'boolean' },
+      from: { type: 'string' },
     },
   });
 } catch (err) {
@@ -81,7 +87,7 @@ if (values.version) {
   process.exit(0);
 }
 if (values.help || !command) fail(USAGE, command ? 0 : 2);
-if (!['init', 'install-service', 'uninstall-service', 'run', 'validate', 'status', 'deadletter', 'sql'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
+if (!['init', 'install-service', 'uninstall-service', 'run', 'validate', 'status', 'deadletter', 'sql', 'outbox'].includes(command)) fail(`unknown command "${command}"\n${USAGE}`, 2);
 if (command === 'install-service' || command === 'uninstall-service') {
   try {
     process.exitCode = runServiceInstaller(command === 'install-service' ? 'install' : 'uninstall', installerArgs(values));
@@ -121,6 +127,8 @@ async function main(): Promise<void> {
       await deadletter(cfg, sub);
     } else if (command === 'sql') {
       process.exitCode = await sqlTest(cfg, recorded!.used);
+    } else if (command === 'outbox') {
+      process.exitCode = await outbox(cfg, sub);
     } else {
       const logger = createLogger({ level: cfg.log_level, name: 'edge-agent', secrets });
       await runService(logger, 'agent', () => Agent.start(cfg, logger));
@@ -206,6 +214,18 @@ async function deadletter(cfg: LoadedAgentConfig, action: string | undefined): P
     const r = (await controlRequest<{ discarded: number }>(socket, 'POST', '/deadletters/discard', q)) ?? { discarded: withOutbox(cfg, (o) => discardDeadLetters(o, q, logger)).length };
     process.stdout.write(`discarded ${r.discarded} record(s)\n`);
   }
+}
+
+async function outbox(cfg: LoadedAgentConfig, action: string | undefined): Promise<number> {
+  const out = { write: (t: string) => void process.stdout.write(t), isTTY: process.stdout.isTTY === true };
+  const logger = createLogger({ level: 'warn', name: 'edge-agent', secrets: secretValues(cfg) });
+  if (action !== 'verify' && action !== 'repair' && action !== 'resend') fail(`outbox needs verify, repair or resend\n${USAGE}`, 2);
+  if (!existsSync(cfg.outboxPath)) fail(`no outbox at ${cfg.outboxPath}`, 2);
+  if (action === 'verify') return outboxVerify(cfg, values.json === true, out);
+  if (action === 'repair') return outboxRepair(cfg, values.json === true, out, logger);
+  const from = Number(values.from);
+  if (!values.stream || !Number.isInteger(from) || from < 1) fail('outbox resend needs --stream S and --from SEQ (a seq from 1)', 2);
+  return outboxResend(cfg, values.stream, from, values.json === true, out, logger);
 }
 
 /** `sql test`: each sql collector's (or --collector's) database checked as it will be captured; 1 on any FAIL. */

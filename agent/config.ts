@@ -29,6 +29,12 @@ export const outboxSchema = z.strictObject({
    * refused downstream, so it is refused (or dead-lettered) at capture.
    */
   max_record_bytes: byteSize.default(512 * 1024),
+  /**
+   * Space kept beside the outbox (a file, `outbox.db-reserve`) and given up when the disk fills: room
+   * for acks, pruning and a WAL checkpoint, so a full disk is recovered from, not deadlocked on.
+   * Capture waits until the reserve can be made again. 0: none.
+   */
+  disk_reserve: byteSize.default(4 * 1024 ** 2),
 });
 
 export const transportSchema = z.strictObject({
@@ -181,6 +187,7 @@ export function outboxOptions(path: string, o: OutboxConfig, logger?: Logger): O
     maxEvents: o.max_events,
     capPolicy: o.cap_policy,
     replayWindowMs: o.replay_window,
+    diskReserveBytes: o.disk_reserve,
     logger,
   };
 }

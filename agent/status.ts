@@ -27,6 +27,7 @@ export function formatStatus(s: AgentSnapshot, now: number): string {
     const o = s.outbox;
     const waiting = o.waitingAppends > 0 ? `, ${o.waitingAppends} append(s) waiting for room` : '';
     out.push(`outbox: ${o.events} events, ${o.bytes} bytes of ${o.maxEvents} / ${o.maxBytes} (${o.capPolicy})${o.full ? ' FULL: collectors paused' : ''}${waiting}, dropped ${o.dropped}`);
+    if (o.diskFull) out.push(`outbox DISK FULL since ${new Date(o.diskFull.since).toISOString()}: collectors paused until acked records are pruned or space is freed (${o.diskFull.message})`);
   }
   if (s.disk) out.push(`disk: ${formatBytes(s.disk.freeBytes, 1000)} free of ${formatBytes(s.disk.totalBytes, 1000)} on the data folder's file system; outbox files ${formatBytes(s.disk.outboxFileBytes, 1000)}`);
   out.push('', 'collectors', 'name\ttype\tstream\tstate\tsince\terrors\trestarts\terror_files\tlast_error');

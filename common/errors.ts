@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'ERP_OUTBOX_SEQ'
   | 'ERP_OUTBOX_SCHEMA'
   | 'ERP_OUTBOX_FULL'
+  /** The file system holding the outbox has no room (SQLITE_FULL): nothing was written. */
+  | 'ERP_OUTBOX_DISK_FULL'
   | 'ERP_RECORD_INVALID'
   | 'ERP_RECORD_TOO_LARGE'
   | 'ERP_COLLECTOR_LOAD'

@@ -276,6 +276,8 @@ export const health = z.object({
       dropped: z.number().int().nonnegative().optional(),
       /** 0.4: the outbox's files (database, WAL) on disk. */
       file_bytes: z.number().int().nonnegative().optional(),
+      /** 0.5: the disk refused an outbox write (no space) and no append has succeeded since: collectors are paused. Absent when not. */
+      disk_full: z.boolean().optional(),
     })
     .optional(),
   forwarder: z

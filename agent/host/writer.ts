@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ErpEdgeError, isErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { Logger } from '../../common/logger.js';
@@ -7,6 +9,9 @@ import { captureFieldsOk } from '../../common/record-check.js';
 import type { DeadLetterInput } from '../outbox/dead-letter.js';
 import type { KeyVersionsInput, StoredKey } from '../outbox/key-versions.js';
 import type { AppendOptions as OutboxAppendOptions, EncodedRecord, Outbox, RoomTicket } from '../outbox/outbox.js';
+
+/** With the outbox's disk full, how long an append waits at most before it tries again (space may be freed outside the agent). */
+const DISK_RETRY_MS = 1_000;
 
 /** A record as a collector hands it to its writer: the writer stamps `source` (and `ts` when absent). */
 export type CaptureInput = Omit<CaptureRecord, 'source' | 'ts'> & { ts?: number };
@@ -190,7 +195,7 @@ export class CaptureWriter {
       this.counters.full_refusals++;
       throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full: ${valid.length} record(s) refused, retry later`, { source: this.source, stream, records: valid.length });
     }
-    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired) : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
+    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired, opts.whenFull ?? 'wait') : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
     this.counters.appends++;
     this.counters.records += valid.length;
     this.counters.bytes += validBytes;
@@ -215,6 +220,7 @@ export class CaptureWriter {
     alongside: Pick<OutboxAppendOptions, 'deadLetters' | 'keyVersions'>,
     signal: AbortSignal | undefined,
     retired: () => boolean,
+    whenFull: 'wait' | 'refuse' = 'wait',
   ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
     let waitedSince: number | undefined;
     for (;;) {
@@ -234,11 +240,41 @@ export class CaptureWriter {
         }
         return { ...r, waitedMs };
       } catch (err) {
+        if (isErpEdgeError(err, 'ERP_OUTBOX_DISK_FULL')) {
+          // The disk, not the caps: the same as no room. Nothing was written; wait for acked rows to
+          // be pruned (the outbox prunes them at once now) or, since space can also be freed outside
+          // the agent, look again after a while. Never thrown to the collector: no crash loop.
+          if (whenFull === 'refuse') {
+            this.counters.full_refusals++;
+            throw new ErpEdgeError('ERP_OUTBOX_FULL', `the outbox's disk is full: ${records.length} record(s) refused, retry later`, { source: this.source, stream, records: records.length });
+          }
+          waitedSince ??= Date.now();
+          if (ticket) this.outbox.releaseRoom(ticket);
+          ticket = undefined;
+          await this.waitForDisk(signal);
+          continue;
+        }
         if (!isErpEdgeError(err, 'ERP_OUTBOX_FULL')) throw err;
         waitedSince ??= Date.now();
       } finally {
         if (ticket) this.outbox.releaseRoom(ticket);
       }
+    }
+  }
+
+  /** After a disk-full refusal: until rows are freed in the outbox, or DISK_RETRY_MS at most. */
+  private async waitForDisk(signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) throw signal.reason;
+    const ac = new AbortController();
+    const onAbort = () => ac.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([once(this.outbox, 'freed', { signal: ac.signal }), delay(DISK_RETRY_MS, undefined, { signal: ac.signal })]);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      ac.abort();
     }
   }
 

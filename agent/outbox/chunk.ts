@@ -46,10 +46,14 @@ export function toChunks(records: readonly ChunkLine[], firstSeq: number): Chunk
 }
 
 /** Lines of consecutive records as one chunk row (no size limits: for rewriting parts of an existing chunk). */
-export function linesToChunk(lines: readonly string[], firstSeq: number): ChunkDraft {
+export function linesToChunk(lines: readonly string[], firstSeq: number, fallbackTs = Date.now()): ChunkDraft {
   let bytes = 0;
-  for (const l of lines) bytes += Buffer.byteLength(l);
-  return { firstSeq, lastSeq: firstSeq + lines.length - 1, minTs: Math.min(...lines.map(recordTs)), bytes, payload: lines.join('\n') };
+  let minTs = Number.POSITIVE_INFINITY;
+  for (const l of lines) {
+    bytes += Buffer.byteLength(l);
+    minTs = Math.min(minTs, recordTsOr(l, fallbackTs));
+  }
+  return { firstSeq, lastSeq: firstSeq + lines.length - 1, minTs: Number.isFinite(minTs) ? minTs : fallbackTs, bytes, payload: lines.join('\n') };
 }
 
 export function splitChunk(payload: string): string[] {
@@ -88,4 +92,42 @@ export function lineSeq(line: string): number {
 /** UTF-8 size of `{"seq":N,` + a body of `bodyBytes` bytes (the prefix is ASCII). */
 export function lineBytes(seq: number, bodyBytes: number): number {
   return 8 + String(seq).length + bodyBytes;
+}
+
+/** Capture time of a record line, or `fallback` when the line cannot be read (a damaged row). */
+export function recordTsOr(line: string, fallback: number): number {
+  try {
+    const ts = (JSON.parse(line) as { ts?: unknown }).ts;
+    return typeof ts === 'number' && Number.isFinite(ts) ? ts : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * Why a stored line cannot be sent as the record with seq `seq`, or undefined when it can: it must
+ * be one JSON object carrying its own seq. (Whether the record meets the wire schema is the
+ * relay's to say, or `outbox repair`'s: this check runs on every record read, so it stays cheap.)
+ */
+export function lineProblem(line: string, seq: number): string | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (err) {
+    return `record is not valid JSON (${(err as Error).message.slice(0, 120)})`;
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'record is not a JSON object';
+  // This release writes the seq first (`{"seq":N,`); rows of older releases carry it elsewhere.
+  const carried = (v as { seq?: unknown }).seq;
+  if (carried !== seq) return `record carries seq ${JSON.stringify(carried) ?? 'none'} where ${seq} is expected`;
+  return undefined;
+}
+
+/** Why a chunk row cannot be split into its records at all, or undefined (its lines can then be checked one by one). */
+export function chunkProblem(payload: unknown, firstSeq: number, lastSeq: number): string | undefined {
+  if (typeof payload !== 'string') return `chunk payload is not text (${payload === null ? 'null' : typeof payload})`;
+  if (!Number.isInteger(firstSeq) || !Number.isInteger(lastSeq) || firstSeq < 1 || lastSeq < firstSeq) return `chunk seq range ${firstSeq}..${lastSeq} is not valid`;
+  const lines = splitChunk(payload).length;
+  if (lines !== lastSeq - firstSeq + 1) return `chunk ${firstSeq}..${lastSeq} holds ${lines} line(s) for ${lastSeq - firstSeq + 1} seq(s)`;
+  return undefined;
 }

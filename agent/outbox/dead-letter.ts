@@ -2,10 +2,12 @@ import type Database from 'better-sqlite3';
 
 /**
  * The outbox's dead-letter table: records the relay refused (origin `relay`, with the seq they
- * had) and records refused at capture (origin `capture`, no seq), each with its reason. Rows leave
+ * had), records refused at capture (origin `capture`, no seq) and damaged rows moved out of the
+ * way by `outbox repair` or the forwarder's read (origin `repair`, with their seq), each with its
+ * reason. Rows leave
  * only by an operator's `deadletter resend` (re-appended as new records) or `discard`.
  */
-export type DeadLetterOrigin = 'relay' | 'capture';
+export type DeadLetterOrigin = 'relay' | 'capture' | 'repair';
 
 export interface DeadLetterInput {
   stream: string;

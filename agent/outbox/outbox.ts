@@ -1,15 +1,15 @@
 import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { StateChangeLog } from '../../common/state-log.js';
 import type { Logger } from '../../common/logger.js';
-import { encodeRecordBody, recordLine } from '../../common/wire-v2.js';
+import { encodeRecordBody, recordLine, wireRecordV2 } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
-import { lineBytes, lineSeq, linesToChunk, recordTs, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
 import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 
@@ -27,6 +27,8 @@ export interface OutboxOptions {
   capPolicy: CapPolicy;
   /** How long acked rows are kept before pruning. */
   replayWindowMs: number;
+  /** Bytes kept in `<path>-reserve`, given up when the disk fills (room for acks and pruning); 0: none. */
+  diskReserveBytes?: number;
   logger?: Logger;
 }
 
@@ -100,6 +102,28 @@ export interface AppendOptions {
   keyVersions?: { collector: string } & KeyVersionsInput;
 }
 
+export interface ResendProgress {
+  stream: string;
+  from: number;
+  /** The stream's acked seq: the last one that can be resent. */
+  upto: number;
+  /** Retained records to resend. */
+  total: number;
+  resent: number;
+  /** Acked seqs from `from` already pruned (not resent), if any. */
+  notRetained: { from: number; to: number } | null;
+}
+
+/** What is wrong with a chunk row: the whole of it, or some of its lines (by index). */
+type Quarantine = { whole: string } | { lines: Map<number, string> };
+
+export interface RepairReport {
+  /** Seq ranges moved to the dead-letter table, with the reason. */
+  quarantined: { stream: string; from: number; to: number; reason: string }[];
+  checkpointsRemoved: { collector: string; key: string }[];
+  streamsFixed: { stream: string; nextSeq: number; was: number }[];
+}
+
 /** A place in the queue of appends waiting for room under `block` (opaque). */
 export type RoomTicket = Record<string, never>;
 
@@ -147,10 +171,14 @@ export class Outbox extends EventEmitter {
   private readonly log: Logger | undefined;
   private readonly replayWindowMs: number;
   private readonly synchronous: 'FULL' | 'NORMAL';
+  private readonly reserveBytes: number;
+  private readonly reservePath: string;
   private bytes = 0;
   private events = 0;
   private droppedTotal = 0;
   private full = false;
+  /** The file system refused a write (SQLITE_FULL) and no append has succeeded since: when, and what it said. */
+  private diskFull: { since: number; message: string } | null = null;
   private closed = false;
   /** Appends waiting for room under `block`, in arrival order: while there are any, acked rows are pruned at once. */
   private readonly queue: RoomTicket[] = [];
@@ -164,6 +192,8 @@ export class Outbox extends EventEmitter {
     if (state === 'full') this.log?.warn(at, 'outbox full: collectors paused until the relay acks');
     else this.log?.info(at, 'outbox has space again: collectors resume');
   });
+  /** Disk full / room again: one line a minute each, with how many were held back (a small disk cycles fast). */
+  private readonly diskLog = new LogThrottle(60_000);
   /** The last chunk split by readPending: the forwarder reads a chunk in several batches. */
   private split: { stream: string; gid: number; firstSeq: number; lines: string[] } | undefined;
 
@@ -176,6 +206,8 @@ export class Outbox extends EventEmitter {
     this.policy = opts.capPolicy;
     this.replayWindowMs = opts.replayWindowMs;
     this.synchronous = opts.synchronous;
+    this.reserveBytes = opts.path === ':memory:' ? 0 : (opts.diskReserveBytes ?? 0);
+    this.reservePath = `${opts.path}-reserve`;
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = new Database(opts.path);
     try {
@@ -191,6 +223,7 @@ export class Outbox extends EventEmitter {
       this.refreshUsage();
       // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
       this.updateFullState();
+      if (!this.makeReserve()) this.diskFull = { since: Date.now(), message: 'no room on the disk for the outbox reserve' };
     } catch (err) {
       // A refused open (e.g. ERP_OUTBOX_SCHEMA) must not leave the file handle open.
       this.db.close();
@@ -285,6 +318,10 @@ export class Outbox extends EventEmitter {
     opts: AppendOptions = {},
   ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
+    // The disk filled up: nothing is appended until the reserve is back (acks and pruning use it meanwhile).
+    if (this.diskFull && !this.recoverDisk()) {
+      throw new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is still full: nothing was written (${this.diskFull.message})`, { stream, path: this.path });
+    }
     if (records.length > 0 && !this.hasRoomFor(stream, records.length, encodedBytes(records), opts.ticket)) {
       throw new ErpEdgeError(
         'ERP_OUTBOX_FULL',
@@ -319,7 +356,7 @@ export class Outbox extends EventEmitter {
     } catch (err) {
       // The transaction rolled back: re-read usage so the counters match the file again.
       this.refreshUsage();
-      throw err;
+      throw this.diskFullError(err, stream);
     }
     // The records are committed: what follows must not make the caller believe they were not.
     this.afterCommit(() => {
@@ -339,6 +376,111 @@ export class Outbox extends EventEmitter {
     } catch (err) {
       this.log?.error({ err: { message: (err as Error).message } }, 'outbox: work after a commit failed (the commit stands)');
     }
+  }
+
+  /**
+   * SQLite's SQLITE_FULL (the file system has no room for the database or its WAL) as
+   * ERP_OUTBOX_DISK_FULL: nothing was written (the transaction rolled back, the file is intact).
+   * The outbox counts as full until an append succeeds again: acks prune at once, whatever the
+   * replay window, to give pages back; the capture writer waits and retries, as for a full outbox.
+   */
+  private diskFullError(err: unknown, stream: string): unknown {
+    if (!isDiskFull(err)) return err;
+    const first = this.diskFull === null;
+    this.diskFull ??= { since: Date.now(), message: (err as Error).message };
+    if (first) {
+      // Room for acks, pruning and a checkpoint, which need to write too.
+      const released = this.releaseReserve();
+      const t = this.diskLog.take('full');
+      if (t) {
+        this.log?.error(
+          { path: this.path, reserve_released: released, suppressed: t.suppressed, err: { code: (err as { code?: string }).code, message: (err as Error).message } },
+          'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
+        );
+      }
+      this.emit('full');
+    }
+    // Rows acked and kept for the replay window give their pages back now.
+    this.afterCommit(() => {
+      if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
+    });
+    return new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is full: nothing was written (${(err as Error).message})`, { stream, path: this.path });
+  }
+
+  /** Writes the reserve file (when one is configured and missing); false when the disk has no room for it. */
+  private makeReserve(): boolean {
+    if (this.reserveBytes <= 0) return true;
+    try {
+      writeFileSync(this.reservePath, Buffer.alloc(this.reserveBytes), { flag: 'wx' });
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return true;
+      rmSync(this.reservePath, { force: true });
+      if (code === 'ENOSPC' || code === 'EDQUOT') return false;
+      throw err;
+    }
+  }
+
+  private releaseReserve(): boolean {
+    if (this.reserveBytes <= 0) return false;
+    try {
+      rmSync(this.reservePath);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * While the disk is full: move the WAL into the database and empty it (pruned rows left free pages
+   * there to take it), then make the reserve again. Only then may appends go on.
+   */
+  private recoverDisk(): boolean {
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Readers, or no room yet: the figures below decide.
+    }
+    // The WAL needs room on the file system to work in (it holds new pages until a checkpoint moves
+    // them into the database): the reserve is made again only when that room is left beside it.
+    const margin = Math.max(this.reserveBytes, 1 << 20);
+    if (this.fsFree() >= this.reserveBytes + margin && this.makeReserve()) {
+      this.diskHasRoom();
+      return true;
+    }
+    // Pruned rows left free pages inside the database file (SQLite keeps them; the file does not
+    // shrink): appends fill those, with the WAL in the room the reserve gave up.
+    const free = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
+    if (free >= margin && this.fsFree() >= margin) {
+      this.diskHasRoom();
+      return true;
+    }
+    return false;
+  }
+
+  /** Bytes available on the outbox's file system (Infinity when it cannot be read: SQLite will say). */
+  private fsFree(): number {
+    try {
+      const st = statfsSync(dirname(this.path));
+      return st.bavail * st.bsize;
+    } catch {
+      return Number.POSITIVE_INFINITY;
+    }
+  }
+
+  private diskHasRoom(): void {
+    const was = this.diskFull;
+    if (!was) return;
+    this.diskFull = null;
+    const t = this.diskLog.take('room');
+    if (t) this.log?.info({ path: this.path, full_for_ms: Date.now() - was.since, suppressed: t.suppressed }, 'outbox: the disk has room again; collectors resume');
+    if (!this.full) this.emit('space');
+  }
+
+  /** Since when the disk has refused outbox writes, and its message; null when it has not (or an append succeeded since). */
+  diskFullState(): { since: number; message: string } | null {
+    return this.diskFull ? { ...this.diskFull } : null;
   }
 
   /** Stores checkpoints alone (state changes that carry no records). */
@@ -379,30 +521,216 @@ export class Outbox extends EventEmitter {
    */
   readPending(stream: string, afterSeq: number, maxRecords: number, maxBytes = Number.POSITIVE_INFINITY): PendingRow[] {
     this.assertOpen();
-    const rows: PendingRow[] = [];
-    let total = 0;
-    // Lazily, chunk by chunk: a batch usually needs one or two of them, not the whole backlog.
-    for (const c of this.stmts.chunksAfter.iterate(stream, afterSeq)) {
-      const lines = this.linesOf(c);
-      for (let i = Math.max(0, afterSeq + 1 - c.first_seq); i < lines.length; i++) {
-        const payload = lines[i]!;
-        const bytes = Buffer.byteLength(payload);
-        if (rows.length > 0 && total + bytes > maxBytes) return rows;
-        rows.push({ seq: c.first_seq + i, bytes, payload });
-        total += bytes;
-        if (rows.length >= maxRecords) return rows;
+    for (;;) {
+      const rows: PendingRow[] = [];
+      let total = 0;
+      let damaged: { chunk: ChunkRow; bad: Quarantine } | undefined;
+      // Lazily, chunk by chunk: a batch usually needs one or two of them, not the whole backlog.
+      read: for (const c of this.stmts.chunksAfter.iterate(stream, afterSeq)) {
+        const lines = this.linesOf(c);
+        if (!Array.isArray(lines)) {
+          damaged = { chunk: c, bad: lines };
+          break;
+        }
+        for (let i = Math.max(0, afterSeq + 1 - c.first_seq); i < lines.length; i++) {
+          const payload = lines[i]!;
+          const bytes = Buffer.byteLength(payload);
+          if (rows.length > 0 && total + bytes > maxBytes) break read;
+          rows.push({ seq: c.first_seq + i, bytes, payload });
+          total += bytes;
+          if (rows.length >= maxRecords) break read;
+        }
       }
+      if (!damaged) return rows;
+      // A row that cannot be sent as it is (a damaged file): it goes to the dead-letter table with
+      // the reason, its seqs become a skipped range, and reading goes on. Never a loop on one row.
+      // (The statement above is finished before this writes: SQLite allows no write mid-iteration.)
+      this.quarantineChunks([damaged]);
     }
-    return rows;
   }
 
-  private linesOf(c: ChunkRow): string[] {
+  /** A chunk's lines, each checked once when the chunk is first split; the problems instead when any. */
+  private linesOf(c: ChunkRow): string[] | Quarantine {
     const cached = this.split;
     // gids are reused after deletes: the stream is part of the key, and deletes clear the cache.
     if (cached && cached.gid === c.gid && cached.stream === c.stream && cached.firstSeq === c.first_seq) return cached.lines;
+    const bad = checkChunk(c, lineProblem);
+    if (bad) return bad;
     const lines = splitChunk(c.payload);
     this.split = { stream: c.stream, gid: c.gid, firstSeq: c.first_seq, lines };
     return lines;
+  }
+
+  /**
+   * Moves damaged chunk rows (or their damaged lines) to the dead-letter table (origin `repair`,
+   * with the reason), leaving their pending seqs as skipped ranges (`dead_letter`), as for a record
+   * the relay refused. Good lines of a chunk stay, as chunks of consecutive records. Returns how
+   * many seqs were quarantined.
+   */
+  private quarantineChunks(found: readonly { chunk: ChunkRow; bad: Quarantine }[]): number {
+    const now = Date.now();
+    const run = this.db.transaction(() => {
+      let n = 0;
+      for (const { chunk: c, bad } of found) {
+        const s = this.stmts.getStream.get(c.stream);
+        const acked = s?.acked_seq ?? 0;
+        const epoch = s?.epoch ?? this.epoch;
+        this.split = undefined;
+        this.stmts.deleteGid.run(c.gid);
+        this.bytes -= c.bytes;
+        this.events -= c.last_seq - c.first_seq + 1;
+        const seqs: number[] = [];
+        const dead: DeadLetterInput[] = [];
+        if ('whole' in bad) {
+          for (let q = c.first_seq; q <= c.last_seq; q++) seqs.push(q);
+          dead.push({ stream: c.stream, epoch, seq: c.first_seq, origin: 'repair', reason: `${bad.whole} (seqs ${c.first_seq}..${c.last_seq})`, payload: payloadText(c.payload) });
+        } else {
+          const lines = splitChunk(c.payload);
+          let runStart = -1;
+          const flush = (end: number) => {
+            if (runStart < 0) return;
+            const kept = linesToChunk(lines.slice(runStart, end), c.first_seq + runStart, c.min_ts);
+            this.insertChunk(c.stream, kept, c.wire);
+            this.bytes += kept.bytes;
+            this.events += end - runStart;
+            runStart = -1;
+          };
+          for (let i = 0; i < lines.length; i++) {
+            const reason = bad.lines.get(i);
+            if (reason === undefined) {
+              if (runStart < 0) runStart = i;
+              continue;
+            }
+            flush(i);
+            seqs.push(c.first_seq + i);
+            dead.push({ stream: c.stream, epoch, seq: c.first_seq + i, origin: 'repair', reason, payload: lines[i]! });
+          }
+          flush(lines.length);
+        }
+        this.dead.insert(dead, now);
+        // Acked seqs the relay holds already: only the pending ones are declared skipped.
+        for (const r of runsOf(seqs.filter((q) => q > acked))) this.stmts.insertSkip.run(c.stream, r.from, r.to, 'dead_letter', now);
+        n += seqs.length;
+        this.log?.error(
+          { stream: c.stream, first: c.first_seq, last: c.last_seq, quarantined: seqs.length, reason: 'whole' in bad ? bad.whole : [...bad.lines.values()][0] },
+          'outbox: damaged records moved to the dead-letter table (edge-agent deadletter list); the stream goes on past them',
+        );
+      }
+      return n;
+    });
+    try {
+      const n = run();
+      this.afterCommit(() => this.updateFullState());
+      this.afterCommit(() => this.emit('freed'));
+      return n;
+    } catch (err) {
+      this.refreshUsage();
+      throw err;
+    }
+  }
+
+  /**
+   * `outbox repair` (the agent stopped): every chunk row checked in full — readable, its seqs, each
+   * record valid JSON meeting the wire schema — and what fails moved to the dead-letter table;
+   * checkpoints that are not JSON removed (the collector starts over there; the relay recognises
+   * what it captures again by id); a stream's next seq raised above its highest stored one.
+   */
+  repair(): RepairReport {
+    this.assertOpen();
+    const report: RepairReport = { quarantined: [], checkpointsRemoved: [], streamsFixed: [] };
+    const page = this.db.prepare<[number], ChunkRow>('SELECT * FROM chunks WHERE gid > ? ORDER BY gid LIMIT 200');
+    let after = 0;
+    for (;;) {
+      const rows = page.all(after);
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]!.gid;
+      const found: { chunk: ChunkRow; bad: Quarantine }[] = [];
+      for (const c of rows) {
+        const bad = checkChunk(c, fullLineProblem);
+        if (!bad) continue;
+        found.push({ chunk: c, bad });
+        if ('whole' in bad) report.quarantined.push({ stream: c.stream, from: c.first_seq, to: c.last_seq, reason: bad.whole });
+        else for (const [i, reason] of bad.lines) report.quarantined.push({ stream: c.stream, from: c.first_seq + i, to: c.first_seq + i, reason });
+      }
+      // Rows re-inserted for the good lines get new gids above `after`: checked again, and found good.
+      if (found.length > 0) this.quarantineChunks(found);
+    }
+    this.db.transaction(() => {
+      for (const cp of this.db.prepare('SELECT collector, key, value FROM checkpoints').all() as { collector: string; key: string; value: unknown }[]) {
+        let ok = typeof cp.value === 'string';
+        if (ok) {
+          try {
+            JSON.parse(cp.value as string);
+          } catch {
+            ok = false;
+          }
+        }
+        if (ok) continue;
+        this.stmts.deleteCheckpoint.run(cp.collector, cp.key);
+        report.checkpointsRemoved.push({ collector: cp.collector, key: cp.key });
+      }
+      const heads = this.db.prepare('SELECT s.stream, s.next_seq, max(c.last_seq) AS top FROM streams s JOIN chunks c ON c.stream = s.stream GROUP BY s.stream').all() as {
+        stream: string;
+        next_seq: number;
+        top: number;
+      }[];
+      for (const h of heads) {
+        if (h.top < h.next_seq) continue;
+        this.stmts.setNextSeq.run(h.top + 1, h.stream);
+        report.streamsFixed.push({ stream: h.stream, nextSeq: h.top + 1, was: h.next_seq });
+      }
+    })();
+    if (report.checkpointsRemoved.length > 0) this.log?.warn({ checkpoints: report.checkpointsRemoved }, 'outbox repair: unreadable checkpoints removed');
+    return report;
+  }
+
+  /**
+   * `outbox resend`: appends again, as new records (new seqs, same ids and contents), the records of
+   * `stream` from seq `from` that were acked and are still retained (the replay window): the relay
+   * recognises those it holds by id and stores those it lost. Pages of `pageSize` records, one
+   * transaction each; `progress` after each. Pending records are not copied (they go out anyway).
+   * Stops with ERP_OUTBOX_FULL when a page does not fit under `block` (what was resent stands).
+   */
+  resendRetained(
+    stream: string,
+    from: number,
+    progress?: (p: ResendProgress) => void,
+    pageSize = 1_000,
+  ): ResendProgress {
+    this.assertOpen();
+    const s = this.stmts.getStream.get(stream);
+    if (!s) throw new ErpEdgeError('ERP_OUTBOX_SEQ', `no stream ${stream} in the outbox`, { stream });
+    const upto = s.acked_seq;
+    const firstHeld = (this.db.prepare('SELECT min(first_seq) AS m FROM chunks WHERE stream = ?').get(stream) as { m: number | null }).m;
+    const start = Math.max(from, firstHeld ?? upto + 1);
+    const p: ResendProgress = {
+      stream,
+      from,
+      upto,
+      // Records actually held in [start, upto] (dead-lettered seqs carry none).
+      total: (
+        this.db
+          .prepare('SELECT coalesce(sum(min(last_seq, ?) - max(first_seq, ?) + 1), 0) AS n FROM chunks WHERE stream = ? AND last_seq >= ? AND first_seq <= ?')
+          .get(upto, start, stream, start, upto) as { n: number }
+      ).n,
+      resent: 0,
+      notRetained: firstHeld === null ? (upto >= from ? { from, to: upto } : null) : firstHeld > from ? { from, to: Math.min(firstHeld - 1, upto) } : null,
+    };
+    let after = start - 1;
+    while (after < upto) {
+      const rows = this.readPending(stream, after, Math.min(pageSize, upto - after)).filter((r) => r.seq <= upto);
+      if (rows.length === 0) break;
+      const records: EncodedRecord[] = rows.map((r) => {
+        const body = lineBody(r.payload);
+        return { ts: recordTsOr(r.payload, Date.now()), body, bytes: Buffer.byteLength(body) };
+      });
+      this.appendEncoded(stream, records);
+      p.resent += rows.length;
+      after = rows[rows.length - 1]!.seq;
+      progress?.({ ...p });
+    }
+    this.log?.warn({ stream, from, upto, resent: p.resent, not_retained: p.notRetained }, 'outbox resend: retained records appended again (the relay recognises what it holds by id)');
+    return p;
   }
 
   /** Whether any record of the stream has a seq above `seq`. */
@@ -437,7 +765,7 @@ export class Outbox extends EventEmitter {
       return upto - s.acked_seq;
     });
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
-    if (newly > 0 && (this.full || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
+    if (newly > 0 && (this.full || this.diskFull || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
     return newly;
   }
 
@@ -623,12 +951,13 @@ export class Outbox extends EventEmitter {
     return readStreamStatus(this.db, this.epoch);
   }
 
+  /** `full`: at a cap under `block`, or the disk refused a write (see diskFullState). */
   usage(): { bytes: number; events: number; dropped: number; full: boolean } {
-    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full };
+    return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null };
   }
 
   isFull(): boolean {
-    return this.full;
+    return this.full || this.diskFull !== null;
   }
 
   /**
@@ -726,6 +1055,8 @@ export class Outbox extends EventEmitter {
     this.closed = true;
     this.fullLog.flush();
     this.db.close();
+    // The reserve is the outbox's own: it goes with it (made again at the next open).
+    if (this.reserveBytes > 0) rmSync(this.reservePath, { force: true });
     this.emit('space');
     this.emit('freed'); // release waiters
   }
@@ -773,7 +1104,7 @@ export class Outbox extends EventEmitter {
     let freed = 0;
     for (let i = 0; i < k; i++) freed += Buffer.byteLength(lines[i]!);
     const rest = lines.slice(k);
-    this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map(recordTs)), c.bytes - freed, rest.join('\n'), c.gid);
+    this.stmts.trimChunk.run(c.first_seq + k, Math.min(...rest.map((l) => recordTsOr(l, c.min_ts))), c.bytes - freed, rest.join('\n'), c.gid);
     this.events -= k;
     this.bytes -= freed;
     return k;
@@ -861,6 +1192,42 @@ export class Outbox extends EventEmitter {
   }
 }
 
+/** A chunk row's problems under `lineCheck`, or undefined when every line of it can be sent. */
+function checkChunk(c: ChunkRow, lineCheck: (line: string, seq: number) => string | undefined): Quarantine | undefined {
+  const whole = chunkProblem(c.payload, c.first_seq, c.last_seq);
+  if (whole) return { whole };
+  const lines = splitChunk(c.payload);
+  let bad: Map<number, string> | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const p = lineCheck(lines[i]!, c.first_seq + i);
+    if (p) (bad ??= new Map()).set(i, p);
+  }
+  return bad ? { lines: bad } : undefined;
+}
+
+/** `outbox repair`'s check of a record line: readable, and a record the relay would accept (wire v2). */
+export function fullLineProblem(line: string, seq: number): string | undefined {
+  const p = lineProblem(line, seq);
+  if (p) return p;
+  const r = wireRecordV2.safeParse(JSON.parse(line));
+  if (r.success) return undefined;
+  const issue = r.error.issues[0]!;
+  return `record fails the wire schema: ${issue.path.join('.') || '(record)'}: ${issue.message}`;
+}
+
+/** A chunk payload as text for the dead-letter table (a BLOB written over it is kept as base64). */
+function payloadText(payload: unknown): string {
+  if (typeof payload === 'string') return payload;
+  if (Buffer.isBuffer(payload)) return `base64:${payload.toString('base64')}`;
+  return String(payload);
+}
+
+/** SQLite's "database or disk is full" (ENOSPC or a quota while writing the database or its WAL). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && /no space|disk is full/i.test(String((err as Error).message)));
+}
+
 /** Consecutive runs of ascending seqs. */
 function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
   const runs: { from: number; to: number }[] = [];
@@ -898,7 +1265,7 @@ function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamSta
       const pending = splitChunk(partial.payload).slice(s.acked_seq + 1 - partial.first_seq);
       n += pending.length;
       b += pending.reduce((sum, l) => sum + Buffer.byteLength(l), 0);
-      const ts = Math.min(...pending.map(recordTs));
+      const ts = Math.min(...pending.map((l) => recordTsOr(l, partial.min_ts)));
       oldest = oldest === null ? ts : Math.min(oldest, ts);
     }
     return {

@@ -40,7 +40,18 @@ export interface AgentSnapshot {
   outboxPath: string;
   collectors: CollectorStatus[];
   streams: StreamSnapshot[];
-  outbox: { bytes: number; events: number; maxBytes: number; maxEvents: number; capPolicy: string; full: boolean; dropped: number; waitingAppends: number } | null;
+  outbox: {
+    bytes: number;
+    events: number;
+    maxBytes: number;
+    maxEvents: number;
+    capPolicy: string;
+    full: boolean;
+    dropped: number;
+    waitingAppends: number;
+    /** The disk refused an outbox write (SQLITE_FULL) and no append has succeeded since (absent when read from the file). */
+    diskFull?: { since: number; message: string } | null;
+  } | null;
   deadLetters: { count: number; oldestAt: number | null };
   forwarder: (ForwarderStats & { captureRate: number; forwardRate: number }) | null;
   exceptions: ExceptionCount[];
@@ -130,6 +141,7 @@ export class AgentState {
         full: usage.full,
         dropped: usage.dropped,
         waitingAppends: outbox.waitingAppends,
+        diskFull: outbox.diskFullState(),
       },
       deadLetters,
       forwarder: { ...this.src.forwarder(), captureRate: rates.capture, forwardRate: rates.forward },
@@ -188,6 +200,7 @@ export class AgentState {
             full: s.outbox.full,
             dropped: s.outbox.dropped,
             ...(s.disk ? { file_bytes: s.disk.outboxFileBytes } : {}),
+            ...(s.outbox.diskFull ? { disk_full: true } : {}),
           }
         : undefined,
       forwarder: s.forwarder

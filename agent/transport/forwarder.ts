@@ -79,7 +79,7 @@ export interface ForwarderStats {
   deadLinkReconnects: number;
   /** Records moved to the dead-letter table after a relay rejection. */
   deadLettered: number;
-  /** Streams moved to a new epoch after a relay conflict. */
+  /** Streams moved to a new epoch after a relay conflict, or an ok beyond the outbox's last seq. */
   rebases: number;
   /** Acks ignored because they named seqs this agent had not sent (forged or stale). */
   ignoredAcks: number;
@@ -457,6 +457,13 @@ export class Forwarder {
 
   private onProgress(a: AckIn, s: StreamState): void {
     if (!this.recordAck(a, s, a.upto)) return;
+    if (a.status === ACK_STATUS.ok && a.version === 2 && a.upto > this.opts.outbox.lastSeq(a.stream)) {
+      // The relay holds seqs this outbox never wrote: it went back in time (restored from an older
+      // copy). Records appended from here would reuse seqs the relay holds with other records: move
+      // to a new epoch now, before any of them is sent, rather than after a conflict.
+      this.rebase(a, s, `relay holds up to ${a.upto}, beyond this outbox's last seq`);
+      return;
+    }
     if (a.status === ACK_STATUS.gap) {
       // Batches already in flight behind the gap answer with the same gap: rewind once for it.
       const repeat = a.upto === s.rewoundTo && Date.now() - s.rewoundAt < this.opts.ackTimeoutMs;
@@ -520,20 +527,27 @@ export class Forwarder {
       this.stats.ignoredAcks++;
       return;
     }
-    // Everything not acked moves to the new epoch, not only what the ack names: nothing the relay
-    // has not acknowledged is deleted, and its id de-duplication recognises what it already holds.
+    this.rebase(a, s, 'relay holds other records under these seqs');
+  }
+
+  /**
+   * Moves the stream to a new epoch. Everything not acked moves, not only what an ack names:
+   * nothing the relay has not acknowledged is deleted, and its id de-duplication recognises what
+   * it already holds.
+   */
+  private rebase(a: AckIn, s: StreamState, why: string): void {
     const from = this.opts.outbox.ackedSeq(a.stream) + 1;
     let epoch: string;
     try {
       epoch = this.opts.outbox.rebaseStream(a.stream, from);
     } catch (err) {
-      this.log.error({ stream: a.stream, err: { message: (err as Error).message } }, 'could not move the stream to a new epoch after a conflict');
+      this.log.error({ stream: a.stream, why, err: { message: (err as Error).message } }, 'could not move the stream to a new epoch');
       return;
     }
     this.stats.rebases++;
     this.log.error(
-      { stream: a.stream, from, relay_upto: a.upto, old_epoch: s.epoch, epoch, ids: a.ids?.slice(0, 10) },
-      'relay holds other records under these seqs (outbox restored from an older copy?): the stream continues in a new epoch',
+      { stream: a.stream, from, relay_upto: a.upto, status: a.status, old_epoch: s.epoch, epoch, ids: a.ids?.slice(0, 10) },
+      `${why} (outbox restored from an older copy?): the stream continues in a new epoch`,
     );
     this.streams.delete(a.stream);
     this.pump(a.stream);

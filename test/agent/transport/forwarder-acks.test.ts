@@ -237,20 +237,33 @@ describe('forwarder: wire version and acks', () => {
     expect(outbox.lastSeq(STREAM)).toBe(22);
   });
 
-  it('an ok from a relay that holds more than this outbox ever wrote (restored from an older copy) acknowledges what was sent', async () => {
-    const { relay, outbox } = await setup([1, 2]);
+  it('an ok from a relay that holds more than this outbox ever wrote (restored from an older copy) acknowledges what was sent and moves the stream to a new epoch before sending more', async () => {
+    const { relay, outbox, forwarder } = await setup([1, 2]);
     outbox.append(STREAM, recs(1, 5));
     await waitFor('first batch', () => relay.batches.length === 1, 5_000);
     const epoch = outbox.streamEpoch(STREAM);
     // The relay compared the resent records with what it holds (same ids) and holds up to 1500.
     await relay.ack({ epoch, upto: 1_500, status: 'ok' });
-    await waitFor('acked what was sent', () => outbox.ackedSeq(STREAM) === 5, 5_000);
-    // A forged ok within what this outbox wrote, but beyond what it sent, still does nothing.
+    await waitFor('rebased', () => forwarder.getStats().rebases === 1, 5_000);
+    const next = outbox.streamEpoch(STREAM);
+    expect(next).not.toBe(epoch);
+    // Nothing was pending: the new epoch starts empty, and what comes next starts at 1 in it (not at
+    // 6 of the old epoch, which the relay holds with other records: a conflict).
+    expect(outbox.lastSeq(STREAM)).toBe(0);
     outbox.append(STREAM, recs(6, 30));
     await waitFor('next batch', () => relay.batches.length === 2, 5_000);
-    await relay.ack({ epoch, upto: 30, status: 'ok' });
+    expect(relay.batches[1]!.epoch).toBe(next);
+    expect(relay.batches[1]!.seqs[0]).toBe(1);
+    expect(relay.batches[1]!.ids[0]).toBe('r6');
+    // A forged ok within what this outbox wrote, but beyond what it sent, still does nothing.
+    expect(relay.batches[1]!.seqs.at(-1)).toBe(10);
+    await relay.ack({ epoch: next, upto: 25, status: 'ok' });
     await settle(relay);
-    expect(outbox.ackedSeq(STREAM)).toBe(5);
+    expect(outbox.ackedSeq(STREAM)).toBe(0);
+    // An ok beyond what was sent in the old epoch is ignored (another epoch now).
+    await relay.ack({ epoch, upto: 3_000, status: 'ok' });
+    await settle(relay);
+    expect(forwarder.getStats().rebases).toBe(1);
   });
 
   it('an ack status it does not know is logged once and never loops', async () => {
