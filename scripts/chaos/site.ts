@@ -4,7 +4,7 @@ import { CliProcess, relayYaml, waitForHttp } from '../../bench/lib/processes.js
 import { MosquittoProcess } from '../../bench/lib/mosquitto.js';
 import { freePort } from '../../bench/lib/net.js';
 import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
-import { TcpProxy } from '../../test/helpers/tcp-proxy.js';
+import { TcpProxy } from '../../bench/lib/tcp-proxy.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
