@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from '../../common/logger.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { migratePostgres } from './postgres-migrations.js';
-import type { AgentRecord, AlertRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamTotals, StreamUpdate } from './store.js';
+import { segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface PostgresStoreOptions {
   /** postgres:// URL, or the fields below. */
@@ -22,17 +22,6 @@ export interface PostgresStoreOptions {
   log: Logger;
 }
 
-interface SegmentRecord {
-  seq: number;
-  id: string;
-  ts: number;
-  source: string;
-  correlation_id?: string | null;
-  source_ts?: number | null;
-  key?: string | null;
-  txn?: string | null;
-  data?: unknown;
-}
 
 /** BIGINT and sums as numbers: seqs, counts and epoch-ms times all fit in 2^53. */
 const types = {
@@ -362,20 +351,8 @@ export class PostgresRelayStore implements RelayStore {
         [id, after],
       );
       for (const seg of segs.rows) {
-        for (const r of JSON.parse(seg.records) as SegmentRecord[]) {
-          if (r.seq <= q.after) continue;
-          events.push({
-            seq: r.seq,
-            id: r.id,
-            ts: r.ts,
-            source: r.source,
-            correlation_id: r.correlation_id ?? null,
-            source_ts: r.source_ts ?? null,
-            key: r.key ?? null,
-            txn: r.txn ?? null,
-            data: r.data ?? null,
-            received_at: seg.received_at,
-          });
+        for (const e of segmentEvents(seg.records, seg.received_at, q.after)) {
+          events.push(e);
           if (events.length >= q.limit) return { epoch, events };
         }
         after = seg.last_seq;

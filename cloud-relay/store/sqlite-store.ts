@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
-import type { AgentRecord, AlertRecord, EventQuery, HistoryRow, RelayStore, StoredEvent, StoreTx, StreamRow, StreamState, StreamTotals, StreamUpdate } from './store.js';
+import { segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -16,18 +16,6 @@ export interface SqliteStoreOptions {
   log: Logger;
 }
 
-/** A record as kept in a segment's JSON: fields absent on the wire are absent here too. */
-interface SegmentRecord {
-  seq: number;
-  id: string;
-  ts: number;
-  source: string;
-  correlation_id?: string | null;
-  source_ts?: number | null;
-  key?: string | null;
-  txn?: string | null;
-  data?: unknown;
-}
 
 type StreamUpdateParams = Omit<StreamUpdate, 'forkedFrom'> & { forkedFrom: number | null; now: number; id: number };
 
@@ -293,20 +281,8 @@ export class SqliteRelayStore implements RelayStore {
     // Segments are read lazily (iterate) so a small page does not load the whole stream; segments
     // may have holes (records recognised as duplicate ids are not stored).
     for (const seg of this.stmts.segmentsOver.iterate(id, q.after + 1)) {
-      for (const r of JSON.parse(seg.records) as SegmentRecord[]) {
-        if (r.seq <= q.after) continue;
-        events.push({
-          seq: r.seq,
-          id: r.id,
-          ts: r.ts,
-          source: r.source,
-          correlation_id: r.correlation_id ?? null,
-          source_ts: r.source_ts ?? null,
-          key: r.key ?? null,
-          txn: r.txn ?? null,
-          data: r.data ?? null,
-          received_at: seg.received_at,
-        });
+      for (const e of segmentEvents(seg.records, seg.received_at, q.after)) {
+        events.push(e);
         if (events.length >= q.limit) return { epoch, events };
       }
     }
