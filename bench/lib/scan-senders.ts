@@ -1,5 +1,8 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
+import { prng } from './prng.js';
+
+export { prng };
 
 /**
  * Scanners as the bench and the tests play them: TCP clients that send scans written at random
@@ -7,17 +10,6 @@ import { connect, type Socket } from 'node:net';
  * can be repeated exactly.
  */
 
-/** A small seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A connected scanner socket (Nagle off: the writes' boundaries reach the wire as they are).

@@ -2,10 +2,11 @@
  * The chaos runner's fault schedule: a pure function of (rounds, seed), so the same seed gives the
  * same faults in the same order with the same timings, on any machine.
  */
+import { prng } from '../../bench/lib/prng.js';
 
 /**
  * Named by what is done, not by what a network does: the network faults are made by a userspace
- * TCP proxy between the agent and the broker (test/helpers/tcp-proxy.ts), which cannot make packet
+ * TCP proxy between the agent and the broker (bench/lib/tcp-proxy.ts), which cannot make packet
  * loss (TCP retransmits below it; `tc netem` is not available here) — loss is not covered.
  */
 export const FAULT_KINDS = [
@@ -36,17 +37,6 @@ export interface Round {
   holdMs: number;
 }
 
-/** mulberry32: small, fast, and the same sequence for a seed everywhere. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function makeSchedule(rounds: number, seed: number): Round[] {
   const rnd = prng(seed);
