@@ -122,26 +122,16 @@ export class RelayMetrics {
     return {
       started_at: this.startedAt,
       counted_since: this.countedSince,
-      batches: this.batches,
-      batches_by_wire: { ...this.batchesByWire },
+      ...this.traffic(),
       records_stored: this.recordsStored,
-      duplicates: this.duplicates,
       duplicate_ids: this.duplicateIds,
       conflicts: this.conflicts,
-      gaps: this.gaps,
       dropped_at_agents: this.droppedAtAgents,
       skipped: { ...this.skipped },
       rejected_records: { ...this.rejectedRecords },
-      rejected_acks: this.rejectedAcks,
-      conflict_acks: this.conflictAcks,
-      new_epochs: this.newEpochs,
-      store_errors: this.storeErrors,
-      presence_messages: this.presenceMessages,
-      health_messages: this.healthMessages,
-      stale_wills: this.staleWills,
-      rejected: { ...this.rejected },
     };
   }
+
 }
 
 export interface TrafficCounters {
