@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTempDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/net.js';
-import { MosquittoProcess } from '../helpers/mosquitto.js';
+import { processSite } from '../helpers/process-site.js';
+import { waitFor } from '../helpers/net.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
-import { agentYaml, checkExact, CliProcess, dropCsvFiles, fetchAllEvents, relayLastSeq, relayYaml, waitForHttp } from '../helpers/pipeline.js';
+import { agentYaml, checkExact, CliProcess, dropCsvFiles, fetchAllEvents, relayLastSeq, waitForHttp } from '../helpers/pipeline.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
 
 const hasMosquitto = requireBinary('mosquitto', MOSQUITTO_INSTALL);
@@ -18,15 +17,7 @@ afterEach(async () => {
 
 /** Relay and agent as real child processes on a spawned Mosquitto, so either can be killed with -9. */
 async function setup() {
-  const { dir, cleanup } = makeTempDir();
-  cleanups.push(cleanup);
-  const mosquitto = await MosquittoProcess.start(dir);
-  cleanups.push(() => mosquitto.stop());
-  const httpPort = await freePort();
-  const httpUrl = `http://127.0.0.1:${httpPort}`;
-  writeFileSync(join(dir, 'relay.yaml'), relayYaml({ dbPath: join(dir, 'relay.db'), httpPort, brokerUrl: mosquitto.url }));
-  const inbox = join(dir, 'inbox');
-  const dataDir = join(dir, 'agent-data');
+  const { dir, mosquitto, httpUrl, inbox, dataDir } = await processSite(cleanups);
   // Small batches stretch the run so the kills land mid-stream.
   writeFileSync(
     join(dir, 'agent.yaml'),

@@ -7,11 +7,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { makeTempDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/net.js';
-import { MosquittoProcess } from '../helpers/mosquitto.js';
+import { processSite } from '../helpers/process-site.js';
+import { waitFor } from '../helpers/net.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
-import { agentYaml, CliProcess, dropCsvFiles, fetchAllEvents, relayYaml, waitForHttp } from '../helpers/pipeline.js';
+import { agentYaml, CliProcess, dropCsvFiles, fetchAllEvents, waitForHttp } from '../helpers/pipeline.js';
 import { runCli, runCliAsync } from '../helpers/cli.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
 
@@ -37,16 +36,7 @@ function damage(outboxPath: string, seq: number, line: string): void {
 
 describe.skipIf(!hasMosquitto)('edge-agent outbox verify / repair / resend', () => {
   it('a damaged record row: verify fails naming it, repair quarantines it into the dead-letter table, the agent starts and delivers the rest; resend of retained records is recognised by the relay', async () => {
-    const { dir, cleanup } = makeTempDir('outbox-tools-');
-    cleanups.push(cleanup);
-    const mosquitto = await MosquittoProcess.start(dir);
-    cleanups.push(() => mosquitto.stop());
-    const httpPort = await freePort();
-    const httpUrl = `http://127.0.0.1:${httpPort}`;
-    writeFileSync(join(dir, 'relay.yaml'), relayYaml({ dbPath: join(dir, 'relay.db'), httpPort, brokerUrl: mosquitto.url }));
-    const inbox = join(dir, 'inbox');
-    const dataDir = join(dir, 'agent-data');
-    const outboxPath = join(dataDir, 'outbox.db');
+    const { dir, mosquitto, httpUrl, inbox, dataDir, outboxPath } = await processSite(cleanups, 'outbox-tools-');
     const config = join(dir, 'agent.yaml');
     writeFileSync(config, agentYaml({ url: mosquitto.url, inbox, dataDir, batchSize: 40 }));
     const relay = new CliProcess('cloud-relay', join(dir, 'relay.yaml'), join(dir, 'relay.log'));

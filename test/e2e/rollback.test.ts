@@ -7,11 +7,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTempDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/net.js';
-import { MosquittoProcess } from '../helpers/mosquitto.js';
+import { processSite } from '../helpers/process-site.js';
+import { waitFor } from '../helpers/net.js';
 import { MOSQUITTO_INSTALL, requireBinary } from '../helpers/requirements.js';
-import { agentYaml, CliProcess, dropCsvFiles, relayYaml, waitForHttp, type RelayEvent } from '../helpers/pipeline.js';
+import { agentYaml, CliProcess, dropCsvFiles, waitForHttp, type RelayEvent } from '../helpers/pipeline.js';
 import { readOutboxStatus } from '../../agent/outbox/outbox.js';
 
 const hasMosquitto = requireBinary('mosquitto', MOSQUITTO_INSTALL);
@@ -54,16 +53,7 @@ function orders(outboxPath: string) {
 
 describe.skipIf(!hasMosquitto)('outbox rollback recovery (relay and agent as child processes)', () => {
   it('an outbox restored from an older copy moves to a new epoch on the first ack above its last seq: every record captured after the restore reaches the relay, no conflict', async () => {
-    const { dir, cleanup } = makeTempDir('rollback-');
-    cleanups.push(cleanup);
-    const mosquitto = await MosquittoProcess.start(dir);
-    cleanups.push(() => mosquitto.stop());
-    const httpPort = await freePort();
-    const httpUrl = `http://127.0.0.1:${httpPort}`;
-    writeFileSync(join(dir, 'relay.yaml'), relayYaml({ dbPath: join(dir, 'relay.db'), httpPort, brokerUrl: mosquitto.url }));
-    const inbox = join(dir, 'inbox');
-    const dataDir = join(dir, 'agent-data');
-    const outboxPath = join(dataDir, 'outbox.db');
+    const { dir, mosquitto, httpUrl, inbox, dataDir, outboxPath } = await processSite(cleanups, 'rollback-');
     writeFileSync(join(dir, 'agent.yaml'), agentYaml({ url: mosquitto.url, inbox, dataDir, batchSize: 50 }));
     const relay = new CliProcess('cloud-relay', join(dir, 'relay.yaml'), join(dir, 'relay.log'));
     const agent = new CliProcess('edge-agent', join(dir, 'agent.yaml'), join(dir, 'agent.log'));
