@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from '../../common/logger.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { migratePostgres } from './postgres-migrations.js';
-import { segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
+import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface PostgresStoreOptions {
   /** postgres:// URL, or the fields below. */
@@ -386,10 +386,10 @@ export class PostgresRelayStore implements RelayStore {
             r.agent,
             r.online,
             r.boot,
-            r.birth === null || r.birth === undefined ? null : JSON.stringify(r.birth),
+            jsonColumn(r.birth),
             r.presence_at,
             r.last_seen,
-            r.health === null || r.health === undefined ? null : JSON.stringify(r.health),
+            jsonColumn(r.health),
             r.health_at,
             r.stale_wills,
           ],

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { migrate } from './migrations.js';
-import { segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
+import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -306,10 +306,10 @@ export class SqliteRelayStore implements RelayStore {
           r.agent,
           r.online === null ? null : r.online ? 1 : 0,
           r.boot,
-          r.birth === null || r.birth === undefined ? null : JSON.stringify(r.birth),
+          jsonColumn(r.birth),
           r.presence_at,
           r.last_seen,
-          r.health === null || r.health === undefined ? null : JSON.stringify(r.health),
+          jsonColumn(r.health),
           r.health_at,
           r.stale_wills,
         );

@@ -131,6 +131,11 @@ export interface StoredEvent {
   received_at: number;
 }
 
+/** An agent record's JSON columns (birth, health) as both stores write them: null when absent. */
+export function jsonColumn(v: unknown): string | null {
+  return v === null || v === undefined ? null : JSON.stringify(v);
+}
+
 /** A record as both stores keep it in a segment's JSON: fields absent on the wire are absent here too. */
 export interface SegmentRecord {
   seq: number;
