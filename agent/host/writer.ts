@@ -192,8 +192,7 @@ export class CaptureWriter {
     const keyVersions = opts.keyVersions ? { collector: this.source, ...opts.keyVersions } : undefined;
     const alongside = { deadLetters, keyVersions };
     if (valid.length > 0 && opts.whenFull === 'refuse' && !this.outbox.hasRoomFor(stream, valid.length, validBytes)) {
-      this.counters.full_refusals++;
-      throw new ErpEdgeError('ERP_OUTBOX_FULL', `outbox is full: ${valid.length} record(s) refused, retry later`, { source: this.source, stream, records: valid.length });
+      throw this.refuseFull(stream, valid.length, 'outbox is full');
     }
     const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired, opts.whenFull ?? 'wait') : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
     this.counters.appends++;
@@ -244,10 +243,7 @@ export class CaptureWriter {
           // The disk, not the caps: the same as no room. Nothing was written; wait for acked rows to
           // be pruned (the outbox prunes them at once now) or, since space can also be freed outside
           // the agent, look again after a while. Never thrown to the collector: no crash loop.
-          if (whenFull === 'refuse') {
-            this.counters.full_refusals++;
-            throw new ErpEdgeError('ERP_OUTBOX_FULL', `the outbox's disk is full: ${records.length} record(s) refused, retry later`, { source: this.source, stream, records: records.length });
-          }
+          if (whenFull === 'refuse') throw this.refuseFull(stream, records.length, "the outbox's disk is full");
           waitedSince ??= Date.now();
           if (ticket) this.outbox.releaseRoom(ticket);
           ticket = undefined;
@@ -264,18 +260,22 @@ export class CaptureWriter {
 
   /** After a disk-full refusal: until rows are freed in the outbox, or DISK_RETRY_MS at most. */
   private async waitForDisk(signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted) throw signal.reason;
-    const ac = new AbortController();
-    const onAbort = () => ac.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    signal?.throwIfAborted();
+    const done = new AbortController();
+    const either = signal ? AbortSignal.any([signal, done.signal]) : done.signal;
     try {
-      await Promise.race([once(this.outbox, 'freed', { signal: ac.signal }), delay(DISK_RETRY_MS, undefined, { signal: ac.signal })]);
+      await Promise.race([once(this.outbox, 'freed', { signal: either }), delay(DISK_RETRY_MS, undefined, { signal: either })]);
     } catch (err) {
       if (signal?.aborted) throw signal.reason ?? err;
     } finally {
-      signal?.removeEventListener('abort', onAbort);
-      ac.abort();
+      done.abort(); // ends the loser of the race
     }
+  }
+
+  /** `whenFull: 'refuse'`: ERP_OUTBOX_FULL at once, counted. */
+  private refuseFull(stream: string, records: number, what: string): ErpEdgeError {
+    this.counters.full_refusals++;
+    return new ErpEdgeError('ERP_OUTBOX_FULL', `${what}: ${records} record(s) refused, retry later`, { source: this.source, stream, records });
   }
 
   private encode(r: CaptureInput, index: number, now: number): EncodedRecord | Refused {
