@@ -65,11 +65,20 @@ export function loadOrExit<T>(load: () => T): T {
   }
 }
 
-/** Starts a long-running service; a start-up failure is logged as fatal and exits 1. Stops on SIGINT/SIGTERM. */
+/**
+ * Starts a long-running service; a start-up failure is logged as fatal and exits 1. Stops on
+ * SIGINT/SIGTERM, including one that arrives while it is still starting: the handler is in place
+ * before start begins (else the default action kills the process, exit by signal, mid-start), and
+ * the stop runs as soon as start has finished (a half-started service has nothing to stop yet).
+ */
 export async function runService(logger: Logger, what: string, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  const starting = start();
+  onShutdown(async () => {
+    const service = await starting.catch(() => undefined);
+    await service?.stop();
+  });
   try {
-    const service = await start();
-    onShutdown(() => service.stop());
+    await starting;
   } catch (err) {
     logger.fatal({ err: { message: describeError(err) } }, `${what} failed to start`);
     fail(describeError(err));
