@@ -116,7 +116,8 @@ export class DiskRoom {
 
   /** Why appends wait, for logs and `status`. */
   describe(m: DiskMeasure = this.measure()): string {
-    return `${mib(m.fsFree)} free on the file system; the outbox keeps ${mib(this.minFreeBytes)} (outbox.disk_min_free) plus ${mib(m.checkpointDebt + m.walGrowth)} for its write-ahead log free`;
+    const wal = m.checkpointDebt + m.walGrowth;
+    return `${mib(m.fsFree)} free on the file system; appends leave ${mib(this.minFreeBytes + wal)} free (outbox.disk_min_free ${mib(this.minFreeBytes)} + ${mib(wal)} kept for the write-ahead log)`;
   }
 
   hasReserve(): boolean {

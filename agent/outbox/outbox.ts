@@ -388,8 +388,9 @@ export class Outbox extends EventEmitter {
    */
   private checkDisk(stream: string, bytes: number): void {
     if (!this.disk) return;
+    // Checkpoints alone are small writes, like acks: they go in the room the floor keeps.
+    if (bytes === 0) return;
     const recovering = this.diskFull !== null;
-    if (bytes === 0 && !recovering) return;
     if (this.disk.roomFor(bytes, recovering) && (!recovering || this.disk.makeReserve())) {
       if (recovering) this.diskHasRoom();
       return;
