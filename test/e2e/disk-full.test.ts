@@ -93,7 +93,7 @@ describe.skipIf(!hasMosquitto || !small)('outbox on a full disk (agent and relay
     const drain = async (total: number) => {
       relay.start();
       await waitForHttp(httpUrl, 60_000);
-      await waitFor(`the relay holds all ${total} rows`, async () => (await relayLastSeq(httpUrl)) >= total, 600_000, 250);
+      await waitFor(`the relay holds all ${total} rows`, async () => (await relayLastSeq(httpUrl)) >= total, 300_000, 250);
       expect(checkExact(await fetchAllEvents(httpUrl, 'site-a', 'agent-1', 'orders'), total)).toBeUndefined();
       await waitFor('everything acked', async () => (await stream())?.ackedSeq === total, 60_000, 100);
       const s = (await snapshot())!;
@@ -119,5 +119,5 @@ describe.skipIf(!hasMosquitto || !small)('outbox on a full disk (agent and relay
     const verify = runCli('edge-agent', ['outbox', 'verify', '--config', config]);
     expect(verify.stdout).toMatch(/ok {4}sqlite integrity/);
     expect(verify.status).toBe(0);
-  }, 1_500_000);
+  }, 900_000);
 });
