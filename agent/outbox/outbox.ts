@@ -180,7 +180,7 @@ export class Outbox extends EventEmitter {
   private events = 0;
   private droppedTotal = 0;
   private full = false;
-  /** The file system refused a write (SQLITE_FULL) and no append has succeeded since: when, and what it said. */
+  /** Appends wait for the disk (at its floor, or a write was refused with SQLITE_FULL) and none has gone in since: when, and why. */
   private diskFull: { since: number; message: string } | null = null;
   private closed = false;
   /** Appends waiting for room under `block`, in arrival order: while there are any, acked rows are pruned at once. */
@@ -473,7 +473,7 @@ export class Outbox extends EventEmitter {
     if (!this.full) this.emit('space');
   }
 
-  /** Since when the disk has refused outbox writes, and its message; null when it has not (or an append succeeded since). */
+  /** Since when appends have waited for the disk (see checkDisk), and why; null when they do not (an append went in since). */
   diskFullState(): { since: number; message: string } | null {
     return this.diskFull ? { ...this.diskFull } : null;
   }
@@ -956,7 +956,7 @@ export class Outbox extends EventEmitter {
     return readStreamStatus(this.db, this.epoch);
   }
 
-  /** `full`: at a cap under `block`, or the disk refused a write (see diskFullState). */
+  /** `full`: at a cap under `block`, or appends wait for the disk (see diskFullState). */
   usage(): { bytes: number; events: number; dropped: number; full: boolean } {
     return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null };
   }
