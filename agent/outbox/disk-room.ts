@@ -107,7 +107,7 @@ export class DiskRoom {
     const p = this.pages();
     const fsFree = this.fsFreeOf();
     const checkpointDebt = Math.max(0, p.pageCount * p.pageSize - fileSize(this.path));
-    const walCap = p.walAutocheckpoint * p.pageSize + WAL_SLACK;
+    const walCap = walSizeLimit(p.pageSize, p.walAutocheckpoint);
     const walGrowth = Math.max(0, walCap - fileSize(`${this.path}-wal`));
     const freelist = p.freelistCount * p.pageSize;
     const growth = Math.max(0, appendFootprint(bytes) - freelist);
@@ -154,6 +154,14 @@ export class DiskRoom {
   removeReserve(): void {
     if (this.reserveBytes > 0) rmSync(this.reservePath, { force: true });
   }
+}
+
+/**
+ * The size the WAL file grows to between checkpoints (and its `journal_size_limit`: a WAL that grew
+ * past it while a reader held it is cut back to it when it starts over, so that room is not kept).
+ */
+export function walSizeLimit(pageSize: number, walAutocheckpoint: number): number {
+  return walAutocheckpoint * pageSize + WAL_SLACK;
 }
 
 /** An upper bound of the bytes `bytes` of record JSON take in the database: seq prefixes, row and b-tree overhead, page slack. */

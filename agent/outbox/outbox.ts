@@ -12,7 +12,7 @@ import { migrate } from './migrations.js';
 import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, quickLineProblem, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
 import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
-import { DiskRoom } from './disk-room.js';
+import { DiskRoom, walSizeLimit } from './disk-room.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
 
@@ -219,6 +219,9 @@ export class Outbox extends EventEmitter {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('busy_timeout = 5000');
+      // A WAL that grew past its usual size (a reader held it) is cut back when it starts over: the
+      // disk's room for the outbox counts on the WAL's usual size (disk-room.ts).
+      this.db.pragma(`journal_size_limit = ${walSizeLimit(this.db.pragma('page_size', { simple: true }) as number, this.db.pragma('wal_autocheckpoint', { simple: true }) as number)}`);
       migrate(this.db);
       this.epoch = this.loadEpoch();
       this.stmts = this.prepare();

@@ -5,10 +5,11 @@
  * and when another program takes the rest of the disk, the reserve carries the acks.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Outbox, type NewRecord } from '../../../agent/outbox/outbox.js';
+import { walSizeLimit } from '../../../agent/outbox/disk-room.js';
 import { isErpEdgeError } from '../../../common/errors.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { mountSmallFs } from '../../helpers/small-fs.js';
@@ -144,6 +145,24 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     expect(existsSync(`${path}-reserve`)).toBe(true);
     o.close();
     expect(integrity()).toBe('ok');
+  });
+
+  it('a WAL that grew past its usual size while a reader held it is cut back when it starts over (journal_size_limit): the disk gets that room back', () => {
+    // On the roomy temp folder: the WAL has to grow past 5 MiB.
+    const big = join(root.dir, 'big.db');
+    const o = new Outbox(testOutboxOptions(big, { synchronous: 'NORMAL' }));
+    const reader = new Database(big, { readonly: true });
+    try {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM chunks').get();
+      while (statSync(`${big}-wal`).size <= walSizeLimit(4096, 1000)) o.append('orders', batch(1000));
+    } finally {
+      reader.close();
+    }
+    o.append('orders', batch(10)); // commits; the checkpoint after it completes
+    o.append('orders', batch(10)); // starts the WAL over, cut back to the limit
+    expect(statSync(`${big}-wal`).size).toBeLessThanOrEqual(walSizeLimit(4096, 1000));
+    o.close();
   });
 
   it('SQLITE_FULL on an append (the disk filled between two looks) writes nothing and counts as disk full until there is room again', () => {
