@@ -147,6 +147,22 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     expect(integrity()).toBe('ok');
   });
 
+  it('reopened at the floor (the agent restarted): the reserve is made again, appends wait, and resume once acks free pages', () => {
+    let o = open();
+    fillUp(o);
+    const last = o.lastSeq('orders');
+    o.close();
+    expect(existsSync(`${path}-reserve`)).toBe(false); // the outbox's own: it went with it
+    o = open();
+    expect(existsSync(`${path}-reserve`)).toBe(true);
+    expect(() => o.append('orders', batch())).toThrow(/too full to append/);
+    expect(o.diskFullState()).not.toBeNull();
+    o.ack('orders', last);
+    o.append('orders', batch());
+    expect(o.lastSeq('orders')).toBe(last + 250);
+    expect(o.diskFullState()).toBeNull();
+  });
+
   it('a WAL that grew past its usual size while a reader held it is cut back when it starts over (journal_size_limit): the disk gets that room back', () => {
     // On the roomy temp folder: the WAL has to grow past 5 MiB.
     const big = join(root.dir, 'big.db');
