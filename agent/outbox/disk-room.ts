@@ -32,6 +32,8 @@ export interface DiskMeasure {
   /** How much more the WAL file may grow before a checkpoint lets it start over. */
   walGrowth: number;
   freelist: number;
+  /** What the append would take from the file system (its footprint less the database's free pages). */
+  appendGrowth: number;
   /** The file system's free space left above the floor once the append and both of the above have taken theirs. */
   spare: number;
 }
@@ -110,14 +112,15 @@ export class DiskRoom {
     const walCap = walSizeLimit(p.pageSize, p.walAutocheckpoint);
     const walGrowth = Math.max(0, walCap - fileSize(`${this.path}-wal`));
     const freelist = p.freelistCount * p.pageSize;
-    const growth = Math.max(0, appendFootprint(bytes) - freelist);
-    return { fsFree, checkpointDebt, walGrowth, freelist, spare: fsFree - checkpointDebt - walGrowth - growth - this.minFreeBytes };
+    const appendGrowth = Math.max(0, appendFootprint(bytes) - freelist);
+    return { fsFree, checkpointDebt, walGrowth, freelist, appendGrowth, spare: fsFree - checkpointDebt - walGrowth - appendGrowth - this.minFreeBytes };
   }
 
-  /** Why appends wait, for logs and `status`. */
+  /** Why appends wait, for logs and `status`: what is free, what they leave, what this one needed. */
   describe(m: DiskMeasure = this.measure()): string {
     const wal = m.checkpointDebt + m.walGrowth;
-    return `${mib(m.fsFree)} free on the file system; appends leave ${mib(this.minFreeBytes + wal)} free (outbox.disk_min_free ${mib(this.minFreeBytes)} + ${mib(wal)} kept for the write-ahead log)`;
+    const reserve = this.hasReserve() ? '' : ` and ${mib(this.reserveBytes)} to make the reserve again`;
+    return `${mib(m.fsFree)} free on the file system; appends leave ${mib(this.minFreeBytes + wal)} free (outbox.disk_min_free ${mib(this.minFreeBytes)} + ${mib(wal)} kept for the write-ahead log), this one needed ${mib(m.appendGrowth)}${reserve}`;
   }
 
   hasReserve(): boolean {

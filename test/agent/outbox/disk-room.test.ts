@@ -83,6 +83,7 @@ describe('DiskRoom', () => {
     expect(existsSync(disk.reservePath)).toBe(false);
     fs.free = MiB + walGrowth(0) + appendFootprint(1000) + 2 * MiB - 1;
     expect(disk.roomFor(1000, true)).toBe(false);
+    expect(disk.describe(disk.measure(1000))).toMatch(/this one needed 0\.0 MiB and 2\.0 MiB to make the reserve again$/);
     fs.free += 1;
     expect(disk.roomFor(1000, true)).toBe(true);
     expect(disk.releaseReserve()).toBe(false); // none to give
@@ -93,6 +94,6 @@ describe('DiskRoom', () => {
     fs.free = 3 * MiB;
     // 4 MiB of WAL: 1000 pages and the slack less what it has are still to be kept for it.
     const wal = walGrowth(4 * MiB) / MiB;
-    expect(disk.describe()).toBe(`3.0 MiB free on the file system; appends leave ${(2 + wal).toFixed(1)} MiB free (outbox.disk_min_free 2.0 MiB + ${wal.toFixed(1)} MiB kept for the write-ahead log)`);
+    expect(disk.describe()).toBe(`3.0 MiB free on the file system; appends leave ${(2 + wal).toFixed(1)} MiB free (outbox.disk_min_free 2.0 MiB + ${wal.toFixed(1)} MiB kept for the write-ahead log), this one needed 0.0 MiB`);
   });
 });
