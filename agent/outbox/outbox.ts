@@ -209,12 +209,13 @@ export class Outbox extends EventEmitter {
     this.policy = opts.capPolicy;
     this.replayWindowMs = opts.replayWindowMs;
     this.synchronous = opts.synchronous;
-    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
-    this.db = new Database(opts.path);
+    // Its page figures are read from the database when it measures, once the database is open.
     this.disk =
       opts.path === ':memory:'
         ? undefined
         : new DiskRoom({ path: opts.path, minFreeBytes: opts.diskMinFreeBytes ?? 0, reserveBytes: opts.diskReserveBytes ?? 0, pages: () => this.pages() });
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new Database(opts.path);
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.synchronous}`);
