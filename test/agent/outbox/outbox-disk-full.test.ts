@@ -7,13 +7,14 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { Outbox, type NewRecord } from '../../../agent/outbox/outbox.js';
 import { walSizeLimit } from '../../../agent/outbox/disk-room.js';
 import { isErpEdgeError } from '../../../common/errors.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { mountSmallFs } from '../../helpers/small-fs.js';
 import { testOutboxOptions } from '../../helpers/outbox.js';
+// Its own connection to the file (through the storage seam once there is one: not better-sqlite3 directly).
+import { withFile } from '../../helpers/outbox-file.js';
 
 const MiB = 1024 ** 2;
 const root = makeTempDir('outbox-disk-full-');
@@ -66,12 +67,7 @@ function fillDisk(): void {
 }
 
 function integrity(): string {
-  const db = new Database(path, { readonly: true });
-  try {
-    return db.pragma('integrity_check', { simple: true }) as string;
-  } finally {
-    db.close();
-  }
+  return withFile(path, (db) => db.pragma('integrity_check', { simple: true }) as string);
 }
 
 describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
@@ -116,10 +112,9 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     fillDisk();
     // A reader holding a snapshot (`edge-agent status` reading the file) keeps the WAL from starting
     // over: every ack must grow the WAL file, on a file system with no byte free.
-    const reader = new Database(path, { readonly: true });
     const last = o.lastSeq('orders');
     let upto = 0;
-    try {
+    withFile(path, (reader) => {
       reader.prepare('BEGIN').run();
       reader.prepare('SELECT count(*) FROM chunks').get();
       // Acks one after another until one needed the reserve, and a few more in its room.
@@ -127,11 +122,9 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
         o.ack('orders', (upto += 10));
         if (!existsSync(`${path}-reserve`)) extra++;
       }
-      expect(existsSync(`${path}-reserve`)).toBe(false);
-      expect(o.ackedSeq('orders')).toBe(upto);
-    } finally {
-      reader.close();
-    }
+    });
+    expect(existsSync(`${path}-reserve`)).toBe(false);
+    expect(o.ackedSeq('orders')).toBe(upto);
     // The reader gone, the WAL starts over inside the space it has: the last ack and the prune fit.
     o.ack('orders', last);
     expect(o.ackedSeq('orders')).toBe(last);
@@ -167,14 +160,11 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     // On the roomy temp folder: the WAL has to grow past 5 MiB.
     const big = join(root.dir, 'big.db');
     const o = new Outbox(testOutboxOptions(big, { synchronous: 'NORMAL' }));
-    const reader = new Database(big, { readonly: true });
-    try {
+    withFile(big, (reader) => {
       reader.prepare('BEGIN').run();
       reader.prepare('SELECT count(*) FROM chunks').get();
       while (statSync(`${big}-wal`).size <= walSizeLimit(4096, 1000)) o.append('orders', batch(1000));
-    } finally {
-      reader.close();
-    }
+    });
     o.append('orders', batch(10)); // commits; the checkpoint after it completes
     o.append('orders', batch(10)); // starts the WAL over, cut back to the limit
     expect(statSync(`${big}-wal`).size).toBeLessThanOrEqual(walSizeLimit(4096, 1000));
