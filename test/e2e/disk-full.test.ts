@@ -103,11 +103,11 @@ describe.skipIf(!hasMosquitto || !small)('outbox on a full disk (agent and relay
 
     agent.start();
     await fillUntilPaused(1, ROWS);
-    await waitFor('health says disk_full', () => lastHealth?.outbox?.disk_full === true, 10_000, 50);
+    await waitFor('health says disk_full', () => lastHealth?.outbox?.disk_full === true, 30_000, 50);
     const status = await runCliAsync('edge-agent', ['status', '--config', config]);
     expect(status.stdout).toMatch(/outbox DISK FULL since/);
     await drain(ROWS);
-    await waitFor('health no longer says disk_full', () => lastHealth !== undefined && lastHealth.outbox?.disk_full !== true, 10_000, 50);
+    await waitFor('health no longer says disk_full', () => lastHealth !== undefined && lastHealth.outbox?.disk_full !== true, 30_000, 50);
 
     // Second cycle: the relay goes away again, the disk fills again, and recovers again.
     await relay.kill('SIGTERM');
