@@ -125,7 +125,7 @@ export class Relay {
       const prometheus = createRelayPrometheus(fleet, metrics);
       const auth = new Authenticator(cfg.auth);
       const feed = new FleetFeed(fleet, { log: log.child({ part: 'live' }), ...(opts.live?.stateCheckMs ? { stateCheckMs: opts.live.stateCheckMs } : {}) });
-      const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), ...(opts.live ? { live: opts.live } : {}) };
+      const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), sinks: cfg.sinks.map((x) => ({ name: x.name, type: x.type })), ...(opts.live ? { live: opts.live } : {}) };
       const started = await startHttpApi(cfg.http.host, cfg.http.port, api, log);
       http = started.app;
       // Before the MQTT client exists: retained presence is evaluated as it arrives (the store's
