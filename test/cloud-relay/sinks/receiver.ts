@@ -102,6 +102,11 @@ export class FlakyReceiver {
     }
   }
 
+  /** Seqs taken of one stream of site plant-7, agent edge-1 (the test wire's), in arrival order. */
+  seqs(stream: string, site = 'plant-7', agent = 'edge-1'): number[] {
+    return (this.streams.get(`${site}/${agent}/${stream}`) ?? []).map((e) => e.seq);
+  }
+
   /** Events taken so far, all streams. */
   get total(): number {
     return this.seen.size;
