@@ -122,6 +122,22 @@ describe.each(factories)('webhook sink on the $name store', (factory) => {
     expect(promValue(text, 'erp_edge_relay_sink_dead_letters', { sink: 'erp' })).toBe(0);
   }, 180_000);
 
+  it('with two relay instances on one store, one at a time delivers a stream: each event once, in order', async () => {
+    const a = await openStore();
+    const b = await openStore();
+    const rx = await receiver({ seed: 11, failRate: 0.1 });
+    startSinks(a, [webhook(rx.url, { batch_size: 5 })]);
+    startSinks(b, [webhook(rx.url, { batch_size: 5 })]);
+    const streams = ['s1', 's2', 's3', 's4'];
+    for (let from = 1; from <= 40; from += 8) {
+      for (const [i, stream] of streams.entries()) await storeBatch(i % 2 === 0 ? a : b, from, from + 7, { stream, idPrefix: `${stream}#` });
+    }
+    await rx.until('160 events', () => rx.total === 160);
+    for (const stream of streams) expect(rx.seqs(stream)).toEqual(range(1, 40));
+    // A lost answer (none here: no slow answers) is the only way an event arrives twice.
+    expect(rx.counts.repeats).toBe(0);
+  }, 180_000);
+
   it('keeps its cursor across a restart: the events delivered before are not sent again', async () => {
     let store = await openStore();
     const rx = await receiver({ seed: 5 });
