@@ -6,6 +6,9 @@ import type { DeliverySettings } from './delivery-settings.js';
 import type { SinkMetrics } from './metrics.js';
 import type { OutgoingEvent, Sink, SinkEvent, SinkHooks, StreamRef, TransformResult } from './sink.js';
 
+/** How long a wake waits for more wakes to join it (ingest commits in bursts). */
+const WAKE_MS = 20;
+
 export interface SinkDeliveryOptions {
   sink: Sink;
   hooks: SinkHooks;
@@ -59,6 +62,7 @@ export class SinkDelivery {
   private scanning: Promise<void> | undefined;
   private rescan = false;
   private retrying: Promise<void> | undefined;
+  private lastRetryCheck = 0;
   private stopped = false;
 
   constructor(private readonly o: SinkDeliveryOptions) {
@@ -74,11 +78,18 @@ export class SinkDelivery {
     this.schedule(0);
   }
 
-  /** New events were stored: look now rather than at the next poll. */
+  /**
+   * New events were stored: look soon rather than at the next poll. Ingest calls this per group
+   * commit; one scan (one store query) serves every wake within WAKE_MS.
+   */
   wake(): void {
     if (this.scanning) this.rescan = true;
-    else this.schedule(0);
+    else if (!this.wakeDue) {
+      this.wakeDue = true;
+      this.schedule(WAKE_MS);
+    }
   }
+  private wakeDue = false;
 
   async stop(): Promise<void> {
     this.stopped = true;
@@ -97,11 +108,12 @@ export class SinkDelivery {
   private scan(): void {
     if (this.scanning || this.stopped) return;
     this.rescan = false;
+    this.wakeDue = false;
     this.scanning = this.startWorkers()
       .catch((err: Error) => this.logError('scan', err, 'sink: listing streams to deliver failed; will retry'))
       .finally(() => {
         this.scanning = undefined;
-        this.schedule(this.rescan ? 0 : this.nextScanIn());
+        this.schedule(this.rescan ? WAKE_MS : this.nextScanIn());
       });
   }
 
@@ -134,7 +146,9 @@ export class SinkDelivery {
         this.active.set(p.id, worker);
       }
     }
-    if (!this.retrying) {
+    // Marked rows are looked for once per poll (not on every wake).
+    if (!this.retrying && this.clock() - this.lastRetryCheck >= s.poll) {
+      this.lastRetryCheck = this.clock();
       this.retrying = this.deliverRetries()
         .catch((err: Error) => this.logError('retry', err, 'sink: dead-letter retry failed; will retry'))
         .finally(() => (this.retrying = undefined));

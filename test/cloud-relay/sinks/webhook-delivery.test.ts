@@ -197,6 +197,12 @@ describe.each(factories)('webhook sink on the $name store', (factory) => {
     expect(rx.streams.get('plant-7/edge-1/returns')!.map((e) => e.id)).toEqual([...ids(7, 8, 'returns#'), ...ids(1, 6, 'returns#')]);
     await waitFor('dead-letter table empty', async () => (await store.delivery.listDeadLetters({}, 10)).length === 0, 60_000);
     expect(rx.counts.repeats).toBe(0);
+    if (factory.name === 'sqlite') {
+      // Deleting rows for good needs a filter or --all (refused before the store is opened).
+      const discard = await runCliAsync('cloud-relay', ['dlq', 'discard', '--config', config]);
+      expect(discard.status).toBe(2);
+      expect(discard.stderr).toMatch(/give a filter .* or --all/);
+    }
   }, 180_000);
 
   it('applies match and transform before delivery: an unmatched event is passed, a refused one dead-lettered with its field and reason', async () => {
