@@ -4,7 +4,11 @@ import { RETRY_LEASE_STREAM, type DeadLetterInput, type DeadLetterRow, type Deli
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeliverySettings } from './delivery-settings.js';
 import type { SinkMetrics } from './metrics.js';
+import type { StoredEvent } from '../store/store.js';
 import type { OutgoingEvent, Sink, SinkEvent, SinkHooks, StreamRef, TransformResult } from './sink.js';
+
+/** Events read per store read at least: a stored segment (a batch from an agent, often 250) is parsed once, not once per sink batch. */
+const READ_AHEAD = 500;
 
 /** How long a wake waits for more wakes to join it (ingest commits in bursts). */
 const WAKE_MS = 20;
@@ -166,11 +170,12 @@ export class SinkDelivery {
     }
     let cursor: number = claimed;
     const ref: StreamRef = { site: p.site, agent: p.agent, stream: p.stream, epoch: p.epoch };
+    const ahead = new ReadAhead(store, p.id, Math.max(s.batch_size, READ_AHEAD));
     try {
       while (!this.stopped) {
         const retry = this.retries.get(p.id);
         // A failed batch is retried unchanged, unless another instance moved the cursor meanwhile.
-        const batch: Batch | undefined = retry?.batch && retry.batch.from === cursor ? retry.batch : await this.build(p, ref, cursor);
+        const batch: Batch | undefined = retry?.batch && retry.batch.from === cursor ? retry.batch : await this.build(p, ref, cursor, ahead);
         if (!batch) return;
         if (batch.outgoing.length > 0) {
           const failure = await this.attempt(ref, batch.outgoing);
@@ -206,9 +211,9 @@ export class SinkDelivery {
   }
 
   /** The next batch after `cursor`, or undefined when the sink has passed everything stored. */
-  private async build(p: PendingStream, ref: StreamRef, cursor: number): Promise<Batch | undefined> {
+  private async build(p: PendingStream, ref: StreamRef, cursor: number, ahead: ReadAhead): Promise<Batch | undefined> {
     const limit = this.o.settings.batch_size;
-    const events = await this.o.store.read(p.id, cursor, limit);
+    const events = await ahead.take(cursor, limit);
     // Seqs up to the listed last_seq were committed before this read: those not read are holes
     // (duplicates, skipped by the agent) and passed with the batch.
     const to = events.length < limit ? Math.max(p.last_seq, events.at(-1)?.seq ?? 0) : events.at(-1)!.seq;
@@ -311,5 +316,31 @@ export class SinkDelivery {
     if (this.stopped) return;
     const t = this.errors.take(`error:${key}`);
     if (t) this.o.log.error({ sink: this.name, ...(ref ? { site: ref.site, agent: ref.agent, stream: ref.stream, epoch: ref.epoch } : {}), err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, msg);
+  }
+}
+
+/**
+ * One stream's events read ahead of the cursor while a worker delivers it (it holds the stream's
+ * lease: only it moves the cursor). `take` answers fewer than `limit` only when the store held no
+ * more at that moment.
+ */
+class ReadAhead {
+  private buf: StoredEvent[] = [];
+
+  constructor(
+    private readonly store: DeliveryStore,
+    private readonly streamId: number,
+    private readonly readSize: number,
+  ) {}
+
+  async take(after: number, limit: number): Promise<StoredEvent[]> {
+    let passed = 0;
+    while (passed < this.buf.length && this.buf[passed]!.seq <= after) passed++;
+    if (passed > 0) this.buf = this.buf.slice(passed);
+    if (this.buf.length < limit) {
+      const from = this.buf.length > 0 ? this.buf[this.buf.length - 1]!.seq : after;
+      this.buf.push(...(await this.store.read(this.streamId, from, Math.max(this.readSize, limit - this.buf.length))));
+    }
+    return this.buf.slice(0, limit);
   }
 }
