@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/logger.js';
 import type { DeliveryStore } from '../store/delivery.js';
@@ -14,7 +13,11 @@ export interface SinksOptions {
   retention: RetentionConfig;
   store: DeliveryStore;
   registry: Registry;
-  /** This relay's id; a random suffix makes the lease owner unique per process. */
+  /**
+   * This relay's `id`, the owner of its streams' leases: unique per instance (it is the MQTT client
+   * id too), and the same across a restart, so a relay started again after a crash takes its streams
+   * back at once instead of waiting out its own leases.
+   */
   relayId: string;
   /** Routing and mapping's hooks per sink (identity and match-all where absent). */
   hooksFor?: SinkHooksFor | undefined;
@@ -33,7 +36,7 @@ export class Sinks {
 
   static start(o: SinksOptions): Sinks {
     const log = o.log.child({ part: 'sinks' });
-    const owner = `${o.relayId}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    const owner = o.relayId;
     const names = o.sinks.map((s) => s.name);
     const metrics = new SinkMetrics(o.registry, o.store, names, o.clock);
     const sinks: Sink[] = [];

@@ -56,8 +56,8 @@ describe.each(factories)('webhook sink on the $name store', (factory) => {
     stores.push(s);
     return s;
   };
-  const startSinks = (store: RelayStore, sinks: SinkConfig[], hooksFor?: SinkHooksFor, registry = new Registry()) => {
-    const s = Sinks.start({ sinks, retention: retentionSchema.parse({}), store: store.delivery, registry, relayId: 'test-relay', hooksFor, log: silent });
+  const startSinks = (store: RelayStore, sinks: SinkConfig[], hooksFor?: SinkHooksFor, registry = new Registry(), relayId = 'relay-1') => {
+    const s = Sinks.start({ sinks, retention: retentionSchema.parse({}), store: store.delivery, registry, relayId, hooksFor, log: silent });
     running.push(s);
     return s;
   };
@@ -126,8 +126,8 @@ describe.each(factories)('webhook sink on the $name store', (factory) => {
     const a = await openStore();
     const b = await openStore();
     const rx = await receiver({ seed: 11, failRate: 0.1 });
-    startSinks(a, [webhook(rx.url, { batch_size: 5 })]);
-    startSinks(b, [webhook(rx.url, { batch_size: 5 })]);
+    startSinks(a, [webhook(rx.url, { batch_size: 5 })], undefined, new Registry(), 'relay-1');
+    startSinks(b, [webhook(rx.url, { batch_size: 5 })], undefined, new Registry(), 'relay-2');
     const streams = ['s1', 's2', 's3', 's4'];
     for (let from = 1; from <= 40; from += 8) {
       for (const [i, stream] of streams.entries()) await storeBatch(i % 2 === 0 ? a : b, from, from + 7, { stream, idPrefix: `${stream}#` });
