@@ -8,7 +8,7 @@ import { Sinks } from '../../../cloud-relay/sinks/sinks.js';
 import type { RelayStore } from '../../../cloud-relay/store/store.js';
 import { createLogger } from '../../../common/logger.js';
 import { MosquittoProcess } from '../../helpers/mosquitto.js';
-import { waitFor } from '../../helpers/net.js';
+import { freePort, waitFor } from '../../helpers/net.js';
 import { sqliteStoreFactory } from '../../helpers/relay-stores.js';
 import { range } from '../../helpers/relay-wire.js';
 import { makeTempDir } from '../../helpers/tmp.js';
@@ -78,4 +78,21 @@ describe('mqtt sink against a real Mosquitto', () => {
       await sub.endAsync();
     }
   }, 120_000);
+
+  it('fails at once while its broker is unreachable (nothing queued in memory) and dead-letters after max_attempts', async () => {
+    const port = await freePort();
+    const cfg = sinkConfigSchema.parse({ type: 'mqtt', name: 'down', url: `mqtt://127.0.0.1:${port}`, max_attempts: 2, retry: { initial: '10ms', max: '20ms' }, poll: '50ms' });
+    const sinks = Sinks.start({ sinks: [cfg], retention: retentionSchema.parse({}), store: store.delivery, registry: new Registry(), relayId: 'test', log: silent });
+    try {
+      await storeBatch(store, 1, 3, { stream: 'lonely', idPrefix: 'lonely#' });
+      const dead = await waitFor('dead letters of the unreachable broker', async () => {
+        const rows = await store.delivery.listDeadLetters({ sink: 'down', stream: 'lonely' }, 10);
+        return rows.length === 3 ? rows : undefined;
+      }, 30_000);
+      expect(dead.map((d) => [d.seq, d.attempts])).toEqual([[1, 2], [2, 2], [3, 2]]);
+      expect(dead[0]!.error).toMatch(/mqtt sink mqtt:\/\/127\.0\.0\.1:\d+\/?: not connected/);
+    } finally {
+      await sinks.stop();
+    }
+  }, 60_000);
 });
