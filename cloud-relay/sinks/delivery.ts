@@ -65,6 +65,8 @@ export class SinkDelivery {
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private rescan = false;
+  /** A wake's scan is scheduled. */
+  private wakeDue = false;
   private retrying: Promise<void> | undefined;
   private lastRetryCheck = 0;
   private stopped = false;
@@ -93,7 +95,6 @@ export class SinkDelivery {
       this.schedule(WAKE_MS);
     }
   }
-  private wakeDue = false;
 
   async stop(): Promise<void> {
     this.stopped = true;
@@ -121,19 +122,25 @@ export class SinkDelivery {
       });
   }
 
-  /** The poll interval, or sooner when a stream's back-off ends before it. */
+  /** The poll interval, or sooner when a stream's back-off ends before it (one already due waits for a slot: a finishing worker wakes the loop). */
   private nextScanIn(): number {
     const now = this.clock();
     let next = this.o.settings.poll;
-    for (const r of this.retries.values()) next = Math.min(next, Math.max(0, r.retryAt - now));
+    for (const r of this.retries.values()) if (r.retryAt > now) next = Math.min(next, r.retryAt - now);
     return next;
   }
 
   private async startWorkers(): Promise<void> {
     const s = this.o.settings;
     if (this.active.size < s.concurrency) {
-      const pending = await this.o.store.pendingStreams(this.name, Math.max(1_000, s.concurrency * 4));
+      const limit = Math.max(1_000, s.concurrency * 4);
+      const pending = await this.o.store.pendingStreams(this.name, limit);
       const now = this.clock();
+      // A stream no longer pending (another instance delivered it) has nothing to retry here.
+      if (pending.length < limit) {
+        const ids = new Set(pending.map((p) => p.id));
+        for (const id of this.retries.keys()) if (!ids.has(id)) this.retries.delete(id);
+      }
       for (const p of pending) {
         if (this.active.size >= s.concurrency || this.stopped) break;
         if (this.active.has(p.id) || (this.retries.get(p.id)?.retryAt ?? 0) > now) continue;
