@@ -4,6 +4,7 @@ import type { Relay } from '../../../cloud-relay/relay.js';
 import { getJson, relayHarness } from '../../helpers/relay-harness.js';
 import { waitFor } from '../../helpers/net.js';
 import { parsePromText, sample } from '../../helpers/prom-text.js';
+import { hasPromtool, promtoolCheckMetrics } from '../../helpers/promtool.js';
 import { batchV2, range } from '../../helpers/relay-wire.js';
 import { FlakyReceiver } from './receiver.js';
 
@@ -52,7 +53,12 @@ describe('relay with sinks', () => {
     await relay.sinks!.retention.runOnce();
     expect((await h.events(relay, 'orders')).events).toEqual([]);
     expect((await h.events(relay, 'returns')).events.map((e) => e.seq)).toEqual(range(1, 5));
-    const metrics = parsePromText(await (await fetch(`${relay.httpUrl}/metrics`)).text());
+    const text = await (await fetch(`${relay.httpUrl}/metrics`)).text();
+    if (hasPromtool()) {
+      const check = promtoolCheckMetrics(text);
+      expect(check.ok, check.output).toBe(true);
+    }
+    const metrics = parsePromText(text);
     // The 20 orders and the harness's warm-up event (its handshake's stream, passed by both sinks).
     expect(sample(metrics, 'erp_edge_relay_retention_pruned_events_total')).toBe(21);
     expect(sample(metrics, 'erp_edge_relay_sink_delivered_events_total', { sink: 'erp' })).toBeGreaterThanOrEqual(25);
