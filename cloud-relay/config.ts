@@ -6,6 +6,7 @@ import { ErpEdgeError } from '../common/errors.js';
 import { alertsSchema } from './fleet/alerts/rules.js';
 import { parsePasswordHash } from './auth/password.js';
 import { checkTlsUrl, resolveTlsPaths, tlsSchema } from '../common/tls.js';
+import { retentionSchema, sinksSchema } from './sinks/config.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
@@ -163,6 +164,9 @@ export const relayConfigSchema = z.strictObject({
   /** Alert rules over the fleet, and the webhook that receives them (fleet/alerts/rules.ts). */
   alerts: alertsSchema,
   auth: authSchema,
+  /** Where stored events are delivered downstream (sinks/registry.ts); README "Sinks and dead-letter". */
+  sinks: sinksSchema,
+  retention: retentionSchema,
 }).superRefine((cfg, ctx) => {
   if (cfg.broker !== 'embedded' && cfg.broker.shared_group !== undefined && cfg.store.type !== 'postgres') {
     ctx.addIssue({ code: 'custom', path: ['broker', 'shared_group'], message: 'several relay instances need one store they share: set store.type: postgres (a SQLite file belongs to one relay)' });
@@ -192,5 +196,6 @@ export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.e
   const dir = dirname(path);
   const broker = cfg.broker === 'embedded' ? cfg.broker : { ...cfg.broker, tls: resolveTlsPaths(cfg.broker.tls, resolve(dir)) };
   const store = cfg.store.type === 'postgres' ? cfg.store : { ...cfg.store, path: resolve(dir, cfg.store.path) };
-  return { ...cfg, broker, store };
+  const sinks = cfg.sinks.map((s) => (s.type === 'mqtt' ? { ...s, tls: resolveTlsPaths(s.tls, resolve(dir)) } : s));
+  return { ...cfg, broker, store, sinks };
 }
