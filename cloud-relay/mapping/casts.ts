@@ -67,11 +67,11 @@ function numericText(value: unknown, opts: CastOptions, what: string): string {
 function toNumber(value: unknown, opts: CastOptions): number {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new CastError(`${describe(value)} is not a finite number`);
-    return value;
+    return value === 0 ? 0 : value; // no -0: JSON cannot carry it
   }
   const n = Number(numericText(value, opts, 'a number'));
   if (!Number.isFinite(n)) throw new CastError(`${describe(value)} is too large for a number`);
-  return n;
+  return n === 0 ? 0 : n;
 }
 
 function toInteger(value: unknown, opts: CastOptions): number {
@@ -80,7 +80,7 @@ function toInteger(value: unknown, opts: CastOptions): number {
     n = value;
   } else {
     // Through the exact decimal: "12.000" is 12 (ERP exports pad quantities), "12.5" is not a whole number.
-    const d = toDecimal(value, { ...opts, scale: undefined });
+    const d = toDecimal(value, { ...opts, scale: undefined }, 'a whole number');
     if (d.includes('.')) throw new CastError(`${describe(value)} is not a whole number`);
     n = Number(d);
   }
@@ -108,13 +108,13 @@ function toBoolean(value: unknown): boolean {
  * float downstream. Exponents are expanded, leading zeros and (without a scale) trailing fraction
  * zeros dropped; with a scale the fraction is padded to it.
  */
-function toDecimal(value: unknown, opts: CastOptions): string {
+function toDecimal(value: unknown, opts: CastOptions, what = 'a decimal number'): string {
   let text: string;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new CastError(`${describe(value)} is not a finite number`);
     text = String(value); // the shortest text that reads back as this double
   } else {
-    text = numericText(value, opts, 'a decimal number');
+    text = numericText(value, opts, what);
   }
   const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text)!;
   const negative = m[1] === '-';

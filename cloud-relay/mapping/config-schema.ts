@@ -7,11 +7,19 @@ import { routesSchema, type RouteConfig } from './routing.js';
  * complete example). Spread into the relay config schema; checkRoutingRefs runs in its
  * superRefine, where the other top-level keys (sinks) are known.
  */
-const mappingName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
+const MAPPING_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export const routingConfigKeys = {
   /** Name → mapping (mapping.ts): a collector's record → a canonical event. */
-  mappings: z.record(mappingName, mappingSchema).default({}),
+  mappings: z
+    .record(z.string(), mappingSchema)
+    .superRefine((m, ctx) => {
+      // Checked here: zod reports a bad record key only as "Invalid key in record".
+      for (const name of Object.keys(m)) {
+        if (!MAPPING_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `mapping name ${JSON.stringify(name)}: letters, digits, _ . - (at most 64)` });
+      }
+    })
+    .default({}),
   /** Which sinks get which events, through which mapping (routing.ts); none: every sink gets every event, unmapped. */
   routes: routesSchema,
 };

@@ -12,7 +12,6 @@ import { getAt, parsePath, type Segment } from './paths.js';
  */
 
 type Scalar = string | number | boolean | null;
-const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 /** One glob or a list of them; a name matches if any does. */
 const globs = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((g) => (Array.isArray(g) ? g : [g]));
@@ -21,23 +20,47 @@ const globs = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).tr
  * `payload.<path>: value` (equals), `{in: [a, b]}`, `{exists: true|false}`. Values compare as text
  * when their types differ (a CSV's "12" equals 12 in the YAML).
  */
-const condition = z.union([
-  scalar,
-  z
-    .strictObject({ equals: scalar.optional(), in: z.array(scalar).min(1).optional(), exists: z.boolean().optional() })
-    .refine((c) => Object.keys(c).length === 1, 'give exactly one of equals, in, exists'),
-]);
+type Condition = Scalar | { equals: Scalar } | { in: Scalar[] } | { exists: boolean };
+
+const isScalar = (v: unknown): v is Scalar => v === null || ['string', 'number', 'boolean'].includes(typeof v);
+
+/** Why a condition is not one, or undefined (checked by hand: a zod union would only say "Invalid input"). */
+function conditionProblem(c: unknown): string | undefined {
+  if (isScalar(c)) return undefined;
+  const forms = 'write a value (equals), { in: [a, b] } or { exists: true|false }';
+  if (typeof c !== 'object' || Array.isArray(c)) return `a list is not a condition: ${forms}`;
+  const keys = Object.keys(c);
+  if (keys.length !== 1 || !['equals', 'in', 'exists'].includes(keys[0]!)) return `give exactly one of equals, in, exists: ${forms}`;
+  const v = (c as Record<string, unknown>)[keys[0]!];
+  if (keys[0] === 'equals' && !isScalar(v)) return 'equals takes a plain value (text, number, true/false, null)';
+  if (keys[0] === 'in' && (!Array.isArray(v) || v.length === 0 || !v.every(isScalar))) return 'in takes a non-empty list of plain values';
+  if (keys[0] === 'exists' && typeof v !== 'boolean') return 'exists takes true or false';
+  return undefined;
+}
+
+const condition = z.unknown().transform((c, ctx) => {
+  const problem = conditionProblem(c);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  return c as Condition;
+});
 
 /** Fields a condition may test: the record's data (`payload.…`), or its envelope. */
 const ENVELOPE_FIELDS = ['source', 'key', 'correlation_id'] as const;
 
-const whereKey = z.string().superRefine((k, ctx) => {
-  if ((ENVELOPE_FIELDS as readonly string[]).includes(k)) return;
-  if (!k.startsWith('payload.') && !k.startsWith('payload[')) {
-    return void ctx.addIssue({ code: 'custom', message: `${JSON.stringify(k)}: test payload.<field> (the record's data) or one of ${ENVELOPE_FIELDS.join(', ')}` });
-  }
+/** Why a `where:` key cannot be tested, or undefined when it can. */
+function whereKeyProblem(k: string): string | undefined {
+  if ((ENVELOPE_FIELDS as readonly string[]).includes(k)) return undefined;
+  if (!k.startsWith('payload.') && !k.startsWith('payload[')) return `${JSON.stringify(k)}: test payload.<field> (the record's data) or one of ${ENVELOPE_FIELDS.join(', ')}`;
   const segs = parsePath(k.slice(k[7] === '.' ? 8 : 7));
-  if (typeof segs === 'string') ctx.addIssue({ code: 'custom', message: `field path ${JSON.stringify(k)} ${segs}` });
+  return typeof segs === 'string' ? `field path ${JSON.stringify(k)} ${segs}` : undefined;
+}
+
+// Keys checked here rather than by a key schema: zod reports a bad record key only as "Invalid key in record".
+const where = z.record(z.string(), condition).superRefine((w, ctx) => {
+  for (const k of Object.keys(w)) {
+    const problem = whereKeyProblem(k);
+    if (problem) ctx.addIssue({ code: 'custom', path: [k], message: problem });
+  }
 });
 
 export const routeSchema = z.strictObject({
@@ -46,7 +69,7 @@ export const routeSchema = z.strictObject({
   site: globs.optional(),
   agent: globs.optional(),
   stream: globs.optional(),
-  where: z.record(whereKey, condition).optional(),
+  where: where.optional(),
   /** Sinks (names under `sinks:`) that get the events this route matches. */
   sinks: z
     .array(z.string().min(1))
@@ -105,24 +128,24 @@ function routeTest(r: RouteConfig): (e: MappableEvent) => boolean {
   return (e) => tests.every((t) => t(e));
 }
 
-function conditionTest(key: string, cond: z.output<typeof condition>): (e: MappableEvent) => boolean {
+function conditionTest(key: string, cond: Condition): (e: MappableEvent) => boolean {
   const read = fieldReader(key);
-  if (cond === null || typeof cond !== 'object') return (e) => same(read(e), cond);
-  if (cond.exists !== undefined) {
+  if (isScalar(cond)) return (e) => same(read(e), cond);
+  if ('exists' in cond) {
     const want = cond.exists;
     return (e) => {
       const v = read(e);
       return (v !== undefined && v !== null) === want;
     };
   }
-  if (cond.in !== undefined) {
+  if ('in' in cond) {
     const set = cond.in;
     return (e) => {
       const v = read(e);
       return set.some((x) => same(v, x));
     };
   }
-  const want = cond.equals ?? null;
+  const want = cond.equals;
   return (e) => same(read(e), want);
 }
 
