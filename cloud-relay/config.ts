@@ -7,6 +7,7 @@ import { alertsSchema } from './fleet/alerts/rules.js';
 import { parsePasswordHash } from './auth/password.js';
 import { checkTlsUrl, resolveTlsPaths, tlsSchema } from '../common/tls.js';
 import { checkRoutingRefs, routingConfigKeys } from './mapping/config-schema.js';
+import { retentionSchema, sinksSchema } from './sinks/config.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
 
@@ -166,6 +167,9 @@ export const relayConfigSchema = z.strictObject({
   auth: authSchema,
   /** `mappings:` and `routes:` (mapping/config-schema.ts): canonical events and which sinks get what. */
   ...routingConfigKeys,
+  /** Where stored events are delivered downstream (sinks/registry.ts); README "Sinks and dead-letter". */
+  sinks: sinksSchema,
+  retention: retentionSchema,
 }).superRefine((cfg, ctx) => {
   checkRoutingRefs(cfg, ctx);
   if (cfg.broker !== 'embedded' && cfg.broker.shared_group !== undefined && cfg.store.type !== 'postgres') {
@@ -196,5 +200,6 @@ export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.e
   const dir = dirname(path);
   const broker = cfg.broker === 'embedded' ? cfg.broker : { ...cfg.broker, tls: resolveTlsPaths(cfg.broker.tls, resolve(dir)) };
   const store = cfg.store.type === 'postgres' ? cfg.store : { ...cfg.store, path: resolve(dir, cfg.store.path) };
-  return { ...cfg, broker, store };
+  const sinks = cfg.sinks.map((s) => (s.type === 'mqtt' ? { ...s, tls: resolveTlsPaths(s.tls, resolve(dir)) } : s));
+  return { ...cfg, broker, store, sinks };
 }

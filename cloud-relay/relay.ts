@@ -20,12 +20,16 @@ import { createRelayPrometheus, type RelayPrometheus } from './prometheus/regist
 import { FleetFeed } from './fleet/feed.js';
 import { Authenticator } from './auth/auth.js';
 import type { LiveOptions } from './api/live-routes.js';
+import { Sinks } from './sinks/sinks.js';
+import type { SinkHooksFor } from './sinks/sink.js';
 
 export interface RelayStartOptions {
   /** The store's and the fleet registry's clock (tests: de-duplication window rotation). */
   clock?: () => number;
   /** The live channel's timings (tests: a quick stale check and heartbeat). */
   live?: LiveOptions & { stateCheckMs?: number };
+  /** Each sink's match and transform (routing and mapping; tests). */
+  sinkHooks?: SinkHooksFor;
 }
 
 /** What the relay subscribes to: events of both wire versions, v2 presence and health. */
@@ -51,6 +55,8 @@ export class Relay {
   private readonly startedAt = Date.now();
   private stopping = false;
   private counters: CountersFile | undefined;
+  /** The sinks' delivery loops and retention (sinks/sinks.ts). */
+  sinks: Sinks | undefined;
 
   private constructor(
     readonly metrics: RelayMetrics,
@@ -91,6 +97,7 @@ export class Relay {
     let store: RelayStore | undefined;
     let http: FastifyInstance | undefined;
     let counters: CountersFile | undefined;
+    let sinks: Sinks | undefined;
     try {
       // Inside the try: a store that cannot be opened must not leave the embedded broker's port bound.
       store = await openRelayStore(cfg.store, { dedupeWindowMs: cfg.dedupe.window, log, clock: opts.clock });
@@ -118,7 +125,7 @@ export class Relay {
       const prometheus = createRelayPrometheus(fleet, metrics);
       const auth = new Authenticator(cfg.auth);
       const feed = new FleetFeed(fleet, { log: log.child({ part: 'live' }), ...(opts.live?.stateCheckMs ? { stateCheckMs: opts.live.stateCheckMs } : {}) });
-      const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), ...(opts.live ? { live: opts.live } : {}) };
+      const api = { store, fleet, feed, auth, stats: () => metrics.snapshot(), prometheus: prometheus.registry, alerts: () => alerts.list(), sinks: cfg.sinks.map((x) => ({ name: x.name, type: x.type })), ...(opts.live ? { live: opts.live } : {}) };
       const started = await startHttpApi(cfg.http.host, cfg.http.port, api, log);
       http = started.app;
       // Before the MQTT client exists: retained presence is evaluated as it arrives (the store's
@@ -151,6 +158,7 @@ export class Relay {
         onStored: (records, storedAt, site, agent) => {
           prometheus.lag.observe(records, storedAt);
           fleet.onStored(site, agent, records, storedAt);
+          sinks?.wake();
         },
         publish: (topic, payload) => client.publish(topic, payload, { qos: 1 }),
         // Only several instances need to wait for each other's commits.
@@ -164,6 +172,8 @@ export class Relay {
       }, sharedGroup, cfg.limits.max_message_bytes);
       relay.counters = counters;
       counters?.start();
+      sinks = Sinks.start({ sinks: cfg.sinks, retention: cfg.retention, store: store.delivery, registry: prometheus.registry, relayId: cfg.id, hooksFor: opts.sinkHooks, log, clock: opts.clock });
+      relay.sinks = sinks;
       // Nothing awaited from mqtt.connect to here: the client's first events must find their listeners.
       relay.wire();
       // With the embedded broker the first subscription is local and quick: be ready on return.
@@ -173,6 +183,7 @@ export class Relay {
       log.info({ broker: safeUrl(url), http: started.url, wire_versions: wire, dedupe_window_ms: cfg.dedupe.window, max_record_bytes: cfg.limits.max_record_bytes }, 'relay started');
       return relay;
     } catch (err) {
+      await sinks?.stop();
       counters?.stop();
       await http?.close();
       await store?.close();
@@ -258,6 +269,7 @@ export class Relay {
     }
     // Ingest first: a group commit finishing after the client ended would publish its acks into a closed connection.
     await this.ingest.close();
+    await this.sinks?.stop();
     this.counters?.stop();
     await this.client.endAsync();
     await this.http.close();

@@ -39,7 +39,9 @@ export type ErrorCode =
   | 'ERP_TLS_CERT_DATES'
   | 'ERP_BROKER_TLS'
   | 'ERP_BROKER_AUTH'
-  | 'ERP_SERVICE_INSTALL';
+  | 'ERP_SERVICE_INSTALL'
+  // a sink could not deliver a batch (HTTP status, timeout, broker down): retried, then dead-lettered
+  | 'ERP_SINK_DELIVERY';
 
 export class ErpEdgeError extends Error {
   readonly code: ErrorCode;

@@ -9,6 +9,7 @@ import { registerEventRoutes } from './event-routes.js';
 import { registerFleetRoutes } from './fleet-routes.js';
 import { registerMetricsRoute } from './metrics-routes.js';
 import { registerAlertRoutes } from './alert-routes.js';
+import { registerSinkRoutes } from './sink-routes.js';
 import type { AlertList } from '../fleet/alerts/evaluator.js';
 import { registerAuthHook, registerAuthRoutes } from './auth-routes.js';
 import { registerLiveRoutes, type LiveOptions } from './live-routes.js';
@@ -26,6 +27,8 @@ export interface HttpApiDeps {
   /** Active and recently resolved alerts (GET /api/alerts). */
   alerts: () => AlertList;
   live?: LiveOptions;
+  /** The configured sinks (GET /api/sinks). */
+  sinks?: readonly { name: string; type: string }[];
 }
 
 /**
@@ -53,6 +56,7 @@ export async function startHttpApi(host: string, port: number, deps: HttpApiDeps
   registerEventRoutes(app, deps.store, deps.stats);
   registerFleetRoutes(app, deps.fleet);
   registerAlertRoutes(app, deps.alerts);
+  registerSinkRoutes(app, deps.store, deps.sinks ?? []);
   registerLiveRoutes(app, deps.feed, deps.auth, httpLog, deps.live);
   try {
     await app.listen({ host, port });

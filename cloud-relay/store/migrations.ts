@@ -143,6 +143,36 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE streams ADD COLUMN rejected_too_large INTEGER NOT NULL DEFAULT 0;
   UPDATE streams SET stored = (SELECT coalesce(sum(json_array_length(g.records)), 0) FROM segments g WHERE g.stream_id = streams.id);
   `,
+  // 8: sinks (store/delivery.ts): a delivery cursor and lease per (sink, stream epoch), the
+  // dead-letter table, and segments by age for retention. A store written before this step has
+  // no cursor: every sink starts from the first stored seq.
+  `
+  CREATE TABLE sink_cursors (
+    sink TEXT NOT NULL,
+    stream_id INTEGER NOT NULL,
+    delivered_seq INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (sink, stream_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    sink TEXT NOT NULL,
+    stream_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'dead',
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    field TEXT,
+    dead_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (sink, stream_id, seq)
+  );
+  CREATE INDEX dead_letters_by_stream ON dead_letters (stream_id, seq);
+  CREATE INDEX segments_by_age ON segments (received_at);
+  `,
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;

@@ -122,6 +122,35 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE UNIQUE INDEX alerts_active ON alerts (key) WHERE resolved_at IS NULL;
   `,
+  // 2: sinks (store/delivery.ts), as the SQLite store's version 8: delivery cursors with their
+  // lease, the dead-letter table, segments by age for retention.
+  `
+  CREATE TABLE sink_cursors (
+    sink TEXT NOT NULL,
+    stream_id BIGINT NOT NULL,
+    delivered_seq BIGINT NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (sink, stream_id)
+  );
+  CREATE TABLE dead_letters (
+    id BIGSERIAL PRIMARY KEY,
+    sink TEXT NOT NULL,
+    stream_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'dead',
+    attempts BIGINT NOT NULL,
+    error TEXT NOT NULL,
+    field TEXT,
+    dead_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (sink, stream_id, seq)
+  );
+  CREATE INDEX dead_letters_by_stream ON dead_letters (stream_id, seq);
+  CREATE INDEX segments_by_age ON segments (received_at);
+  `,
 ];
 
 export const PG_STORE_SCHEMA_VERSION = MIGRATIONS.length;

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Logger } from '../../common/logger.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { migratePostgres } from './postgres-migrations.js';
+import { PostgresDelivery } from './postgres-delivery.js';
 import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -56,12 +57,14 @@ export class PostgresRelayStore implements RelayStore {
   private readonly clock: () => number;
   private lastPrune = 0;
   private pruning: Promise<void> | undefined;
+  readonly delivery: PostgresDelivery;
 
   private constructor(
     private readonly pool: pg.Pool,
     private readonly o: PostgresStoreOptions,
   ) {
     this.clock = o.clock ?? Date.now;
+    this.delivery = new PostgresDelivery(pool, (fn) => this.withClient(fn));
   }
 
   /** Connects, migrates, and answers once the store is usable; a store that cannot be reached is ERP_STORE_UNAVAILABLE. */

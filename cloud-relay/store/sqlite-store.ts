@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
+import { SqliteDelivery } from './sqlite-delivery.js';
 import { migrate } from './migrations.js';
 import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
@@ -33,6 +34,7 @@ export class SqliteRelayStore implements RelayStore {
   private readonly clock: () => number;
   private readonly log: Logger;
   private readonly stmts;
+  readonly delivery: SqliteDelivery;
 
   constructor(opts: SqliteStoreOptions) {
     const path = opts.path;
@@ -143,6 +145,14 @@ export class SqliteRelayStore implements RelayStore {
       firingSent: db.prepare<[number]>('UPDATE alerts SET firing_sent = 1 WHERE id = ?'),
       resolvedSent: db.prepare<[number]>('UPDATE alerts SET resolved_sent = 1 WHERE id = ?'),
     };
+    this.delivery = new SqliteDelivery(db, (fn) => this.serial(fn));
+  }
+
+  /** Runs `fn` between transactions (after the ones queued so far), never inside one. */
+  private serial<T>(fn: () => T): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   async loadAlerts(resolvedKept: number): Promise<AlertRecord[]> {

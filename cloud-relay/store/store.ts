@@ -1,3 +1,4 @@
+import type { DeliveryStore } from './delivery.js';
 
 /**
  * What the relay keeps, behind one interface: streams and their cursors, stored records (in
@@ -240,6 +241,8 @@ export interface HistoryRow {
 export interface RelayStore {
   /** `sqlite` or `postgres` (logs, bench). */
   readonly kind: string;
+  /** The sinks' delivery cursors, dead letters and retention (store/delivery.ts). */
+  readonly delivery: DeliveryStore;
   /** Active alerts and the newest `resolvedKept` resolved ones (fleet/alerts), by id. */
   loadAlerts(resolvedKept: number): Promise<AlertRecord[]>;
   /** Stores a firing alert; returns its id. */

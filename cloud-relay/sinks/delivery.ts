@@ -1,0 +1,301 @@
+import type { Logger } from '../../common/logger.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import { RETRY_LEASE_STREAM, type DeadLetterInput, type DeadLetterRow, type DeliveryStore, type PendingStream } from '../store/delivery.js';
+import { backoffDelay, sleep } from './backoff.js';
+import type { DeliverySettings } from './delivery-settings.js';
+import type { SinkMetrics } from './metrics.js';
+import type { OutgoingEvent, Sink, SinkEvent, SinkHooks, StreamRef, TransformResult } from './sink.js';
+
+export interface SinkDeliveryOptions {
+  sink: Sink;
+  hooks: SinkHooks;
+  settings: DeliverySettings;
+  store: DeliveryStore;
+  /** This relay instance, as lease owner (unique among instances sharing the store). */
+  owner: string;
+  metrics: SinkMetrics;
+  log: Logger;
+  clock?: () => number;
+  random?: () => number;
+}
+
+/** A batch built from the stream after the cursor: what to deliver, what the transform refused, where the cursor goes. */
+interface Batch {
+  from: number;
+  to: number;
+  outgoing: OutgoingEvent[];
+  dead: DeadLetterInput[];
+}
+
+/** What this instance remembers of a stream between attempts (the store keeps the cursor). */
+interface StreamRetry {
+  attempts: number;
+  /** Not before this time (back-off, or another instance's lease). */
+  retryAt: number;
+  /** The batch that failed, retried as it was (same events, same Idempotency-Key). */
+  batch?: Batch;
+}
+
+/**
+ * The delivery loop of one sink: for each stream epoch with stored seqs past the sink's cursor, one
+ * worker at a time (the store's lease keeps it one across relay instances) reads a batch after the
+ * cursor, applies `match` and `transform`, delivers, and moves the cursor in the store. Delivery is
+ * at least once: a crash between the receiver's answer and the cursor move delivers the batch again
+ * (receivers de-duplicate by Idempotency-Key / event id).
+ *
+ * A failing batch is retried with exponential back-off and jitter; its stream waits alone (its
+ * slot is free meanwhile), the others go on. After `max_attempts` failures its events go to the
+ * dead-letter table with the last error and the stream moves on. Rows marked for retry
+ * (`cloud-relay dlq retry`) are delivered one event at a time, out of stream order.
+ */
+export class SinkDelivery {
+  private readonly active = new Map<number, Promise<void>>();
+  private readonly retries = new Map<number, StreamRetry>();
+  private readonly abort = new AbortController();
+  private readonly clock: () => number;
+  private readonly random: () => number;
+  private readonly errors = new LogThrottle(60_000);
+  private timer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private rescan = false;
+  private retrying: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly o: SinkDeliveryOptions) {
+    this.clock = o.clock ?? Date.now;
+    this.random = o.random ?? Math.random;
+  }
+
+  get name(): string {
+    return this.o.sink.name;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** New events were stored: look now rather than at the next poll. */
+  wake(): void {
+    if (this.scanning) this.rescan = true;
+    else this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.abort.abort();
+    await this.scanning;
+    await Promise.all([...this.active.values(), this.retrying]);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.scan(), ms);
+  }
+
+  private scan(): void {
+    if (this.scanning || this.stopped) return;
+    this.rescan = false;
+    this.scanning = this.startWorkers()
+      .catch((err: Error) => this.logError('scan', err, 'sink: listing streams to deliver failed; will retry'))
+      .finally(() => {
+        this.scanning = undefined;
+        this.schedule(this.rescan ? 0 : this.nextScanIn());
+      });
+  }
+
+  /** The poll interval, or sooner when a stream's back-off ends before it. */
+  private nextScanIn(): number {
+    const now = this.clock();
+    let next = this.o.settings.poll;
+    for (const r of this.retries.values()) next = Math.min(next, Math.max(0, r.retryAt - now));
+    return next;
+  }
+
+  private async startWorkers(): Promise<void> {
+    const s = this.o.settings;
+    if (this.active.size < s.concurrency) {
+      const pending = await this.o.store.pendingStreams(this.name, Math.max(1_000, s.concurrency * 4));
+      const now = this.clock();
+      for (const p of pending) {
+        if (this.active.size >= s.concurrency || this.stopped) break;
+        if (this.active.has(p.id) || (this.retries.get(p.id)?.retryAt ?? 0) > now) continue;
+        const worker = this.deliverStream(p)
+          .catch((err: Error) => {
+            // A store error: the stream waits a poll before its next try (never a hot loop).
+            this.retries.set(p.id, { ...(this.retries.get(p.id) ?? { attempts: 0 }), retryAt: this.clock() + s.poll });
+            this.logError(`stream:${p.id}`, err, 'sink: stream delivery failed; will retry', p);
+          })
+          .finally(() => {
+            this.active.delete(p.id);
+            this.wake();
+          });
+        this.active.set(p.id, worker);
+      }
+    }
+    if (!this.retrying) {
+      this.retrying = this.deliverRetries()
+        .catch((err: Error) => this.logError('retry', err, 'sink: dead-letter retry failed; will retry'))
+        .finally(() => (this.retrying = undefined));
+    }
+  }
+
+  /** Delivers one stream from its cursor until it is caught up, a batch fails, or the lease is lost. */
+  private async deliverStream(p: PendingStream): Promise<void> {
+    const { store, settings: s, owner } = this.o;
+    const claimed = await store.claim(this.name, p.id, owner, this.clock(), s.lease);
+    if (claimed === null) {
+      // Another instance delivers it: look again after a poll.
+      this.retries.set(p.id, { ...(this.retries.get(p.id) ?? { attempts: 0 }), retryAt: this.clock() + s.poll });
+      return;
+    }
+    let cursor: number = claimed;
+    const ref: StreamRef = { site: p.site, agent: p.agent, stream: p.stream, epoch: p.epoch };
+    try {
+      while (!this.stopped) {
+        const retry = this.retries.get(p.id);
+        // A failed batch is retried unchanged, unless another instance moved the cursor meanwhile.
+        const batch: Batch | undefined = retry?.batch && retry.batch.from === cursor ? retry.batch : await this.build(p, ref, cursor);
+        if (!batch) return;
+        if (batch.outgoing.length > 0) {
+          const failure = await this.attempt(ref, batch.outgoing);
+          if (this.stopped) return;
+          if (failure !== undefined) {
+            const attempts = (retry?.attempts ?? 0) + 1;
+            this.o.metrics.failures.inc({ sink: this.name });
+            if (attempts < s.max_attempts) {
+              const delay = backoffDelay(attempts, s.retry.initial, s.retry.max, this.random);
+              this.retries.set(p.id, { attempts, retryAt: this.clock() + delay, batch });
+              this.logWarn(`fail:${p.id}`, { ...ref, seqs: [batch.outgoing[0]!.seq, batch.outgoing.at(-1)!.seq], attempt: attempts, of: s.max_attempts, retry_in_ms: delay, err: failure }, 'sink: delivery failed; will retry');
+              return;
+            }
+            this.o.log.error({ sink: this.name, ...ref, events: batch.outgoing.length, attempts, err: failure }, 'sink: delivery failed too often: events dead-lettered, the stream moves on');
+            batch.dead.push(...batch.outgoing.map((e) => ({ seq: e.seq, event_id: e.id, attempts, error: failure, field: null })));
+            batch.outgoing = [];
+          }
+        }
+        if (!(await store.advance(this.name, p.id, owner, batch.to, batch.dead, this.clock(), s.lease))) {
+          this.o.log.warn({ sink: this.name, ...ref }, 'sink: lease of the stream taken over by another instance; leaving it');
+          this.retries.delete(p.id);
+          return;
+        }
+        this.retries.delete(p.id);
+        this.errors.reset(`fail:${p.id}`);
+        if (batch.outgoing.length > 0) this.o.metrics.delivered.inc({ sink: this.name }, batch.outgoing.length);
+        if (batch.dead.length > 0) this.o.metrics.deadLettered.inc({ sink: this.name }, batch.dead.length);
+        cursor = batch.to;
+      }
+    } finally {
+      await store.release(this.name, p.id, owner);
+    }
+  }
+
+  /** The next batch after `cursor`, or undefined when the sink has passed everything stored. */
+  private async build(p: PendingStream, ref: StreamRef, cursor: number): Promise<Batch | undefined> {
+    const limit = this.o.settings.batch_size;
+    const events = await this.o.store.read(p.id, cursor, limit);
+    // Seqs up to the listed last_seq were committed before this read: those not read are holes
+    // (duplicates, skipped by the agent) and passed with the batch.
+    const to = events.length < limit ? Math.max(p.last_seq, events.at(-1)?.seq ?? 0) : events.at(-1)!.seq;
+    if (to <= cursor) return undefined;
+    const batch: Batch = { from: cursor, to, outgoing: [], dead: [] };
+    for (const stored of events) {
+      const e: SinkEvent = { ...stored, ...ref };
+      if (!this.matches(e)) continue;
+      const t = this.transform(e);
+      if (t.ok) batch.outgoing.push({ id: e.id, seq: e.seq, correlation_id: e.correlation_id, value: t.value });
+      else batch.dead.push({ seq: e.seq, event_id: e.id, attempts: 0, error: `transform refused ${t.field}: ${t.reason}`, field: t.field });
+    }
+    return batch;
+  }
+
+  private matches(e: SinkEvent): boolean {
+    try {
+      return this.o.hooks.match(e);
+    } catch (err) {
+      // A match that throws is a bug in it: the event is offered (delivered or refused by the transform), not lost.
+      this.logWarn('match', { seq: e.seq, err: (err as Error).message }, 'sink: match threw; event offered');
+      return true;
+    }
+  }
+
+  private transform(e: SinkEvent): TransformResult {
+    try {
+      return this.o.hooks.transform(e);
+    } catch (err) {
+      return { ok: false, field: '(transform)', reason: (err as Error).message };
+    }
+  }
+
+  /** undefined when delivered, else why not. */
+  private async attempt(stream: StreamRef, events: OutgoingEvent[]): Promise<string | undefined> {
+    try {
+      await this.o.sink.deliver({ sink: this.name, stream, events }, this.abort.signal);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  /** Rows `dlq retry` marked: each event delivered alone, with the sink's retries, then gone or dead again. */
+  private async deliverRetries(): Promise<void> {
+    const { store, settings: s, owner } = this.o;
+    const rows = await store.listDeadLetters({ sink: this.name, status: 'retry' }, s.batch_size);
+    if (rows.length === 0) return;
+    try {
+      for (const row of rows) {
+        if (this.stopped) return;
+        if ((await store.claim(this.name, RETRY_LEASE_STREAM, owner, this.clock(), s.lease)) === null) return;
+        await this.retryOne(row);
+      }
+    } finally {
+      await store.release(this.name, RETRY_LEASE_STREAM, owner);
+    }
+    this.wake();
+  }
+
+  private async retryOne(row: DeadLetterRow): Promise<void> {
+    const { store, settings: s } = this.o;
+    const ref: StreamRef = { site: row.site, agent: row.agent, stream: row.stream, epoch: row.epoch };
+    const [stored] = await store.read(row.stream_id, row.seq - 1, 1);
+    if (!stored || stored.seq !== row.seq) {
+      await store.settleRetry(row.id, false, { attempts: 0, error: 'the event is no longer stored', field: null }, this.clock());
+      return;
+    }
+    const t = this.transform({ ...stored, ...ref });
+    if (!t.ok) {
+      await store.settleRetry(row.id, false, { attempts: 0, error: `transform refused ${t.field}: ${t.reason}`, field: t.field }, this.clock());
+      return;
+    }
+    const out: OutgoingEvent = { id: stored.id, seq: stored.seq, correlation_id: stored.correlation_id, value: t.value };
+    for (let attempts = 1; ; attempts++) {
+      const failure = await this.attempt(ref, [out]);
+      if (this.stopped) return; // still marked retry: the next start takes it up
+      if (failure === undefined) {
+        await store.settleRetry(row.id, true, null, this.clock());
+        this.o.metrics.redelivered.inc({ sink: this.name });
+        this.o.log.info({ sink: this.name, ...ref, seq: row.seq, id: row.event_id }, 'sink: dead-lettered event delivered on retry');
+        return;
+      }
+      this.o.metrics.failures.inc({ sink: this.name });
+      if (attempts >= s.max_attempts) {
+        await store.settleRetry(row.id, false, { attempts, error: failure, field: null }, this.clock());
+        this.o.log.error({ sink: this.name, ...ref, seq: row.seq, attempts, err: failure }, 'sink: dead-letter retry failed; the event is dead again');
+        return;
+      }
+      await sleep(backoffDelay(attempts, s.retry.initial, s.retry.max, this.random), this.abort.signal);
+    }
+  }
+
+  private logWarn(key: string, fields: Record<string, unknown>, msg: string): void {
+    const t = this.errors.take(key);
+    if (t) this.o.log.warn({ sink: this.name, ...fields, suppressed: t.suppressed }, msg);
+  }
+
+  private logError(key: string, err: Error, msg: string, ref?: StreamRef): void {
+    if (this.stopped) return;
+    const t = this.errors.take(`error:${key}`);
+    if (t) this.o.log.error({ sink: this.name, ...(ref ? { site: ref.site, agent: ref.agent, stream: ref.stream, epoch: ref.epoch } : {}), err: { message: err.message, code: (err as { code?: unknown }).code }, suppressed: t.suppressed }, msg);
+  }
+}

@@ -1,0 +1,88 @@
+import { createHmac } from 'node:crypto';
+import { z } from 'zod';
+import { durationMs } from '../../common/duration.js';
+import { ErpEdgeError } from '../../common/errors.js';
+import { safeUrl } from '../../common/logger.js';
+import { deliverySettings } from './delivery-settings.js';
+import type { DeliveryBatch, Sink } from './sink.js';
+
+export const webhookSinkSchema = z.strictObject({
+  type: z.literal('webhook'),
+  ...deliverySettings,
+  /** Receives each batch as a JSON POST; credentials go in `headers` (a URL's user info is refused: it would reach logs). */
+  url: z
+    .string()
+    .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+    .refine((u) => !/^https?:\/\/[^/]*@/.test(u), 'put credentials in headers (e.g. Authorization), not in the URL'),
+  /** Extra request headers (e.g. Authorization); never logged. */
+  headers: z.record(z.string(), z.string()).default({}),
+  /**
+   * Key of the HMAC-SHA256 signature over the request body, sent as `<signature_header>: sha256=<hex>`.
+   * Use `${VAR}`; never logged. Without it requests are not signed.
+   */
+  secret: z.string().min(16, 'use at least 16 characters (e.g. openssl rand -hex 32)').optional(),
+  signature_header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'an HTTP header name').default('X-Erp-Edge-Signature'),
+  /** One request's deadline: a request without an answer by then counts as a failure (and is retried). */
+  timeout: durationMs.refine((v) => v > 0, 'must be more than 0').default(10_000),
+});
+export type WebhookSinkConfig = z.output<typeof webhookSinkSchema>;
+
+/** What a webhook receives: one stream's events in seq order. Versioned (`v`). */
+export interface WebhookBody {
+  v: 1;
+  sink: string;
+  site: string;
+  agent: string;
+  stream: string;
+  epoch: string;
+  events: DeliveryBatch['events'];
+}
+
+/** `sha256=<hex>` of the body under `secret`: what a receiver recomputes to check a request. */
+export function webhookSignature(secret: string, body: string | Buffer): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+/**
+ * The request's Idempotency-Key: the event id for a batch of one; `<first id>..<last id>` for more.
+ * A retried batch carries the same events and so the same key; each event's own id (in the body)
+ * is its idempotency key for a receiver that de-duplicates per event.
+ */
+export function idempotencyKey(batch: DeliveryBatch): string {
+  const first = batch.events[0]!.id;
+  const last = batch.events[batch.events.length - 1]!.id;
+  return batch.events.length === 1 ? first : `${first}..${last}`;
+}
+
+/** HTTP POST of each batch; a 2xx answer within `timeout` is delivered, anything else throws ERP_SINK_DELIVERY. */
+export class WebhookSink implements Sink {
+  readonly type = 'webhook';
+  readonly name: string;
+  private readonly target: string;
+
+  constructor(private readonly cfg: WebhookSinkConfig) {
+    this.name = cfg.name;
+    this.target = safeUrl(cfg.url);
+  }
+
+  async deliver(batch: DeliveryBatch, signal: AbortSignal): Promise<void> {
+    const payload: WebhookBody = { v: 1, sink: this.name, ...batch.stream, events: batch.events };
+    const body = JSON.stringify(payload);
+    const headers: Record<string, string> = { ...this.cfg.headers, 'content-type': 'application/json', 'idempotency-key': idempotencyKey(batch) };
+    if (this.cfg.secret !== undefined) headers[this.cfg.signature_header] = webhookSignature(this.cfg.secret, body);
+    const timeout = AbortSignal.timeout(this.cfg.timeout);
+    let status: number;
+    try {
+      const res = await fetch(this.cfg.url, { method: 'POST', headers, body, signal: AbortSignal.any([signal, timeout]) });
+      // Read to the end so the connection is reused (the answer itself says nothing we use).
+      await res.arrayBuffer();
+      status = res.status;
+    } catch (err) {
+      const why = timeout.aborted ? `no answer within ${this.cfg.timeout} ms` : signal.aborted ? 'relay stopping' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+      throw new ErpEdgeError('ERP_SINK_DELIVERY', `webhook ${this.target}: ${why}`, { sink: this.name, url: this.target });
+    }
+    if (status < 200 || status > 299) throw new ErpEdgeError('ERP_SINK_DELIVERY', `webhook ${this.target}: HTTP ${status}`, { sink: this.name, url: this.target, status });
+  }
+
+  async close(): Promise<void> {}
+}
