@@ -171,7 +171,7 @@ export const relayConfigSchema = z.strictObject({
   sinks: sinksSchema,
   retention: retentionSchema,
 }).superRefine((cfg, ctx) => {
-  checkRoutingRefs(cfg, ctx);
+  checkRoutingRefs(cfg, ctx, new Set(cfg.sinks.map((s) => s.name)));
   if (cfg.broker !== 'embedded' && cfg.broker.shared_group !== undefined && cfg.store.type !== 'postgres') {
     ctx.addIssue({ code: 'custom', path: ['broker', 'shared_group'], message: 'several relay instances need one store they share: set store.type: postgres (a SQLite file belongs to one relay)' });
   }

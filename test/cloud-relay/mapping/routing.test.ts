@@ -8,7 +8,15 @@ import { configFailure } from '../../helpers/config-failure.js';
 const BASE = ['broker: embedded', 'store:', '  path: relay.db', 'auth:', '  disabled: true'];
 const load = (yaml: string) => parseConfigText([...BASE, yaml].join('\n'), 'relay.yaml', relayConfigSchema, {});
 
-const ROUTES = `
+const SINKS = `
+sinks:
+  - { type: webhook, name: erp, url: 'http://127.0.0.1:9/erp' }
+  - { type: webhook, name: archive, url: 'http://127.0.0.1:9/archive' }
+  - { type: webhook, name: pager, url: 'http://127.0.0.1:9/pager' }
+  - { type: webhook, name: audit, url: 'http://127.0.0.1:9/audit' }
+`;
+
+const ROUTES = SINKS + `
 mappings:
   orders-csv: { type: order, version: 1, steps: [{ op: rename, from: a, to: order_number }] }
 routes:
@@ -80,6 +88,8 @@ describe('routing and mapping config errors', () => {
   it('each names the file, line, column and key', () => {
     const bad = (yaml: string) => configFailure(() => load(yaml));
     expect(bad('routes:\n  - sinks: [a]\n    mapping: nope')).toMatch(/^relay\.yaml:8:14 routes\[0\]\.mapping: no mapping named "nope" \(there is no `mappings:` section\)/m);
+    expect(bad('routes:\n  - sinks: [a]')).toMatch(/^relay\.yaml:7:13 routes\[0\]\.sinks\[0\]: no sink named "a" \(there is no `sinks:` section\)/m);
+    expect(bad(`${SINKS}routes:\n  - sinks: [erp, ERP]`)).toMatch(/routes\[0\]\.sinks\[1\]: no sink named "ERP": defined are erp, archive, pager, audit/);
     expect(bad('routes:\n  - sinks: [a]\n    where:\n      fields.x: 1')).toMatch(/relay\.yaml:9:17 routes\[0\]\.where\["fields\.x"\]: "fields\.x": test payload\.<field>/);
     expect(bad('routes:\n  - sinks: []')).toMatch(/relay\.yaml:7:\d+ routes\[0\]\.sinks: list at least one sink/);
     expect(bad('routes:\n  - sinks: [a]\n    where:\n      payload.x: { in: [1], exists: true }')).toMatch(/relay\.yaml:9:18 routes\[0\]\.where\["payload\.x"\]: give exactly one of equals, in, exists/);
