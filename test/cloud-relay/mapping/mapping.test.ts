@@ -191,3 +191,20 @@ mappings:
     expect(map(event('text'))).toMatchObject({ ok: false, field: '(data)', reason: "mapping thin: the record's data is not an object" });
   });
 });
+
+describe('the README example', () => {
+  it('loads as a relay config and routes and maps the sample CSV as the README shows', async () => {
+    const readme = readFileSync(resolve(import.meta.dirname, '../../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Routing and canonical events'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    const cfg = parseConfigText([...BASE, yaml].join('\n'), 'relay.yaml', relayConfigSchema, { ERP_HOOK_SECRET: 'a-secret-of-enough-length' });
+    const { compileRoutes } = await import('../../../cloud-relay/mapping/routing.js');
+    const records = await captureCsv(readFileSync(resolve(import.meta.dirname, '../../../config/samples/orders-sample.csv')));
+    const route = compileRoutes(cfg.routes);
+    const map = compileMapping('orders-csv', cfg.mappings['orders-csv']!);
+    const e = asEvent(records[0]!);
+    expect(route(e)).toEqual([{ sink: 'erp-orders', mapping: 'orders-csv', route: 'Lyon orders to the ERP' }]);
+    expect(route({ ...e, site: 'paris' })).toEqual([]);
+    expect(map(e)).toMatchObject({ ok: true, value: { data: { order_number: 'SO-1001', site: 'lyon-dc', lines: [{ sku: 'SKU-4411', quantity: 12, uom: 'EA' }] } } });
+  });
+});
