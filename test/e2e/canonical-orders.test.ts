@@ -28,7 +28,7 @@ afterEach(async () => {
 });
 
 /** The relay's routing and mapping, as a site would write them. */
-const routingYaml = (hookUrl: string) => `
+const routingYaml = (hookUrl: string, sites: string) => `
 sinks:
   - type: webhook
     name: erp-orders
@@ -47,23 +47,28 @@ mappings:
       - { op: cast, field: 'lines[0].quantity', to: integer }
       - { op: constant, to: 'lines[0].uom', value: EA }
       - { op: constant, to: order_type, value: sales }
-      - { op: lookup, field: warehouse, to: site, table: { LYS: lyon-dc } }
+      - { op: lookup, field: warehouse, to: site, table: { ${sites} } }
       - { op: copy, from: $source_at, to: ordered_at }
 routes:
   - name: Lyon orders to the ERP
     stream: orders
     where:
-      payload.fields.warehouse: LYS
+      payload.fields.warehouse: { in: [LYS, VEN] }
     mapping: orders-csv
     sinks: [erp-orders]
 `;
 
-/** The sample file-drop export (config/samples/orders-sample.csv), a row whose quantity is not a number, and a Paris row no route takes. */
+/**
+ * The sample file-drop export (config/samples/orders-sample.csv) with three more rows: a quantity
+ * that is not a number, a warehouse the mapping's lookup table does not know yet, and a Paris row
+ * no route takes.
+ */
 const CSV = `order_id,customer,sku,qty,warehouse
 SO-1001,ACME Retail,SKU-4411,12,LYS
 SO-1002,Müller GmbH,SKU-0092,3,LYS
 SO-1099,Broken Ltd,SKU-0001,three,LYS
 SO-1003,"Smith, Jones & Co",SKU-7710,48,LYS
+SO-3001,Venissieux Client,SKU-2222,5,VEN
 SO-2001,Paris Client,SKU-1111,1,PAR
 `;
 
@@ -75,12 +80,14 @@ interface Delivered {
 }
 
 describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay as processes)', () => {
-  it('a CSV order file dropped at the agent arrives at the webhook as canonical order events, by YAML only; a row that does not map is dead-lettered with its field and reason', async () => {
+  it('a CSV order file dropped at the agent arrives at the webhook as canonical order events, by YAML only; rows that do not map are dead-lettered with field and reason, and one the fixed mapping can map arrives on dlq retry', async () => {
     const { dir, mosquitto, httpUrl, inbox, dataDir } = await processSite(cleanups, 'canonical-');
     const hook = await WebhookServer.start();
     cleanups.push(() => hook.stop());
     const relayConfig = join(dir, 'relay.yaml');
-    writeFileSync(relayConfig, relayYaml({ dbPath: join(dir, 'relay.db'), httpPort: Number(new URL(httpUrl).port), brokerUrl: mosquitto.url, extra: routingYaml(hook.url) }));
+    const writeRelayConfig = (sites: string) =>
+      writeFileSync(relayConfig, relayYaml({ dbPath: join(dir, 'relay.db'), httpPort: Number(new URL(httpUrl).port), brokerUrl: mosquitto.url, extra: routingYaml(hook.url, sites) }));
+    writeRelayConfig('LYS: lyon-dc');
     writeFileSync(join(dir, 'agent.yaml'), agentYaml({ site: 'lyon', agent: 'edge-1', url: mosquitto.url, inbox, dataDir }));
     const relay = new CliProcess('cloud-relay', relayConfig, join(dir, 'relay.log'));
     const agent = new CliProcess('edge-agent', join(dir, 'agent.yaml'), join(dir, 'agent.log'));
@@ -97,12 +104,21 @@ describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay a
     // Each request the receiver accepts is awaited; bounds are deadlines for a loaded 2-core VM, not synchronisation.
     const delivered = (): Delivered[] => hook.received.flatMap((r) => (r.body as { events: Delivered[] }).events);
     while (delivered().length < 3) await hook.waitFor(hook.received.length + 1, 120_000);
+    /** Dead letters of the sink once it has passed every stored event and settled every retry; -1 before. */
     const deadLetters = async (): Promise<number> => {
       const res = await fetch(`${httpUrl}/api/sinks`);
-      const body = (await res.json()) as { sinks: { name: string; dead_letters: number; behind: number }[] };
+      const body = (await res.json()) as { sinks: { name: string; dead_letters: number; retrying: number; behind: number }[] };
       const s = body.sinks.find((x) => x.name === 'erp-orders')!;
-      return s.behind === 0 ? s.dead_letters : -1;
+      return s.behind === 0 && s.retrying === 0 ? s.dead_letters : -1;
     };
+    const dlq = async (command: 'list' | 'retry'): Promise<string> =>
+      (await promisify(execFile)(process.execPath, [join(ROOT, 'bin', 'cloud-relay.js'), 'dlq', command, '--config', relayConfig, ...(command === 'list' ? ['--json'] : [])], { cwd: ROOT })).stdout;
+    const deadRows = async () =>
+      (await dlq('list'))
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as DeadLetterRow);
     await waitFor('the sink has passed every stored event', async () => (await deadLetters()) >= 0, 120_000, 100);
 
     // Three canonical orders, in the file's order, each valid against the published schemas.
@@ -124,12 +140,27 @@ describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay a
     // The request's Idempotency-Key is built from the event ids (the canonical idempotency_key).
     expect(String(hook.received[0]!.headers['idempotency-key'])).toContain(events[0]!.id);
 
-    // The row that does not map is in the dead-letter table with the field and the reason; the Paris row went nowhere.
-    expect(await deadLetters()).toBe(1);
-    const { stdout } = await promisify(execFile)(process.execPath, [join(ROOT, 'bin', 'cloud-relay.js'), 'dlq', 'list', '--config', relayConfig, '--json'], { cwd: ROOT });
-    const rows = stdout.trim().split('\n').map((l) => JSON.parse(l) as DeadLetterRow);
-    expect(rows).toEqual([
-      expect.objectContaining({ sink: 'erp-orders', site: 'lyon', agent: 'edge-1', stream: 'orders', seq: 3, field: 'lines[0].quantity', error: expect.stringContaining('"three" is not a whole number') }),
+    // The rows that do not map are in the dead-letter table with the field and the reason; the Paris row went nowhere.
+    expect(await deadLetters()).toBe(2);
+    const quantity = expect.objectContaining({ sink: 'erp-orders', site: 'lyon', agent: 'edge-1', stream: 'orders', seq: 3, field: 'lines[0].quantity', error: expect.stringContaining('"three" is not a whole number') });
+    expect(await deadRows()).toEqual([
+      quantity,
+      expect.objectContaining({ seq: 5, field: 'warehouse', error: expect.stringContaining('"VEN" is not in the lookup table') }),
     ]);
+
+    // The mapping learns the new warehouse (YAML again), the relay restarts, `dlq retry`: the VEN order
+    // arrives, mapped by the new table; the quantity row fails the same way and is dead again.
+    await relay.kill('SIGTERM');
+    writeRelayConfig('LYS: lyon-dc, VEN: venissieux-dc');
+    relay.start();
+    await waitForHttp(httpUrl);
+    expect(await dlq('retry')).toMatch(/^2 dead-lettered event/);
+    while (delivered().length < 4) await hook.waitFor(hook.received.length + 1, 120_000);
+    await waitFor('the retried rows settled', async () => (await deadLetters()) >= 0, 120_000, 100);
+    const retried = delivered()[3]!;
+    expect(retried.seq).toBe(5);
+    expect(canonicalEnvelope.parse(retried.value)).toMatchObject({ idempotency_key: retried.id, correlation_id: `file:${fileHash}`, data: { order_number: 'SO-3001', site: 'venissieux-dc', warehouse: 'VEN' } });
+    expect(await deadRows()).toEqual([quantity]);
+    expect(delivered()).toHaveLength(4);
   }, 300_000);
 });
