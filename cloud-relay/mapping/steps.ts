@@ -246,9 +246,9 @@ export function compileStep(step: Step, index: number): CompiledStep {
         if (isMissing(v)) return missing(doc, field, step.if_missing, step.field, fail);
         if (typeof v === 'object') fail(step.field, 'is not a plain value, so it cannot be looked up');
         const key = step.ignore_case ? String(v).toLowerCase() : String(v);
-        const found = table.get(key);
-        if (found === undefined && !hasDefault) fail(step.field, `${JSON.stringify(v)} is not in the lookup table (and the step has no default)`);
-        write(doc, to, structuredCloneIfObject(found ?? step.default));
+        if (table.has(key)) return write(doc, to, structuredCloneIfObject(table.get(key)));
+        if (!hasDefault) fail(step.field, `${JSON.stringify(v)} is not in the lookup table (and the step has no default)`);
+        write(doc, to, structuredCloneIfObject(step.default));
       };
     }
   }

@@ -1,9 +1,13 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { relayConfigSchema } from '../../../cloud-relay/config.js';
 import type { MappableEvent } from '../../../cloud-relay/mapping/event.js';
 import { compileRoutes } from '../../../cloud-relay/mapping/routing.js';
 import { parseConfigText } from '../../../common/config-file.js';
+import { runCli } from '../../helpers/cli.js';
 import { configFailure } from '../../helpers/config-failure.js';
+import { makeTempDir } from '../../helpers/tmp.js';
 
 const BASE = ['broker: embedded', 'store:', '  path: relay.db', 'auth:', '  disabled: true'];
 const load = (yaml: string) => parseConfigText([...BASE, yaml].join('\n'), 'relay.yaml', relayConfigSchema, {});
@@ -102,5 +106,35 @@ describe('routing and mapping config errors', () => {
     expect(mapping('      - op: date\n        field: d\n        format: dd.MM.yy')).toMatch(/^relay\.yaml:13:17 mappings\.m\.steps\[0\]\.format: format "dd\.MM\.yy": unknown pattern "yy"/m);
     expect(bad('mappings:\n  m: { type: orders, version: 1, steps: [{ op: drop, fields: [a] }] }')).toMatch(/relay\.yaml:7:\d+ mappings\.m\.type: unknown canonical type "orders" \(known: order \(1\), inventory_movement \(1\), shipment \(1\)\)/);
     expect(bad('mappings:\n  m: { type: order, version: 2, steps: [{ op: drop, fields: [a] }] }')).toMatch(/mappings\.m\.version: order has no version 2/);
+  });
+});
+
+describe('a relay with a bad mapping', () => {
+  it('is refused at start (`cloud-relay run`), every problem with its file:line:col and key', () => {
+    const tmp = makeTempDir('mapping-cli-');
+    try {
+      const file = join(tmp.dir, 'relay.yaml');
+      writeFileSync(
+        file,
+        [
+          ...BASE,
+          'mappings:',
+          '  orders:',
+          '    type: order',
+          '    version: 1',
+          '    steps:',
+          '      - { op: rename, from: a, to: order_number }',
+          '      - { op: cast, field: qty, to: float }',
+          '      - { op: explode, field: qty }',
+          '',
+        ].join('\n'),
+      );
+      const r = runCli('cloud-relay', ['run', '--config', file]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${file}:12:37 mappings.orders.steps[1].to: Invalid option: expected one of "string"|"number"|"integer"|"boolean"|"decimal"`);
+      expect(r.stderr).toContain(`${file}:13:15 mappings.orders.steps[2].op: Invalid discriminator value. Expected 'rename' | 'copy' | 'drop' | 'constant' | 'cast' | 'date' | 'lookup'`);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

@@ -94,6 +94,7 @@ describe('mapping steps', () => {
     expect(run({ op: 'lookup', field: 'w', table, ignore_case: true }, { w: 'par' })).toEqual({ w: { code: 'paris' } });
     expect(run({ op: 'lookup', field: 'w', table, default: null }, { w: 'BER' })).toEqual({ w: null });
     expect(run({ op: 'lookup', field: 'n', table: { '1': 'one' } }, { n: 1 })).toEqual({ n: 'one' });
+    expect(run({ op: 'lookup', field: 'w', table: { X: null }, default: 'other' }, { w: 'X' })).toEqual({ w: null });
     expect(failure({ op: 'lookup', field: 'w', table }, { w: 'BER' })).toEqual({
       field: 'w',
       reason: 'step 1 (lookup): "BER" is not in the lookup table (and the step has no default)',
