@@ -1,5 +1,5 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { relayConfigSchema } from '../../../cloud-relay/config.js';
 import type { MappableEvent } from '../../../cloud-relay/mapping/event.js';
@@ -136,5 +136,16 @@ describe('a relay with a bad mapping', () => {
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('config/relay.example.yaml', () => {
+  it('its commented mappings and routes load once uncommented (with a sink named erp)', () => {
+    const example = readFileSync(resolve(import.meta.dirname, '../../../config/relay.example.yaml'), 'utf8');
+    const lines = example.slice(example.indexOf('#mappings:')).split('\n');
+    const block = lines.slice(0, lines.findIndex((l) => !l.startsWith('#'))).map((l) => l.slice(1));
+    const cfg = load(["sinks: [{ type: webhook, name: erp, url: 'http://127.0.0.1:9/erp' }]", ...block].join('\n'));
+    expect(Object.keys(cfg.mappings)).toEqual(['orders-csv']);
+    expect(cfg.routes).toEqual([{ stream: ['orders'], mapping: 'orders-csv', sinks: ['erp'] }]);
   });
 });
