@@ -96,7 +96,10 @@ export interface PruneResult {
 }
 
 export interface DeliveryStore {
-  /** Stream epochs holding seqs above the sink's cursor (at most `limit`, oldest activity first). */
+  /**
+   * Stream epochs holding seqs above the sink's cursor (at most `limit`, oldest activity first); of
+   * one stream's epochs only the earliest pending one, so a new epoch is delivered after the last.
+   */
   pendingStreams(sink: string, limit: number): Promise<PendingStream[]>;
   /**
    * Takes (or renews) the lease of (sink, stream) for `owner` until now + leaseMs, creating the

@@ -18,7 +18,11 @@ export class PostgresDelivery implements DeliveryStore {
     const r = await this.pool.query<PendingStream>(
       `SELECT s.id, s.site, s.agent, s.stream, s.epoch, s.last_seq, coalesce(c.delivered_seq, 0) AS delivered_seq
        FROM streams s LEFT JOIN sink_cursors c ON c.sink = $1 AND c.stream_id = s.id
-       WHERE s.last_seq > coalesce(c.delivered_seq, 0) ORDER BY s.last_at, s.id LIMIT $2`,
+       WHERE s.last_seq > coalesce(c.delivered_seq, 0)
+         -- A stream's epochs in the order they began: a later one waits while an earlier one is pending.
+         AND NOT EXISTS (SELECT 1 FROM streams o LEFT JOIN sink_cursors oc ON oc.sink = $1 AND oc.stream_id = o.id
+                         WHERE o.site = s.site AND o.agent = s.agent AND o.stream = s.stream AND o.id < s.id AND o.last_seq > coalesce(oc.delivered_seq, 0))
+       ORDER BY s.last_at, s.id LIMIT $2`,
       [sink, limit],
     );
     return r.rows;

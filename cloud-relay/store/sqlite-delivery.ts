@@ -15,10 +15,14 @@ export class SqliteDelivery implements DeliveryStore {
     private readonly serial: <T>(fn: () => T) => Promise<T>,
   ) {
     this.stmts = {
-      pending: db.prepare<[string, number], PendingStream>(
+      pending: db.prepare<[string, string, number], PendingStream>(
         `SELECT s.id, s.site, s.agent, s.stream, s.epoch, s.last_seq, coalesce(c.delivered_seq, 0) AS delivered_seq
          FROM streams s LEFT JOIN sink_cursors c ON c.sink = ? AND c.stream_id = s.id
-         WHERE s.last_seq > coalesce(c.delivered_seq, 0) ORDER BY s.last_at, s.id LIMIT ?`,
+         WHERE s.last_seq > coalesce(c.delivered_seq, 0)
+           -- A stream's epochs in the order they began: a later one waits while an earlier one is pending.
+           AND NOT EXISTS (SELECT 1 FROM streams o LEFT JOIN sink_cursors oc ON oc.sink = ? AND oc.stream_id = o.id
+                           WHERE o.site = s.site AND o.agent = s.agent AND o.stream = s.stream AND o.id < s.id AND o.last_seq > coalesce(oc.delivered_seq, 0))
+         ORDER BY s.last_at, s.id LIMIT ?`,
       ),
       claim: db.prepare<[string, number, string, number, number, number], { delivered_seq: number }>(
         `INSERT INTO sink_cursors (sink, stream_id, delivered_seq, owner, lease_until, updated_at) VALUES (?, ?, 0, ?, ?, ?)
@@ -63,7 +67,7 @@ export class SqliteDelivery implements DeliveryStore {
   }
 
   async pendingStreams(sink: string, limit: number): Promise<PendingStream[]> {
-    return this.stmts.pending.all(sink, limit);
+    return this.stmts.pending.all(sink, sink, limit);
   }
 
   claim(sink: string, streamId: number, owner: string, now: number, leaseMs: number): Promise<number | null> {

@@ -329,6 +329,24 @@ async function refreshAlerts() {
   );
 }
 
+/** GET /api/sinks: per sink, dead-lettered events (count, oldest) and how far behind its cursors are (README "Sinks and dead-letter"). */
+async function refreshSinks() {
+  const res = await fetch('/api/sinks');
+  if (!res.ok) return;
+  const { sinks } = await res.json();
+  $('sinks').hidden = sinks.length === 0;
+  $('sink-list').replaceChildren(
+    el(
+      'ul',
+      { class: 'errors' },
+      sinks.map((s) => {
+        const dead = s.dead_letters ? [`, ${s.dead_letters} dead-lettered (oldest `, el('time', { datetime: new Date(Date.now() - s.oldest_dead_letter_age_ms).toISOString() }, ago(Date.now() - s.oldest_dead_letter_age_ms)), ')'] : [', no dead letters'];
+        return el('li', { 'data-sink': s.name }, el('strong', {}, s.name), ` (${s.type}) — ${s.behind} behind`, ...dead);
+      }),
+    ),
+  );
+}
+
 /** After live changes: the alerts they may have fired or resolved (one fetch for a burst). */
 function alertsSoon() {
   clearTimeout(state.alertsTimer);
@@ -405,6 +423,7 @@ function signedIn(me) {
   connectLive();
   route();
   void refreshAlerts();
+  void refreshSinks();
 }
 
 async function onLogin(e) {
@@ -440,6 +459,7 @@ async function start() {
     if (!state.me || $('fleet').hidden) return;
     renderFleet();
     void refreshAlerts(); // a rule's `for:` can fire without a message
+    void refreshSinks();
   }, 5_000);
   const me = await fetch('/api/me');
   if (me.status === 401) return showLogin();

@@ -86,6 +86,21 @@ describe.each(factories)('sink delivery store on the $name store', (factory) => 
     expect((await d.pendingStreams('mq', 10)).map((p) => p.delivered_seq)).toEqual([0]);
   });
 
+  it('offers a stream’s epochs in the order they began: a new epoch waits until the sink passed the earlier one', async () => {
+    const store = await openStore();
+    await storeBatch(store, 1, 5);
+    await storeBatch(store, 1, 3, { epoch: 'epoch-bbbbbbbb', idPrefix: 'b#' });
+    await storeBatch(store, 1, 2, { stream: 'returns', epoch: 'epoch-bbbbbbbb', idPrefix: 'r#' });
+    const d = store.delivery;
+    expect((await d.pendingStreams('hook', 10)).map((p) => `${p.stream}:${p.epoch}`).sort()).toEqual(['orders:epoch-aaaaaaaa', 'returns:epoch-bbbbbbbb']);
+    const [a] = (await d.pendingStreams('hook', 10)).filter((p) => p.epoch === 'epoch-aaaaaaaa');
+    await d.claim('hook', a!.id, 'A', now, 1_000);
+    await d.advance('hook', a!.id, 'A', 5, [], now, 1_000);
+    expect((await d.pendingStreams('hook', 10)).map((p) => `${p.stream}:${p.epoch}:${p.delivered_seq}`).sort()).toEqual(['orders:epoch-bbbbbbbb:0', 'returns:epoch-bbbbbbbb:0']);
+    // Another sink has passed nothing: it still sees the earlier epoch only.
+    expect((await d.pendingStreams('mq', 10)).map((p) => `${p.stream}:${p.epoch}`).sort()).toEqual(['orders:epoch-aaaaaaaa', 'returns:epoch-bbbbbbbb']);
+  });
+
   it('reads stored events after a seq across segments, in seq order, up to a limit', async () => {
     const store = await openStore();
     await storeBatch(store, 1, 4);
