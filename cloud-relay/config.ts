@@ -6,6 +6,7 @@ import { ErpEdgeError } from '../common/errors.js';
 import { alertsSchema } from './fleet/alerts/rules.js';
 import { parsePasswordHash } from './auth/password.js';
 import { checkTlsUrl, resolveTlsPaths, tlsSchema } from '../common/tls.js';
+import { checkRoutingRefs, routingConfigKeys } from './mapping/config-schema.js';
 import { retentionSchema, sinksSchema } from './sinks/config.js';
 
 export const DEFAULT_EMBEDDED_BROKER_PORT = 11883;
@@ -164,10 +165,13 @@ export const relayConfigSchema = z.strictObject({
   /** Alert rules over the fleet, and the webhook that receives them (fleet/alerts/rules.ts). */
   alerts: alertsSchema,
   auth: authSchema,
+  /** `mappings:` and `routes:` (mapping/config-schema.ts): canonical events and which sinks get what. */
+  ...routingConfigKeys,
   /** Where stored events are delivered downstream (sinks/registry.ts); README "Sinks and dead-letter". */
   sinks: sinksSchema,
   retention: retentionSchema,
 }).superRefine((cfg, ctx) => {
+  checkRoutingRefs(cfg, ctx, new Set(cfg.sinks.map((s) => s.name)));
   if (cfg.broker !== 'embedded' && cfg.broker.shared_group !== undefined && cfg.store.type !== 'postgres') {
     ctx.addIssue({ code: 'custom', path: ['broker', 'shared_group'], message: 'several relay instances need one store they share: set store.type: postgres (a SQLite file belongs to one relay)' });
   }

@@ -22,6 +22,7 @@ import { Authenticator } from './auth/auth.js';
 import type { LiveOptions } from './api/live-routes.js';
 import { Sinks } from './sinks/sinks.js';
 import type { SinkHooksFor } from './sinks/sink.js';
+import { routingHooks } from './mapping/sink-hooks.js';
 
 export interface RelayStartOptions {
   /** The store's and the fleet registry's clock (tests: de-duplication window rotation). */
@@ -172,7 +173,7 @@ export class Relay {
       }, sharedGroup, cfg.limits.max_message_bytes);
       relay.counters = counters;
       counters?.start();
-      sinks = Sinks.start({ sinks: cfg.sinks, retention: cfg.retention, store: store.delivery, registry: prometheus.registry, relayId: cfg.id, hooksFor: opts.sinkHooks, log, clock: opts.clock });
+      sinks = Sinks.start({ sinks: cfg.sinks, retention: cfg.retention, store: store.delivery, registry: prometheus.registry, relayId: cfg.id, hooksFor: opts.sinkHooks ?? routingHooks(cfg, log), log, clock: opts.clock });
       relay.sinks = sinks;
       // Nothing awaited from mqtt.connect to here: the client's first events must find their listeners.
       relay.wire();

@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'ERP_STORE_UNAVAILABLE'
   | 'ERP_PORT_IN_USE'
   | 'ERP_WIRE_INVALID'
+  // a relay mapping could not turn an event into its canonical shape: context names the field and the reason
+  | 'ERP_MAPPING_FAILED'
   | 'ERP_FILE_MALFORMED'
   // scanner-ws replies (docs/scanner-ws.md): a message that is not a scan, a device the token is
   // not for, a scan not recorded for another reason (the agent stopping): retry later
