@@ -17,6 +17,9 @@ import { hashPassword } from '../../cloud-relay/auth/password.js';
 import { healthTopic, presenceTopic } from '../../common/wire-v2.js';
 import { birthMsg, healthMsg, willMsg } from '../helpers/fleet-messages.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { freePort } from '../helpers/net.js';
+import { RelayTestAgent } from '../helpers/relay-agent.js';
+import { batchV2 } from '../helpers/relay-wire.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
@@ -41,6 +44,8 @@ describe.runIf(hasChromium)('dashboard in headless Chromium', () => {
 
   beforeAll(async () => {
     tmp = makeTempDir('dashboard-');
+    // A webhook sink whose receiver is away (a closed port): one attempt, then dead-letter.
+    const away = await freePort();
     relay = await Relay.start(
       {
         broker: 'embedded',
@@ -49,6 +54,7 @@ describe.runIf(hasChromium)('dashboard in headless Chromium', () => {
         http: { host: '127.0.0.1', port: 0 },
         auth: { users: [{ name: 'alice', password_hash: await hashPassword(PASSWORD) }], tokens: [{ name: 'ops-ci', token: TOKEN }] },
         alerts: { rules: [{ name: 'agent-offline', kind: 'agent_offline' }] },
+        sinks: [{ name: 'erp-webhook', type: 'webhook', url: `http://127.0.0.1:${away}/events`, poll: '50ms', max_attempts: 1 }],
       },
       logger,
     );
@@ -116,6 +122,20 @@ describe.runIf(hasChromium)('dashboard in headless Chromium', () => {
     const stateOf = (a: string) => page.locator(`tr[data-agent="wh-north/${a}"] td[data-col="state"]`).textContent();
     expect(await stateOf('agent-n2')).toContain('online');
     await page.screenshot({ path: join(ARTIFACTS, 'fleet-online.png'), fullPage: true });
+
+    // The Sinks panel: what one agent sends is dead-lettered by the away receiver, and the panel
+    // (refreshed with the fleet) says so.
+    const sender = await RelayTestAgent.connect(relay.brokerUrl, { site: 'wh-north', agent: 'agent-n1' });
+    clients.push(sender.client);
+    await sender.handshake(); // its warm-up batch (one event or more) is stored and dead-lettered too
+    expect(await sender.sendV2(batchV2(1, 3, { site: 'wh-north', agent: 'agent-n1' }))).toMatchObject({ status: 'ok', upto: 3 });
+    const sinkLine = page.locator('#sinks li[data-sink="erp-webhook"]');
+    const deadShown = async () => Number((await sinkLine.textContent())?.match(/, (\d+) dead-lettered \(oldest /)?.[1] ?? 0);
+    await expect.poll(async () => (await page.reload(), await sinkLine.waitFor(), await deadShown()), { timeout: 30_000 }).toBeGreaterThanOrEqual(4);
+    const api = (await (await fetch(`${relay.httpUrl}/api/sinks`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { sinks: Array<{ name: string; dead_letters: number }> };
+    expect(api.sinks).toEqual([expect.objectContaining({ name: 'erp-webhook', dead_letters: await deadShown() })]);
+    expect(await sinkLine.textContent()).toMatch(/^erp-webhook \(webhook\) — \d+ behind, /);
+    await page.locator('#fleet').waitFor({ state: 'visible' });
 
     // A marker on the window survives only if the page is not reloaded.
     await page.evaluate(() => ((globalThis as unknown as { __noReload: number }).__noReload = 42));
