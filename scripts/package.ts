@@ -35,6 +35,12 @@ const WORK = join(CACHE, 'work', String(process.pid));
  * Node 24 does not start under Wine 8, where its test runs (packaging-facts.md).
  */
 export const LINUX_NODE = '24.22.3';
+/**
+ * The Node inside the Windows executable: 22, the LTS that starts under Wine 8 (supported until
+ * April 2027), with node:sqlite unflagged (>= 22.13). The node:sqlite run of the outbox tests uses
+ * the Linux build of the same release, so it tests the SQLite the Windows executable carries.
+ */
+export const WIN_NODE = '22.23.3';
 const POSTJECT = '1.0.0-alpha.6';
 /** Node's SEA fuse: the sentinel postject flips so the executable runs its blob instead of acting as node. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -88,8 +94,8 @@ function settle(tmp: string, dir: string): void {
   }
 }
 
-/** An official Node build for `platform` (the registry's node-<platform> package), unpacked. */
-function nodeDist(platform: 'linux-x64', version: string): string {
+/** An official Node build for `platform` (the registry's node-<platform> package), unpacked (fetched once). */
+export function nodeDist(platform: 'linux-x64' | 'win-x64', version: string): string {
   return unpacked(packed(`node-${platform}`, version), join(CACHE, `node-${platform}-${version}`));
 }
 
