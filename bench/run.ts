@@ -26,12 +26,13 @@ import { sqlLogical } from './scenarios/sql-logical.js';
 import { fleetHealth } from './scenarios/fleet-health.js';
 import { scannerTcp } from './scenarios/scanner-tcp.js';
 import { relayStore } from './scenarios/relay-store.js';
+import { outboxBinding } from './scenarios/outbox-binding.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp, relayStore];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp, relayStore, outboxBinding];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');
