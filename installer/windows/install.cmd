@@ -19,8 +19,9 @@ rem The executable goes to %ProgramFiles%\erp-edge; config, outbox (data\) and l
 rem at 10 MB) to %ProgramData%\erp-edge, which uninstall keeps. The service restarts on failure;
 rem stopping it sends Ctrl+C, on which the agent closes its outbox cleanly.
 rem
-rem Results are checked with `if errorlevel` and `if exist`, not `||`: Wine's cmd (where the test
-rem runs this) leaves the error level of builtins such as copy and mkdir stale.
+rem Results are checked with `if errorlevel` and `if exist`, not `||`, and nothing exits from inside
+rem a `for` body: Wine's cmd (where the test runs this) leaves the error level of builtins such as
+rem copy and mkdir stale, and `exit /b` in a `for` body ends only that iteration there.
 setlocal EnableExtensions
 set "SVC=erp-edge-agent"
 set "FROM=%~dp0"
@@ -40,11 +41,11 @@ echo install.cmd: unknown option %1 1>&2
 exit /b 2
 :parsed
 
-for %%f in (edge-agent.exe nssm.exe uninstall.cmd) do (
-  if not exist "%FROM%%%f" (
-    echo install.cmd: %FROM%%%f is missing ^(run this from the folder npm run package made^) 1>&2
-    exit /b 1
-  )
+set "MISSING="
+for %%f in (edge-agent.exe nssm.exe uninstall.cmd) do if not exist "%FROM%%%f" set "MISSING=%%f"
+if defined MISSING (
+  echo install.cmd: %FROM%%MISSING% is missing ^(run this from the folder npm run package made^) 1>&2
+  exit /b 1
 )
 set "NSSM=%PROG%\nssm.exe"
 set "EXE=%PROG%\edge-agent.exe"
@@ -59,22 +60,30 @@ if not errorlevel 1 (
 )
 
 rem 2. The executable, nssm and the uninstaller.
+rem    Each file is copied under a temporary name, then moved over the old one. After a stop the old
+rem    executable can stay in use for a moment (the service host exits after reporting STOPPED):
+rem    the moves are retried for up to a minute.
 if not exist "%PROG%" mkdir "%PROG%"
+set "TRIES=0"
+:replace
+set "BUSY="
 for %%f in (edge-agent.exe nssm.exe uninstall.cmd uninstall.ps1) do (
   if exist "%FROM%%%f" (
-    if exist "%PROG%\%%f.new" del /f /q "%PROG%\%%f.new"
     copy /y "%FROM%%%f" "%PROG%\%%f.new" >nul
-    if not exist "%PROG%\%%f.new" (
-      echo install.cmd: could not copy %%f to %PROG% 1>&2
-      exit /b 1
-    )
-    move /y "%PROG%\%%f.new" "%PROG%\%%f" >nul
-    if exist "%PROG%\%%f.new" (
-      echo install.cmd: could not replace %PROG%\%%f ^(still running?^) 1>&2
-      exit /b 1
-    )
+    if not exist "%PROG%\%%f.new" set "BUSY=%%f"
+    move /y "%PROG%\%%f.new" "%PROG%\%%f" >nul 2>&1
+    if exist "%PROG%\%%f.new" set "BUSY=%%f"
   )
 )
+if not defined BUSY goto replaced
+set /a TRIES+=1
+if %TRIES% geq 60 (
+  echo install.cmd: could not replace %PROG%\%BUSY%: it is still in use 1>&2
+  exit /b 1
+)
+ping -n 2 127.0.0.1 >nul
+goto replace
+:replaced
 echo install.cmd: installed %EXE%
 
 rem 3. State, config and logs: the service account may change them, nothing else of the machine.
