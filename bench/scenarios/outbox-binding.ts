@@ -38,7 +38,7 @@ async function runWorkload(node: string, binding: SqliteBinding, file: string, e
  * 100 records with a checkpoint each (FULL sync), then the forwarder's read-and-ack in pages of
  * 1 000. better-sqlite3 runs on this machine's Node (its addon is built for it), node:sqlite on the
  * Node the Windows executable embeds (WIN_NODE, from the packaging cache; fetched once if missing):
- * the Node differs, the code and the SQL do not. Alternated per repeat, each in a fresh file.
+ * the Node differs, the code and the SQL do not. Each run in a fresh file; which goes first alternates.
  */
 export const outboxBinding: Scenario = {
   name: 'outbox-binding',
@@ -57,7 +57,9 @@ export const outboxBinding: Scenario = {
     const nodes: Record<SqliteBinding, string> = { 'better-sqlite3': process.execPath, 'node:sqlite': node22 };
     const rates: Record<SqliteBinding, { append: number; drain: number }[]> = { 'better-sqlite3': [], 'node:sqlite': [] };
     for (let r = 0; r < ctx.repeats; r++) {
-      for (const binding of ['better-sqlite3', 'node:sqlite'] as const) {
+      // Which goes first swaps every repeat (a warm page cache or a neighbour's load favours neither).
+      const order: SqliteBinding[] = r % 2 === 0 ? ['better-sqlite3', 'node:sqlite'] : ['node:sqlite', 'better-sqlite3'];
+      for (const binding of order) {
         const run = await runWorkload(nodes[binding], binding, join(ctx.dir, `${binding.replace(':', '-')}-${r}.db`), events, batch);
         ctx.log(`${binding} (node ${run.node}): append ${run.append_s.toFixed(2)} s, read+ack ${run.drain_s.toFixed(2)} s`);
         const append = events / run.append_s;
