@@ -67,7 +67,8 @@ const stopped = () => readFileSync(logFile(), 'utf8').split('\n').filter((l) => 
 // after the process that wrote it has gone.
 const untilStopped = (count: number) => waitFor(`the agent's clean-stop line (${count})`, () => stopped() === count, 30_000, 200);
 
-describe('edge-agent.exe under Wine', () => {
+// Bounds for a loaded 2-core VM (5-10x slower than alone): each step takes 2 to 25 s alone.
+describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
   it('runs --version on Node 22 and validates a config', async ({ skip }) => {
     if (skipped) return skip(skipped);
     const v = await prefix.run([prefix.c('pkg', 'edge-agent.exe').win, '--version']);
