@@ -50,5 +50,9 @@ if exist "%PROG%\*.exe" (
   echo uninstall.cmd: could not remove %PROG% ^(a file in it is in use^) 1>&2
   exit /b 1
 )
-echo uninstall.cmd: removed %PROG%
+if exist "%PROG%" (
+  echo uninstall.cmd: removed the files of %PROG%; the empty folder stays while a program has it open ^(as its current folder^)
+) else (
+  echo uninstall.cmd: removed %PROG%
+)
 exit /b 0
