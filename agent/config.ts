@@ -30,11 +30,17 @@ export const outboxSchema = z.strictObject({
    */
   max_record_bytes: byteSize.default(512 * 1024),
   /**
-   * Space kept beside the outbox (a file, `outbox.db-reserve`) and given up when the disk fills: room
-   * for acks, pruning and a WAL checkpoint, so a full disk is recovered from, not deadlocked on.
-   * Capture waits until the reserve can be made again. 0: none.
+   * Space kept beside the outbox (a file, `outbox.db-reserve`) and given up when a write finds the
+   * disk full anyway (another program filled it): room for acks and pruning, so a full disk is
+   * recovered from, not deadlocked on. Capture waits until the reserve can be made again. 0: none.
    */
   disk_reserve: byteSize.default(4 * 1024 ** 2),
+  /**
+   * Free space capture leaves on the outbox's file system: appends pause (as under `block`) before
+   * they would take it below this plus the room the outbox keeps for its write-ahead log, so acks and
+   * pruning always have room to write (agent/outbox/disk-room.ts).
+   */
+  disk_min_free: byteSize.default(32 * 1024 ** 2),
 });
 
 export const transportSchema = z.strictObject({
@@ -188,6 +194,7 @@ export function outboxOptions(path: string, o: OutboxConfig, logger?: Logger): O
     capPolicy: o.cap_policy,
     replayWindowMs: o.replay_window,
     diskReserveBytes: o.disk_reserve,
+    diskMinFreeBytes: o.disk_min_free,
     logger,
   };
 }

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openSqlite, type SqliteDb } from './sqlite.js';
 import { ErpEdgeError } from '../../common/errors.js';
@@ -12,6 +12,7 @@ import { migrate } from './migrations.js';
 import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, quickLineProblem, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
 import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
+import { DiskRoom, walSizeLimit } from './disk-room.js';
 
 export type CapPolicy = 'block' | 'drop_oldest';
 
@@ -27,8 +28,10 @@ export interface OutboxOptions {
   capPolicy: CapPolicy;
   /** How long acked rows are kept before pruning. */
   replayWindowMs: number;
-  /** Bytes kept in `<path>-reserve`, given up when the disk fills (room for acks and pruning); 0: none. */
+  /** Bytes kept in `<path>-reserve`, given up when a write finds the disk full (room for acks and pruning); 0: none. */
   diskReserveBytes?: number;
+  /** Free space appends leave on the file system, beyond the room the outbox keeps for its WAL (disk-room.ts); 0: none. */
+  diskMinFreeBytes?: number;
   logger?: Logger;
 }
 
@@ -171,13 +174,13 @@ export class Outbox extends EventEmitter {
   private readonly log: Logger | undefined;
   private readonly replayWindowMs: number;
   private readonly synchronous: 'FULL' | 'NORMAL';
-  private readonly reserveBytes: number;
-  private readonly reservePath: string;
+  /** The outbox's share of its file system (undefined in memory). */
+  private readonly disk: DiskRoom | undefined;
   private bytes = 0;
   private events = 0;
   private droppedTotal = 0;
   private full = false;
-  /** The file system refused a write (SQLITE_FULL) and no append has succeeded since: when, and what it said. */
+  /** Appends wait for the disk (at its floor, or a write was refused with SQLITE_FULL) and none has gone in since: when, and why. */
   private diskFull: { since: number; message: string } | null = null;
   private closed = false;
   /** Appends waiting for room under `block`, in arrival order: while there are any, acked rows are pruned at once. */
@@ -206,14 +209,20 @@ export class Outbox extends EventEmitter {
     this.policy = opts.capPolicy;
     this.replayWindowMs = opts.replayWindowMs;
     this.synchronous = opts.synchronous;
-    this.reserveBytes = opts.path === ':memory:' ? 0 : (opts.diskReserveBytes ?? 0);
-    this.reservePath = `${opts.path}-reserve`;
+    // Its page figures are read from the database when it measures, once the database is open.
+    this.disk =
+      opts.path === ':memory:'
+        ? undefined
+        : new DiskRoom({ path: opts.path, minFreeBytes: opts.diskMinFreeBytes ?? 0, reserveBytes: opts.diskReserveBytes ?? 0, pages: () => this.pages() });
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = openSqlite(opts.path);
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('busy_timeout = 5000');
+      // A WAL that grew past its usual size (a reader held it) is cut back when it starts over: the
+      // disk's room for the outbox counts on the WAL's usual size (disk-room.ts).
+      this.db.pragma(`journal_size_limit = ${walSizeLimit(this.db.pragma('page_size', { simple: true }) as number, this.db.pragma('wal_autocheckpoint', { simple: true }) as number)}`);
       migrate(this.db);
       this.epoch = this.loadEpoch();
       this.stmts = this.prepare();
@@ -223,7 +232,7 @@ export class Outbox extends EventEmitter {
       this.refreshUsage();
       // At the caps already (a restart, lowered caps): acked rows go at once, then decide.
       this.updateFullState();
-      if (!this.makeReserve()) this.diskFull = { since: Date.now(), message: 'no room on the disk for the outbox reserve' };
+      if (this.disk && !this.disk.makeReserve()) this.diskFull = { since: Date.now(), message: 'no room on the disk for the outbox reserve' };
     } catch (err) {
       // A refused open (e.g. ERP_OUTBOX_SCHEMA) must not leave the file handle open.
       this.db.close();
@@ -318,10 +327,7 @@ export class Outbox extends EventEmitter {
     opts: AppendOptions = {},
   ): { firstSeq: number; lastSeq: number } {
     this.assertOpen();
-    // The disk filled up: nothing is appended until the reserve is back (acks and pruning use it meanwhile).
-    if (this.diskFull && !this.recoverDisk()) {
-      throw new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is still full: nothing was written (${this.diskFull.message})`, { stream, path: this.path });
-    }
+    this.checkDisk(stream, encodedBytes(records) + deadLetterBytes(opts.deadLetters));
     if (records.length > 0 && !this.hasRoomFor(stream, records.length, encodedBytes(records), opts.ticket)) {
       throw new ErpEdgeError(
         'ERP_OUTBOX_FULL',
@@ -379,94 +385,87 @@ export class Outbox extends EventEmitter {
   }
 
   /**
-   * SQLite's SQLITE_FULL (the file system has no room for the database or its WAL) as
-   * ERP_OUTBOX_DISK_FULL: nothing was written (the transaction rolled back, the file is intact).
-   * The outbox counts as full until an append succeeds again: acks prune at once, whatever the
-   * replay window, to give pages back; the capture writer waits and retries, as for a full outbox.
+   * Appends stop at the disk's floor (disk-room.ts), before SQLite can run out of space: the room
+   * kept there is what acks, pruning and checkpoints write in. Throws ERP_OUTBOX_DISK_FULL (nothing
+   * written) while the floor would be crossed; the capture writer waits and retries, as for a full
+   * outbox. After a write found the disk full, appends resume only once the reserve is made again.
    */
-  private diskFullError(err: unknown, stream: string): unknown {
-    if (!isDiskFull(err)) return err;
-    const first = this.diskFull === null;
-    this.diskFull ??= { since: Date.now(), message: (err as Error).message };
-    if (first) {
-      // Room for acks, pruning and a checkpoint, which need to write too.
-      const released = this.releaseReserve();
-      const t = this.diskLog.take('full');
-      if (t) {
-        this.log?.error(
-          { path: this.path, reserve_released: released, suppressed: t.suppressed, err: { code: (err as { code?: string }).code, message: (err as Error).message } },
-          'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
-        );
-      }
-      this.emit('full');
+  private checkDisk(stream: string, bytes: number): void {
+    if (!this.disk) return;
+    // Checkpoints alone are small writes, like acks: they go in the room the floor keeps.
+    if (bytes === 0) return;
+    const recovering = this.diskFull !== null;
+    if (this.disk.roomFor(bytes, recovering) && (!recovering || this.disk.makeReserve())) {
+      if (recovering) this.diskHasRoom();
+      return;
     }
-    // Rows acked and kept for the replay window give their pages back now.
-    this.afterCommit(() => {
-      if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
+    const m = this.disk.measure(bytes);
+    const message = this.disk.describe(m);
+    this.enterDiskFull(message);
+    this.pruneForRoom();
+    throw new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is too full to append: nothing was written (${message})`, {
+      stream,
+      path: this.path,
+      free_bytes: m.fsFree,
     });
-    return new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is full: nothing was written (${(err as Error).message})`, { stream, path: this.path });
-  }
-
-  /** Writes the reserve file (when one is configured and missing); false when the disk has no room for it. */
-  private makeReserve(): boolean {
-    if (this.reserveBytes <= 0) return true;
-    try {
-      writeFileSync(this.reservePath, Buffer.alloc(this.reserveBytes), { flag: 'wx' });
-      return true;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return true;
-      rmSync(this.reservePath, { force: true });
-      if (code === 'ENOSPC' || code === 'EDQUOT') return false;
-      throw err;
-    }
-  }
-
-  private releaseReserve(): boolean {
-    if (this.reserveBytes <= 0) return false;
-    try {
-      rmSync(this.reservePath);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   /**
-   * While the disk is full: move the WAL into the database and empty it (pruned rows left free pages
-   * there to take it), then make the reserve again. Only then may appends go on.
+   * The disk is full (at the floor, or SQLite's SQLITE_FULL): the outbox counts as full until an
+   * append fits again. Acks prune at once meanwhile, whatever the replay window (see ack).
    */
-  private recoverDisk(): boolean {
-    try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      // Readers, or no room yet: the figures below decide.
+  private enterDiskFull(message: string, reserveReleased = false): void {
+    this.disk?.forget();
+    if (this.diskFull) return;
+    this.diskFull = { since: Date.now(), message };
+    const t = this.diskLog.take('full');
+    if (t) {
+      this.log?.error(
+        { path: this.path, reason: message, ...(reserveReleased ? { reserve_released: true } : {}), suppressed: t.suppressed },
+        'outbox: the disk is full; collectors paused until acked records are pruned or space is freed',
+      );
     }
-    // The WAL needs room on the file system to work in (it holds new pages until a checkpoint moves
-    // them into the database): the reserve is made again only when that room is left beside it.
-    const margin = Math.max(this.reserveBytes, 1 << 20);
-    if (this.fsFree() >= this.reserveBytes + margin && this.makeReserve()) {
-      this.diskHasRoom();
-      return true;
-    }
-    // Pruned rows left free pages inside the database file (SQLite keeps them; the file does not
-    // shrink): appends fill those, with the WAL in the room the reserve gave up.
-    const free = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
-    if (free >= margin && this.fsFree() >= margin) {
-      this.diskHasRoom();
-      return true;
-    }
-    return false;
+    this.emit('full');
   }
 
-  /** Bytes available on the outbox's file system (Infinity when it cannot be read: SQLite will say). */
-  private fsFree(): number {
+  /** Rows acked and kept for the replay window give their pages back now: appends resume into them. */
+  private pruneForRoom(): void {
+    this.afterCommit(() => {
+      if (this.stmts.anyAckedRow.get()) this.pruneAcked(true);
+    });
+  }
+
+  /**
+   * SQLite's SQLITE_FULL on an append (something else filled the file system past the floor) as
+   * ERP_OUTBOX_DISK_FULL: nothing was written (the transaction rolled back, the file is intact).
+   */
+  private diskFullError(err: unknown, stream: string): unknown {
+    if (!isDiskFull(err)) return err;
+    this.enterDiskFull((err as Error).message);
+    this.pruneForRoom();
+    return new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is full: nothing was written (${(err as Error).message})`, { stream, path: this.path });
+  }
+
+  /**
+   * A write the outbox must make even on a full disk (acks, pruning): when the file system refuses
+   * it, the reserve file is given up and the write tried once more in its room. The reserve is made
+   * again before appends resume (checkDisk).
+   */
+  private evenWhenFull<T>(fn: () => T): T {
     try {
-      const st = statfsSync(dirname(this.path));
-      return st.bavail * st.bsize;
-    } catch {
-      return Number.POSITIVE_INFINITY;
+      return fn();
+    } catch (err) {
+      if (!isDiskFull(err) || !this.disk?.releaseReserve()) throw err;
+      this.enterDiskFull((err as Error).message, true);
+      this.log?.warn({ path: this.path, reserve_bytes: this.disk.reserveBytes }, 'outbox: the disk reserve was given up so acks and pruning can go on');
+      return fn();
     }
+  }
+
+  /** The database's page figures, for the disk's room (disk-room.ts). */
+  private pages() {
+    const n = (pragma: string) => this.db.pragma(pragma, { simple: true }) as number;
+    return { pageSize: n('page_size'), pageCount: n('page_count'), freelistCount: n('freelist_count'), walAutocheckpoint: n('wal_autocheckpoint') };
   }
 
   private diskHasRoom(): void {
@@ -478,7 +477,7 @@ export class Outbox extends EventEmitter {
     if (!this.full) this.emit('space');
   }
 
-  /** Since when the disk has refused outbox writes, and its message; null when it has not (or an append succeeded since). */
+  /** Since when appends have waited for the disk (see checkDisk), and why; null when they do not (an append went in since). */
   diskFullState(): { since: number; message: string } | null {
     return this.diskFull ? { ...this.diskFull } : null;
   }
@@ -752,7 +751,8 @@ export class Outbox extends EventEmitter {
   ack(stream: string, upto: number): number {
     this.assertOpen();
     const now = Date.now();
-    const newly = this.withoutFsync(() => {
+    // An ack must be recorded even on a full disk: it is what lets pruning make room.
+    const newly = this.evenWhenFull(() => this.withoutFsync(() => {
       const s = this.stmts.getStream.get(stream);
       // An unknown stream has no seqs: any upto > 0 is beyond its (empty) end.
       if (upto <= (s?.acked_seq ?? 0)) return 0;
@@ -768,7 +768,7 @@ export class Outbox extends EventEmitter {
       this.stmts.logAck.run(stream, upto, now);
       this.stmts.pruneSkips.run(stream, upto);
       return upto - s.acked_seq;
-    });
+    }));
     // Under cap pressure acked rows go at once, whatever the replay window (the ack stands if this fails).
     if (newly > 0 && (this.full || this.diskFull || this.queue.length > 0)) this.afterCommit(() => this.pruneAcked(true));
     return newly;
@@ -935,28 +935,32 @@ export class Outbox extends EventEmitter {
 
   private deleteAcked(all: boolean, now: number): number {
     const cutoff = now - this.replayWindowMs;
-    try {
-      return this.db.transaction(() => {
-        let n = 0;
-        const targets = all
-          ? this.stmts.allStreams.all().map((s) => ({ stream: s.stream, upto: s.acked_seq }))
-          : this.stmts.expiredAcks.all(cutoff);
-        for (const t of targets) n += this.deleteUpTo(t.stream, t.upto);
-        this.stmts.deleteAckLog.run(all ? Number.MAX_SAFE_INTEGER : cutoff);
-        return n;
-      })();
-    } catch (err) {
-      // Rolled back: the counters were moved inside the transaction, re-read them.
-      this.refreshUsage();
-      throw err;
-    }
+    const run = this.db.transaction(() => {
+      let n = 0;
+      const targets = all
+        ? this.stmts.allStreams.all().map((s) => ({ stream: s.stream, upto: s.acked_seq }))
+        : this.stmts.expiredAcks.all(cutoff);
+      for (const t of targets) n += this.deleteUpTo(t.stream, t.upto);
+      this.stmts.deleteAckLog.run(all ? Number.MAX_SAFE_INTEGER : cutoff);
+      return n;
+    });
+    // Pruning is how a full disk gets room back: it must go through even then.
+    return this.evenWhenFull(() => {
+      try {
+        return run();
+      } catch (err) {
+        // Rolled back: the counters were moved inside the transaction, re-read them.
+        this.refreshUsage();
+        throw err;
+      }
+    });
   }
 
   streamStatus(): StreamStatus[] {
     return readStreamStatus(this.db, this.epoch);
   }
 
-  /** `full`: at a cap under `block`, or the disk refused a write (see diskFullState). */
+  /** `full`: at a cap under `block`, or appends wait for the disk (see diskFullState). */
   usage(): { bytes: number; events: number; dropped: number; full: boolean } {
     return { bytes: this.bytes, events: this.events, dropped: this.droppedTotal, full: this.full || this.diskFull !== null };
   }
@@ -1061,7 +1065,7 @@ export class Outbox extends EventEmitter {
     this.fullLog.flush();
     this.db.close();
     // The reserve is the outbox's own: it goes with it (made again at the next open).
-    if (this.reserveBytes > 0) rmSync(this.reservePath, { force: true });
+    this.disk?.removeReserve();
     this.emit('space');
     this.emit('freed'); // release waiters
   }
@@ -1243,6 +1247,13 @@ function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
     else runs.push({ from: q, to: q });
   }
   return runs;
+}
+
+/** Payload bytes of dead letters stored with an append (they take room on the disk as records do). */
+function deadLetterBytes(dead: readonly DeadLetterInput[] | undefined): number {
+  let n = 0;
+  for (const d of dead ?? []) n += d.payload.length;
+  return n;
 }
 
 function encodedBytes(records: readonly EncodedRecord[]): number {

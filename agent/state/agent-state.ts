@@ -49,7 +49,7 @@ export interface AgentSnapshot {
     full: boolean;
     dropped: number;
     waitingAppends: number;
-    /** The disk refused an outbox write (SQLITE_FULL) and no append has succeeded since (absent when read from the file). */
+    /** Appends wait for the disk (at the outbox's floor, or a write refused with SQLITE_FULL) since, and why (absent when read from the file). */
     diskFull?: { since: number; message: string } | null;
   } | null;
   deadLetters: { count: number; oldestAt: number | null };

@@ -35,6 +35,7 @@ function collectorReasons(s: AgentSnapshot, t: HealthzConfig, now: number): Heal
 function outboxReasons(s: AgentSnapshot): HealthReason[] {
   const o = s.outbox;
   if (!o?.full) return [];
+  if (o.diskFull) return [{ check: 'outbox_full', message: `the disk holding the outbox is full: collectors are paused (${o.diskFull.message})` }];
   const what = o.capPolicy === 'block' ? 'collectors are paused' : 'the oldest events are being dropped';
   return [{ check: 'outbox_full', message: `the outbox is full (${o.events} of ${o.maxEvents} events, ${o.bytes} of ${o.maxBytes} bytes): ${what}` }];
 }

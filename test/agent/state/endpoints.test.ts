@@ -2,6 +2,7 @@
  * The agent's HTTP endpoints (#9): GET /healthz and GET /metrics of a real agent, with test
  * collector kinds the test drives, and a broker address where nothing listens (a backlog builds).
  */
+import { once } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -184,6 +185,23 @@ describe('GET /healthz', () => {
     const body = JSON.parse(r.text) as { reasons: { check: string; message: string }[] };
     expect(body.reasons.map((x) => x.check)).toEqual(['outbox_full']);
     expect(body.reasons[0]!.message).toContain('50 of 50 events');
+  });
+
+  it('is 503 naming the disk when the outbox disk is at its floor (outbox.disk_min_free)', async () => {
+    const agent = await startAgent({
+      collectors: '  - type: manual\n    name: orders\n',
+      outbox: '  disk_min_free: 1000000GB\n',
+    });
+    expect((await get(agent, '/healthz')).status).toBe(200);
+    const full = once(agent.outbox, 'full');
+    // Waits for the disk (never returns while the floor stands); ends with the agent's stop.
+    void manualCtx.get('orders')!.writer.append(records(1)).catch(() => undefined);
+    await full;
+    const r = await get(agent, '/healthz');
+    expect(r.status).toBe(503);
+    const body = JSON.parse(r.text) as { reasons: { check: string; message: string }[] };
+    expect(body.reasons.map((x) => x.check)).toEqual(['outbox_full']);
+    expect(body.reasons[0]!.message).toMatch(/^the disk holding the outbox is full: collectors are paused \(.* free on the file system; appends leave/);
   });
 
   it('is 503 when disconnected longer than disconnected_for, or when free disk is below min_disk_free', async () => {
