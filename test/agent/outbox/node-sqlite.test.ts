@@ -15,7 +15,7 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 describe('the outbox suite on node:sqlite', () => {
   it('passes every outbox test under Node 22 with ERP_EDGE_SQLITE=node:sqlite', async ({ skip }) => {
     if (process.env.ERP_EDGE_SQLITE) skip();
-    const found = node22();
+    const found = await node22();
     if ('missing' in found) {
       console.warn(`SKIPPING the node:sqlite run: ${found.missing}`);
       return skip();

@@ -34,11 +34,13 @@ beforeAll(async () => {
   if (!wine) {
     skipped = "wine64 is not installed (Debian's wine64; scripts/ensure-test-deps.mjs installs it)";
     if (process.env.CI === 'true') throw new Error(`CI: ${skipped}`);
+    console.warn(`SKIPPING the Windows service test: ${skipped}`);
     return;
   }
   const built = await buildWinPackageOffline(join(dir, 'out'));
   if ('skipped' in built) {
     skipped = built.skipped;
+    console.warn(`SKIPPING the Windows service test: ${skipped}`);
     return;
   }
   console.log(`win-x64 package built with the registry unreachable: ${built.seconds.toFixed(0)} s`);
