@@ -28,8 +28,9 @@ const USAGE = `usage: edge-agent <command> --config FILE [options]
                           write a commented starter config (default ./agent.yaml); asks on a
                           terminal for what is not given; never replaces a file without --force
   install-service [--site S --agent A --broker URL] [--rw-path DIR]... [--no-start]
-                          (packaged executable, as root) install or upgrade the systemd service:
-                          runs install.sh beside the executable (README "Install at a site")
+                          (packaged executable, as root / Administrator) install or upgrade the
+                          service: runs install.sh (systemd) or install.cmd (Windows, nssm; no
+                          --rw-path) beside the executable (README "Install at a site")
   uninstall-service [--purge]   remove it; keeps config and outbox unless --purge
   run                     start the agent (collectors, outbox, forwarder)
   validate                check the config file; prints OK or the file:line:col and key at fault

@@ -27,12 +27,13 @@ import { fleetHealth } from './scenarios/fleet-health.js';
 import { scannerTcp } from './scenarios/scanner-tcp.js';
 import { relayStore } from './scenarios/relay-store.js';
 import { sinkDelivery } from './scenarios/sink-delivery.js';
+import { outboxBinding } from './scenarios/outbox-binding.js';
 import { findBinary } from './lib/requirements.js';
 import { prepareBaseline } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp, relayStore, sinkDelivery];
+export const SCENARIOS: Scenario[] = [brokerBaseline, durableE2e, backlogReplay, latency, footprint, mosquittoBridge, fileDropBulk, sqlSnapshot, sqlLogical, fleetHealth, scannerTcp, relayStore, sinkDelivery, outboxBinding];
 
 function machineInfo(): BenchResults['machine'] {
   const mosq = findBinary('mosquitto');

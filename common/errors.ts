@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'ERP_OUTBOX_FULL'
   /** The file system holding the outbox has no room (SQLITE_FULL): nothing was written. */
   | 'ERP_OUTBOX_DISK_FULL'
+  /** The SQLite binding asked for (ERP_EDGE_SQLITE) cannot load in this Node (node:sqlite needs >= 22.13). */
+  | 'ERP_OUTBOX_SQLITE'
   | 'ERP_RECORD_INVALID'
   | 'ERP_RECORD_TOO_LARGE'
   | 'ERP_COLLECTOR_LOAD'

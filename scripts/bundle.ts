@@ -94,10 +94,30 @@ export function dashboardFile(name) {
   },
 };
 
-/** Bundles both programs into `outDir` and puts this machine's native addons beside them. */
-export async function bundle(outDir = join(root, 'dist', 'bundle')): Promise<string> {
+/**
+ * The Windows executable carries no native addon (none can be built here): its outbox uses
+ * node:sqlite (agent/outbox/sqlite.ts reads __ERP_EDGE_SQLITE__), and better-sqlite3 is left out
+ * of its bundle; a stub says so if anything still reached for it.
+ */
+const withoutBetterSqlite3: Plugin = {
+  name: 'without-better-sqlite3',
+  setup(b) {
+    b.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: 'better-sqlite3', namespace: 'erp-edge-shim' }));
+    b.onLoad({ filter: /^better-sqlite3$/, namespace: 'erp-edge-shim' }, () => ({
+      contents: "module.exports = function Database() { throw new Error('better-sqlite3 is not in this executable: its outbox uses node:sqlite (ERP_EDGE_SQLITE=node:sqlite)'); };",
+      loader: 'js',
+    }));
+  },
+};
+
+/** What a bundle is for: this machine (both programs, native addons beside them) or the Windows executable. */
+export type BundleTarget = 'host' | 'win-x64';
+
+/** Bundles the programs of `target` into `outDir` (for the host, with this machine's native addons beside them). */
+export async function bundle(outDir = join(root, 'dist', 'bundle'), target: BundleTarget = 'host'): Promise<string> {
   mkdirSync(outDir, { recursive: true });
-  for (const p of PROGRAMS) {
+  const win = target === 'win-x64';
+  for (const p of PROGRAMS.filter((q) => !win || q.name === 'edge-agent')) {
     const result = await build({
       absWorkingDir: root,
       entryPoints: [p.entry],
@@ -110,17 +130,22 @@ export async function bundle(outDir = join(root, 'dist', 'bundle')): Promise<str
       sourcemap: 'linked',
       legalComments: 'none',
       logLevel: 'warning',
-      plugins: [nativeBindings, dashboardInline],
+      plugins: win ? [withoutBetterSqlite3, nativeBindings, dashboardInline] : [nativeBindings, dashboardInline],
       // Optional peers the drivers probe for with require() inside try/catch; none is installed.
       external: ['pg-native', 'cardinal', 'supports-color', 'bufferutil', 'utf-8-validate', '@azure/keyvault-keys', 'pino-pretty'],
       // ESM-only packages (e.g. `open`, under mssql's @azure/identity) read import.meta.url, which
       // CommonJS lacks: point it at the bundle (or executable) file.
       banner: { js: "var __bundle_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-      define: { 'import.meta.url': '__bundle_import_meta_url', 'import.meta.dirname': '__dirname', 'import.meta.filename': '__filename' },
+      define: {
+        'import.meta.url': '__bundle_import_meta_url',
+        'import.meta.dirname': '__dirname',
+        'import.meta.filename': '__filename',
+        ...(win ? { __ERP_EDGE_SQLITE__: JSON.stringify('node:sqlite') } : {}),
+      },
     });
     if (result.errors.length > 0) throw new Error(`bundling ${p.name} failed`);
   }
-  for (const addon of NATIVE_ADDONS) copyFileSync(hostAddon(addon), join(outDir, addon));
+  if (!win) for (const addon of NATIVE_ADDONS) copyFileSync(hostAddon(addon), join(outDir, addon));
   return outDir;
 }
 

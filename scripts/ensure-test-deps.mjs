@@ -4,7 +4,8 @@
 // Debian's prometheus package: the metrics tests check their output with it), Chromium
 // (Debian's package: the dashboard's browser test; playwright-core downloads no browser), socat
 // (the serial scanner tests: a real pseudo-terminal pair stands in for the serial cable), openssl
-// (the TLS tests' certificates) and systemd's tools (the Linux installer's tests; no running systemd needed).
+// (the TLS tests' certificates), systemd's tools (the Linux installer's tests; no running systemd needed)
+// and Wine (the Windows installer's test).
 // As root (or with password-less sudo) it installs the Debian package; otherwise it says how.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -35,6 +36,8 @@ const needed = [
   { bin: 'socat', pkg: 'socat', why: 'the scanner-serial tests make a real pseudo-terminal pair with it (one end for the collector, one for the test)' },
   { bin: 'openssl', pkg: 'openssl', why: 'the TLS tests make their CA, broker and client certificates with openssl' },
   { bin: 'systemd-analyze', pkg: 'systemd', why: 'the installer tests run systemd-analyze verify/security on the unit and systemd-sysusers into a fake root' },
+  // Debian's wine64 puts its loader in /usr/lib/wine, not on PATH.
+  { bin: '/usr/lib/wine/wine64', pkg: 'wine64', why: 'the Windows installer test runs edge-agent.exe as a service (nssm) under Wine' },
 ];
 const missing = needed.filter((n) => !found(n.bin));
 if (missing.length > 0 && !aptInstall(missing.map((m) => m.pkg))) {

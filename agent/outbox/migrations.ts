@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqliteDb } from './sqlite.js';
 import { ErpEdgeError } from '../../common/errors.js';
 
 /**
@@ -99,7 +99,7 @@ const MIGRATIONS: readonly string[] = [
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Migrates to `target` (the newest by default; tests stop earlier to write a previous release's file). */
-export function migrate(db: Database.Database, target = SCHEMA_VERSION): void {
+export function migrate(db: SqliteDb, target = SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
     throw new ErpEdgeError(

@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDb } from './sqlite.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { StateChangeLog } from '../../common/state-log.js';
@@ -170,7 +170,7 @@ export class Outbox extends EventEmitter {
   readonly maxBytes: number;
   readonly maxEvents: number;
   readonly policy: CapPolicy;
-  private readonly db: Database.Database;
+  private readonly db: SqliteDb;
   private readonly log: Logger | undefined;
   private readonly replayWindowMs: number;
   private readonly synchronous: 'FULL' | 'NORMAL';
@@ -215,7 +215,7 @@ export class Outbox extends EventEmitter {
         ? undefined
         : new DiskRoom({ path: opts.path, minFreeBytes: opts.diskMinFreeBytes ?? 0, reserveBytes: opts.diskReserveBytes ?? 0, pages: () => this.pages() });
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
-    this.db = new Database(opts.path);
+    this.db = openSqlite(opts.path);
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.synchronous}`);
@@ -1227,7 +1227,8 @@ export function fullLineProblem(line: string, seq: number): string | undefined {
 /** A chunk payload as text for the dead-letter table (a BLOB written over it is kept as base64). */
 function payloadText(payload: unknown): string {
   if (typeof payload === 'string') return payload;
-  if (Buffer.isBuffer(payload)) return `base64:${payload.toString('base64')}`;
+  // A Buffer from better-sqlite3, a plain Uint8Array from node:sqlite.
+  if (payload instanceof Uint8Array) return `base64:${Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('base64')}`;
   return String(payload);
 }
 
@@ -1261,7 +1262,7 @@ function encodedBytes(records: readonly EncodedRecord[]): number {
   return n;
 }
 
-function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamStatus[] {
+function readStreamStatus(db: SqliteDb, outboxEpoch: string): StreamStatus[] {
   const streams = db.prepare('SELECT * FROM streams ORDER BY stream').all() as StreamRow[];
   const whole = db.prepare<[string, number], { n: number; b: number; oldest: number | null }>(
     'SELECT coalesce(sum(last_seq - first_seq + 1), 0) AS n, coalesce(sum(bytes), 0) AS b, min(min_ts) AS oldest FROM chunks WHERE stream = ? AND first_seq > ?',
@@ -1304,7 +1305,7 @@ function readStreamStatus(db: Database.Database, outboxEpoch: string): StreamSta
 
 /** Dead-lettered records read from the file without opening it for writing (nor migrating it). */
 export function readDeadLetters(path: string, q: DeadLetterQuery): DeadLetter[] {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openSqlite(path, { readonly: true, fileMustExist: true });
   try {
     return hasDeadLetters(db) ? new DeadLetters(db).list(q) : [];
   } finally {
@@ -1313,7 +1314,7 @@ export function readDeadLetters(path: string, q: DeadLetterQuery): DeadLetter[] 
 }
 
 /** False for an outbox written by release 0.1 and not yet opened by a newer agent. */
-function hasDeadLetters(db: Database.Database): boolean {
+function hasDeadLetters(db: SqliteDb): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'").get() !== undefined;
 }
 
@@ -1329,7 +1330,7 @@ export interface OutboxSnapshot {
  * agent opens it.
  */
 export function readOutboxStatus(path: string): OutboxSnapshot {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openSqlite(path, { readonly: true, fileMustExist: true });
   try {
     const epoch = (db.prepare("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string } | undefined)?.value ?? '';
     const d = hasDeadLetters(db)

@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDb } from './sqlite.js';
 import { chunkProblem, splitChunk } from './chunk.js';
 import { SCHEMA_VERSION } from './migrations.js';
 import { fullLineProblem } from './outbox.js';
@@ -49,7 +49,7 @@ const ORIGINS = new Set(['relay', 'capture', 'repair']);
 
 export function verifyOutbox(path: string, opts: VerifyOptions = {}): VerifyReport {
   const max = opts.maxListed ?? 20;
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openSqlite(path, { readonly: true, fileMustExist: true });
   const checks: VerifyCheck[] = [];
   const check = (name: string) => {
     const c: VerifyCheck = { name, problems: [], warnings: [] };

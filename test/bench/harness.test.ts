@@ -24,6 +24,8 @@ const EXPECTED: Record<string, string[]> = {
   'fleet-health': ["relay CPU per 1 000 agents' health messages", 'idle relay CPU over the same time (reference)', 'relay CPU at 1 000 agents, health every 15 s', 'GET /metrics scrape (all agents)'],
   'scanner-tcp': ['scanner-tcp end to end: first byte → relay has every scan', 'file-drop end to end, same run and row count', 'scanner-tcp rate / file-drop rate', 'scanner-tcp agent RSS (max)'],
   'sql-logical': ['capture rate into the outbox at 100 rows/s offered', 'capture rate / offered at 100 rows/s offered', 'capture lag p99 (committed_at → outbox) at 100 rows/s offered', 'slot lag when the load stops at 100 rows/s offered', 'agent RSS during logical capture (max, service flags)'],
+  'outbox-binding': ['append, better-sqlite3', 'append, node:sqlite', 'read+ack, better-sqlite3', 'read+ack, node:sqlite', 'append: node:sqlite / better-sqlite3'],
+  'sink-delivery': ['sqlite-webhook_events_per_s', 'sqlite-webhook_cpu_ms_per_100k', 'postgres-webhook_events_per_s', 'sqlite-mqtt_events_per_s', 'sqlite-mqtt_cpu_ms_per_100k'],
   'relay-store': ['sqlite-1_events_per_s', 'sqlite-1_cpu_ms_per_100k', 'postgres-1_events_per_s', 'postgres-3-round-robin_rewinds', 'postgres-3-sticky_cpu_ms_per_100k'],
 };
 

@@ -1,11 +1,11 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDb } from '../../agent/outbox/sqlite.js';
 
 /**
  * Reads an outbox file with its own SQLite connection, independently of the Outbox class: what
  * the tests compare the Outbox's own view against.
  */
-export function withFile<T>(path: string, fn: (db: Database.Database) => T, opts: { readonly?: boolean } = {}): T {
-  const db = new Database(path, { readonly: opts.readonly ?? true, fileMustExist: true });
+export function withFile<T>(path: string, fn: (db: SqliteDb) => T, opts: { readonly?: boolean } = {}): T {
+  const db = openSqlite(path, { readonly: opts.readonly ?? true, fileMustExist: true });
   try {
     return fn(db);
   } finally {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { Outbox, readOutboxStatus, type NewRecord } from '../../../agent/outbox/outbox.js';
 import { CHUNK_MAX_BYTES, CHUNK_MAX_RECORDS, toChunks } from '../../../agent/outbox/chunk.js';
 import { wireRecord } from '../../../common/wire-v1.js';
@@ -26,7 +26,7 @@ function open(opts: Partial<ConstructorParameters<typeof Outbox>[0]> = {}): Outb
 }
 
 function chunkSpans(): [number, number][] {
-  const db = new Database(join(dir, 'o.db'), { readonly: true });
+  const db = openSqlite(join(dir, 'o.db'), { readonly: true });
   try {
     return (db.prepare('SELECT first_seq AS f, last_seq AS l FROM chunks ORDER BY first_seq').all() as { f: number; l: number }[]).map((r) => [r.f, r.l]);
   } finally {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { describe, expect, it, vi } from 'vitest';
 import { resendDeadLetters, discardDeadLetters } from '../../../agent/host/dead-letter-actions.js';
 import { lineBody } from '../../../agent/outbox/chunk.js';
@@ -318,7 +318,7 @@ describe('resendDeadLetters', () => {
     fixture(o);
     o.deadLetterPending('s', [{ from: 5, to: 6, reason: 'x' }]);
     const usage = o.usage();
-    const db = new Database(dbPath());
+    const db = openSqlite(dbPath());
     db.exec("CREATE TRIGGER keep_dead_letters BEFORE DELETE ON dead_letters BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END");
     db.close();
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Outbox } from '../../../agent/outbox/outbox.js';
 import { wireRecord } from '../../../common/wire-v1.js';
@@ -102,7 +102,7 @@ describe('outbox under kill -9', () => {
     }
 
     // Raw look at the file first: no duplicate (stream, seq), per-stream seqs span 1..N exactly.
-    const raw = new Database(dbPath, { readonly: true });
+    const raw = openSqlite(dbPath, { readonly: true });
     const spans = raw
       .prepare(
         `SELECT stream, sum(last_seq - first_seq + 1) AS n, sum(last_seq - first_seq + 1) AS d, min(first_seq) AS lo, max(last_seq) AS hi

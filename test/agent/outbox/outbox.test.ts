@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { describe, expect, it, vi } from 'vitest';
 import { Outbox, readOutboxStatus, type NewRecord, type OutboxOptions } from '../../../agent/outbox/outbox.js';
 import { SCHEMA_VERSION } from '../../../agent/outbox/migrations.js';
@@ -46,7 +46,7 @@ function dataIs(o: Outbox, stream: string): number[] {
 
 /** Usage as the file has it, counted independently of the Outbox. */
 function fileUsage(path = dbPath()): { bytes: number; events: number; dropped: number } {
-  const db = new Database(path, { readonly: true });
+  const db = openSqlite(path, { readonly: true });
   try {
     // Records are stored in chunks, one JSON record per line: count lines and bytes less the newlines.
     const u = db
@@ -211,7 +211,7 @@ describe('checkpoints', () => {
     const usage = o.usage();
     // Fault injection from a second connection: deleting or trimming a chunk of stream b aborts,
     // so the transaction fails after stream a's records were already deleted and uncounted.
-    const db = new Database(dbPath());
+    const db = openSqlite(dbPath());
     db.exec("CREATE TRIGGER no_delete_b BEFORE DELETE ON chunks WHEN OLD.stream = 'b' BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END");
     db.exec("CREATE TRIGGER no_trim_b BEFORE UPDATE ON chunks WHEN OLD.stream = 'b' BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END");
     try {
@@ -407,7 +407,7 @@ describe('reopen', () => {
 describe('migrations', () => {
   it('sets user_version to the schema version', () => {
     open().close();
-    const db = new Database(dbPath(), { readonly: true });
+    const db = openSqlite(dbPath(), { readonly: true });
     try {
       expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(1);
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
@@ -423,7 +423,7 @@ describe('migrations', () => {
     const o = open();
     o.append('a', recs('a', 1, 2));
     o.close();
-    const db = new Database(dbPath());
+    const db = openSqlite(dbPath());
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
 
@@ -432,7 +432,7 @@ describe('migrations', () => {
     // The refused open does not leak its connection (checked where /proc exists).
     expect(openHandles(dbPath())).toBe(handles);
 
-    const check = new Database(dbPath(), { readonly: true });
+    const check = openSqlite(dbPath(), { readonly: true });
     try {
       expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION + 1);
       expect((check.prepare('SELECT sum(last_seq - first_seq + 1) AS n FROM chunks').get() as { n: number }).n).toBe(2);

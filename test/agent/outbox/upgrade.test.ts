@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { describe, expect, it } from 'vitest';
 import { migrate, SCHEMA_VERSION } from '../../../agent/outbox/migrations.js';
 import { Outbox, readOutboxStatus, type OutboxOptions, type StreamStatus } from '../../../agent/outbox/outbox.js';
@@ -33,7 +33,7 @@ interface V1File {
  * `scans` with 1..3 pending, and a collector checkpoint.
  */
 function writeRelease01(): V1File {
-  const db = new Database(dbPath());
+  const db = openSqlite(dbPath());
   db.pragma('journal_mode = WAL');
   migrate(db, 1);
   const lines = new Map<string, Map<number, string>>();
@@ -220,7 +220,7 @@ describe('an outbox written by release 0.1', () => {
 describe('an outbox written by release 0.2', () => {
   /** Schema 2 as release 0.2 left it: records pending in a v2 chunk, a file-drop checkpoint, a dead letter. */
   function writeRelease02(): string[] {
-    const db = new Database(dbPath());
+    const db = openSqlite(dbPath());
     db.pragma('journal_mode = WAL');
     migrate(db, 2);
     const lines = [1, 2].map((seq) => JSON.stringify({ id: `r${seq}`, source: 'file-drop:orders', ts: T0 + seq, data: { n: seq }, seq }));
