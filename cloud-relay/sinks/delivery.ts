@@ -264,7 +264,7 @@ export class SinkDelivery {
     }
   }
 
-  /** Rows `dlq retry` marked: each event delivered alone, with the sink's retries, then gone or dead again. */
+  /** Rows `dlq retry` marked: each event the sink still matches delivered alone, with the sink's retries, then gone or dead again. */
   private async deliverRetries(): Promise<void> {
     const { store, settings: s, owner } = this.o;
     const rows = await store.listDeadLetters({ sink: this.name, status: 'retry' }, s.batch_size);
@@ -289,7 +289,14 @@ export class SinkDelivery {
       await store.settleRetry(row.id, false, { attempts: 0, error: 'the event is no longer stored', field: null }, this.clock());
       return;
     }
-    const t = this.transform({ ...stored, ...ref });
+    const e: SinkEvent = { ...stored, ...ref };
+    // The sink's routes may have changed since the event was dead-lettered: one that no longer
+    // takes it must not get it (routing's transform would pass it as stored, not mapped).
+    if (!this.matches(e)) {
+      await store.settleRetry(row.id, false, { attempts: 0, error: 'the sink no longer takes this event (its match refuses it: were its routes changed?); discard it or route it again', field: null }, this.clock());
+      return;
+    }
+    const t = this.transform(e);
     if (!t.ok) {
       await store.settleRetry(row.id, false, { attempts: 0, error: `transform refused ${t.field}: ${t.reason}`, field: t.field }, this.clock());
       return;
