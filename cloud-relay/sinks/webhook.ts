@@ -46,12 +46,19 @@ export function webhookSignature(secret: string, body: string | Buffer): string 
 /**
  * The request's Idempotency-Key: the event id for a batch of one; `<first id>..<last id>` for more.
  * A retried batch carries the same events and so the same key; each event's own id (in the body)
- * is its idempotency key for a receiver that de-duplicates per event.
+ * is its idempotency key for a receiver that de-duplicates per event. Ids are any text (a CSV key
+ * column, a database key) but a header value is bytes: characters other than visible ASCII, and
+ * `%`, are percent-encoded as UTF-8 (decodeURIComponent gives the ids back; ASCII ids read as is).
  */
 export function idempotencyKey(batch: DeliveryBatch): string {
   const first = batch.events[0]!.id;
   const last = batch.events[batch.events.length - 1]!.id;
-  return batch.events.length === 1 ? first : `${first}..${last}`;
+  return headerSafe(batch.events.length === 1 ? first : `${first}..${last}`);
+}
+
+/** Without it fetch refuses the request (a character above U+00FF, a line break): the batch could never be delivered. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x21-\x24\x26-\x7e]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 }
 
 /** HTTP POST of each batch; a 2xx answer within `timeout` is delivered, anything else throws ERP_SINK_DELIVERY. */
