@@ -48,7 +48,7 @@ interface StreamRetry {
  * worker at a time (the store's lease keeps it one across relay instances) reads a batch after the
  * cursor, applies `match` and `transform`, delivers, and moves the cursor in the store. Delivery is
  * at least once: a crash between the receiver's answer and the cursor move delivers the batch again
- * (receivers de-duplicate by Idempotency-Key / event id).
+ * (receivers de-duplicate by site, agent, stream and event id).
  *
  * A failing batch is retried with exponential back-off and jitter; its stream waits alone (its
  * slot is free meanwhile), the others go on. After `max_attempts` failures its events go to the

@@ -46,7 +46,9 @@ export function webhookSignature(secret: string, body: string | Buffer): string 
 /**
  * The request's Idempotency-Key: the event id for a batch of one; `<first id>..<last id>` for more.
  * A retried batch carries the same events and so the same key; each event's own id (in the body)
- * is its idempotency key for a receiver that de-duplicates per event. Ids are any text (a CSV key
+ * is its idempotency key for a receiver that de-duplicates per event, with the body's site, agent
+ * and stream: ids are unique per stream only (docs/wire.md), so neither an id nor this key alone
+ * tells two sites' events apart. Ids are any text (a CSV key
  * column, a database key) but a header value is bytes: characters other than visible ASCII, and
  * `%`, are percent-encoded as UTF-8 (decodeURIComponent gives the ids back; ASCII ids read as is).
  */
