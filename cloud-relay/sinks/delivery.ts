@@ -272,10 +272,12 @@ export class SinkDelivery {
    */
   private async deliverRetries(): Promise<void> {
     const { store, settings: s, owner } = this.o;
+    const marked = { sink: this.name, status: 'retry' } as const;
+    // A look first (a read): most polls find nothing, and a lease is a write.
+    if ((await store.listDeadLetters(marked, 1)).length === 0) return;
     if ((await store.claim(this.name, RETRY_LEASE_STREAM, owner, this.clock(), s.lease)) === null) return;
     try {
-      const rows = await store.listDeadLetters({ sink: this.name, status: 'retry' }, s.batch_size);
-      if (rows.length === 0) return;
+      const rows = await store.listDeadLetters(marked, s.batch_size);
       for (const row of rows) {
         if (this.stopped || !(await this.retryOne(row))) return;
       }
