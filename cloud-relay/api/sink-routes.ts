@@ -3,8 +3,10 @@ import type { RelayStore } from '../store/store.js';
 
 /**
  * GET /api/sinks: per configured sink, its dead-letter count and oldest age, and its cursor on each
- * stream epoch it has reached (`behind`: seqs stored past the cursor, an upper bound of the events
- * it has still to deliver). From the store, so every instance sharing it answers the same.
+ * stream epoch it has reached (`behind`: seqs stored past the cursor, holes included). Stream
+ * epochs the sink has not reached yet (no cursor) are not counted: `behind` is no upper bound while
+ * a sink is starting or has more pending streams than it has taken up. From the store, so every
+ * instance sharing it answers the same.
  */
 export function registerSinkRoutes(app: FastifyInstance, store: RelayStore, sinks: readonly { name: string; type: string }[]): void {
   app.get('/api/sinks', async () => {

@@ -10,6 +10,9 @@ export const sinksSchema = z
     sinks.forEach((s, i) => {
       if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `sink name "${s.name}" is used twice: each sink keeps its own cursors under its name` });
       seen.add(s.name);
+      // The lease is renewed when the cursor moves, after a delivery: a delivery still running when
+      // its lease ends lets another relay instance deliver the same stream at the same time.
+      if (s.timeout >= s.lease) ctx.addIssue({ code: 'custom', path: [i, 'timeout'], message: `must be shorter than lease (${s.lease} ms): a delivery still running when its lease ends lets another relay instance deliver the stream at the same time` });
     });
   })
   .default([]);

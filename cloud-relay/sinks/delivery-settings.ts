@@ -23,7 +23,7 @@ export const deliverySettings = {
     .prefault({}),
   /** Streams delivered at once by this sink (a stream waiting out its back-off does not hold a slot). */
   concurrency: z.number().int().min(1).max(1_000).default(16),
-  /** How long an instance holds a (sink, stream) it delivers; renewed on every cursor move. Another instance takes it over after this. */
+  /** How long an instance holds a (sink, stream) it delivers; renewed on every cursor move. Another instance takes it over after this. More than the sink's `timeout` (sinks/config.ts checks). */
   lease: positive.default(30_000),
   /** How often the sink looks for streams with events to deliver (new events also wake it). */
   poll: positive.default(1_000),

@@ -48,7 +48,7 @@ interface StreamRetry {
  * worker at a time (the store's lease keeps it one across relay instances) reads a batch after the
  * cursor, applies `match` and `transform`, delivers, and moves the cursor in the store. Delivery is
  * at least once: a crash between the receiver's answer and the cursor move delivers the batch again
- * (receivers de-duplicate by Idempotency-Key / event id).
+ * (receivers de-duplicate by site, agent, stream and event id).
  *
  * A failing batch is retried with exponential back-off and jitter; its stream waits alone (its
  * slot is free meanwhile), the others go on. After `max_attempts` failures its events go to the
@@ -264,16 +264,22 @@ export class SinkDelivery {
     }
   }
 
-  /** Rows `dlq retry` marked: each event delivered alone, with the sink's retries, then gone or dead again. */
+  /**
+   * Rows `dlq retry` marked: each event the sink still matches delivered alone, with the sink's
+   * retries, then gone or dead again. One instance at a time per sink (the retry lease, taken
+   * before the rows are listed so that a list is never one another instance has since worked
+   * through, and renewed before each attempt: back-off sleeps can outlast it).
+   */
   private async deliverRetries(): Promise<void> {
     const { store, settings: s, owner } = this.o;
-    const rows = await store.listDeadLetters({ sink: this.name, status: 'retry' }, s.batch_size);
-    if (rows.length === 0) return;
+    const marked = { sink: this.name, status: 'retry' } as const;
+    // A look first (a read): most polls find nothing, and a lease is a write.
+    if ((await store.listDeadLetters(marked, 1)).length === 0) return;
+    if ((await store.claim(this.name, RETRY_LEASE_STREAM, owner, this.clock(), s.lease)) === null) return;
     try {
+      const rows = await store.listDeadLetters(marked, s.batch_size);
       for (const row of rows) {
-        if (this.stopped) return;
-        if ((await store.claim(this.name, RETRY_LEASE_STREAM, owner, this.clock(), s.lease)) === null) return;
-        await this.retryOne(row);
+        if (this.stopped || !(await this.retryOne(row))) return;
       }
     } finally {
       await store.release(this.name, RETRY_LEASE_STREAM, owner);
@@ -281,34 +287,51 @@ export class SinkDelivery {
     this.wake();
   }
 
-  private async retryOne(row: DeadLetterRow): Promise<void> {
+  /** Renews the retry lease; false (logged) when another instance took it over. */
+  private async holdRetryLease(row: DeadLetterRow): Promise<boolean> {
+    const { store, settings: s, owner } = this.o;
+    if ((await store.claim(this.name, RETRY_LEASE_STREAM, owner, this.clock(), s.lease)) !== null) return true;
+    this.o.log.warn({ sink: this.name, site: row.site, agent: row.agent, stream: row.stream, seq: row.seq }, 'sink: dead-letter retries taken over by another instance; leaving them');
+    return false;
+  }
+
+  /** Settles one marked row; false when the retry lease was lost (the row stays marked). */
+  private async retryOne(row: DeadLetterRow): Promise<boolean> {
     const { store, settings: s } = this.o;
     const ref: StreamRef = { site: row.site, agent: row.agent, stream: row.stream, epoch: row.epoch };
     const [stored] = await store.read(row.stream_id, row.seq - 1, 1);
     if (!stored || stored.seq !== row.seq) {
       await store.settleRetry(row.id, false, { attempts: 0, error: 'the event is no longer stored', field: null }, this.clock());
-      return;
+      return true;
     }
-    const t = this.transform({ ...stored, ...ref });
+    const e: SinkEvent = { ...stored, ...ref };
+    // The sink's routes may have changed since the event was dead-lettered: one that no longer
+    // takes it must not get it (routing's transform would pass it as stored, not mapped).
+    if (!this.matches(e)) {
+      await store.settleRetry(row.id, false, { attempts: 0, error: 'the sink no longer takes this event (its match refuses it: were its routes changed?); discard it or route it again', field: null }, this.clock());
+      return true;
+    }
+    const t = this.transform(e);
     if (!t.ok) {
       await store.settleRetry(row.id, false, { attempts: 0, error: `transform refused ${t.field}: ${t.reason}`, field: t.field }, this.clock());
-      return;
+      return true;
     }
     const out: OutgoingEvent = { id: stored.id, seq: stored.seq, correlation_id: stored.correlation_id, value: t.value };
     for (let attempts = 1; ; attempts++) {
+      if (!(await this.holdRetryLease(row))) return false;
       const failure = await this.attempt(ref, [out]);
-      if (this.stopped) return; // still marked retry: the next start takes it up
+      if (this.stopped) return false; // still marked retry: the next start takes it up
       if (failure === undefined) {
         await store.settleRetry(row.id, true, null, this.clock());
         this.o.metrics.redelivered.inc({ sink: this.name });
         this.o.log.info({ sink: this.name, ...ref, seq: row.seq, id: row.event_id }, 'sink: dead-lettered event delivered on retry');
-        return;
+        return true;
       }
       this.o.metrics.failures.inc({ sink: this.name });
       if (attempts >= s.max_attempts) {
         await store.settleRetry(row.id, false, { attempts, error: failure, field: null }, this.clock());
         this.o.log.error({ sink: this.name, ...ref, seq: row.seq, attempts, err: failure }, 'sink: dead-letter retry failed; the event is dead again');
-        return;
+        return true;
       }
       await sleep(backoffDelay(attempts, s.retry.initial, s.retry.max, this.random), this.abort.signal);
     }

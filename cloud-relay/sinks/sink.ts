@@ -66,7 +66,8 @@ export interface DeliveryBatch {
 /**
  * A sink of one configured name. `deliver` resolves once the receiver has the whole batch and
  * throws otherwise (the loop retries with back-off, then dead-letters); it must stop promptly when
- * `signal` aborts (relay stopping). Never given two batches of one stream at once.
+ * `signal` aborts (relay stopping). The stream's worker never gives it two batches of one stream
+ * at once; a dead-lettered event `dlq retry` marked may go alongside one (it is out of stream order).
  */
 export interface Sink {
   readonly name: string;

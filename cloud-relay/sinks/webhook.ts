@@ -46,15 +46,24 @@ export function webhookSignature(secret: string, body: string | Buffer): string 
 /**
  * The request's Idempotency-Key: the event id for a batch of one; `<first id>..<last id>` for more.
  * A retried batch carries the same events and so the same key; each event's own id (in the body)
- * is its idempotency key for a receiver that de-duplicates per event.
+ * is its idempotency key for a receiver that de-duplicates per event, with the body's site, agent
+ * and stream: ids are unique per stream only (docs/wire.md), so neither an id nor this key alone
+ * tells two sites' events apart. Ids are any text (a CSV key
+ * column, a database key) but a header value is bytes: characters other than visible ASCII, and
+ * `%`, are percent-encoded as UTF-8 (decodeURIComponent gives the ids back; ASCII ids read as is).
  */
 export function idempotencyKey(batch: DeliveryBatch): string {
   const first = batch.events[0]!.id;
   const last = batch.events[batch.events.length - 1]!.id;
-  return batch.events.length === 1 ? first : `${first}..${last}`;
+  return headerSafe(batch.events.length === 1 ? first : `${first}..${last}`);
 }
 
-/** HTTP POST of each batch; a 2xx answer within `timeout` is delivered, anything else throws ERP_SINK_DELIVERY. */
+/** Without it fetch refuses the request (a character above U+00FF, a line break): the batch could never be delivered. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x21-\x24\x26-\x7e]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
+}
+
+/** HTTP POST of each batch; a 2xx answer within `timeout` is delivered, anything else (a redirect too) throws ERP_SINK_DELIVERY. */
 export class WebhookSink implements Sink {
   readonly type = 'webhook';
   readonly name: string;
@@ -72,14 +81,23 @@ export class WebhookSink implements Sink {
     if (this.cfg.secret !== undefined) headers[this.cfg.signature_header] = webhookSignature(this.cfg.secret, body);
     const timeout = AbortSignal.timeout(this.cfg.timeout);
     let status: number;
+    let location: string | null = null;
     try {
-      const res = await fetch(this.cfg.url, { method: 'POST', headers, body, signal: AbortSignal.any([signal, timeout]) });
+      // Redirects are not followed: fetch turns a POST answered 301/302/303 into a GET without the
+      // body (a 2xx to that would count the batch delivered, its events lost), and a 307/308 would
+      // carry the configured headers (credentials) to wherever it points.
+      const res = await fetch(this.cfg.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.any([signal, timeout]) });
       // Read to the end so the connection is reused (the answer itself says nothing we use).
       await res.arrayBuffer();
       status = res.status;
+      location = res.headers.get('location');
     } catch (err) {
       const why = timeout.aborted ? `no answer within ${this.cfg.timeout} ms` : signal.aborted ? 'relay stopping' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
       throw new ErpEdgeError('ERP_SINK_DELIVERY', `webhook ${this.target}: ${why}`, { sink: this.name, url: this.target });
+    }
+    if (status >= 300 && status <= 399) {
+      const to = location === null ? 'no Location' : safeUrl(URL.canParse(location, this.cfg.url) ? new URL(location, this.cfg.url).href : location);
+      throw new ErpEdgeError('ERP_SINK_DELIVERY', `webhook ${this.target}: HTTP ${status}, a redirect to ${to}: redirects are not followed, set the sink's url to where the receiver is`, { sink: this.name, url: this.target, status });
     }
     if (status < 200 || status > 299) throw new ErpEdgeError('ERP_SINK_DELIVERY', `webhook ${this.target}: HTTP ${status}`, { sink: this.name, url: this.target, status });
   }

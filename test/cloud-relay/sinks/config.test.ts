@@ -57,5 +57,8 @@ describe('relay config: sinks and retention', () => {
       configFailure(() => sink('  - { name: a, type: mqtt, url: "mqtt://bus:1883" }', '  - { name: a, type: webhook, url: "https://erp.example/x" }')),
     ).toMatch(/relay\.yaml:8:\d+ sinks\[1\]\.name: sink name "a" is used twice/);
     expect(configFailure(() => parse(['retention:', '  max_age: forever']))).toMatch(/retention\.max_age/);
+    // A delivery must end before its lease does (the lease is renewed only when the cursor moves).
+    expect(configFailure(() => sink('  - { name: a, type: webhook, url: "https://erp.example/x", timeout: 30s }'))).toMatch(/relay\.yaml:7:\d+ sinks\[0\]\.timeout: must be shorter than lease \(30000 ms\)/);
+    expect(configFailure(() => sink('  - { name: a, type: mqtt, url: "mqtt://bus:1883", timeout: 20s, lease: 10s }'))).toMatch(/sinks\[0\]\.timeout: must be shorter than lease \(10000 ms\)/);
   });
 });
