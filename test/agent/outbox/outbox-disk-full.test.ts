@@ -4,7 +4,7 @@
  * and pruning always go through, appends resume into the pages pruning frees — cycle after cycle —
  * and when another program takes the rest of the disk, the reserve carries the acks.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Outbox, type NewRecord } from '../../../agent/outbox/outbox.js';
@@ -173,12 +173,20 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
 
   it('SQLITE_FULL on an append (the disk filled between two looks) writes nothing and counts as disk full until there is room again', () => {
     const o = open();
-    o.append('orders', batch(10)); // measured: plenty of room
-    fillDisk();
-    // Within the same second the outbox counts down from its last look: this append reaches SQLite,
-    // whose WAL must grow for it on a file system with no byte free.
-    const before = { last: o.lastSeq('orders'), usage: o.usage() };
-    expect(() => o.append('orders', batch(4_000))).toThrow(/is full: nothing was written \(database or disk is full\)/);
+    // The clock stands still until the refused append: the outbox then counts down from its last
+    // look (it measures again only after a second), however long a loaded machine takes in between.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    let before: { last: number; usage: ReturnType<Outbox['usage']> };
+    try {
+      o.append('orders', batch(10)); // measured: plenty of room
+      fillDisk();
+      // Counted down from that look, this append reaches SQLite,
+      // whose WAL must grow for it on a file system with no byte free.
+      before = { last: o.lastSeq('orders'), usage: o.usage() };
+      expect(() => o.append('orders', batch(4_000))).toThrow(/is full: nothing was written \(database or disk is full\)/);
+    } finally {
+      vi.useRealTimers();
+    }
     expect(o.lastSeq('orders')).toBe(before.last);
     expect(o.usage().events).toBe(before.usage.events);
     expect(o.diskFullState()?.message).toMatch(/database or disk is full/);
