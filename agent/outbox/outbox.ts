@@ -1249,10 +1249,10 @@ function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
   return runs;
 }
 
-/** Payload bytes of dead letters stored with an append (they take room on the disk as records do). */
+/** Payload bytes of dead letters stored with an append (they take room on the disk as records do; UTF-8, as stored). */
 function deadLetterBytes(dead: readonly DeadLetterInput[] | undefined): number {
   let n = 0;
-  for (const d of dead ?? []) n += d.payload.length;
+  for (const d of dead ?? []) n += Buffer.byteLength(d.payload);
   return n;
 }
 

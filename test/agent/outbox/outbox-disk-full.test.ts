@@ -171,6 +171,25 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     o.close();
   });
 
+  it('counts a dead letter stored with an append at its UTF-8 size against the floor, not its length in characters', () => {
+    const o = open();
+    const dead = (chars: number) => ({
+      stream: 'orders',
+      origin: 'capture' as const,
+      reason: 'record too big',
+      payload: JSON.stringify({ id: `dl${chars}`, source: 'test:disk', data: { note: '€'.repeat(chars) } }), // 3 bytes a character
+    });
+    const count = () => withFile(path, (db) => (db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number }).n);
+    // About 0.9 MB: room for it on the 10 MiB file system, beside the floor, the WAL's room and the reserve.
+    o.append('orders', [], [], { deadLetters: [dead(300_000)] });
+    expect(count()).toBe(1);
+    // 3.6 MB (1.2 M characters): past what is left above the floor, so it waits like any append.
+    expect(() => o.append('orders', [], [], { deadLetters: [dead(1_200_000)] })).toThrow(/too full to append/);
+    expect(count()).toBe(1);
+    o.close();
+    expect(integrity()).toBe('ok');
+  });
+
   it('SQLITE_FULL on an append (the disk filled between two looks) writes nothing and counts as disk full until there is room again', () => {
     const o = open();
     // The clock stands still until the refused append: the outbox then counts down from its last
