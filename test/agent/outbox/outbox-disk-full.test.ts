@@ -140,6 +140,35 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     expect(integrity()).toBe('ok');
   });
 
+  it('an ack the disk cannot take even with the reserve given up fails as ERP_OUTBOX_DISK_FULL (a typed error, the acks before it stand), and goes through once there is room', () => {
+    const o = open();
+    fillUp(o);
+    fillDisk();
+    const last = o.lastSeq('orders');
+    let upto = 0;
+    let failure: unknown;
+    // A reader pins the WAL, so every ack grows it: once the reserve's room is used up too, one fails.
+    withFile(path, (reader) => {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM chunks').get();
+      try {
+        for (; upto < last; upto++) o.ack('orders', upto + 1);
+      } catch (err) {
+        failure = err;
+      }
+    });
+    expect(upto).toBeLessThan(last);
+    expect(existsSync(`${path}-reserve`)).toBe(false);
+    expect((failure as { code?: string }).code).toBe('ERP_OUTBOX_DISK_FULL');
+    expect((failure as Error).message).toMatch(/is full: the ack up to \d+ of orders was not recorded/);
+    expect(o.ackedSeq('orders')).toBe(upto);
+    rmSync(filler);
+    o.ack('orders', last);
+    expect(o.ackedSeq('orders')).toBe(last);
+    o.close();
+    expect(integrity()).toBe('ok');
+  });
+
   it('reopened at the floor (the agent restarted): the reserve is made again, appends wait, and resume once acks free pages', () => {
     let o = open();
     fillUp(o);
