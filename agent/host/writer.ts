@@ -194,7 +194,10 @@ export class CaptureWriter {
     if (valid.length > 0 && opts.whenFull === 'refuse' && !this.outbox.hasRoomFor(stream, valid.length, validBytes)) {
       throw this.refuseFull(stream, valid.length, 'outbox is full');
     }
-    const r = valid.length > 0 ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired, opts.whenFull ?? 'wait') : { ...this.outbox.appendEncoded(stream, [], cps, alongside), waitedMs: 0 };
+    const r =
+      valid.length > 0
+        ? await this.appendWhenSpace(stream, valid, validBytes, cps, alongside, signal, retired, opts.whenFull ?? 'wait')
+        : await this.appendWithoutRecords(stream, cps, alongside, signal, opts.whenFull ?? 'wait');
     this.counters.appends++;
     this.counters.records += valid.length;
     this.counters.bytes += validBytes;
@@ -254,6 +257,37 @@ export class CaptureWriter {
         waitedSince ??= Date.now();
       } finally {
         if (ticket) this.outbox.releaseRoom(ticket);
+      }
+    }
+  }
+
+  /**
+   * Checkpoints and dead letters alone: no cap to wait for (they add no records), but dead letters
+   * take room on the disk, so at the disk's floor this waits as a record append does, never
+   * throwing ERP_OUTBOX_DISK_FULL to the collector.
+   */
+  private async appendWithoutRecords(
+    stream: string,
+    cps: ReturnType<typeof toCheckpoints>,
+    alongside: Pick<OutboxAppendOptions, 'deadLetters' | 'keyVersions'>,
+    signal: AbortSignal | undefined,
+    whenFull: 'wait' | 'refuse',
+  ): Promise<{ firstSeq: number; lastSeq: number; waitedMs: number }> {
+    let waitedSince: number | undefined;
+    for (;;) {
+      try {
+        const r = this.outbox.appendEncoded(stream, [], cps, alongside);
+        const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
+        if (waitedSince !== undefined) {
+          this.counters.waits++;
+          this.counters.waited_ms += waitedMs;
+        }
+        return { ...r, waitedMs };
+      } catch (err) {
+        if (!isErpEdgeError(err, 'ERP_OUTBOX_DISK_FULL')) throw err;
+        if (whenFull === 'refuse') throw this.refuseFull(stream, alongside.deadLetters?.length ?? 0, "the outbox's disk is full");
+        waitedSince ??= Date.now();
+        await this.waitForDisk(signal);
       }
     }
   }

@@ -449,17 +449,29 @@ export class Outbox extends EventEmitter {
   /**
    * A write the outbox must make even on a full disk (acks, pruning): when the file system refuses
    * it, the reserve file is given up and the write tried once more in its room. The reserve is made
-   * again before appends resume (checkDisk).
+   * again before appends resume (checkDisk). With no reserve left to give, the refusal is
+   * ERP_OUTBOX_DISK_FULL saying what was not written (`what`; the transaction rolled back).
    */
-  private evenWhenFull<T>(fn: () => T): T {
+  private evenWhenFull<T>(what: string, fn: () => T): T {
     try {
       return fn();
     } catch (err) {
-      if (!isDiskFull(err) || !this.disk?.releaseReserve()) throw err;
+      if (!isDiskFull(err)) throw err;
+      if (!this.disk?.releaseReserve()) throw this.fullWriteError(err, what);
       this.enterDiskFull((err as Error).message, true);
       this.log?.warn({ path: this.path, reserve_bytes: this.disk.reserveBytes }, 'outbox: the disk reserve was given up so acks and pruning can go on');
-      return fn();
+      try {
+        return fn();
+      } catch (again) {
+        throw isDiskFull(again) ? this.fullWriteError(again, what) : again;
+      }
     }
+  }
+
+  private fullWriteError(err: unknown, what: string): ErpEdgeError {
+    const message = (err as Error).message;
+    this.enterDiskFull(message);
+    return new ErpEdgeError('ERP_OUTBOX_DISK_FULL', `the disk holding the outbox ${this.path} is full: ${what} (${message})`, { path: this.path }, { cause: err });
   }
 
   /** The database's page figures, for the disk's room (disk-room.ts). */
@@ -752,7 +764,7 @@ export class Outbox extends EventEmitter {
     this.assertOpen();
     const now = Date.now();
     // An ack must be recorded even on a full disk: it is what lets pruning make room.
-    const newly = this.evenWhenFull(() => this.withoutFsync(() => {
+    const newly = this.evenWhenFull(`the ack up to ${upto} of ${stream} was not recorded`, () => this.withoutFsync(() => {
       const s = this.stmts.getStream.get(stream);
       // An unknown stream has no seqs: any upto > 0 is beyond its (empty) end.
       if (upto <= (s?.acked_seq ?? 0)) return 0;
@@ -945,7 +957,7 @@ export class Outbox extends EventEmitter {
       return n;
     });
     // Pruning is how a full disk gets room back: it must go through even then.
-    return this.evenWhenFull(() => {
+    return this.evenWhenFull('acked records were not pruned', () => {
       try {
         return run();
       } catch (err) {
@@ -1249,10 +1261,10 @@ function runsOf(seqs: readonly number[]): { from: number; to: number }[] {
   return runs;
 }
 
-/** Payload bytes of dead letters stored with an append (they take room on the disk as records do). */
+/** Payload bytes of dead letters stored with an append (they take room on the disk as records do; UTF-8, as stored). */
 function deadLetterBytes(dead: readonly DeadLetterInput[] | undefined): number {
   let n = 0;
-  for (const d of dead ?? []) n += d.payload.length;
+  for (const d of dead ?? []) n += Buffer.byteLength(d.payload);
   return n;
 }
 

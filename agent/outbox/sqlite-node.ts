@@ -5,10 +5,10 @@ import type { OpenOptions, RunResult, SqliteDb, Statement } from './sqlite.js';
 /**
  * The `node:sqlite` binding of the storage seam (sqlite.ts): Node's built-in SQLite (>= 22.13
  * without a flag), no native addon, so it runs where none can be shipped (the Windows executable).
- * It differs from better-sqlite3 in three ways this file evens out: errors carry the numeric
+ * It differs from better-sqlite3 in four ways this file evens out: errors carry the numeric
  * result code (`errcode`), not the SQLITE_* name the outbox matches on (disk full); transactions
  * are plain BEGIN/COMMIT (better-sqlite3's transaction(fn) is built here, savepoints when nested);
- * PRAGMA is a statement like any other.
+ * PRAGMA is a statement like any other; a connection does not wait for a lock (busy timeout 0).
  */
 interface NodeStatementSync {
   run(...params: unknown[]): RunResult;
@@ -29,6 +29,9 @@ interface NodeSqlite {
 }
 
 let loaded: NodeSqlite | undefined;
+
+/** better-sqlite3's default busy timeout (its `timeout` option), so both bindings wait alike. */
+const BUSY_TIMEOUT_MS = 5_000;
 
 /** node:sqlite, loaded on first use (this file is imported on every Node, opened only on ≥ 22.13). */
 function nodeSqlite(): NodeSqlite {
@@ -141,6 +144,10 @@ export function openNodeSqlite(path: string, opts: OpenOptions): SqliteDb {
       throw named(err);
     }
   };
+  // better-sqlite3 opens with a 5 s busy timeout, node:sqlite with none: without this a connection
+  // that meets a lock held by another (`edge-agent status` or `outbox verify` beside the running
+  // agent) fails at once with SQLITE_BUSY instead of waiting as it does on the other binding.
+  exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   const prepare = <P extends unknown[] = unknown[], R = unknown>(sql: string): Statement<P, R> => {
     try {
       return new NodeStatement<P, R>(db.prepare(sql));

@@ -10,9 +10,9 @@ rem Options:
 rem   --site S --agent A --broker URL   for the starter C:\ProgramData\erp-edge\agent.yaml
 rem                                     (`edge-agent init`), written only when there is none;
 rem                                     --agent defaults to the computer name
-rem   --account NAME [--password P]     the service's account (default: NT AUTHORITY\LocalService);
-rem                                     LocalSystem, or DOMAIN\user with its password for SQL
-rem                                     Server Windows authentication (see the README)
+rem   --account NAME [--password P]     the service's account (default: NT AUTHORITY\LocalService;
+rem                                     an upgrade keeps the account the service has); LocalSystem,
+rem                                     or DOMAIN\user with its password (see the README)
 rem   --no-start                        install but do not (re)start the service
 rem
 rem The executable goes to %ProgramFiles%\erp-edge; config, outbox (data\) and logs (logs\, rolled
@@ -27,7 +27,7 @@ set "SVC=erp-edge-agent"
 set "FROM=%~dp0"
 set "PROG=%ProgramFiles%\erp-edge"
 set "DATA=%ProgramData%\erp-edge"
-set "SITE=" & set "AGENT=" & set "BROKER=" & set "ACCOUNT=NT AUTHORITY\LocalService" & set "PASSWORD=" & set "START=yes"
+set "SITE=" & set "AGENT=" & set "BROKER=" & set "ACCOUNT=" & set "PASSWORD=" & set "START=yes" & set "UPGRADE="
 
 :parse
 if "%~1"=="" goto parsed
@@ -58,6 +58,11 @@ if not errorlevel 1 (
   set "UPGRADE=yes"
   net stop %SVC% >nul 2>&1
 )
+rem    A first install runs as LocalService unless --account names another; an upgrade without
+rem    --account keeps the account the service has (a domain account chosen at install stays).
+if not defined ACCOUNT if not "%UPGRADE%"=="yes" set "ACCOUNT=NT AUTHORITY\LocalService"
+set "ACCOUNT_SHOWN=%ACCOUNT%"
+if not defined ACCOUNT set "ACCOUNT_SHOWN=kept"
 
 rem 2. The executable, nssm and the uninstaller.
 rem    Each file is copied under a temporary name, then moved over the old one. After a stop the old
@@ -92,7 +97,7 @@ if not exist "%DATA%\logs" (
   echo install.cmd: could not make %DATA% 1>&2
   exit /b 1
 )
-if /i not "%ACCOUNT%"=="LocalSystem" (
+if defined ACCOUNT if /i not "%ACCOUNT%"=="LocalSystem" (
   icacls "%DATA%" /grant "%ACCOUNT%:(OI)(CI)M" >nul 2>&1
   if errorlevel 1 echo install.cmd: warning: could not grant %ACCOUNT% write access to %DATA% 1>&2
 )
@@ -138,6 +143,7 @@ if errorlevel 1 (
 "%NSSM%" set %SVC% AppRotateFiles 1 >nul
 "%NSSM%" set %SVC% AppRotateOnline 1 >nul
 "%NSSM%" set %SVC% AppRotateBytes 10485760 >nul
+if not defined ACCOUNT goto account_set
 if /i "%ACCOUNT%"=="LocalSystem" (
   "%NSSM%" set %SVC% ObjectName LocalSystem >nul
 ) else (
@@ -147,7 +153,8 @@ if errorlevel 1 (
   echo install.cmd: nssm could not set the service account %ACCOUNT% 1>&2
   exit /b 1
 )
-echo install.cmd: service %SVC% installed (account %ACCOUNT%; config %CONFIG%; logs %DATA%\logs)
+:account_set
+echo install.cmd: service %SVC% installed (account %ACCOUNT_SHOWN%; config %CONFIG%; logs %DATA%\logs)
 
 if "%START%"=="no" exit /b 0
 net start %SVC% >nul

@@ -9,7 +9,7 @@
 .EXAMPLE
   .\install.ps1 -Site WH1 -Broker mqtts://mqtt.example.com:8883
 .EXAMPLE
-  .\install.ps1    # upgrade: config and outbox are kept
+  .\install.ps1    # upgrade: config, outbox and the service's account are kept
 .EXAMPLE
   .\install.ps1 -Account 'CORP\svc-erp-edge' -Password (Read-Host -AsSecureString)
 #>

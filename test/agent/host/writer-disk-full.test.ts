@@ -15,6 +15,7 @@ import { isErpEdgeError } from '../../../common/errors.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { mountSmallFs } from '../../helpers/small-fs.js';
 import { testOutboxOptions } from '../../helpers/outbox.js';
+import { withFile } from '../../helpers/outbox-file.js';
 
 const MiB = 1024 ** 2;
 const root = makeTempDir('writer-disk-full-');
@@ -72,6 +73,22 @@ describe.skipIf(!small)('capture writer on a full disk (a 10 MiB tmpfs)', () => 
     // And capture goes on from there.
     await writer.append(batch());
     expect(o.lastSeq('orders')).toBe(before + 500);
+  });
+
+  it('an append whose records all go to the dead-letter table waits at the floor too (no error to the collector), and goes in once acks free pages', async () => {
+    const { o, writer } = setUp();
+    const { waiting } = await appendUntilWaiting(o, writer);
+    const last = o.lastSeq('orders');
+    // One record over max_record_bytes (64 KiB here), dead-lettered whole: 100 KiB to store, no seq.
+    const tooBig = writer.append([{ id: 'big', data: { note: 'x'.repeat(100 * 1024) } }], { key: 'big', value: 1 }, { invalid: 'dead_letter' });
+    const outcome = tooBig.then((r) => r, (err: unknown) => err);
+    o.ack('orders', last);
+    await waiting;
+    const r = await outcome;
+    expect(r).not.toBeInstanceOf(Error);
+    expect(r).toMatchObject({ appended: 0, deadLettered: 1 });
+    expect(o.getCheckpoint('test:orders', 'big')).toBe(1);
+    expect(withFile(path, (db) => (db.prepare("SELECT count(*) AS n FROM dead_letters WHERE record_id = 'big'").get() as { n: number }).n)).toBe(1);
   });
 
   it("whenFull: 'refuse' refuses at the floor at once with ERP_OUTBOX_FULL, writes nothing and counts it", async () => {

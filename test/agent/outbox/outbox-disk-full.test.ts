@@ -4,7 +4,7 @@
  * and pruning always go through, appends resume into the pages pruning frees — cycle after cycle —
  * and when another program takes the rest of the disk, the reserve carries the acks.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Outbox, type NewRecord } from '../../../agent/outbox/outbox.js';
@@ -140,6 +140,35 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     expect(integrity()).toBe('ok');
   });
 
+  it('an ack the disk cannot take even with the reserve given up fails as ERP_OUTBOX_DISK_FULL (a typed error, the acks before it stand), and goes through once there is room', () => {
+    const o = open();
+    fillUp(o);
+    fillDisk();
+    const last = o.lastSeq('orders');
+    let upto = 0;
+    let failure: unknown;
+    // A reader pins the WAL, so every ack grows it: once the reserve's room is used up too, one fails.
+    withFile(path, (reader) => {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM chunks').get();
+      try {
+        for (; upto < last; upto++) o.ack('orders', upto + 1);
+      } catch (err) {
+        failure = err;
+      }
+    });
+    expect(upto).toBeLessThan(last);
+    expect(existsSync(`${path}-reserve`)).toBe(false);
+    expect((failure as { code?: string }).code).toBe('ERP_OUTBOX_DISK_FULL');
+    expect((failure as Error).message).toMatch(/is full: the ack up to \d+ of orders was not recorded/);
+    expect(o.ackedSeq('orders')).toBe(upto);
+    rmSync(filler);
+    o.ack('orders', last);
+    expect(o.ackedSeq('orders')).toBe(last);
+    o.close();
+    expect(integrity()).toBe('ok');
+  });
+
   it('reopened at the floor (the agent restarted): the reserve is made again, appends wait, and resume once acks free pages', () => {
     let o = open();
     fillUp(o);
@@ -171,14 +200,41 @@ describe.skipIf(!small)('outbox on a full disk (a 10 MiB tmpfs)', () => {
     o.close();
   });
 
+  it('counts a dead letter stored with an append at its UTF-8 size against the floor, not its length in characters', () => {
+    const o = open();
+    const dead = (chars: number) => ({
+      stream: 'orders',
+      origin: 'capture' as const,
+      reason: 'record too big',
+      payload: JSON.stringify({ id: `dl${chars}`, source: 'test:disk', data: { note: '€'.repeat(chars) } }), // 3 bytes a character
+    });
+    const count = () => withFile(path, (db) => (db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number }).n);
+    // About 0.9 MB: room for it on the 10 MiB file system, beside the floor, the WAL's room and the reserve.
+    o.append('orders', [], [], { deadLetters: [dead(300_000)] });
+    expect(count()).toBe(1);
+    // 3.6 MB (1.2 M characters): past what is left above the floor, so it waits like any append.
+    expect(() => o.append('orders', [], [], { deadLetters: [dead(1_200_000)] })).toThrow(/too full to append/);
+    expect(count()).toBe(1);
+    o.close();
+    expect(integrity()).toBe('ok');
+  });
+
   it('SQLITE_FULL on an append (the disk filled between two looks) writes nothing and counts as disk full until there is room again', () => {
     const o = open();
-    o.append('orders', batch(10)); // measured: plenty of room
-    fillDisk();
-    // Within the same second the outbox counts down from its last look: this append reaches SQLite,
-    // whose WAL must grow for it on a file system with no byte free.
-    const before = { last: o.lastSeq('orders'), usage: o.usage() };
-    expect(() => o.append('orders', batch(4_000))).toThrow(/is full: nothing was written \(database or disk is full\)/);
+    // The clock stands still until the refused append: the outbox then counts down from its last
+    // look (it measures again only after a second), however long a loaded machine takes in between.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    let before: { last: number; usage: ReturnType<Outbox['usage']> };
+    try {
+      o.append('orders', batch(10)); // measured: plenty of room
+      fillDisk();
+      // Counted down from that look, this append reaches SQLite,
+      // whose WAL must grow for it on a file system with no byte free.
+      before = { last: o.lastSeq('orders'), usage: o.usage() };
+      expect(() => o.append('orders', batch(4_000))).toThrow(/is full: nothing was written \(database or disk is full\)/);
+    } finally {
+      vi.useRealTimers();
+    }
     expect(o.lastSeq('orders')).toBe(before.last);
     expect(o.usage().events).toBe(before.usage.events);
     expect(o.diskFullState()?.message).toMatch(/database or disk is full/);

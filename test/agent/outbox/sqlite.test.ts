@@ -95,6 +95,14 @@ describe(`SQLite seam (${sqliteBinding()})`, () => {
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
   });
 
+  it('waits for another connection\'s lock as better-sqlite3 does (busy timeout 5 s), read-only too', () => {
+    const { db, path } = fresh();
+    const ro = openSqlite(path, { readonly: true, fileMustExist: true });
+    opened.push(ro);
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5_000);
+    expect(ro.pragma('busy_timeout', { simple: true })).toBe(5_000);
+  });
+
   it('opens read-only: a missing file is refused, writes are refused', () => {
     const { db, path } = fresh();
     db.prepare("INSERT INTO t (k, v) VALUES (1, 'a')").run();

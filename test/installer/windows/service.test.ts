@@ -135,8 +135,12 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
     const fresh = readFileSync(join(pkgDir, 'edge-agent.exe'));
     writeFileSync(prefix.c('pkg', 'edge-agent.exe').linux, Buffer.concat([fresh, Buffer.from('\0upgrade')]));
     const before = stopped();
-    const r = await prefix.run(['cmd', '/c', INSTALL, '--account', 'LocalSystem'], 120_000);
+    // As the README says to upgrade: the same script with no options. The service keeps the account
+    // it was installed with (LocalSystem here); before, the upgrade set the default LocalService
+    // over it (under Wine too: the script said `account NT AUTHORITY\LocalService`).
+    const r = await prefix.run(['cmd', '/c', INSTALL], 120_000);
     expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('(account kept;');
     expect(readFileSync(installed).subarray(-8).toString()).toBe('\0upgrade');
     await untilStopped(before + 1);
     await untilState('RUNNING');
