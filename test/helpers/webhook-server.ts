@@ -11,7 +11,9 @@ export interface WebhookRequest {
 /**
  * A real HTTP receiver for the relay's alert webhook, on a free loopback port. `failFirst`
  * requests are answered 503 (and recorded in `failed`); the others 200 (recorded in `received`).
- * `waitFor(n)` resolves once `n` requests were accepted: tests await it instead of sleeping.
+ * `redirectFirst` POSTs are answered 301 to /moved (recorded in `failed`), which accepts anything
+ * (a client that follows it lands there). `waitFor(n)` resolves once `n` requests were accepted:
+ * tests await it instead of sleeping.
  */
 export class WebhookServer {
   readonly received: WebhookRequest[] = [];
@@ -22,15 +24,22 @@ export class WebhookServer {
     private readonly server: Server,
     readonly url: string,
     public failFirst: number,
+    public redirectFirst: number,
   ) {}
 
-  static async start(o: { failFirst?: number } = {}): Promise<WebhookServer> {
+  static async start(o: { failFirst?: number; redirectFirst?: number } = {}): Promise<WebhookServer> {
     let self: WebhookServer | undefined;
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const r: WebhookRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') };
+        if (self!.redirectFirst > 0 && req.method === 'POST') {
+          self!.redirectFirst--;
+          self!.failed.push(r);
+          res.writeHead(301, { location: '/moved' }).end();
+          return;
+        }
         if (self!.failFirst > 0) {
           self!.failFirst--;
           self!.failed.push(r);
@@ -46,7 +55,7 @@ export class WebhookServer {
     await once(server, 'listening');
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : 0;
-    self = new WebhookServer(server, `http://127.0.0.1:${port}/hook`, o.failFirst ?? 0);
+    self = new WebhookServer(server, `http://127.0.0.1:${port}/hook`, o.failFirst ?? 0, o.redirectFirst ?? 0);
     return self;
   }
 

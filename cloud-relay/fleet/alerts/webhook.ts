@@ -95,9 +95,13 @@ export class WebhookSender {
         method: 'POST',
         headers: { ...this.endpoint.headers, ...this.o.config.headers, 'content-type': 'application/json' },
         body: JSON.stringify(body),
+        // Never followed: a 301/302/303 turns the POST into a GET without the body (a 200 to it
+        // would count as delivered), and a 307/308 would carry the headers to wherever it points.
+        redirect: 'manual',
         signal: ctl.signal,
       });
       await res.arrayBuffer().catch(() => undefined);
+      if (res.status >= 300 && res.status < 400) return `HTTP ${res.status}, a redirect: not followed, set alerts.webhook.url to where the receiver is`;
       return res.ok ? undefined : `HTTP ${res.status}`;
     } catch (err) {
       return ctl.signal.aborted ? `no answer within ${this.o.config.timeout} ms` : (err as Error).message;

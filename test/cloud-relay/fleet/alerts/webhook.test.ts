@@ -23,7 +23,7 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.stop();
 });
 
-async function webhook(o: { failFirst?: number } = {}): Promise<WebhookServer> {
+async function webhook(o: { failFirst?: number; redirectFirst?: number } = {}): Promise<WebhookServer> {
   const s = await WebhookServer.start(o);
   servers.push(s);
   return s;
@@ -102,6 +102,20 @@ describe('alert webhook (real HTTP receiver, injected clock)', () => {
     await hook.waitFor(1);
     expect(hook.received[0]!.headers).toMatchObject({ authorization: `Basic ${Buffer.from('alerts:s@cret').toString('base64')}` });
     expect(relay.alerts.webhookCounts?.failures).toBe(0);
+  });
+
+  it('a redirect is a failed attempt, not a delivery: fetch would follow a 301 with a GET without the body, and its 200 would lose the alert', async () => {
+    const hook = await webhook({ redirectFirst: 2 });
+    let now = T;
+    const relay = await h.startRelay({ alerts: alertsConfig(hook.url) }, { clock: () => now });
+    const a1 = await bornAgent(relay, 'boot-1', () => now);
+    await dropLink(relay, a1);
+    now += 5 * 60_000;
+    await hook.waitFor(1);
+    expect(hook.received.map((r) => [r.method, r.path, (r.body as { status?: string } | null)?.status])).toEqual([['POST', '/hook', 'firing']]);
+    expect(hook.failed.map((r) => r.method)).toEqual(['POST', 'POST']);
+    await waitFor('the relay to count the delivery', () => relay.alerts.webhookCounts?.delivered === 1, WAIT_MS);
+    expect(relay.alerts.webhookCounts).toMatchObject({ delivered: 1, failures: 2 });
   });
 
   it('a webhook failing 3 times then answering gets the firing once, then the resolved, in order', async () => {
