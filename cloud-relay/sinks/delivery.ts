@@ -1,7 +1,8 @@
 import type { Logger } from '../../common/logger.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { RETRY_LEASE_STREAM, type DeadLetterInput, type DeadLetterRow, type DeliveryStore, type PendingStream } from '../store/delivery.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { backoffDelay } from '../../common/backoff.js';
+import { sleep } from './sleep.js';
 import type { DeliverySettings } from './delivery-settings.js';
 import type { SinkMetrics } from './metrics.js';
 import type { StoredEvent } from '../store/store.js';

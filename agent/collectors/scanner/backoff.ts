@@ -1,4 +1,5 @@
 import type { ReconnectConfig } from './schema.js';
+import { backoffDelay } from '../../../common/backoff.js';
 
 /**
  * The wait before the next reconnect: doubling from `initial` up to `max`, each wait drawn from its
@@ -14,9 +15,8 @@ export class Backoff {
   ) {}
 
   next(): number {
-    const ceiling = Math.min(this.cfg.max, this.cfg.initial * 2 ** Math.min(this.attempt, 30));
     this.attempt++;
-    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+    return backoffDelay(this.attempt, this.cfg.initial, this.cfg.max, this.random);
   }
 
   /** Failures in a row so far. */
