@@ -3,6 +3,7 @@ import { ErpEdgeError } from '../../common/errors.js';
 import { CANONICAL, canonicalSchema, describeCatalog } from './canonical/catalog.js';
 import type { CanonicalEnvelope } from './canonical/envelope.js';
 import type { MappableEvent } from './event.js';
+import { eventKey } from '../sinks/event-key.js';
 import { formatPath, getAt, parsePath, type Segment } from './paths.js';
 import { compileStep, FieldFailure, stepSchema } from './steps.js';
 
@@ -85,7 +86,7 @@ function envelope(def: MappingConfig, e: MappableEvent, data: unknown): Canonica
   return {
     type: def.type,
     version: def.version,
-    idempotency_key: e.id,
+    idempotency_key: eventKey(e, e.id),
     // Carried from the collector; a record without one is its own correlation.
     correlation_id: e.correlation_id ?? e.id,
     origin: {

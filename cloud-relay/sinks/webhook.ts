@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { batchKey, eventKey } from './event-key.js';
 import { z } from 'zod';
 import { durationMs } from '../../common/duration.js';
 import { ErpEdgeError } from '../../common/errors.js';
@@ -44,18 +45,18 @@ export function webhookSignature(secret: string, body: string | Buffer): string 
 }
 
 /**
- * The request's Idempotency-Key: the event id for a batch of one; `<first id>..<last id>` for more.
- * A retried batch carries the same events and so the same key; each event's own id (in the body)
- * is its idempotency key for a receiver that de-duplicates per event, with the body's site, agent
- * and stream: ids are unique per stream only (docs/wire.md), so neither an id nor this key alone
- * tells two sites' events apart. Ids are any text (a CSV key
- * column, a database key) but a header value is bytes: characters other than visible ASCII, and
- * `%`, are percent-encoded as UTF-8 (decodeURIComponent gives the ids back; ASCII ids read as is).
+ * The request's Idempotency-Key: the event's key (`<site>/<agent>/<stream>/<id>`, event-key.ts) for
+ * a batch of one; `<site>/<agent>/<stream>/<first id>..<last id>` for more. A retried batch carries
+ * the same events and so the same key, and no other site's batch can carry it. Each event's own key
+ * (`idempotency_key` of a canonical event, or site/agent/stream + `id` in the body) is what a
+ * receiver that de-duplicates per event keys on. Ids are any text (a CSV key column, a database
+ * key) but a header value is bytes: characters other than visible ASCII, and `%`, are
+ * percent-encoded as UTF-8 (decodeURIComponent gives the key back; ASCII reads as is).
  */
 export function idempotencyKey(batch: DeliveryBatch): string {
   const first = batch.events[0]!.id;
   const last = batch.events[batch.events.length - 1]!.id;
-  return headerSafe(batch.events.length === 1 ? first : `${first}..${last}`);
+  return headerSafe(batch.events.length === 1 ? eventKey(batch.stream, first) : batchKey(batch.stream, first, last));
 }
 
 /** Without it fetch refuses the request (a character above U+00FF, a line break): the batch could never be delivered. */

@@ -128,7 +128,7 @@ describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay a
     for (const e of events) {
       const env = canonicalEnvelope.parse(e.value);
       expect(orderV1.parse(env.data)).toEqual(env.data);
-      expect(env).toMatchObject({ type: 'order', version: 1, idempotency_key: e.id, correlation_id: `file:${fileHash}` });
+      expect(env).toMatchObject({ type: 'order', version: 1, idempotency_key: `lyon/edge-1/orders/${e.id}`, correlation_id: `file:${fileHash}` });
       expect(e.correlation_id).toBe(env.correlation_id);
       expect(env.origin).toMatchObject({ site: 'lyon', agent: 'edge-1', stream: 'orders', seq: e.seq, source: 'file-drop:orders' });
     }
@@ -137,8 +137,8 @@ describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay a
       { order_number: 'SO-1002', customer: { name: 'Müller GmbH' }, lines: [{ sku: 'SKU-0092', quantity: 3, uom: 'EA' }], order_type: 'sales', warehouse: 'LYS', site: 'lyon-dc', ordered_at: expect.any(String) },
       { order_number: 'SO-1003', customer: { name: 'Smith, Jones & Co' }, lines: [{ sku: 'SKU-7710', quantity: 48, uom: 'EA' }], order_type: 'sales', warehouse: 'LYS', site: 'lyon-dc', ordered_at: expect.any(String) },
     ]);
-    // The request's Idempotency-Key is built from the event ids (the canonical idempotency_key).
-    expect(String(hook.received[0]!.headers['idempotency-key'])).toContain(events[0]!.id);
+    // The request's Idempotency-Key is built from the events' keys (site/agent/stream/id, as the canonical idempotency_key).
+    expect(decodeURIComponent(String(hook.received[0]!.headers['idempotency-key']))).toMatch(new RegExp(`^lyon/edge-1/orders/${events[0]!.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
 
     // The rows that do not map are in the dead-letter table with the field and the reason; the Paris row went nowhere.
     expect(await deadLetters()).toBe(2);
@@ -159,7 +159,7 @@ describe.skipIf(!hasMosquitto)('canonical orders at a webhook (agent and relay a
     await waitFor('the retried rows settled', async () => (await deadLetters()) >= 0, 120_000, 100);
     const retried = delivered()[3]!;
     expect(retried.seq).toBe(5);
-    expect(canonicalEnvelope.parse(retried.value)).toMatchObject({ idempotency_key: retried.id, correlation_id: `file:${fileHash}`, data: { order_number: 'SO-3001', site: 'venissieux-dc', warehouse: 'VEN' } });
+    expect(canonicalEnvelope.parse(retried.value)).toMatchObject({ idempotency_key: `lyon/edge-1/orders/${retried.id}`, correlation_id: `file:${fileHash}`, data: { order_number: 'SO-3001', site: 'venissieux-dc', warehouse: 'VEN' } });
     expect(await deadRows()).toEqual([quantity]);
     expect(delivered()).toHaveLength(4);
   }, 300_000);

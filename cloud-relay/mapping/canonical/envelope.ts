@@ -4,8 +4,9 @@ import { instant } from './fields.js';
 
 /**
  * What a receiver gets for a mapped event: the canonical data (`data`, of `type` at `version`)
- * and where it came from. `idempotency_key` is the captured record's id (the webhook sink's
- * Idempotency-Key header carries the same); `correlation_id` is the record's own, carried from the
+ * and where it came from. `idempotency_key` is `<site>/<agent>/<stream>/<record id>` (record ids
+ * are unique per stream only; sinks/event-key.ts), the webhook sink's Idempotency-Key for a batch of
+ * one; `correlation_id` is the record's own, carried from the
  * collector unchanged (a file-drop record's is `file:<content hash>`, one per file), or the record's
  * id when the collector gave none, so every event has one. The envelope is the same for every type.
  */

@@ -58,7 +58,7 @@ describe('a mapping written only in YAML', () => {
       // The correlation id the collector gave (one per file: its content hash) and the record id travel unchanged.
       expect(e.correlation_id).toBe(`file:${createHash('sha256').update(csv).digest('hex').slice(0, 16)}`);
       expect(e.correlation_id).toBe(records[i]!.correlation_id);
-      expect(e.idempotency_key).toBe(records[i]!.id);
+      expect(e.idempotency_key).toBe(`lyon/edge-1/orders/${records[i]!.id}`);
       expect(e.origin).toMatchObject({ site: 'lyon', agent: 'edge-1', stream: 'orders', seq: i + 1, source: 'file-drop:orders' });
       expect(e.data).toMatchObject({ site: 'lyon-dc', order_type: 'sales', ordered_at: e.origin.source_at });
     }
@@ -126,7 +126,7 @@ mappings:
       value: {
         type: 'inventory_movement',
         version: 1,
-        idempotency_key: 'stock/42',
+        idempotency_key: 'lyon/edge-1/stock/stock/42',
         correlation_id: 'stock/42', // none from the collector: the record is its own correlation
         origin: { site: 'lyon', agent: 'edge-1', stream: 'stock', seq: 3, source: 'sql:stock', captured_at: '2026-12-03T12:00:00.000Z' },
         data: { movement_type: 'transfer', sku: 'SKU-1', quantity: -12.5, uom: 'KGM', warehouse: 'W1', to_warehouse: 'W2', occurred_at: '2026-12-03T12:00:00.000Z' },

@@ -57,7 +57,7 @@ describe('routing and mapping as the sinks’ hooks', () => {
   it('a routed sink matches only what its routes match; its transform is the route’s mapping, or the event as stored', () => {
     const orders = event('orders', row);
     expect(erp.match!(orders)).toBe(true);
-    expect(erp.transform!(orders)).toMatchObject({ ok: true, value: { type: 'order', version: 1, idempotency_key: 'orders:1', correlation_id: 'file:1', data: { order_number: 'SO-1' } } });
+    expect(erp.transform!(orders)).toMatchObject({ ok: true, value: { type: 'order', version: 1, idempotency_key: `${orders.site}/${orders.agent}/orders/orders:1`, correlation_id: 'file:1', data: { order_number: 'SO-1' } } });
     expect(lake.match!(orders)).toBe(true);
     expect(lake.transform!(orders)).toEqual(identityTransform(orders));
     const returns = event('orders-returns', row);

@@ -25,12 +25,15 @@ it('delivers events whose ids are any text (Cyrillic key column, a line break): 
   expect(rx.streams.get('plant-7/edge-1/orders')!.map((e) => e.id)).toEqual(ids);
   expect(rx.idempotencyKeys).toHaveLength(1);
   expect(rx.idempotencyKeys[0]).toMatch(/^[\x21-\x7e]+$/);
-  expect(decodeURIComponent(rx.idempotencyKeys[0]!)).toBe(`${ids[0]}..${ids[1]}`);
-  // Plain ids are sent as they are (what receivers keyed on before).
-  expect(idempotencyKey(batch(['orders.csv#41']))).toBe('orders.csv#41');
-  expect(idempotencyKey(batch(['a:1', 'a:2', 'a:3']))).toBe('a:1..a:3');
+  expect(decodeURIComponent(rx.idempotencyKeys[0]!)).toBe(`plant-7/edge-1/orders/${ids[0]}..${ids[1]}`);
+  // Plain ids are sent as they are, after the stream they are unique in.
+  expect(idempotencyKey(batch(['orders.csv#41']))).toBe('plant-7/edge-1/orders/orders.csv#41');
+  expect(idempotencyKey(batch(['a:1', 'a:2', 'a:3']))).toBe('plant-7/edge-1/orders/a:1..a:3');
   // A lone surrogate (JSON allows one) does not throw either.
-  expect(idempotencyKey(batch(['x\ud800']))).toBe('x%EF%BF%BD');
+  expect(idempotencyKey(batch(['x\ud800']))).toBe('plant-7/edge-1/orders/x%EF%BF%BD');
+  // The same id at another site is another key: a receiver honouring the key alone keeps both.
+  const other: DeliveryBatch = { ...batch(['orders.csv#41']), stream: { site: 'plant-9', agent: 'edge-1', stream: 'orders', epoch: 'epoch-aaaaaaaa' } };
+  expect(idempotencyKey(other)).toBe('plant-9/edge-1/orders/orders.csv#41');
 });
 
 it('does not follow a redirect: a POST answered 301 fails (fetch would send a GET without the body, and a 200 to it lost the batch); 307 does not carry the headers on', async () => {
