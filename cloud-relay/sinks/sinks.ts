@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/logger.js';
 import type { DeliveryStore } from '../store/delivery.js';
@@ -14,9 +15,10 @@ export interface SinksOptions {
   store: DeliveryStore;
   registry: Registry;
   /**
-   * This relay's `id`, the owner of its streams' leases: unique per instance (it is the MQTT client
-   * id too), and the same across a restart, so a relay started again after a crash takes its streams
-   * back at once instead of waiting out its own leases.
+   * This relay's `id` (its MQTT client id, unique per instance on one broker). The leases' owner is
+   * `<id>@<host name>`: the same across a restart, so a relay started again after a crash takes its
+   * streams back at once instead of waiting out its own leases; and two instances left on the
+   * default id on different hosts (different brokers, one PostgreSQL) still hold separate leases.
    */
   relayId: string;
   /** Routing and mapping's hooks per sink (identity and match-all where absent). */
@@ -36,7 +38,7 @@ export class Sinks {
 
   static start(o: SinksOptions): Sinks {
     const log = o.log.child({ part: 'sinks' });
-    const owner = o.relayId;
+    const owner = `${o.relayId}@${hostname()}`;
     const names = o.sinks.map((s) => s.name);
     const metrics = new SinkMetrics(o.registry, o.store, names, o.clock);
     const sinks: Sink[] = [];

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -121,6 +122,21 @@ describe.each(factories)('webhook sink on the $name store', (factory) => {
     expect(promValue(text, 'erp_edge_relay_sink_failed_attempts_total', { sink: 'erp' })).toBeGreaterThan(0);
     expect(promValue(text, 'erp_edge_relay_sink_dead_letters', { sink: 'erp' })).toBe(0);
   }, 180_000);
+
+  it('a relay restarted on this host takes its leases back at once; the same id on another host holds its own', async () => {
+    const store = await openStore();
+    const rx = await receiver({ seed: 5 });
+    await storeBatch(store, 1, 3, { stream: 'mine', idPrefix: 'mine#' });
+    await storeBatch(store, 1, 3, { stream: 'theirs', idPrefix: 'theirs#' });
+    const pending = await store.delivery.pendingStreams('erp', 10);
+    const idOf = (stream: string) => pending.find((p) => p.stream === stream)!.id;
+    // Leases an hour long: this relay's previous life on this host, and an instance elsewhere left on the same id.
+    expect(await store.delivery.claim('erp', idOf('mine'), `relay-1@${hostname()}`, Date.now(), 3_600_000)).toBe(0);
+    expect(await store.delivery.claim('erp', idOf('theirs'), 'relay-1@another-host', Date.now(), 3_600_000)).toBe(0);
+    startSinks(store, [webhook(rx.url)], undefined, new Registry(), 'relay-1');
+    await rx.until('the stream this host held', () => rx.seqs('mine').length === 3);
+    expect(rx.seqs('theirs')).toEqual([]);
+  });
 
   it('with two relay instances on one store, one at a time delivers a stream: each event once, in order', async () => {
     const a = await openStore();
