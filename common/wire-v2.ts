@@ -111,8 +111,8 @@ export function spanIssue(
       const takeSkip = j >= records.length || (i < skipped.length && skipped[i]!.from < records[j]!.seq);
       const from = takeSkip ? skipped[i]!.from : records[j]!.seq;
       const to = takeSkip ? skipped[i]!.to : records[j]!.seq;
-      const path = takeSkip ? ['skipped', i] : ['records', j, 'seq'];
-      if (next !== undefined && from !== next) return gap(path);
+      // The path only when there is something to report (an array per record otherwise).
+      if (next !== undefined && from !== next) return gap(takeSkip ? ['skipped', i] : ['records', j, 'seq']);
       next = to + 1;
       if (takeSkip) i++;
       else j++;

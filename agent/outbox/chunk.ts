@@ -91,7 +91,14 @@ export function lineSeq(line: string): number {
 
 /** UTF-8 size of `{"seq":N,` + a body of `bodyBytes` bytes (the prefix is ASCII). */
 export function lineBytes(seq: number, bodyBytes: number): number {
-  return 8 + String(seq).length + bodyBytes;
+  return 8 + digits(seq) + bodyBytes;
+}
+
+/** Decimal digits of a positive safe integer, without making its string (this runs per record appended). */
+function digits(n: number): number {
+  let d = 1;
+  for (let p = 10; p <= n && d < 16; p *= 10) d++;
+  return d < 16 ? d : String(n).length;
 }
 
 /** Capture time of a record line, or `fallback` when the line cannot be read (a damaged row). */
@@ -130,8 +137,34 @@ export function lineProblem(line: string, seq: number): string | undefined {
  * table like any poison record.
  */
 export function quickLineProblem(line: string, seq: number): string | undefined {
-  if (line.endsWith('}') && line.startsWith(`{"seq":${seq},`)) return undefined;
+  if (line.charCodeAt(line.length - 1) === CLOSE_BRACE && startsWithSeq(line, seq)) return undefined;
   return lineProblem(line, seq);
+}
+
+const SEQ_OPEN = '{"seq":';
+const CLOSE_BRACE = 0x7d;
+const COMMA = 0x2c;
+
+/**
+ * Whether `line` starts with exactly `{"seq":<seq>,` (`seq` as JSON writes it: no sign, no leading
+ * zero). Read digit by digit rather than compared with a string made for it: this runs for every
+ * record the forwarder reads, and the strings were a share of the agent's young-generation garbage.
+ */
+function startsWithSeq(line: string, seq: number): boolean {
+  if (!line.startsWith(SEQ_OPEN)) return false;
+  const from = SEQ_OPEN.length;
+  // 15 digits at most: every such number is exact in a double (seqs beyond it take the slow path).
+  const end = Math.min(line.length, from + 16);
+  let v = 0;
+  let i = from;
+  for (; i < end; i++) {
+    const c = line.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    v = v * 10 + c;
+  }
+  const n = i - from;
+  if (n === 0 || n > 15 || (n > 1 && line.charCodeAt(from) === 48)) return false;
+  return line.charCodeAt(i) === COMMA && v === seq;
 }
 
 /** Why a chunk row cannot be split into its records at all, or undefined (its lines can then be checked one by one). */

@@ -12,12 +12,23 @@ import type Database from 'better-sqlite3';
  * Cost: ids are remembered a chunk at a time: one multi-row INSERT OR IGNORE (skipping ids the
  * previous generation holds) under a savepoint. When it inserted every id of the chunk (the
  * common case: nothing seen before) that is all; when it inserted none, all were seen; otherwise
- * it is rolled back to the savepoint and the chunk goes id by id (INSERT OR IGNORE, whose
- * `changes` says whether the id is new, after a point lookup in the previous generation).
+ * it is rolled back to the savepoint and the chunk is tried again as two halves, down to single
+ * ids (INSERT OR IGNORE, whose `changes` says whether the id is new, after a point lookup in the
+ * previous generation). Chunks are powers of two from MIN_CHUNK to MAX_CHUNK rows, so a batch of
+ * 1 000 ids is 6 statements (512 + 256 + 128 + 64 + 32 + 8), not 15 of 64 and 40 single ones:
+ * each statement and savepoint costs as much as inserting tens of ids.
  * Keys are (INTEGER, TEXT) in a WITHOUT ROWID B-tree: ids that sort near each other (file hash +
  * row, name + counter) land in few pages; random ids (UUIDs) dirty a page each and cost ~10x.
  */
-const CHUNK = 64;
+const MAX_CHUNK = 512;
+/** Below this, ids go one by one (a statement per size is prepared once, on first use). */
+const MIN_CHUNK = 8;
+
+/** One chunk size's statements, per generation: plain (previous generation empty), or unless the other generation holds the id. */
+interface ChunkStatements {
+  plain: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
+  unlessPrevious: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
+}
 
 export class IdIndex {
   private current: 0 | 1 = 0;
@@ -27,9 +38,8 @@ export class IdIndex {
   private readonly has: [Database.Statement<[number, string]>, Database.Statement<[number, string]>];
   private readonly anyIn: [Database.Statement<[]>, Database.Statement<[]>];
   private readonly clear: [Database.Statement<[]>, Database.Statement<[]>];
-  /** Per generation: CHUNK rows in one statement, plain (previous generation empty) or unless the other generation holds them. */
-  private readonly insertChunk: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
-  private readonly insertChunkUnlessPrevious: [Database.Statement<unknown[]>, Database.Statement<unknown[]>];
+  /** By chunk size (a power of two), prepared on first use. */
+  private readonly chunkStatements = new Map<number, ChunkStatements>();
   private readonly savepoint: { begin: Database.Statement<[]>; release: Database.Statement<[]>; rollback: Database.Statement<[]> };
   private readonly getMeta: Database.Statement<[string], { value: string }>;
   private readonly lastIdOf: [Database.Statement<[number, string], string>, Database.Statement<[number, string], string>];
@@ -48,18 +58,6 @@ export class IdIndex {
     this.has = both((t) => db.prepare<[number, string]>(`SELECT 1 FROM ${t} WHERE stream_key = ? AND id = ?`).pluck());
     this.anyIn = both((t) => db.prepare<[]>(`SELECT EXISTS (SELECT 1 FROM ${t})`).pluck());
     this.clear = both((t) => db.prepare<[]>(`DELETE FROM ${t}`));
-    const rows = Array.from({ length: CHUNK }, () => '(?, ?)').join(', ');
-    this.insertChunk = both((t) => db.prepare<unknown[]>(`INSERT OR IGNORE INTO ${t} (stream_key, id) VALUES ${rows}`));
-    this.insertChunkUnlessPrevious = [
-      db.prepare<unknown[]>(
-        `INSERT OR IGNORE INTO ${gen(0)} (stream_key, id) SELECT v.column1, v.column2 FROM (VALUES ${rows}) AS v
-         WHERE NOT EXISTS (SELECT 1 FROM ${gen(1)} p WHERE p.stream_key = v.column1 AND p.id = v.column2)`,
-      ),
-      db.prepare<unknown[]>(
-        `INSERT OR IGNORE INTO ${gen(1)} (stream_key, id) SELECT v.column1, v.column2 FROM (VALUES ${rows}) AS v
-         WHERE NOT EXISTS (SELECT 1 FROM ${gen(0)} p WHERE p.stream_key = v.column1 AND p.id = v.column2)`,
-      ),
-    ];
     this.savepoint = {
       begin: db.prepare<[]>('SAVEPOINT id_chunk'),
       release: db.prepare<[]>('RELEASE id_chunk'),
@@ -73,6 +71,22 @@ export class IdIndex {
     );
     this.clearKeys = keyGen((t) => db.prepare<[]>(`DELETE FROM ${t}`));
     this.setMeta = db.prepare<[string, string]>('INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+  }
+
+  private chunk(n: number): ChunkStatements {
+    let c = this.chunkStatements.get(n);
+    if (!c) {
+      const rows = Array.from({ length: n }, () => '(?, ?)').join(', ');
+      const plain = (t: string) => this.db.prepare<unknown[]>(`INSERT OR IGNORE INTO ${t} (stream_key, id) VALUES ${rows}`);
+      const unless = (t: string, other: string) =>
+        this.db.prepare<unknown[]>(
+          `INSERT OR IGNORE INTO ${t} (stream_key, id) SELECT v.column1, v.column2 FROM (VALUES ${rows}) AS v
+           WHERE NOT EXISTS (SELECT 1 FROM ${other} p WHERE p.stream_key = v.column1 AND p.id = v.column2)`,
+        );
+      c = { plain: [plain('id_gen_0'), plain('id_gen_1')], unlessPrevious: [unless('id_gen_0', 'id_gen_1'), unless('id_gen_1', 'id_gen_0')] };
+      this.chunkStatements.set(n, c);
+    }
+    return c;
   }
 
   get enabled(): boolean {
@@ -171,30 +185,45 @@ export class IdIndex {
     const out = new Array<boolean>(ids.length);
     if (!this.enabled) return out.fill(true);
     let i = 0;
-    for (; i + CHUNK <= ids.length; i += CHUNK) {
-      const all = this.tryChunk(key, ids, i);
-      if (all !== undefined) out.fill(all, i, i + CHUNK);
-      else for (let j = i; j < i + CHUNK; j++) out[j] = this.remember(key, ids[j]!);
+    while (i < ids.length) {
+      let n = MAX_CHUNK;
+      while (n > ids.length - i) n >>= 1;
+      this.rememberRange(key, ids, i, n, out);
+      i += n;
     }
-    for (; i < ids.length; i++) out[i] = this.remember(key, ids[i]!);
     return out;
   }
 
+  /** remember() for ids[from, from + n) (n a power of two) into out: a chunk, or its halves when the chunk is mixed. */
+  private rememberRange(key: number, ids: readonly string[], from: number, n: number, out: boolean[]): void {
+    if (n < MIN_CHUNK) {
+      for (let j = from; j < from + n; j++) out[j] = this.remember(key, ids[j]!);
+      return;
+    }
+    const all = this.tryChunk(key, ids, from, n);
+    if (all !== undefined) out.fill(all, from, from + n);
+    else {
+      this.rememberRange(key, ids, from, n / 2, out);
+      this.rememberRange(key, ids, from + n / 2, n / 2, out);
+    }
+  }
+
   /** true: every id of the chunk was new (now remembered); false: none was; undefined: some were (nothing changed). */
-  private tryChunk(key: number, ids: readonly string[], from: number): boolean | undefined {
-    const args = new Array<unknown>(CHUNK * 2);
-    for (let j = 0; j < CHUNK; j++) {
+  private tryChunk(key: number, ids: readonly string[], from: number, n: number): boolean | undefined {
+    const args = new Array<unknown>(n * 2);
+    for (let j = 0; j < n; j++) {
       args[2 * j] = key;
       args[2 * j + 1] = ids[from + j];
     }
-    const stmt = this.previousEmpty ? this.insertChunk[this.current] : this.insertChunkUnlessPrevious[this.current];
+    const c = this.chunk(n);
+    const stmt = this.previousEmpty ? c.plain[this.current] : c.unlessPrevious[this.current];
     this.savepoint.begin.run();
-    const changes = stmt!.run(...args).changes;
-    if (changes === CHUNK || changes === 0) {
+    const changes = stmt.run(...args).changes;
+    if (changes === n || changes === 0) {
       // All seen before: those the previous generation held are carried into the current one.
-      if (changes === 0 && !this.previousEmpty) this.insertChunk[this.current]!.run(...args);
+      if (changes === 0 && !this.previousEmpty) c.plain[this.current].run(...args);
       this.savepoint.release.run();
-      return changes === CHUNK;
+      return changes === n;
     }
     this.savepoint.rollback.run();
     this.savepoint.release.run();

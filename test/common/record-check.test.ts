@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHECKED_RECORD_FIELDS, captureFieldsOk, checkRecordV2 } from '../../common/record-check.js';
+import { CHECKED_RECORD_FIELDS, captureFieldsOk, checkRecordV2, isCheckedField } from '../../common/record-check.js';
 import { captureRecord, encodeRecordBody, wireRecordV2, type CaptureRecord } from '../../common/wire-v2.js';
 
 const ABSENT = Symbol('absent');
@@ -57,6 +57,11 @@ function agree(input: unknown): void {
 describe('the quick v2 record check agrees with wireRecordV2', () => {
   it('knows exactly the schema fields', () => {
     expect([...CHECKED_RECORD_FIELDS].sort()).toEqual(Object.keys(wireRecordV2.shape).sort());
+  });
+
+  it('tells the checked fields from any other key', () => {
+    for (const f of CHECKED_RECORD_FIELDS) expect(isCheckedField(f)).toBe(true);
+    for (const k of ['', 'Id', 'ID', 'seq ', 'extra', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 'sourceTs', 'correlationId', 'datas']) expect(isCheckedField(k)).toBe(false);
   });
 
   it('accepts and refuses what the schema does, field by field, on both sides of each limit', () => {

@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { openSqlite } from '../../../agent/outbox/sqlite.js';
 import { Outbox, readOutboxStatus, type NewRecord } from '../../../agent/outbox/outbox.js';
-import { CHUNK_MAX_BYTES, CHUNK_MAX_RECORDS, toChunks } from '../../../agent/outbox/chunk.js';
+import { CHUNK_MAX_BYTES, CHUNK_MAX_RECORDS, lineBytes, lineProblem, quickLineProblem, toChunks } from '../../../agent/outbox/chunk.js';
+import { recordLine } from '../../../common/wire-v2.js';
 import { wireRecord } from '../../../common/wire-v1.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { testOutboxOptions } from '../../helpers/outbox.js';
@@ -137,3 +138,40 @@ describe('outbox stored in chunks', () => {
   });
 });
 
+
+describe('record lines read without making strings', () => {
+  const seqs = [1, 7, 9, 10, 99, 100, 12_345, 10 ** 14, 10 ** 15 - 1, 10 ** 15, 2 ** 53 - 1];
+
+  it('lineBytes is the UTF-8 size of the line, across digit counts', () => {
+    const body = '"id":"é-1","ts":1,"data":{}}';
+    for (const seq of seqs) expect({ seq, bytes: lineBytes(seq, Buffer.byteLength(body)) }).toEqual({ seq, bytes: Buffer.byteLength(recordLine(seq, body)) });
+  });
+
+  it('quickLineProblem passes a line exactly when it ends in a brace and starts with its own seq prefix', () => {
+    const body = '"id":"a","ts":1,"data":{}}';
+    const lines = (seq: number) => [
+      recordLine(seq, body),
+      `{"seq":0${seq},${body}`,
+      `{"seq":-${seq},${body}`,
+      `{"seq":${seq}${body}`,
+      `{"seq":${seq} ,${body}`,
+      `{"seq":${seq + 1},${body}`,
+      `{"seq":${seq},${body}`.slice(0, -1), // still ends in a brace (data's): passes, as documented
+      `{"seq":${seq},${body}`.slice(0, -3),
+      `{"seq": ${seq},${body}`,
+      `{"seq":${seq}0,${body}`,
+      '{"seq":,"id":"a"}',
+      '',
+      '}',
+    ];
+    for (const seq of seqs) {
+      for (const line of lines(seq)) {
+        const prefixed = line.endsWith('}') && line.startsWith(`{"seq":${seq},`);
+        // Seqs of 16 digits and more always get the full check.
+        const want = prefixed && seq < 10 ** 15 ? undefined : lineProblem(line, seq);
+        expect({ line, seq, problem: quickLineProblem(line, seq) }).toEqual({ line, seq, problem: want });
+      }
+    }
+    expect(quickLineProblem(recordLine(3, body), 3)).toBeUndefined();
+  });
+});

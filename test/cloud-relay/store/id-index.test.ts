@@ -84,7 +84,7 @@ describe('record-id index', () => {
     const { db, index } = openIndex(0);
     const first = Array.from({ length: 64 }, (_, i) => `a${i}`);
     db.transaction(() => index.rememberAll(7, first.slice(0, 10)))();
-    // 10 seen, 54 new: the chunk insert is rolled back and the ids go one by one.
+    // 10 seen, 54 new: the chunk insert is rolled back and its halves are tried, down to single ids.
     const got = db.transaction(() => index.rememberAll(7, first))();
     expect(got).toEqual(first.map((_, i) => i >= 10));
     expect(db.prepare('SELECT count(*) FROM id_gen_0').pluck().get()).toBe(64);
