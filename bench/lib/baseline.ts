@@ -28,6 +28,13 @@ export function prepareBaseline(ref: string): Baseline {
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
     const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, encoding: 'utf8' });
     if (!existsSync(dist.agent)) throw new ScenarioUnavailable(`baseline ${ref} did not build: ${tsc.stdout}${tsc.stderr}`);
+    // Revisions whose relay serves the dashboard refuse to start without its files beside the
+    // compiled code: copy them as that revision's own build did.
+    const copy = join(dir, 'scripts', 'copy-dashboard.mjs');
+    if (existsSync(copy)) {
+      const r = spawnSync(process.execPath, [copy], { cwd: dir, encoding: 'utf8' });
+      if (r.status !== 0) throw new ScenarioUnavailable(`baseline ${ref}: copying the dashboard failed: ${r.stdout}${r.stderr}`);
+    }
   }
   return {
     ref,

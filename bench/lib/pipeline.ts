@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ScenarioUnavailable } from '../types.js';
 import type { Dist } from '../types.js';
 import Database from 'better-sqlite3';
@@ -51,7 +51,9 @@ export async function startRelay(dir: string, brokerUrl: string, waitHttp = true
   const httpPort = await freePort();
   const dbPath = join(dir, 'relay.db');
   const conf = join(dir, 'relay.yaml');
-  writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl, authKey: dist === DIST }));
+  // A baseline from 0.4 on has the `auth:` key (and refuses to start without it); one before it refuses the key.
+  const hasAuth = dist === DIST || existsSync(join(dirname(dist.relay), 'auth'));
+  writeFileSync(conf, relayYaml({ dbPath, httpPort, brokerUrl, authKey: hasAuth }));
   if (dist === DIST) assertBuilt();
   const proc = new CliProcess('cloud-relay', conf, join(dir, 'relay.log'), dist.relay);
   proc.start();
