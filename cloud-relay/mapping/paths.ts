@@ -59,7 +59,9 @@ export function formatPath(segs: readonly Segment[]): string {
 export function getAt(root: unknown, segs: readonly Segment[]): unknown {
   let cur = root;
   for (const s of segs) {
-    if (cur === null || typeof cur !== 'object') return undefined;
+    // Own fields only: `toString` or `constructor` in a path is a field the record lacks, not a
+    // function every object inherits.
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, s)) return undefined;
     cur = (cur as Record<Segment, unknown>)[s];
   }
   return cur;
