@@ -82,10 +82,15 @@ export async function runDlq(argv: string[]): Promise<number> {
   }
 }
 
-function formatRows(rows: readonly DeadLetterRow[]): string {
+/** One row a line, tab-separated: a tab, line break or backslash inside a value (an error text, an id) is escaped as in C (`\t`, `\n`, `\r`, `\\`). */
+export function formatRows(rows: readonly DeadLetterRow[]): string {
   if (rows.length === 0) return 'no dead-lettered events\n';
   const lines = rows.map((r) =>
-    [r.id, r.sink, `${r.site}/${r.agent}/${r.stream}`, r.epoch, r.seq, r.event_id, r.status, r.attempts, new Date(r.dead_at).toISOString(), r.field ? `${r.field}: ${r.error}` : r.error].join('\t'),
+    [r.id, r.sink, `${r.site}/${r.agent}/${r.stream}`, r.epoch, r.seq, r.event_id, r.status, r.attempts, new Date(r.dead_at).toISOString(), r.field ? `${r.field}: ${r.error}` : r.error].map(cell).join('\t'),
   );
   return `${['id', 'sink', 'stream', 'epoch', 'seq', 'event_id', 'status', 'attempts', 'dead_at', 'error'].join('\t')}\n${lines.join('\n')}\n`;
+}
+
+function cell(v: unknown): string {
+  return String(v).replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!);
 }
