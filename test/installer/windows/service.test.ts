@@ -135,6 +135,21 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
     const fresh = readFileSync(join(pkgDir, 'edge-agent.exe'));
     writeFileSync(prefix.c('pkg', 'edge-agent.exe').linux, Buffer.concat([fresh, Buffer.from('\0upgrade')]));
     const before = stopped();
+    // A config the new release refuses: install.cmd checks it with the new executable first and
+    // stops there, with the service still running the old one (before, it stopped the service and
+    // replaced the executable, then refused the config: nothing ran).
+    const cfgFile = prefix.c('ProgramData', 'erp-edge', 'agent.yaml').linux;
+    const good = readFileSync(cfgFile, 'utf8');
+    writeFileSync(cfgFile, `${good}not_a_setting: 1\n`);
+    const refused = await prefix.run(['cmd', '/c', INSTALL], 120_000);
+    expect(refused.status, refused.stdout + refused.stderr).not.toBe(0);
+    expect(refused.stderr).toContain('ERP_CONFIG_INVALID');
+    expect(refused.stderr).toContain('not_a_setting: unknown key');
+    expect(refused.stderr).toContain('does not validate with this release: nothing was stopped or replaced');
+    expect(await state()).toBe('RUNNING');
+    expect(readFileSync(installed).subarray(-8).toString()).not.toBe('\0upgrade');
+    expect(stopped()).toBe(before);
+    writeFileSync(cfgFile, good);
     // As the README says to upgrade: the same script with no options. The service keeps the account
     // it was installed with (LocalSystem here); before, the upgrade set the default LocalService
     // over it (under Wine too: the script said `account NT AUTHORITY\LocalService`).
