@@ -102,16 +102,39 @@ goto replace
 :replaced
 echo install.cmd: installed %EXE%
 
-rem 4. State, config and logs: the service account may change them, nothing else of the machine.
+rem 4. State, config and logs: the service account may change them, nobody else but SYSTEM and
+rem    Administrators may read them.
 for %%d in ("%DATA%" "%DATA%\data" "%DATA%\logs") do if not exist "%%~d" mkdir "%%~d"
 if not exist "%DATA%\logs" (
   echo install.cmd: could not make %DATA% 1>&2
   exit /b 1
 )
+set "GRANT_FAILED="
 if defined ACCOUNT if /i not "%ACCOUNT%"=="LocalSystem" (
   icacls "%DATA%" /grant "%ACCOUNT%:(OI)(CI)M" >nul 2>&1
-  if errorlevel 1 echo install.cmd: warning: could not grant %ACCOUNT% write access to %DATA% 1>&2
+  if errorlevel 1 set "GRANT_FAILED=yes"
 )
+if defined GRANT_FAILED (
+  echo install.cmd: warning: could not grant %ACCOUNT% write access to %DATA%: its access list is left as it was 1>&2
+  goto acl_done
+)
+rem    A new folder there inherits ProgramData's access list, which lets every local user read
+rem    agent.yaml and the outbox and create files in data\. The folder gets its own instead:
+rem    inheritance removed; SYSTEM and Administrators full control (by SID, so any Windows language
+rem    matches); the service account keeps the Modify granted above, at install or by an earlier
+rem    release (explicit entries survive /inheritance:r). Wine's icacls is a stub that changes
+rem    nothing, says nothing and exits 0: the list is read back, and a warning says when it is not
+rem    what was set.
+icacls "%DATA%" /inheritance:r /grant:r "*S-1-5-18:(OI)(CI)F" "*S-1-5-32-544:(OI)(CI)F" >nul 2>&1
+icacls "%DATA%" 2>nul | find "(I)" >nul
+if not errorlevel 1 goto acl_unconfirmed
+icacls "%DATA%" 2>nul | find "(OI)(CI)(F)" >nul
+if errorlevel 1 goto acl_unconfirmed
+echo install.cmd: %DATA% is reachable by SYSTEM, Administrators and the service account only
+goto acl_done
+:acl_unconfirmed
+echo install.cmd: warning: could not confirm the access list of %DATA% (icacls shows inherited entries or none): other local users may read its config and outbox; check it with: icacls "%DATA%" 1>&2
+:acl_done
 
 rem 5. The starter config, only when there is none (an existing one was checked in step 1).
 if exist "%CONFIG%" goto configured
