@@ -47,13 +47,13 @@ export class WinePrefix {
     if (r.status !== 0) throw new Error(`winecfg -v win10 failed (${r.status}): ${r.stderr}`);
   }
 
-  /** Runs a program in the prefix to its end (bounded); output read back from files. */
-  async run(args: readonly string[], timeoutMs = 60_000): Promise<WineRun> {
+  /** Runs a program in the prefix to its end (bounded; `extraEnv` added to its environment); output read back from files. */
+  async run(args: readonly string[], timeoutMs = 60_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<WineRun> {
     const base = join(this.dir, `run-${++this.n}`);
     const out = openSync(`${base}.out`, 'w');
     const err = openSync(`${base}.err`, 'w');
     try {
-      const proc = spawn(this.wine, args, { env: this.env, stdio: ['ignore', out, err] });
+      const proc = spawn(this.wine, args, { env: { ...this.env, ...extraEnv }, stdio: ['ignore', out, err] });
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
       const [status] = (await once(proc, 'exit')) as [number | null];
       clearTimeout(timer);

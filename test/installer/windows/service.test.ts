@@ -134,6 +134,12 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
       const stream = (JSON.parse(s.stdout) as { streams?: { stream: string; pending: number }[] }).streams?.find((x) => x.stream === 'orders');
       return stream !== undefined && stream.pending >= rows;
     }, 120_000, 1_000);
+    // The executable carries node:sqlite only: asking it for better-sqlite3 is a typed error at the
+    // outbox's first open that names the setting (a plain Error from the bundle's stub before).
+    const other = await prefix.run([exe, 'outbox', 'verify', '--config', cfg], 60_000, { ERP_EDGE_SQLITE: 'better-sqlite3' });
+    expect(other.status).not.toBe(0);
+    expect(other.stdout + other.stderr).toContain('ERP_OUTBOX_SQLITE');
+    expect(other.stdout + other.stderr).toContain('ERP_EDGE_SQLITE=better-sqlite3: this executable carries only node:sqlite');
     // The new release: another build of the executable (its bytes differ from the installed one's).
     const installed = prefix.c('Program Files', 'erp-edge', 'edge-agent.exe').linux;
     const fresh = readFileSync(join(pkgDir, 'edge-agent.exe'));
