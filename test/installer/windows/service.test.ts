@@ -153,12 +153,12 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
     writeFileSync(cfgFile, `${good}not_a_setting: 1\n`);
     const refused = await prefix.run(['cmd', '/c', INSTALL], 120_000);
     expect(refused.status, refused.stdout + refused.stderr).not.toBe(0);
-    expect(refused.stderr).toContain('ERP_CONFIG_INVALID');
-    expect(refused.stderr).toContain('not_a_setting: unknown key');
-    expect(refused.stderr).toContain('does not validate with this release: nothing was stopped or replaced');
     expect(await state()).toBe('RUNNING');
     expect(readFileSync(installed).subarray(-8).toString()).not.toBe('\0upgrade');
     expect(stopped()).toBe(before);
+    expect(refused.stderr).toContain('ERP_CONFIG_INVALID');
+    expect(refused.stderr).toContain('not_a_setting: unknown key');
+    expect(refused.stderr).toContain('does not validate with this release: nothing was stopped or replaced');
     writeFileSync(cfgFile, good);
     // As the README says to upgrade: the same script with no options. The service keeps the account
     // it was installed with (LocalSystem here); before, the upgrade set the default LocalService
