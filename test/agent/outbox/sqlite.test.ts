@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { openSqlite, sqliteBinding, type SqliteDb } from '../../../agent/outbox/sqlite.js';
 import { isDiskFull } from '../../../agent/outbox/outbox.js';
 import { makeTempDir } from '../../helpers/tmp.js';
+import { ErpEdgeError } from '../../../common/errors.js';
 
 // The storage seam's contract, whichever binding runs it: this file is part of the outbox suite
 // that runs twice, on better-sqlite3 (the machine's Node) and on node:sqlite (node-sqlite.test.ts
@@ -111,5 +112,27 @@ describe(`SQLite seam (${sqliteBinding()})`, () => {
     opened.push(ro);
     expect(rows(ro)).toEqual([[1, 'a']]);
     expect(() => ro.prepare("INSERT INTO t (k, v) VALUES (2, 'b')").run()).toThrow(expect.objectContaining({ code: 'SQLITE_READONLY' }));
+  });
+});
+
+describe('binding choice in an executable that carries one binding (the Windows build: node:sqlite)', () => {
+  it('refuses ERP_EDGE_SQLITE=better-sqlite3 with a typed error naming the setting and what the build carries', () => {
+    let err: unknown;
+    try {
+      sqliteBinding({ ERP_EDGE_SQLITE: 'better-sqlite3' }, 'node:sqlite');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ErpEdgeError);
+    const e = err as ErpEdgeError;
+    expect(e.code).toBe('ERP_OUTBOX_SQLITE');
+    expect(e.message).toContain('ERP_EDGE_SQLITE=better-sqlite3');
+    expect(e.message).toContain('carries only node:sqlite');
+    expect(e.context).toEqual({ asked: 'better-sqlite3', carried: 'node:sqlite' });
+  });
+
+  it('uses the carried binding when unset or asked for by name', () => {
+    expect(sqliteBinding({}, 'node:sqlite')).toBe('node:sqlite');
+    expect(sqliteBinding({ ERP_EDGE_SQLITE: 'node:sqlite' }, 'node:sqlite')).toBe('node:sqlite');
   });
 });

@@ -93,6 +93,10 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
     const r = await prefix.run(['cmd', '/c', INSTALL, '--account', 'LocalSystem'], 120_000);
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`${SERVICE} is running`);
+    // The data folder's own access list (install.cmd: icacls /inheritance:r, SYSTEM and
+    // Administrators full, the account Modify) cannot be set here: Wine's icacls is a stub that
+    // changes nothing and exits 0. The script reads the list back and says so, visibly.
+    expect(r.stderr).toContain('install.cmd: warning: could not confirm the access list of C:\\ProgramData\\erp-edge');
     await untilState('RUNNING');
     total += dropCsvFiles(prefix.c('drop', 'orders').linux, 2, 100);
     const got = await waitFor('every row at the relay', async () => ((await events()).length >= total ? events() : undefined), 120_000, 500);
@@ -130,11 +134,32 @@ describe('edge-agent.exe under Wine', { timeout: 240_000 }, () => {
       const stream = (JSON.parse(s.stdout) as { streams?: { stream: string; pending: number }[] }).streams?.find((x) => x.stream === 'orders');
       return stream !== undefined && stream.pending >= rows;
     }, 120_000, 1_000);
+    // The executable carries node:sqlite only: asking it for better-sqlite3 is a typed error at the
+    // outbox's first open that names the setting (a plain Error from the bundle's stub before).
+    const other = await prefix.run([exe, 'outbox', 'verify', '--config', cfg], 60_000, { ERP_EDGE_SQLITE: 'better-sqlite3' });
+    expect(other.status).not.toBe(0);
+    expect(other.stdout + other.stderr).toContain('ERP_OUTBOX_SQLITE');
+    expect(other.stdout + other.stderr).toContain('ERP_EDGE_SQLITE=better-sqlite3: this executable carries only node:sqlite');
     // The new release: another build of the executable (its bytes differ from the installed one's).
     const installed = prefix.c('Program Files', 'erp-edge', 'edge-agent.exe').linux;
     const fresh = readFileSync(join(pkgDir, 'edge-agent.exe'));
     writeFileSync(prefix.c('pkg', 'edge-agent.exe').linux, Buffer.concat([fresh, Buffer.from('\0upgrade')]));
     const before = stopped();
+    // A config the new release refuses: install.cmd checks it with the new executable first and
+    // stops there, with the service still running the old one (before, it stopped the service and
+    // replaced the executable, then refused the config: nothing ran).
+    const cfgFile = prefix.c('ProgramData', 'erp-edge', 'agent.yaml').linux;
+    const good = readFileSync(cfgFile, 'utf8');
+    writeFileSync(cfgFile, `${good}not_a_setting: 1\n`);
+    const refused = await prefix.run(['cmd', '/c', INSTALL], 120_000);
+    expect(refused.status, refused.stdout + refused.stderr).not.toBe(0);
+    expect(await state()).toBe('RUNNING');
+    expect(readFileSync(installed).subarray(-8).toString()).not.toBe('\0upgrade');
+    expect(stopped()).toBe(before);
+    expect(refused.stderr).toContain('ERP_CONFIG_INVALID');
+    expect(refused.stderr).toContain('not_a_setting: unknown key');
+    expect(refused.stderr).toContain('does not validate with this release: nothing was stopped or replaced');
+    writeFileSync(cfgFile, good);
     // As the README says to upgrade: the same script with no options. The service keeps the account
     // it was installed with (LocalSystem here); before, the upgrade set the default LocalService
     // over it (under Wine too: the script said `account NT AUTHORITY\LocalService`).
