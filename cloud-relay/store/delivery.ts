@@ -1,4 +1,4 @@
-import type { StoredEvent } from './store.js';
+import type { StoredEvent } from './stored-event.js';
 
 /**
  * What the sinks keep in the store, beside the events they deliver (both stores implement it:

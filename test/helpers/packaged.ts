@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { linuxCacheReady } from '../../scripts/package.js';
+import { linuxCacheReady } from '../../installer/package-cache.js';
 import { runToEnd } from './run-to-end.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

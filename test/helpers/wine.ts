@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { winCacheReady } from '../../scripts/package.js';
+import { winCacheReady } from '../../installer/package-cache.js';
 import { findBinary } from '../../bench/lib/requirements.js';
 import { runToEnd } from './run-to-end.js';
 

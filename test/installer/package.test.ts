@@ -6,7 +6,7 @@ import { makeTempDir } from '../helpers/tmp.js';
 import { freePort, waitFor } from '../helpers/net.js';
 import { agentYaml, checkExact, dropCsvFiles, fetchAllEvents, relayYaml } from '../helpers/pipeline.js';
 import { buildPackagedOffline, PackagedProcess, pathWithoutNode } from '../helpers/packaged.js';
-import { LINUX_NODE } from '../../scripts/package.js';
+import { LINUX_NODE } from '../../installer/package-cache.js';
 import pkg from '../../package.json' with { type: 'json' };
 
 // Acceptance (#15): the linux-x64 executables, built here with the registry unreachable, run

@@ -6,7 +6,7 @@ import { freePort, waitFor } from '../../helpers/net.js';
 import { relayHarness } from '../../helpers/relay-harness.js';
 import { agentYaml, checkExact, dropCsvFiles, fetchAllEvents } from '../../helpers/pipeline.js';
 import { buildWinPackageOffline, WinePrefix, wineBinary } from '../../helpers/wine.js';
-import { WIN_NODE } from '../../../scripts/package.js';
+import { WIN_NODE } from '../../../installer/package-cache.js';
 import type { Relay } from '../../../cloud-relay/relay.js';
 import pkg from '../../../package.json' with { type: 'json' };
 
