@@ -235,12 +235,7 @@ export class CaptureWriter {
         // A retired instance (stopped or abandoned) appends nothing more: its successor owns the checkpoints.
         if (retired()) throw signal?.reason ?? new DOMException('This operation was aborted', 'AbortError');
         const r = this.outbox.appendEncoded(stream, records, cps, { ...alongside, ticket });
-        const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
-        if (waitedSince !== undefined) {
-          this.counters.waits++;
-          this.counters.waited_ms += waitedMs;
-        }
-        return { ...r, waitedMs };
+        return { ...r, waitedMs: this.countWait(waitedSince) };
       } catch (err) {
         if (isErpEdgeError(err, 'ERP_OUTBOX_DISK_FULL')) {
           // The disk, not the caps: the same as no room. Nothing was written; wait for acked rows to
@@ -277,12 +272,7 @@ export class CaptureWriter {
     for (;;) {
       try {
         const r = this.outbox.appendEncoded(stream, [], cps, alongside);
-        const waitedMs = waitedSince === undefined ? 0 : Date.now() - waitedSince;
-        if (waitedSince !== undefined) {
-          this.counters.waits++;
-          this.counters.waited_ms += waitedMs;
-        }
-        return { ...r, waitedMs };
+        return { ...r, waitedMs: this.countWait(waitedSince) };
       } catch (err) {
         if (!isErpEdgeError(err, 'ERP_OUTBOX_DISK_FULL')) throw err;
         if (whenFull === 'refuse') throw this.refuseFull(stream, alongside.deadLetters?.length ?? 0, "the outbox's disk is full");
@@ -290,6 +280,15 @@ export class CaptureWriter {
         await this.waitForDisk(signal);
       }
     }
+  }
+
+  /** An append that had to wait (since `waitedSince`) is counted once it went in; the wait in ms, 0 when none. */
+  private countWait(waitedSince: number | undefined): number {
+    if (waitedSince === undefined) return 0;
+    const waitedMs = Date.now() - waitedSince;
+    this.counters.waits++;
+    this.counters.waited_ms += waitedMs;
+    return waitedMs;
   }
 
   /** After a disk-full refusal: until rows are freed in the outbox, or DISK_RETRY_MS at most. */
