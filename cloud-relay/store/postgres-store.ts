@@ -3,7 +3,7 @@ import type { Logger } from '../../common/logger.js';
 import { ErpEdgeError } from '../../common/errors.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresDelivery } from './postgres-delivery.js';
-import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
+import { agentColumns, segmentEvents, withAgentJson, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface PostgresStoreOptions {
   /** postgres:// URL, or the fields below. */
@@ -368,11 +368,7 @@ export class PostgresRelayStore implements RelayStore {
     const r = await this.pool.query<Omit<AgentRecord, 'birth' | 'health'> & { birth: string | null; health: string | null }>(
       'SELECT site, agent, online, boot, birth, presence_at, last_seen, health, health_at, stale_wills FROM agents ORDER BY site, agent',
     );
-    return r.rows.map((row) => ({
-      ...row,
-      birth: row.birth === null ? null : (JSON.parse(row.birth) as unknown),
-      health: row.health === null ? null : (JSON.parse(row.health) as unknown),
-    }));
+    return r.rows.map(withAgentJson);
   }
 
   async saveAgents(rows: readonly AgentRecord[]): Promise<void> {
@@ -384,18 +380,7 @@ export class PostgresRelayStore implements RelayStore {
            ON CONFLICT (site, agent) DO UPDATE SET online = excluded.online, boot = excluded.boot, birth = excluded.birth,
              presence_at = excluded.presence_at, last_seen = excluded.last_seen, health = excluded.health, health_at = excluded.health_at,
              stale_wills = excluded.stale_wills`,
-          [
-            r.site,
-            r.agent,
-            r.online,
-            r.boot,
-            jsonColumn(r.birth),
-            r.presence_at,
-            r.last_seen,
-            jsonColumn(r.health),
-            r.health_at,
-            r.stale_wills,
-          ],
+          [...agentColumns(r, r.online)],
         );
       }
     });

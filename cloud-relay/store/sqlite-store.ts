@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import { IdIndex } from './id-index.js';
 import { SqliteDelivery } from './sqlite-delivery.js';
 import { migrate } from './migrations.js';
-import { jsonColumn, segmentEvents, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
+import { agentColumns, segmentEvents, withAgentJson, type AgentRecord, type AlertRecord, type EventQuery, type HistoryRow, type RelayStore, type SegmentRecord, type StoredEvent, type StoreTx, type StreamRow, type StreamState, type StreamTotals, type StreamUpdate } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -300,29 +300,13 @@ export class SqliteRelayStore implements RelayStore {
   }
 
   async loadAgents(): Promise<AgentRecord[]> {
-    return this.stmts.loadAgents.all().map((r) => ({
-      ...r,
-      online: r.online === null ? null : r.online === 1,
-      birth: r.birth === null ? null : (JSON.parse(r.birth) as unknown),
-      health: r.health === null ? null : (JSON.parse(r.health) as unknown),
-    }));
+    return this.stmts.loadAgents.all().map((r) => ({ ...withAgentJson(r), online: r.online === null ? null : r.online === 1 }));
   }
 
   async saveAgents(rows: readonly AgentRecord[]): Promise<void> {
     this.db.transaction(() => {
       for (const r of rows) {
-        this.stmts.saveAgent.run(
-          r.site,
-          r.agent,
-          r.online === null ? null : r.online ? 1 : 0,
-          r.boot,
-          jsonColumn(r.birth),
-          r.presence_at,
-          r.last_seen,
-          jsonColumn(r.health),
-          r.health_at,
-          r.stale_wills,
-        );
+        this.stmts.saveAgent.run(...agentColumns(r, r.online === null ? null : r.online ? 1 : 0));
       }
     })();
   }

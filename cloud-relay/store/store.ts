@@ -121,8 +121,21 @@ export interface StreamTotals {
   rejected_too_large: number;
 }
 
-/** An agent record's JSON columns (birth, health) as both stores write them: null when absent. */
-export function jsonColumn(v: unknown): string | null {
+/**
+ * An agent record as both stores write its row, in column order (site, agent, online, boot, birth,
+ * presence_at, last_seen, health, health_at, stale_wills): birth and health as JSON text, null when
+ * absent; `online` as the store keeps it (SQLite 0/1, PostgreSQL a boolean).
+ */
+export function agentColumns<O>(r: AgentRecord, online: O) {
+  return [r.site, r.agent, online, r.boot, jsonColumn(r.birth), r.presence_at, r.last_seen, jsonColumn(r.health), r.health_at, r.stale_wills] as const;
+}
+
+/** An agent row's JSON columns (birth, health) parsed back, as both stores read them. */
+export function withAgentJson<R extends { birth: string | null; health: string | null }>(row: R): Omit<R, 'birth' | 'health'> & { birth: unknown; health: unknown } {
+  return { ...row, birth: row.birth === null ? null : (JSON.parse(row.birth) as unknown), health: row.health === null ? null : (JSON.parse(row.health) as unknown) };
+}
+
+function jsonColumn(v: unknown): string | null {
   return v === null || v === undefined ? null : JSON.stringify(v);
 }
 
