@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { IdRanges, isNumbered, numberedId } from './id-ranges.js';
 
 /**
  * Record ids seen within the de-duplication window, per stream key (site, agent, stream across
@@ -17,8 +18,11 @@ import type Database from 'better-sqlite3';
  * previous generation). Chunks are powers of two from MIN_CHUNK to MAX_CHUNK rows, so a batch of
  * 1 000 ids is 6 statements (512 + 256 + 128 + 64 + 32 + 8), not 15 of 64 and 40 single ones:
  * each statement and savepoint costs as much as inserting tens of ids.
- * Keys are (INTEGER, TEXT) in a WITHOUT ROWID B-tree: ids that sort near each other (file hash +
- * row, name + counter) land in few pages; random ids (UUIDs) dirty a page each and cost ~10x.
+ * Keys are (INTEGER, TEXT) in a WITHOUT ROWID B-tree: ids that sort near each other land in few
+ * pages; random ids (UUIDs) dirty a page each and cost ~10x.
+ *
+ * Numbered ids (a prefix and a counter: file hash + row, name + counter; id-ranges.ts) never go
+ * through the chunks: a run of them is one range row, in id_range_gen_0 and _1 beside the id tables.
  */
 const MAX_CHUNK = 512;
 /** Below this, ids go one by one (a statement per size is prepared once, on first use). */
@@ -46,6 +50,7 @@ export class IdIndex {
   private readonly setLastId: [Database.Statement<[number, string, string]>, Database.Statement<[number, string, string]>];
   private readonly clearKeys: [Database.Statement<[]>, Database.Statement<[]>];
   private readonly setMeta: Database.Statement<[string, string]>;
+  private readonly ranges: IdRanges;
 
   constructor(
     private readonly db: Database.Database,
@@ -71,6 +76,7 @@ export class IdIndex {
     );
     this.clearKeys = keyGen((t) => db.prepare<[]>(`DELETE FROM ${t}`));
     this.setMeta = db.prepare<[string, string]>('INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.ranges = new IdRanges(db);
   }
 
   private chunk(n: number): ChunkStatements {
@@ -110,8 +116,12 @@ export class IdIndex {
     if (cur === undefined || started === undefined) return false;
     this.current = cur === '1' ? 1 : 0;
     this.startedAt = Number(started);
-    this.previousEmpty = !this.anyIn[this.previous]!.get();
+    this.previousEmpty = this.isEmpty(this.previous);
     return true;
+  }
+
+  private isEmpty(gen: 0 | 1): boolean {
+    return !this.anyIn[gen]!.get() && !this.ranges.any(gen);
   }
 
   private get previous(): 0 | 1 {
@@ -130,27 +140,29 @@ export class IdIndex {
   rotateIfDue(now: number): boolean {
     if (!this.enabled || now - this.startedAt < this.windowMs) return false;
     const older = this.previous;
-    this.clear[older]!.run();
-    this.clearKeys[older]!.run();
+    this.clearGeneration(older);
     // Two windows or more since the current one began (a quiet relay): it is stale as well.
-    if (now - this.startedAt >= 2 * this.windowMs) {
-      this.clear[this.current]!.run();
-      this.clearKeys[this.current]!.run();
-    }
-    this.previousEmpty = !this.anyIn[this.current]!.get();
+    if (now - this.startedAt >= 2 * this.windowMs) this.clearGeneration(this.current);
+    this.previousEmpty = this.isEmpty(this.current);
     this.current = older;
     this.startedAt = now;
     this.saveState();
     return true;
   }
 
+  private clearGeneration(gen: 0 | 1): void {
+    this.clear[gen]!.run();
+    this.ranges.clear(gen);
+    this.clearKeys[gen]!.run();
+  }
+
   /**
-   * False when (key, id) was remembered within the window; otherwise remembers it. A hit in the
+   * For an id that is not numbered (rememberAll sends numbered ids to the ranges): false when
+   * (key, id) was remembered within the window; otherwise remembers it. A hit in the
    * previous generation is carried into the current one: an id seen again and again (a daily
    * re-export) stays remembered for as long as it keeps coming, not one window from its first sight.
    */
-  remember(key: number, id: string): boolean {
-    if (!this.enabled) return true;
+  private remember(key: number, id: string): boolean {
     if (!this.previousEmpty && this.has[this.previous]!.get(key, id) !== undefined) {
       this.insert[this.current]!.run(key, id);
       return false;
@@ -184,6 +196,37 @@ export class IdIndex {
   rememberAll(key: number, ids: readonly string[]): boolean[] {
     const out = new Array<boolean>(ids.length);
     if (!this.enabled) return out.fill(true);
+    // Numbered ids by runs (in order: a repeat inside the list meets the range its first sighting
+    // made); the others, in order, by chunks. The two never share an id.
+    const others: number[] = [];
+    const previous = this.previousEmpty ? undefined : this.previous;
+    let i = 0;
+    while (i < ids.length) {
+      const p = numberedId(ids[i]!);
+      if (!p) {
+        others.push(i++);
+        continue;
+      }
+      let j = i + 1;
+      while (j < ids.length && isNumbered(ids[j]!, p.prefix, p.n + j - i)) j++;
+      this.ranges.rememberRun(key, p.prefix, p.n, p.n + j - i - 1, this.current, previous, out, i);
+      i = j;
+    }
+    if (others.length === ids.length) this.rememberChunks(key, ids, out);
+    else if (others.length > 0) {
+      const answers = new Array<boolean>(others.length);
+      this.rememberChunks(
+        key,
+        others.map((k) => ids[k]!),
+        answers,
+      );
+      others.forEach((k, m) => (out[k] = answers[m]!));
+    }
+    return out;
+  }
+
+  /** rememberAll for ids that are not numbered: chunk by chunk into out. */
+  private rememberChunks(key: number, ids: readonly string[], out: boolean[]): void {
     let i = 0;
     while (i < ids.length) {
       let n = MAX_CHUNK;
@@ -191,7 +234,6 @@ export class IdIndex {
       this.rememberRange(key, ids, i, n, out);
       i += n;
     }
-    return out;
   }
 
   /** remember() for ids[from, from + n) (n a power of two) into out: a chunk, or its halves when the chunk is mixed. */

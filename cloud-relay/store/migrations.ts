@@ -1,15 +1,19 @@
 import type Database from 'better-sqlite3';
 import { ErpEdgeError } from '../../common/errors.js';
+import { moveNumberedIds } from './id-ranges.js';
 
 /**
  * Versioned schema migrations of relay.db, tracked in SQLite's `user_version`.
- * Append new steps; never edit a released one.
+ * Append new steps; never edit a released one. A step is SQL, or a function when it moves data
+ * SQL alone cannot reshape.
  *
  * Release 0.1 created its tables with CREATE ... IF NOT EXISTS and left user_version at 0, so
  * migration 1 is that schema exactly, still idempotent: a 0.1 relay.db (version 0, tables present)
  * runs it as a no-op and then takes the later steps in place.
  */
-const MIGRATIONS: readonly string[] = [
+type Migration = string | ((db: Database.Database) => void);
+
+const MIGRATIONS: readonly Migration[] = [
   // 1: release 0.1
   `
   CREATE TABLE IF NOT EXISTS streams (
@@ -173,12 +177,24 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX dead_letters_by_stream ON dead_letters (stream_id, seq);
   CREATE INDEX segments_by_age ON segments (received_at);
   `,
+  // 9: numbered record ids (a prefix and a counter) as ranges, one row per run instead of one per
+  // id (see id-ranges.ts), in the same two generations; the ids a 0.4 relay remembered move there.
+  (db) => {
+    db.exec(`
+    CREATE TABLE id_range_gen_0 (stream_key INTEGER NOT NULL, prefix TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (stream_key, prefix, lo)) WITHOUT ROWID;
+    CREATE TABLE id_range_gen_1 (stream_key INTEGER NOT NULL, prefix TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (stream_key, prefix, lo)) WITHOUT ROWID;
+    `);
+    moveNumberedIds(db);
+  },
 ];
 
 export const STORE_SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Brings relay.db to STORE_SCHEMA_VERSION, one transaction per step; refuses a newer file. */
-export function migrate(db: Database.Database): void {
+/**
+ * Brings relay.db to STORE_SCHEMA_VERSION (or `upto`, for tests that write a store as an older
+ * release left it), one transaction per step; refuses a newer file.
+ */
+export function migrate(db: Database.Database, upto = STORE_SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > STORE_SCHEMA_VERSION) {
     throw new ErpEdgeError(
@@ -187,9 +203,11 @@ export function migrate(db: Database.Database): void {
       { current, supported: STORE_SCHEMA_VERSION },
     );
   }
-  for (let v = current; v < STORE_SCHEMA_VERSION; v++) {
+  for (let v = current; v < upto; v++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      const step = MIGRATIONS[v]!;
+      if (typeof step === 'string') db.exec(step);
+      else step(db);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }

@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STORE_SCHEMA_VERSION } from '../../../cloud-relay/store/migrations.js';
 import { PG_STORE_SCHEMA_VERSION } from '../../../cloud-relay/store/postgres-migrations.js';
 import type { RelayStore } from '../../../cloud-relay/store/store.js';
 import { createLogger } from '../../../common/logger.js';
@@ -24,8 +23,9 @@ async function unmigrate(factory: StoreFactory, place: string): Promise<void> {
   const drop = ['DROP TABLE sink_cursors', 'DROP TABLE dead_letters', 'DROP INDEX segments_by_age'];
   if (factory.name === 'sqlite') {
     const db = new Database(place);
-    for (const s of drop) db.exec(s);
-    db.pragma(`user_version = ${STORE_SCHEMA_VERSION - 1}`);
+    // Migration 9 (numbered ids as ranges) came after the sinks: its tables go too.
+    for (const s of [...drop, 'DROP TABLE id_range_gen_0', 'DROP TABLE id_range_gen_1']) db.exec(s);
+    db.pragma('user_version = 7');
     db.close();
     return;
   }

@@ -146,6 +146,36 @@ describe('relay store migrations', () => {
     expect((await again.listStreams()).find((s) => s.epoch === OLD_EPOCH_2)).toMatchObject({ last_seq: 11, forked_from: 9, conflicts: 1, stored: 7 });
   });
 
+  it('upgrades a store of release 0.4 (ids one row each): ids remembered before the upgrade are still recognised', async () => {
+    // A 0.4 store: batches stored, then the remembered ids put back as 0.4 kept them (a row per id
+    // in id_gen_*, no range tables, user_version 8), with one id that is not numbered.
+    const first = openStore();
+    expect(await apply(first, batchV2(1, 40, { epoch: 'epoch-0a0a0a0a', idPrefix: 'orders.csv:ab:' }))).toMatchObject({ status: 'ok', stored: 40 });
+    await first.close();
+    const db = new Database(path);
+    const ranges = db.prepare<[], { stream_key: number; prefix: string; lo: number; hi: number }>('SELECT stream_key, prefix, lo, hi FROM id_range_gen_0').all();
+    expect(ranges.length).toBeGreaterThan(0);
+    const put = db.prepare('INSERT INTO id_gen_0 (stream_key, id) VALUES (?, ?)');
+    for (const r of ranges) for (let n = r.lo; n <= r.hi; n++) put.run(r.stream_key, `${r.prefix}${n}`);
+    put.run(ranges[0]!.stream_key, 'not-numbered-x');
+    db.exec('DROP TABLE id_range_gen_0; DROP TABLE id_range_gen_1');
+    db.pragma('user_version = 8');
+    const oldRows = db.prepare('SELECT count(*) FROM id_gen_0').pluck().get();
+    db.close();
+    expect(oldRows).toBe(ranges.reduce((n, r) => n + r.hi - r.lo + 1, 0) + 1);
+
+    const store = openStore();
+    expect(userVersion()).toBe(STORE_SCHEMA_VERSION);
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare('SELECT id FROM id_gen_0').pluck().all()).toEqual(['not-numbered-x']);
+    expect(check.prepare('SELECT prefix, lo, hi FROM id_range_gen_0').all()).toEqual(ranges.map(({ stream_key: _k, ...r }) => r));
+    check.close();
+    // The same records again in a new epoch (a restored outbox): recognised by id, keyed or not.
+    const again = await apply(store, batchV2(1, 40, { epoch: 'epoch-0b0b0b0b', idPrefix: 'orders.csv:ab:' }));
+    expect(again).toMatchObject({ status: 'ok', stored: 0, duplicateIds: 40 });
+    expect(await apply(store, batchV2(41, 42, { epoch: 'epoch-0b0b0b0b', idPrefix: 'orders.csv:ab:' }))).toMatchObject({ status: 'ok', stored: 2 });
+  });
+
   it('refuses a store written by a newer relay (ERP_STORE_SCHEMA) and leaves it untouched', () => {
     const db = new Database(path);
     db.exec('CREATE TABLE future (x)');
