@@ -9,7 +9,7 @@ import { StateChangeLog } from '../../common/state-log.js';
 import type { Logger } from '../../common/logger.js';
 import { encodeRecordBody, recordLine, wireRecordV2 } from '../../common/wire-v2.js';
 import { migrate } from './migrations.js';
-import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, quickLineProblem, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft, type ChunkLine } from './chunk.js';
+import { chunkProblem, lineBody, lineBytes, lineProblem, lineSeq, quickLineProblem, linesToChunk, recordTsOr, renumberLine, splitChunk, toChunks, type ChunkDraft } from './chunk.js';
 import { KeyVersions, type KeyVersionsInput, type StoredKey } from './key-versions.js';
 import { DeadLetters, type DeadLetter, type DeadLetterInput, type DeadLetterQuery } from './dead-letter.js';
 import { DiskRoom, walSizeLimit } from './disk-room.js';
@@ -339,9 +339,8 @@ export class Outbox extends EventEmitter {
     const now = Date.now();
     const result = this.db.transaction(() => {
       const first = this.nextSeq(stream);
-      const lines: ChunkLine[] = records.map((r, i) => ({ ts: r.ts, json: recordLine(first + i, r.body), bytes: lineBytes(first + i, r.bytes) }));
       let added = 0;
-      for (const c of toChunks(lines, first)) {
+      for (const c of toChunks(records, first)) {
         this.insertChunk(stream, c);
         added += c.bytes;
       }

@@ -40,20 +40,33 @@ const dataOf = (rows: { payload: string }[]) => rows.map((r) => (wireRecord.pars
 
 describe('toChunks', () => {
   it('splits by record count and by bytes, keeping seqs contiguous', () => {
-    const enc = (n: number, bytes: number) => Array.from({ length: n }, (_, i) => ({ ts: i, json: 'x'.repeat(bytes), bytes }));
+    const enc = (n: number, bytes: number) => Array.from({ length: n }, (_, i) => ({ ts: i, body: 'x'.repeat(bytes), bytes }));
     expect(toChunks(enc(2_500, 10), 7).map((c) => [c.firstSeq, c.lastSeq])).toEqual([
       [7, 1_006],
       [1_007, 2_006],
       [2_007, 2_506],
     ]);
-    const big = toChunks(enc(5, CHUNK_MAX_BYTES / 2), 1);
+    // Lines count their `{"seq":N,` too: two of these fit, three do not.
+    const big = toChunks(enc(5, CHUNK_MAX_BYTES / 2 - 20), 1);
     expect(big.map((c) => [c.firstSeq, c.lastSeq])).toEqual([
       [1, 2],
       [3, 4],
       [5, 5],
     ]);
+    expect(big.map((c) => c.bytes)).toEqual([2 * (CHUNK_MAX_BYTES / 2 - 20 + 9), 2 * (CHUNK_MAX_BYTES / 2 - 20 + 9), CHUNK_MAX_BYTES / 2 - 20 + 9]);
     // A record larger than the byte limit still gets a chunk of its own.
     expect(toChunks(enc(2, CHUNK_MAX_BYTES + 1), 1).map((c) => c.lastSeq - c.firstSeq + 1)).toEqual([1, 1]);
+  });
+
+  it('writes each line as the seq, then the body, lines separated by a newline', () => {
+    const bodies = ['"id":"a","data":1}', '"id":"é","data":"x\\ny"}', '"id":"c","data":null}'];
+    const [c] = toChunks(
+      bodies.map((body, i) => ({ ts: 10 - i, body, bytes: Buffer.byteLength(body) })),
+      99,
+    );
+    expect(c!.payload).toBe(bodies.map((b, i) => recordLine(99 + i, b)).join('\n'));
+    expect(c!.payload.split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([99, 100, 101]);
+    expect(c).toMatchObject({ firstSeq: 99, lastSeq: 101, minTs: 8, bytes: Buffer.byteLength(c!.payload) - 2 });
   });
 });
 
