@@ -1,7 +1,7 @@
 /**
  * The agent's instructions per record, this tree against a baseline, counted by valgrind:
  *
- *   npx tsx bench/agent-instructions.ts [--baseline 6d15cf2] [--small 20000] [--large 60000] [--only now|baseline]
+ *   npx tsx bench/agent-instructions.ts [--baseline 6d15cf2] [--baseline-flags own|current] [--small 20000] [--large 60000] [--only now|baseline]
  *
  * Each revision's compiled agent (synthetic collector, durable-e2e's configuration and Node flags)
  * runs under `valgrind --tool=callgrind` against that revision's relay (not counted) until the relay
@@ -28,6 +28,8 @@ import type { Dist } from './types.js';
 const { values } = parseArgs({
   options: {
     baseline: { type: 'string', default: '6d15cf2' },
+    /** The baseline's agent with its release's Node flags (own) or this tree's (current). */
+    'baseline-flags': { type: 'string', default: 'own' },
     small: { type: 'string', default: '20000' },
     large: { type: 'string', default: '60000' },
     only: { type: 'string' },
@@ -36,7 +38,7 @@ const { values } = parseArgs({
   },
 });
 
-const base = prepareBaseline(values.baseline!);
+const base = prepareBaseline(values.baseline!, values['baseline-flags'] === 'current' ? 'current' : 'own');
 const sides: { name: string; dist: Dist }[] = [
   { name: 'now', dist: DIST },
   { name: `baseline ${values.baseline}`, dist: base.dist },
@@ -58,7 +60,7 @@ async function countRun(dist: Dist, n: number, keep?: string): Promise<number> {
   const relay = await startRelay(join(dir, 'relay'), broker.url, true, dist);
   const conf = agentConfig(join(dir, 'agent'), { brokerUrl: broker.url, total: n, rate: 0, batch: 1_000, httpEndpoints: dist === DIST });
   const out = join(dir, 'callgrind.out');
-  const agent = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, ...DETERMINISTIC_V8, ...AGENT_NODE_FLAGS, dist.agent, 'run', '--config', conf], {
+  const agent = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, ...DETERMINISTIC_V8, ...(dist.agentFlags ?? AGENT_NODE_FLAGS), dist.agent, 'run', '--config', conf], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

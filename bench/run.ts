@@ -1,11 +1,12 @@
 /**
- * `npm run bench [-- --quick] [--scenario NAME[,NAME]] [--repeats N] [--out FILE] [--baseline GIT-REF]`
+ * `npm run bench [-- --quick] [--scenario NAME[,NAME]] [--repeats N] [--out FILE] [--baseline GIT-REF [--baseline-flags own|current]]`
  *
  * Runs each scenario in fresh temp folders against Mosquitto processes it spawns on free
  * loopback ports, prints a table and writes bench/results/latest.json (validated by zod).
  * A scenario that cannot run says why and makes the exit code non-zero; no figure is invented.
  * `--baseline REF` builds that revision beside this tree and the scenarios that support it
- * (durable-e2e) measure both in the same run, alternating.
+ * (durable-e2e) measure both in the same run, alternating. Its agent runs with the Node flags its
+ * release shipped (`own`, default) or with this tree's (`current`).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem, platform, release } from 'node:os';
@@ -29,7 +30,7 @@ import { relayStore } from './scenarios/relay-store.js';
 import { sinkDelivery } from './scenarios/sink-delivery.js';
 import { outboxBinding } from './scenarios/outbox-binding.js';
 import { findBinary } from './lib/requirements.js';
-import { prepareBaseline } from './lib/baseline.js';
+import { prepareBaseline, type BaselineFlags } from './lib/baseline.js';
 import { AGENT_NODE_FLAGS } from '../agent/runtime-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -72,6 +73,8 @@ export interface RunOptions {
   available?: Scenario[];
   /** A git revision to measure beside this tree (scenarios that support it). */
   baseline?: string;
+  /** Which Node flags the baseline's agent runs with (default `own`: its release's). */
+  baselineFlags?: BaselineFlags;
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; ok: boolean }> {
@@ -83,8 +86,11 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   const figures: Figure[] = [];
   const outcomes: BenchResults['scenarios'] = [];
   const started = new Date().toISOString();
-  const baseline = o.baseline ? prepareBaseline(o.baseline) : undefined;
-  if (baseline) print(`baseline ${baseline.ref} (${baseline.sha.slice(0, 12)}) built in ${dirname(dirname(baseline.dist.agent))}`);
+  const baseline = o.baseline ? prepareBaseline(o.baseline, o.baselineFlags) : undefined;
+  if (baseline) {
+    print(`baseline ${baseline.ref} (${baseline.sha.slice(0, 12)}) built in ${dirname(dirname(baseline.dist.agent))}`);
+    print(`agent Node flags: this tree [${AGENT_NODE_FLAGS.join(' ')}], baseline [${(baseline.dist.agentFlags ?? AGENT_NODE_FLAGS).join(' ')}]`);
+  }
   for (const s of selected) {
     const dir = mkdtempSync(join(tmpdir(), `erp-edge-bench-${s.name}-`));
     const params: Record<string, unknown> = { repeats: o.repeats };
@@ -161,8 +167,11 @@ async function main(): Promise<void> {
       scale: { type: 'string' },
       out: { type: 'string' },
       baseline: { type: 'string' },
+      'baseline-flags': { type: 'string' },
     },
   });
+  const baselineFlags = values['baseline-flags'];
+  if (baselineFlags !== undefined && baselineFlags !== 'own' && baselineFlags !== 'current') throw new Error(`--baseline-flags must be own or current, not ${baselineFlags}`);
   const quick = values.quick ?? false;
   const { ok } = await runBench({
     quick,
@@ -171,6 +180,7 @@ async function main(): Promise<void> {
     scale: values.scale ? Number(values.scale) : 1,
     out: values.out ? resolve(values.out) : join(ROOT, 'bench', 'results', 'latest.json'),
     baseline: values.baseline,
+    baselineFlags,
   });
   process.exit(ok ? 0 : 1);
 }

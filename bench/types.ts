@@ -71,6 +71,11 @@ export interface Dist {
   relay: string;
   /** The paths are single executables (npm run package), run directly: their Node and flags are inside. */
   executable?: boolean;
+  /**
+   * The Node flags this revision's agent runs with as a service (its own agent/runtime-flags.ts);
+   * absent: this tree's AGENT_NODE_FLAGS.
+   */
+  agentFlags?: readonly string[];
 }
 
 /** Another revision of this repository, built beside this tree (bench/lib/baseline.ts). */

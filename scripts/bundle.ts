@@ -7,7 +7,7 @@
 //   executable, which is the same place in a SEA: there __dirname is the executable's folder).
 // - The relay's dashboard files are inlined (a SEA has no folder of its own to read them from).
 // Run the agent's bundle with the flags the bench measured (agent/runtime-flags.ts):
-//   node --max-semi-space-size=2 --max-old-space-size=96 dist/bundle/edge-agent.cjs run --config FILE
+//   node --max-semi-space-size=4 --max-old-space-size=96 dist/bundle/edge-agent.cjs run --config FILE
 import { build, type Plugin } from 'esbuild';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ScenarioUnavailable, type Baseline } from '../types.js';
+import { pathToFileURL } from 'node:url';
+import { ScenarioUnavailable, type Baseline, type Dist } from '../types.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -13,14 +14,21 @@ function git(args: string[], cwd = ROOT): string {
 }
 
 /**
+ * Which Node flags the baseline's agent runs with: `own`, those its release shipped (its
+ * agent/runtime-flags.ts: "before" as it ran as a service), or `current`, this tree's (the same
+ * runtime for both: what the code alone costs).
+ */
+export type BaselineFlags = 'own' | 'current';
+
+/**
  * Builds another revision of this repository (a git worktree in the temp folder, sharing this
  * tree's node_modules) so that a scenario can measure it in the same run as this tree, runs
  * interleaved: "before and after" on the same machine in the same minutes, not two runs days apart.
  */
-export function prepareBaseline(ref: string): Baseline {
+export function prepareBaseline(ref: string, flags: BaselineFlags = 'own'): Baseline {
   const sha = git(['rev-parse', '--verify', `${ref}^{commit}`]);
   const dir = join(tmpdir(), `erp-edge-baseline-${sha.slice(0, 12)}`);
-  const dist = { agent: join(dir, 'dist', 'agent', 'cli.js'), relay: join(dir, 'dist', 'cloud-relay', 'cli.js') };
+  const dist: Dist = { agent: join(dir, 'dist', 'agent', 'cli.js'), relay: join(dir, 'dist', 'cloud-relay', 'cli.js') };
   if (!existsSync(dist.agent) || !existsSync(dist.relay)) {
     rmSync(dir, { recursive: true, force: true });
     git(['worktree', 'prune']);
@@ -36,6 +44,7 @@ export function prepareBaseline(ref: string): Baseline {
       if (r.status !== 0) throw new ScenarioUnavailable(`baseline ${ref}: copying the dashboard failed: ${r.stdout}${r.stderr}`);
     }
   }
+  if (flags === 'own') dist.agentFlags = ownAgentFlags(join(dir, 'dist', 'agent', 'runtime-flags.js'));
   return {
     ref,
     sha,
@@ -45,4 +54,12 @@ export function prepareBaseline(ref: string): Baseline {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** AGENT_NODE_FLAGS of a compiled revision; none when it has no such module (it ran on Node's defaults). */
+function ownAgentFlags(module: string): readonly string[] {
+  if (!existsSync(module)) return [];
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(pathToFileURL(module).href)}); process.stdout.write(JSON.stringify(m.AGENT_NODE_FLAGS ?? []))`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new ScenarioUnavailable(`could not read the baseline's agent flags from ${module}: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as string[];
 }

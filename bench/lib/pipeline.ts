@@ -107,7 +107,7 @@ ${collector}`;
 
 export function startAgent(dir: string, o: AgentOptions, dist: Dist = DIST): CliProcess {
   if (dist === DIST) assertBuilt();
-  const proc = new CliProcess('edge-agent', agentConfig(dir, { httpEndpoints: dist === DIST || dist === PACKAGED, ...o }), join(dir, 'agent.log'), dist.agent, AGENT_NODE_FLAGS, dist.executable);
+  const proc = new CliProcess('edge-agent', agentConfig(dir, { httpEndpoints: dist === DIST || dist === PACKAGED, ...o }), join(dir, 'agent.log'), dist.agent, dist.agentFlags ?? AGENT_NODE_FLAGS, dist.executable);
   proc.start();
   return proc;
 }

@@ -3,6 +3,7 @@ import { DIST, relayTimes, startAgent, startRelay, waitStored } from '../lib/pip
 import type { Dist } from '../types.js';
 import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';
+import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 export const durableE2e: Scenario = {
   name: 'durable-e2e',
@@ -13,7 +14,10 @@ export const durableE2e: Scenario = {
     ctx.param('events', n);
     ctx.param('collector_batch', batch);
     const base = ctx.baseline;
-    if (base) ctx.param('baseline', `${base.ref} (${base.sha.slice(0, 12)})`);
+    if (base) {
+      ctx.param('baseline', `${base.ref} (${base.sha.slice(0, 12)})`);
+      ctx.param('baseline_agent_node_flags', [...(base.dist.agentFlags ?? AGENT_NODE_FLAGS)]);
+    }
     const now: number[] = [];
     const before: number[] = [];
     for (let r = 0; r < ctx.repeats; r++) {
