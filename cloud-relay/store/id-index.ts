@@ -190,8 +190,8 @@ export class IdIndex {
   }
 
   /**
-   * remember() for each id in order, in a transaction: true where the id is new (now remembered),
-   * false where it was remembered within the window or earlier in the list.
+   * Each id in order, in a transaction: true where the id is new (now remembered), false where it
+   * was remembered within the window or earlier in the list.
    */
   rememberAll(key: number, ids: readonly string[]): boolean[] {
     const out = new Array<boolean>(ids.length);
