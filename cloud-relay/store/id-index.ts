@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { IdRanges, isNumbered, numberedId } from './id-ranges.js';
+import { IdRanges, isNumbered, MIN_RUN, numberedId, type SingleId } from './id-ranges.js';
 
 /**
  * Record ids seen within the de-duplication window, per stream key (site, agent, stream across
@@ -198,8 +198,17 @@ export class IdIndex {
     if (!this.enabled) return out.fill(true);
     // Numbered ids by runs (in order: a repeat inside the list meets the range its first sighting
     // made); the others, in order, by chunks. The two never share an id.
+    // Ids alone or in short runs gather as singles, answered a chunk at a time; they are answered
+    // before the next long run, so a repeat inside the list still meets its first sighting.
     const others: number[] = [];
     const previous = this.previousEmpty ? undefined : this.previous;
+    let singles: SingleId[] = [];
+    let pending = new Set<string>();
+    const flushSingles = () => {
+      if (singles.length > 0) this.ranges.rememberSingles(key, singles, this.current, previous, out);
+      singles = [];
+      pending = new Set();
+    };
     let i = 0;
     while (i < ids.length) {
       const p = numberedId(ids[i]!);
@@ -209,9 +218,22 @@ export class IdIndex {
       }
       let j = i + 1;
       while (j < ids.length && isNumbered(ids[j]!, p.prefix, p.n + j - i)) j++;
-      this.ranges.rememberRun(key, p.prefix, p.n, p.n + j - i - 1, this.current, previous, out, i);
+      if (j - i >= MIN_RUN) {
+        flushSingles();
+        this.ranges.rememberRun(key, p.prefix, p.n, p.n + j - i - 1, this.current, previous, out, i);
+      } else {
+        for (let k = i; k < j; k++) {
+          // Twice among the singles waiting: the later one is a repeat inside the list.
+          if (pending.has(ids[k]!)) out[k] = false;
+          else {
+            pending.add(ids[k]!);
+            singles.push({ prefix: p.prefix, n: p.n + k - i, at: k });
+          }
+        }
+      }
       i = j;
     }
+    flushSingles();
     if (others.length === ids.length) this.rememberChunks(key, ids, out);
     else if (others.length > 0) {
       const answers = new Array<boolean>(others.length);

@@ -71,15 +71,30 @@ export function runsOf(sorted: readonly number[]): [number, number][] {
 
 type Gen = 0 | 1;
 
+/** A numbered id answered on its own, and where its answer goes. */
+export interface SingleId {
+  prefix: string;
+  n: number;
+  at: number;
+}
+
+/** Singles per statement; chunks are powers of two down to 1 (a statement per size, per generation). */
+const MAX_SINGLES_CHUNK = 256;
+
+/** A run shorter than this is answered as singles (a run costs two seeks and a write on its own). */
+export const MIN_RUN = 4;
+
 /** The numbered ids of one generation table pair (id_range_gen_0, id_range_gen_1). */
 export class IdRanges {
   private readonly lastAtOrBefore: [Database.Statement<[number, string, number], [number, number]>, Database.Statement<[number, string, number], [number, number]>];
   private readonly insert: [Database.Statement<[number, string, number, number]>, Database.Statement<[number, string, number, number]>];
   private readonly extend: [Database.Statement<[number, number, string, number]>, Database.Statement<[number, number, string, number]>];
   private readonly anyRows: [Database.Statement<[], number>, Database.Statement<[], number>];
+  /** By chunk size (a power of two) and generation, prepared on first use: see rememberSingles. */
+  private readonly singleStatements = new Map<number, { covered: [Database.Statement<unknown[], number>, Database.Statement<unknown[], number>]; insert: [Database.Statement<unknown[]>, Database.Statement<unknown[]>] }>();
   private readonly clearAll: [Database.Statement<[]>, Database.Statement<[]>];
 
-  constructor(db: Database.Database) {
+  constructor(private readonly db: Database.Database) {
     const both = <T>(f: (t: string) => T): [T, T] => [f('id_range_gen_0'), f('id_range_gen_1')];
     this.lastAtOrBefore = both((t) =>
       db.prepare<[number, string, number], [number, number]>(`SELECT lo, hi FROM ${t} WHERE stream_key = ? AND prefix = ? AND lo <= ? ORDER BY lo DESC LIMIT 1`).raw(),
@@ -114,6 +129,55 @@ export class IdRanges {
       return;
     }
     for (let n = a; n <= b; n++) out[at + n - a] = this.rememberOne(key, prefix, n, current, previous);
+  }
+
+  /**
+   * remember() for numbered ids that came alone or in short runs (a hash or a version at the end:
+   * `…/SO-1001/928bbdfc27891fe3`, `…/orders/42/1700000000`): each its own range row, but a chunk at
+   * a time, in three statements (which are held by the current generation, which by the previous
+   * one, insert the rest), not three per id. `items` are distinct ids, in list order.
+   */
+  rememberSingles(key: number, items: readonly SingleId[], current: Gen, previous: Gen | undefined, out: boolean[]): void {
+    let i = 0;
+    while (i < items.length) {
+      let n = MAX_SINGLES_CHUNK;
+      while (n > items.length - i) n >>= 1;
+      this.singlesChunk(key, items, i, n, current, previous, out);
+      i += n;
+    }
+  }
+
+  private singlesChunk(key: number, items: readonly SingleId[], from: number, n: number, current: Gen, previous: Gen | undefined, out: boolean[]): void {
+    const st = this.singles(n);
+    const args = new Array<unknown>(n * 4);
+    for (let j = 0; j < n; j++) {
+      const it = items[from + j]!;
+      args[4 * j] = j;
+      args[4 * j + 1] = key;
+      args[4 * j + 2] = it.prefix;
+      args[4 * j + 3] = it.n;
+    }
+    const inCurrent = new Set(st.covered[current].all(...args));
+    const inPrevious = previous === undefined ? undefined : new Set(st.covered[previous].all(...args));
+    for (let j = 0; j < n; j++) out[items[from + j]!.at] = !inCurrent.has(j) && !(inPrevious?.has(j) ?? false);
+    // Those the current generation lacks go in (carried there when the previous one held them).
+    if (inCurrent.size < n) st.insert[current].run(...args);
+  }
+
+  private singles(n: number) {
+    let st = this.singleStatements.get(n);
+    if (!st) {
+      const values = Array.from({ length: n }, () => '(?, ?, ?, ?)').join(', ');
+      // The range that could hold v's number: the last one of its prefix starting at or before it.
+      const holds = (t: string) => `coalesce((SELECT r.hi FROM ${t} r WHERE r.stream_key = v.column2 AND r.prefix = v.column3 AND r.lo <= v.column4 ORDER BY r.lo DESC LIMIT 1) >= v.column4, 0)`;
+      const both = <T>(f: (t: string) => T): [T, T] => [f('id_range_gen_0'), f('id_range_gen_1')];
+      st = {
+        covered: both((t) => this.db.prepare<unknown[], number>(`SELECT v.column1 FROM (VALUES ${values}) AS v WHERE ${holds(t)}`).pluck()),
+        insert: both((t) => this.db.prepare<unknown[]>(`INSERT INTO ${t} (stream_key, prefix, lo, hi) SELECT v.column2, v.column3, v.column4, v.column4 FROM (VALUES ${values}) AS v WHERE NOT ${holds(t)}`)),
+      };
+      this.singleStatements.set(n, st);
+    }
+    return st;
   }
 
   private rememberOne(key: number, prefix: string, n: number, current: Gen, previous: Gen | undefined): boolean {

@@ -131,6 +131,39 @@ describe('record-id index', () => {
   });
 });
 
+describe('numbered ids alone (a hash or a version at the end)', () => {
+  it('are answered a chunk at a time exactly as id by id, in list order around the runs', () => {
+    const rand = rng(7);
+    let now = 0;
+    const { db, index } = openIndex(now);
+    const model = new Model(now);
+    const seen: string[] = [];
+    for (let round = 0; round < 30; round++) {
+      now += 300;
+      const ids: string[] = [];
+      // Up to ~700 ids: more than one chunk of singles, with a run of the same prefix in the middle
+      // that covers a single seen just before it, repeats inside the list and ids from earlier rounds.
+      const n = 300 + Math.floor(rand() * 400);
+      for (let i = 0; i < n; i++) {
+        const r = rand();
+        if (r < 0.6) ids.push(`sql/orders/SO-${Math.floor(rand() * 5_000)}/${1_700_000_000 + Math.floor(rand() * 1_000)}`);
+        else if (r < 0.75 && seen.length) ids.push(seen[Math.floor(rand() * seen.length)]!);
+        else if (r < 0.85 && ids.length) ids.push(ids[Math.floor(rand() * ids.length)]!);
+        else if (r < 0.9) for (let k = 0; k < 6; k++) ids.push(`run/${round}/${i + k}`);
+        else ids.push(`run/${round}/${i + 2}`);
+      }
+      const got = db.transaction(() => {
+        index.rotateIfDue(now);
+        return index.rememberAll(9, ids);
+      })();
+      model.rotateIfDue(now);
+      expect({ round, got }).toEqual({ round, got: ids.map((id) => model.remember(9, id)) });
+      seen.push(...ids.slice(0, 50));
+    }
+    db.close();
+  });
+});
+
 describe('numbered ids', () => {
   it('are a prefix and 1 to 15 digits without a leading zero', () => {
     expect(numberedId('load:9c1e:100000')).toEqual({ prefix: 'load:9c1e:', n: 100_000 });
