@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { IdRanges, isNumbered, MIN_RUN, numberedId, type SingleId } from './id-ranges.js';
+import { forEachPowerOfTwoChunk, IdRanges, isNumbered, MIN_RUN, numberedId, type SingleId } from './id-ranges.js';
 
 /**
  * Record ids seen within the de-duplication window, per stream key (site, agent, stream across
@@ -196,10 +196,9 @@ export class IdIndex {
   rememberAll(key: number, ids: readonly string[]): boolean[] {
     const out = new Array<boolean>(ids.length);
     if (!this.enabled) return out.fill(true);
-    // Numbered ids by runs (in order: a repeat inside the list meets the range its first sighting
-    // made); the others, in order, by chunks. The two never share an id.
-    // Ids alone or in short runs gather as singles, answered a chunk at a time; they are answered
-    // before the next long run, so a repeat inside the list still meets its first sighting.
+    // Numbered ids by runs, in order (a repeat inside the list meets the range its first sighting
+    // made); ids alone or in short runs gather as singles, answered a chunk at a time before the
+    // next long run, for the same reason. The others, in order, by chunks: the two never share an id.
     const others: number[] = [];
     const previous = this.previousEmpty ? undefined : this.previous;
     let singles: SingleId[] = [];
@@ -249,13 +248,7 @@ export class IdIndex {
 
   /** rememberAll for ids that are not numbered: chunk by chunk into out. */
   private rememberChunks(key: number, ids: readonly string[], out: boolean[]): void {
-    let i = 0;
-    while (i < ids.length) {
-      let n = MAX_CHUNK;
-      while (n > ids.length - i) n >>= 1;
-      this.rememberRange(key, ids, i, n, out);
-      i += n;
-    }
+    forEachPowerOfTwoChunk(ids.length, MAX_CHUNK, (from, n) => this.rememberRange(key, ids, from, n, out));
   }
 
   /** remember() for ids[from, from + n) (n a power of two) into out: a chunk, or its halves when the chunk is mixed. */

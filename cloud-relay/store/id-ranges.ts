@@ -58,6 +58,21 @@ export function isNumbered(id: string, prefix: string, n: number): boolean {
   return i === prefix.length;
 }
 
+/**
+ * Calls fn(from, n) over [0, length) in chunks whose sizes are powers of two, largest first, at most
+ * `max` (a power of two): a statement per chunk size is prepared once, and 1 000 items are 6 chunks
+ * (512 + 256 + 128 + 64 + 32 + 8), not many small ones.
+ */
+export function forEachPowerOfTwoChunk(length: number, max: number, fn: (from: number, n: number) => void): void {
+  let i = 0;
+  while (i < length) {
+    let n = max;
+    while (n > length - i) n >>= 1;
+    fn(i, n);
+    i += n;
+  }
+}
+
 /** Sorted, distinct numbers as [lo, hi] runs. */
 export function runsOf(sorted: readonly number[]): [number, number][] {
   const out: [number, number][] = [];
@@ -138,13 +153,7 @@ export class IdRanges {
    * one, insert the rest), not three per id. `items` are distinct ids, in list order.
    */
   rememberSingles(key: number, items: readonly SingleId[], current: Gen, previous: Gen | undefined, out: boolean[]): void {
-    let i = 0;
-    while (i < items.length) {
-      let n = MAX_SINGLES_CHUNK;
-      while (n > items.length - i) n >>= 1;
-      this.singlesChunk(key, items, i, n, current, previous, out);
-      i += n;
-    }
+    forEachPowerOfTwoChunk(items.length, MAX_SINGLES_CHUNK, (from, n) => this.singlesChunk(key, items, from, n, current, previous, out));
   }
 
   private singlesChunk(key: number, items: readonly SingleId[], from: number, n: number, current: Gen, previous: Gen | undefined, out: boolean[]): void {
