@@ -89,7 +89,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   const baseline = o.baseline ? prepareBaseline(o.baseline, o.baselineFlags) : undefined;
   if (baseline) {
     print(`baseline ${baseline.ref} (${baseline.sha.slice(0, 12)}) built in ${dirname(dirname(baseline.dist.agent))}`);
-    print(`agent Node flags: this tree [${AGENT_NODE_FLAGS.join(' ')}], baseline [${(baseline.dist.agentFlags ?? AGENT_NODE_FLAGS).join(' ')}]`);
+    print(`agent Node flags: this tree [${AGENT_NODE_FLAGS.join(' ')}], baseline [${baseline.dist.agentFlags.join(' ')}]`);
   }
   for (const s of selected) {
     const dir = mkdtempSync(join(tmpdir(), `erp-edge-bench-${s.name}-`));

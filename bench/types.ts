@@ -83,7 +83,8 @@ export interface Baseline {
   /** As given (`--baseline REF`) and resolved. */
   ref: string;
   sha: string;
-  dist: Dist;
+  /** With the Node flags its agent runs with (its own release's, or this tree's: BaselineFlags). */
+  dist: Dist & { agentFlags: readonly string[] };
   remove(): void;
 }
 

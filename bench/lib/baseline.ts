@@ -3,7 +3,8 @@ import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ScenarioUnavailable, type Baseline, type Dist } from '../types.js';
+import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
+import { ScenarioUnavailable, type Baseline } from '../types.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -28,7 +29,7 @@ export type BaselineFlags = 'own' | 'current';
 export function prepareBaseline(ref: string, flags: BaselineFlags = 'own'): Baseline {
   const sha = git(['rev-parse', '--verify', `${ref}^{commit}`]);
   const dir = join(tmpdir(), `erp-edge-baseline-${sha.slice(0, 12)}`);
-  const dist: Dist = { agent: join(dir, 'dist', 'agent', 'cli.js'), relay: join(dir, 'dist', 'cloud-relay', 'cli.js') };
+  const dist = { agent: join(dir, 'dist', 'agent', 'cli.js'), relay: join(dir, 'dist', 'cloud-relay', 'cli.js') };
   if (!existsSync(dist.agent) || !existsSync(dist.relay)) {
     rmSync(dir, { recursive: true, force: true });
     git(['worktree', 'prune']);
@@ -44,11 +45,10 @@ export function prepareBaseline(ref: string, flags: BaselineFlags = 'own'): Base
       if (r.status !== 0) throw new ScenarioUnavailable(`baseline ${ref}: copying the dashboard failed: ${r.stdout}${r.stderr}`);
     }
   }
-  if (flags === 'own') dist.agentFlags = ownAgentFlags(join(dir, 'dist', 'agent', 'runtime-flags.js'));
   return {
     ref,
     sha,
-    dist,
+    dist: { ...dist, agentFlags: flags === 'own' ? ownAgentFlags(join(dir, 'dist', 'agent', 'runtime-flags.js')) : AGENT_NODE_FLAGS },
     remove: () => {
       spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT });
       rmSync(dir, { recursive: true, force: true });

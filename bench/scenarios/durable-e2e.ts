@@ -3,7 +3,6 @@ import { DIST, relayTimes, startAgent, startRelay, waitStored } from '../lib/pip
 import type { Dist } from '../types.js';
 import { cpuSeconds, sampleRss } from '../lib/proc-stats.js';
 import type { Scenario, ScenarioContext } from '../types.js';
-import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 export const durableE2e: Scenario = {
   name: 'durable-e2e',
@@ -16,7 +15,7 @@ export const durableE2e: Scenario = {
     const base = ctx.baseline;
     if (base) {
       ctx.param('baseline', `${base.ref} (${base.sha.slice(0, 12)})`);
-      ctx.param('baseline_agent_node_flags', [...(base.dist.agentFlags ?? AGENT_NODE_FLAGS)]);
+      ctx.param('baseline_agent_node_flags', [...base.dist.agentFlags]);
     }
     const now: number[] = [];
     const before: number[] = [];
