@@ -49,6 +49,16 @@ function openIndex(now: number): { db: Database.Database; index: IdIndex } {
   return { db, index };
 }
 
+/** One list through the index (rotating first, in a transaction) and through the model: the answers must agree. */
+function expectAsModel(db: Database.Database, index: IdIndex, model: Model, now: number, key: number, ids: readonly string[], round: number): void {
+  const got = db.transaction(() => {
+    index.rotateIfDue(now);
+    return index.rememberAll(key, ids);
+  })();
+  model.rotateIfDue(now);
+  expect({ round, got }).toEqual({ round, got: ids.map((id) => model.remember(key, id)) });
+}
+
 describe('record-id index', () => {
   it('answers in chunks exactly as id by id: all new, all seen, mixed, repeats inside a list, across two generations', () => {
     const rand = rng(42);
@@ -72,13 +82,7 @@ describe('record-id index', () => {
         ids.push(r < 0.7 ? fresh : r < 0.95 ? pool[Math.floor(rand() * pool.length)]! : ids[Math.floor(rand() * Math.max(1, ids.length))] ?? 'x');
       }
       if (n >= 64) chunkedLists++;
-      const got = db.transaction(() => {
-        index.rotateIfDue(now);
-        return index.rememberAll(key, ids);
-      })();
-      model.rotateIfDue(now);
-      const want = ids.map((id) => model.remember(key, id));
-      expect({ round, got }).toEqual({ round, got: want });
+      expectAsModel(db, index, model, now, key, ids, round);
     }
     expect(chunkedLists).toBeGreaterThan(20);
     expect(index.state().previousEmpty).toBe(false);
@@ -152,12 +156,7 @@ describe('numbered ids alone (a hash or a version at the end)', () => {
         else if (r < 0.9) for (let k = 0; k < 6; k++) ids.push(`run/${round}/${i + k}`);
         else ids.push(`run/${round}/${i + 2}`);
       }
-      const got = db.transaction(() => {
-        index.rotateIfDue(now);
-        return index.rememberAll(9, ids);
-      })();
-      model.rotateIfDue(now);
-      expect({ round, got }).toEqual({ round, got: ids.map((id) => model.remember(9, id)) });
+      expectAsModel(db, index, model, now, 9, ids, round);
       seen.push(...ids.slice(0, 50));
     }
     db.close();
